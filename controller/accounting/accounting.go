@@ -1,0 +1,176 @@
+// Package accounting says which legs of a call count against channel limits
+// (SPEC §5) and defines the Limiter that holds the counts.
+//
+// A leg that crosses a server's edge counts 1 on that server: an external
+// (PSTN) leg, or an inter-server trunk leg in either direction. Legs between two
+// phones of the same server count 0. Each counted leg also counts against the
+// org on whose side it is, for the per-org limits.
+package accounting
+
+import (
+	"context"
+	"errors"
+	"strings"
+)
+
+// Kind is why a leg counts.
+type Kind uint8
+
+// Leg kinds.
+const (
+	PSTNIn Kind = iota + 1
+	PSTNOut
+	TrunkIn
+	TrunkOut
+)
+
+func (k Kind) String() string {
+	switch k {
+	case PSTNIn:
+		return "pstn-in"
+	case PSTNOut:
+		return "pstn-out"
+	case TrunkIn:
+		return "trunk-in"
+	case TrunkOut:
+		return "trunk-out"
+	}
+	return "none"
+}
+
+// MarshalText writes the kind's name.
+func (k Kind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// Leg is one counted leg: on which server, for which org, and why.
+type Leg struct {
+	Server string `json:"server"`
+	Org    string `json:"org"`
+	Kind   Kind   `json:"kind"`
+	// Remote legs are counted by the call that the leg creates on the other
+	// server (the trunk call arriving there), not by this one; they are listed
+	// so a decision shows every leg the call will cost.
+	Remote bool `json:"remote,omitempty"`
+}
+
+// Legs is a small fixed set of legs: a decision never holds more than a few,
+// and an array keeps routing free of allocations.
+type Legs struct {
+	n    uint8
+	legs [3]Leg
+}
+
+// Add appends a leg; a fourth is a programming error and is dropped.
+func (l *Legs) Add(g Leg) {
+	if int(l.n) < len(l.legs) {
+		l.legs[l.n] = g
+		l.n++
+	}
+}
+
+// Len is the number of legs.
+func (l *Legs) Len() int { return int(l.n) }
+
+// At returns leg i.
+func (l *Legs) At(i int) Leg { return l.legs[i] }
+
+// Slice returns the legs as a slice (allocates; for output, not hot paths).
+func (l Legs) Slice() []Leg { return append([]Leg(nil), l.legs[:l.n]...) }
+
+// Count returns the number of legs counted on server, local and remote.
+func (l *Legs) Count(server string) int {
+	n := 0
+	for i := 0; i < int(l.n); i++ {
+		if l.legs[i].Server == server {
+			n++
+		}
+	}
+	return n
+}
+
+func (l Legs) String() string {
+	var b strings.Builder
+	for i := 0; i < int(l.n); i++ {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		g := l.legs[i]
+		b.WriteString(g.Server)
+		b.WriteString(":")
+		b.WriteString(g.Kind.String())
+		b.WriteString("(")
+		b.WriteString(g.Org)
+		b.WriteString(")")
+		if g.Remote {
+			b.WriteString("[counted there]")
+		}
+	}
+	return b.String()
+}
+
+// ErrLimit is returned by Acquire when a server or org is at its limit.
+var ErrLimit = errors.New("channel limit reached")
+
+// ErrUnavailable is returned when the counts cannot be reached (the shared
+// store is down) and the limiter fails closed.
+var ErrUnavailable = errors.New("channel counts unavailable")
+
+// LimitError says which limit refused a leg.
+type LimitError struct {
+	Scope string // "server" or "org"
+	Name  string
+	Limit int
+}
+
+func (e *LimitError) Error() string {
+	return e.Scope + " " + e.Name + " is at its channel limit of " + itoa(e.Limit)
+}
+
+// Unwrap lets errors.Is(err, ErrLimit) hold.
+func (e *LimitError) Unwrap() error { return ErrLimit }
+
+func itoa(n int) string {
+	if n == 0 {
+		return "0"
+	}
+	neg := n < 0
+	if neg {
+		n = -n
+	}
+	var b [20]byte
+	i := len(b)
+	for n > 0 {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+	if neg {
+		i--
+		b[i] = '-'
+	}
+	return string(b[i:])
+}
+
+// Hold is one acquired leg, identified so a release is idempotent.
+type Hold struct {
+	// ID is unique per leg (the call id plus the leg's own id).
+	ID    string
+	Leg   Leg
+	Limit Limits
+}
+
+// Limits are the limits in force when a leg is acquired (0 = unlimited).
+type Limits struct {
+	Server int
+	Org    int
+}
+
+// Limiter counts legs against the limits, exactly, across every node of a
+// cluster. Acquire is atomic with the limit check; Release is idempotent (a
+// repeated release, or one that arrives before its acquire, never corrupts a
+// count).
+type Limiter interface {
+	Acquire(ctx context.Context, h Hold) error
+	Release(ctx context.Context, id string) error
+	// Count returns the legs held now on a server and for an org.
+	Count(ctx context.Context, scope, name string) (int, error)
+}

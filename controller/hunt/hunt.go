@@ -1,0 +1,141 @@
+// Package hunt is sequential group dialing (SPEC §3, seed 002) as a state
+// machine: it is told the outcome of each attempt and says what to ring next.
+// It does no I/O and keeps no clock of its own; the engine feeds it.
+package hunt
+
+import (
+	"fmt"
+	"time"
+)
+
+// Outcome of one dial attempt.
+type Outcome uint8
+
+// Outcomes. Everything but Answered moves the hunt to the next member at once.
+const (
+	Pending       Outcome = iota
+	Answered              // bridged: the hunt stops
+	Busy                  // USER_BUSY
+	NoAnswer              // rang for the ring timeout
+	Rejected              // the member declined (CALL_REJECTED)
+	Unreachable           // unreachable, out of order, no route
+	NotRegistered         // skipped without ringing
+	Failed                // anything else that went wrong
+	Congested             // a channel limit refused the leg (SPEC §5)
+	Cancelled             // the caller hung up while it rang
+)
+
+var outcomeNames = [...]string{"pending", "answered", "busy", "no-answer", "rejected", "unreachable",
+	"not-registered", "failed", "congested", "cancelled"}
+
+func (o Outcome) String() string {
+	if int(o) < len(outcomeNames) {
+		return outcomeNames[o]
+	}
+	return "unknown"
+}
+
+// MarshalText writes the outcome's name.
+func (o Outcome) MarshalText() ([]byte, error) { return []byte(o.String()), nil }
+
+// ParseOutcome reads an outcome's name.
+func ParseOutcome(s string) (Outcome, error) {
+	for i, n := range outcomeNames {
+		if n == s {
+			return Outcome(i), nil
+		}
+	}
+	return Pending, fmt.Errorf("unknown outcome %q", s)
+}
+
+// UnmarshalText reads an outcome's name.
+func (o *Outcome) UnmarshalText(b []byte) error {
+	v, err := ParseOutcome(string(b))
+	*o = v
+	return err
+}
+
+// Attempt is one member rung (or skipped), for the call record.
+type Attempt struct {
+	Target  string        `json:"target"`
+	Server  string        `json:"server,omitempty"`
+	Outcome Outcome       `json:"outcome"`
+	Cause   string        `json:"cause,omitempty"`
+	Start   time.Time     `json:"start"`
+	Ring    time.Duration `json:"ring_ns"`
+}
+
+// State of a hunt.
+type State uint8
+
+// States.
+const (
+	Ringing State = iota // a member is being rung (or about to be)
+	Connected            // a member answered
+	Exhausted            // nobody answered
+	Aborted              // the caller hung up
+)
+
+func (s State) String() string {
+	return [...]string{"ringing", "connected", "exhausted", "aborted"}[s]
+}
+
+// Hunt walks an ordered list of members once each.
+type Hunt struct {
+	n        int
+	pos      int
+	state    State
+	attempts []Attempt
+}
+
+// New starts a hunt over n members (already in ringing order and free of
+// repeats: the routing core applied the cycle guard).
+func New(n int) *Hunt {
+	h := &Hunt{n: n, attempts: make([]Attempt, 0, n)}
+	if n == 0 {
+		h.state = Exhausted
+	}
+	return h
+}
+
+// State is where the hunt is.
+func (h *Hunt) State() State { return h.state }
+
+// Next returns the index of the member to ring now, and false when the hunt
+// is over (connected, exhausted or aborted).
+func (h *Hunt) Next() (int, bool) {
+	if h.state != Ringing || h.pos >= h.n {
+		return 0, false
+	}
+	return h.pos, true
+}
+
+// Report records the outcome of the current member and moves on.
+func (h *Hunt) Report(a Attempt) State {
+	if h.state != Ringing {
+		return h.state
+	}
+	h.attempts = append(h.attempts, a)
+	switch a.Outcome {
+	case Answered:
+		h.state = Connected
+	case Cancelled:
+		h.state = Aborted
+	default:
+		h.pos++
+		if h.pos >= h.n {
+			h.state = Exhausted
+		}
+	}
+	return h.state
+}
+
+// Abort ends the hunt because the caller left.
+func (h *Hunt) Abort() {
+	if h.state == Ringing {
+		h.state = Aborted
+	}
+}
+
+// Attempts lists every member rung or skipped so far, in order.
+func (h *Hunt) Attempts() []Attempt { return h.attempts }
