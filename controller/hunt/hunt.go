@@ -70,10 +70,10 @@ type State uint8
 
 // States.
 const (
-	Ringing State = iota // a member is being rung (or about to be)
-	Connected            // a member answered
-	Exhausted            // nobody answered
-	Aborted              // the caller hung up
+	Ringing   State = iota // a member is being rung (or about to be)
+	Connected              // a member answered
+	Exhausted              // nobody answered
+	Aborted                // the caller hung up
 )
 
 func (s State) String() string {

@@ -17,14 +17,14 @@ type Kind uint8
 
 // Route kinds.
 const (
-	Rejected Kind = iota
-	Member        // one SIP number only (T suffix)
-	Hunt          // sequential group
-	Local         // an extension of the caller's org
-	OrgConnect    // an extension of a linked org (seed 000)
-	InterServer   // server prefix + extension (seed 003)
-	External      // the PSTN
-	Feature       // a feature code run by the media server itself
+	Rejected    Kind = iota
+	Member           // one SIP number only (T suffix)
+	Hunt             // sequential group
+	Local            // an extension of the caller's org
+	OrgConnect       // an extension of a linked org (seed 000)
+	InterServer      // server prefix + extension (seed 003)
+	External         // the PSTN
+	Feature          // a feature code run by the media server itself
 )
 
 func (k Kind) String() string {
