@@ -153,9 +153,13 @@ func itoa(n int) string {
 // Hold is one acquired leg, identified so a release is idempotent.
 type Hold struct {
 	// ID is unique per leg (the call id plus the leg's own id).
-	ID    string
-	Leg   Leg
-	Limit Limits
+	ID  string
+	Leg Leg
+	// Channel is the media server's id of the channel the leg is, so that a
+	// hold whose node died can be released as soon as the media server
+	// confirms the channel is gone (reconciliation).
+	Channel string
+	Limit   Limits
 }
 
 // Limits are the limits in force when a leg is acquired (0 = unlimited).

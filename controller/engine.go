@@ -1,0 +1,585 @@
+// Package controller is the heart of callctl: it owns each call a media server
+// hands over, routes it with the pure routing core, dials, counts channels and
+// writes the call record. It knows calls, not protocols: media servers, the
+// limiter, the plan store and the record sink are interfaces defined here and
+// implemented by adapters.
+package controller
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/callctl/callctl/controller/accounting"
+	"github.com/callctl/callctl/controller/hunt"
+	"github.com/callctl/callctl/controller/provision"
+	"github.com/callctl/callctl/controller/routing"
+)
+
+// Options configure an Engine.
+type Options struct {
+	// Node is this controller node's id, written in records and hold ids.
+	Node    string
+	Limiter accounting.Limiter
+	Records RecordSink
+	Logger  *slog.Logger
+	Metrics *Metrics
+	// LegGrace is how long the engine waits, after a call ends, for its
+	// connected leg to report its own end before releasing its count anyway.
+	LegGrace time.Duration
+	// Now is the clock (tests may fix it).
+	Now func() time.Time
+}
+
+// Engine runs calls.
+type Engine struct {
+	opt    Options
+	log    *slog.Logger
+	router atomic.Pointer[routing.Router]
+
+	mu     sync.Mutex
+	active map[string]*callState
+	wg     sync.WaitGroup
+	// stopCtx is cancelled when the engine must end every call now; each
+	// call's context follows it through context.AfterFunc, so no goroutine
+	// per call watches it.
+	stopCtx  context.Context
+	stopNow  context.CancelFunc
+	draining atomic.Bool
+}
+
+type callState struct {
+	call  Call
+	start time.Time
+}
+
+// NewEngine returns an engine running plan.
+func NewEngine(plan *provision.Plan, opt Options) *Engine {
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	if opt.LegGrace == 0 {
+		opt.LegGrace = 10 * time.Second
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Node == "" {
+		opt.Node = "node"
+	}
+	e := &Engine{opt: opt, log: opt.Logger, active: map[string]*callState{}}
+	e.stopCtx, e.stopNow = context.WithCancel(context.Background())
+	e.router.Store(routing.New(plan))
+	return e
+}
+
+// SetPlan swaps in a new plan atomically. Calls in progress keep the plan
+// they were routed with; new calls get the new one.
+func (e *Engine) SetPlan(plan *provision.Plan) {
+	e.router.Store(routing.New(plan))
+}
+
+// Plan is the plan new calls are routed with.
+func (e *Engine) Plan() *provision.Plan { return e.router.Load().Plan }
+
+// Active is the number of calls being handled.
+func (e *Engine) Active() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.active)
+}
+
+// ErrDraining is returned by Handle when the engine takes no new calls.
+var ErrDraining = errors.New("controller is draining: no new calls")
+
+// Drain stops taking new calls and waits until the active ones end or ctx
+// does; then it ends what is left (SIGTERM: drain; a second signal: now).
+func (e *Engine) Drain(ctx context.Context) error {
+	e.draining.Store(true)
+	done := make(chan struct{})
+	go func() { e.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		e.Stop()
+		<-done
+		return fmt.Errorf("drain: %d calls ended by shutdown: %w", e.Active(), ctx.Err())
+	}
+}
+
+// Stop ends every active call now and waits for their handlers to return.
+func (e *Engine) Stop() {
+	e.draining.Store(true)
+	e.stopNow()
+	e.wg.Wait()
+}
+
+// NewID returns a random UUID (version 4), the form media servers use for
+// channel ids.
+func NewID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	var s [36]byte
+	hex.Encode(s[0:8], b[0:4])
+	s[8] = '-'
+	hex.Encode(s[9:13], b[4:6])
+	s[13] = '-'
+	hex.Encode(s[14:18], b[6:8])
+	s[18] = '-'
+	hex.Encode(s[19:23], b[8:10])
+	s[23] = '-'
+	hex.Encode(s[24:], b[10:])
+	return string(s[:])
+}
+
+// Handle owns call until it ends: route, count, dial, bridge, record. It
+// blocks for the whole call and never panics on what the media server does.
+func (e *Engine) Handle(ms MediaServer, call Call) error {
+	id := call.ID()
+	log := e.log.With("call", id)
+	if e.draining.Load() {
+		log.Warn("refusing call: controller is draining")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = call.Reject(ctx, routing.CauseOutOfOrder)
+		return ErrDraining
+	}
+	e.wg.Add(1)
+	defer e.wg.Done()
+	e.mu.Lock()
+	if _, dup := e.active[id]; dup {
+		e.mu.Unlock()
+		// The media server handed over a call callctl already owns (after a
+		// transfer, a second hand-off of the same channel): the first owner
+		// keeps it.
+		log.Info("call already owned by this node; second hand-off left to the owner")
+		return nil
+	}
+	e.active[id] = &callState{call: call, start: e.opt.Now()}
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		delete(e.active, id)
+		e.mu.Unlock()
+	}()
+	if m := e.opt.Metrics; m != nil {
+		m.active.Inc()
+		defer m.active.Dec()
+	}
+	c := &run{e: e, ms: ms, call: call, log: log, router: e.router.Load()}
+	defer func() {
+		if r := recover(); r != nil {
+			// A bug must cost one call, not the node and every other call.
+			log.Error("call handler panicked", "panic", fmt.Sprint(r))
+			c.fail(routing.CauseFailure, fmt.Sprint("internal error: ", r))
+		}
+	}()
+	return c.handle()
+}
+
+// run is one call being handled.
+type run struct {
+	e      *Engine
+	ms     MediaServer
+	call   Call
+	log    *slog.Logger
+	router *routing.Router
+
+	ctx    context.Context // done when the caller is gone or the engine stops
+	cancel context.CancelFunc
+	held   []string
+	rec    Record
+	dec    routing.Decision
+	ended  bool
+}
+
+func (c *run) handle() error {
+	info := c.call.Info()
+	now := c.e.opt.Now()
+	c.ctx, c.cancel = context.WithCancel(c.call.Context())
+	defer c.cancel()
+	defer context.AfterFunc(c.e.stopCtx, c.cancel)()
+
+	start := info.Start
+	if start.IsZero() {
+		start = now
+	}
+	c.rec = Record{CallID: c.call.ID(), Node: c.e.opt.Node, Server: info.Server, Caller: info.Caller,
+		CallerName: info.CallerName, Dialed: info.Dialed, Start: start, PlanVersion: c.router.Plan.Version,
+		Attempts: []hunt.Attempt{}, Legs: []accounting.Leg{}}
+	if info.Transfer != routing.NoTransfer {
+		c.rec.Transfer = map[routing.Transfer]string{routing.Attended: "attended", routing.Blind: "blind"}[info.Transfer]
+	}
+	req := routing.Request{Server: info.Server, Source: info.Source, Caller: info.Caller, CallerName: info.CallerName,
+		Domain: info.Domain, MarkOrg: info.MarkOrg, Dialed: info.Dialed, Transfer: info.Transfer,
+		OriginalCaller: info.OriginalCaller, OriginalName: info.OriginalName}
+	c.dec = c.router.Route(&req)
+	d := &c.dec
+	c.fillRecord()
+	defer c.finish()
+
+	if d.Kind == routing.Rejected {
+		c.log.Info("call rejected", "server", info.Server, "caller", info.Caller, "dialed", info.Dialed,
+			"origin", d.Origin, "cause", d.Cause, "reason", d.Reason)
+		c.reject(d.Cause, d.Reason)
+		return nil
+	}
+	c.log.Info("call routed", "server", info.Server, "origin", d.Origin, "caller", info.Caller, "dialed", info.Dialed,
+		"route", d.Kind, "org", orgID(d.Org), "targets", d.HuntSize(), "caller_id", d.Target.CallerID,
+		"billing", d.Billing, "in_legs", d.InLegs.String())
+	if d.CallerIDWarning != "" {
+		c.log.Warn("caller id not usable", "warning", d.CallerIDWarning)
+	}
+	// Legs counted on arrival (PSTN or trunk inbound).
+	for i := 0; i < d.InLegs.Len(); i++ {
+		leg := d.InLegs.At(i)
+		if err := c.acquire(c.call.ID()+"/in/"+string(rune('0'+i)), c.call.ID(), leg); err != nil {
+			c.reject(routing.CauseCongestion, err.Error())
+			return nil
+		}
+	}
+	if d.Kind == routing.Feature {
+		c.log.Info("feature code: returning the call to the media server's dialplan", "code", d.Target.Number)
+		ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+		defer cancel()
+		if err := c.call.Handoff(ctx, d.Target.Number); err != nil {
+			c.log.Warn("feature hand-off failed", "err", err)
+			c.fail(routing.CauseFailure, err.Error())
+		}
+		c.rec.HangupCause = "HANDOFF"
+		return nil
+	}
+	members := d.Members()
+	if c.dialAll(members) {
+		return nil
+	}
+	if c.ctx.Err() != nil {
+		return nil
+	}
+	// Nobody answered: the fallback target, else busy (SPEC §3).
+	if d.Kind == routing.Hunt && d.Fallback != "" {
+		freq := req
+		freq.Dialed = d.Fallback
+		fd := c.router.Route(&freq)
+		if fd.Kind != routing.Rejected && fd.Kind != routing.Feature {
+			c.log.Info("nobody answered: fallback", "fallback", d.Fallback, "route", fd.Kind)
+			if c.dialAll(fd.Members()) {
+				return nil
+			}
+			if c.ctx.Err() != nil {
+				return nil
+			}
+		}
+	}
+	cause := routing.CauseBusy
+	if d.Kind != routing.Hunt && len(c.rec.Attempts) == 1 {
+		cause = causeFor(c.rec.Attempts[0].Outcome)
+	}
+	c.log.Info("nobody answered", "attempts", len(c.rec.Attempts), "cause", cause)
+	c.reject(cause, "nobody answered")
+	return nil
+}
+
+func orgID(o *provision.OrgInfo) string {
+	if o == nil {
+		return ""
+	}
+	return o.ID
+}
+
+func (c *run) fillRecord() {
+	d := &c.dec
+	c.rec.Origin = d.Origin.String()
+	c.rec.Route = d.Kind.String()
+	c.rec.Org = orgID(d.Org)
+	c.rec.CallerOrg = orgID(d.CallerOrg)
+	c.rec.Billing = d.Billing
+	c.rec.External = d.External
+	c.rec.CallerID = d.Target.CallerID
+	c.rec.Reason = d.Reason
+}
+
+// causeFor maps the outcome of a single target to the cause the caller gets.
+func causeFor(o hunt.Outcome) routing.Cause {
+	switch o {
+	case hunt.Busy:
+		return routing.CauseBusy
+	case hunt.NoAnswer:
+		return routing.CauseNoAnswer
+	case hunt.Rejected:
+		return routing.CauseRejected
+	case hunt.Congested:
+		return routing.CauseCongestion
+	case hunt.NotRegistered, hunt.Unreachable:
+		return routing.CauseNoAnswer
+	}
+	return routing.CauseFailure
+}
+
+// dialAll rings members one after the other; true when one answered and the
+// call has ended since (everything recorded).
+func (c *run) dialAll(members []routing.Target) bool {
+	h := hunt.New(len(members))
+	for {
+		i, ok := h.Next()
+		if !ok {
+			break
+		}
+		if c.ctx.Err() != nil {
+			h.Abort()
+			break
+		}
+		t := &members[i]
+		a, leg, held := c.attempt(t)
+		h.Report(a)
+		c.rec.Attempts = append(c.rec.Attempts, a)
+		if m := c.e.opt.Metrics; m != nil {
+			m.attempts.WithLabelValues(a.Outcome.String()).Inc()
+		}
+		if a.Outcome != hunt.Answered {
+			c.release(held)
+			continue
+		}
+		c.connected(t, leg, held)
+		return true
+	}
+	return false
+}
+
+// attempt rings one target. It returns the counted holds of the attempt,
+// still held when it answered.
+func (c *run) attempt(t *routing.Target) (hunt.Attempt, Leg, []string) {
+	a := hunt.Attempt{Target: t.Number, Start: c.e.opt.Now()}
+	if t.Server != nil {
+		a.Server = t.Server.Name
+	}
+	log := c.log.With("target", t.Number)
+	if !t.Registered {
+		a.Outcome = hunt.NotRegistered
+		a.Cause = "provisioned as not registered"
+		log.Info("member skipped: not registered (provisioning)")
+		return a, nil, nil
+	}
+	dial := t.DialString()
+	if t.Trunk == nil {
+		ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+		ok, err := c.ms.Registered(ctx, dial)
+		cancel()
+		if err != nil {
+			// Unknown registration is not "not registered": ring it and let the
+			// media server say.
+			log.Warn("registration check failed; ringing anyway", "endpoint", dial, "err", err)
+		} else if !ok {
+			a.Outcome = hunt.NotRegistered
+			a.Cause = "not registered"
+			log.Info("member skipped: not registered", "endpoint", dial)
+			return a, nil, nil
+		}
+	}
+	legID := NewID()
+	var held []string
+	for i := 0; i < t.Legs.Len(); i++ {
+		lg := t.Legs.At(i)
+		if lg.Remote {
+			continue
+		}
+		hid := c.call.ID() + "/" + legID + "/" + string(rune('0'+i))
+		if err := c.acquire(hid, legID, lg); err != nil {
+			c.release(held)
+			a.Outcome = hunt.Congested
+			a.Cause = err.Error()
+			return a, nil, nil
+		}
+		held = append(held, hid)
+	}
+	spec := DialSpec{LegID: legID, Target: dial, CallerIDNumber: t.CallerID, Timeout: t.RingTimeout, Trunk: t.Trunk != nil}
+	if t.CallerID == c.dec.CallerIDNumber {
+		spec.CallerIDName = c.dec.CallerIDName
+	}
+	if t.Trunk != nil && t.Trunk.Peer != nil {
+		spec.MarkOrg = orgID(c.dec.Org)
+		if t.Kind == provision.TargetSIP && c.dec.Org != nil {
+			if m := c.dec.Org.SIPNumbers[t.Number]; m != nil {
+				spec.MarkOrg = m.Org.ID
+			}
+		}
+	}
+	log.Info("dialing", "leg", legID, "endpoint", dial, "caller_id", spec.CallerIDNumber, "timeout", t.RingTimeout)
+	leg, res, err := c.call.Dial(c.ctx, spec)
+	a.Ring = c.e.opt.Now().Sub(a.Start)
+	a.Outcome = res.Outcome
+	a.Cause = res.Cause
+	switch {
+	case c.ctx.Err() != nil && res.Outcome != hunt.Answered:
+		a.Outcome = hunt.Cancelled
+		log.Info("caller left while ringing: leg cancelled", "leg", legID)
+	case err != nil:
+		if a.Outcome == hunt.Pending || a.Outcome == hunt.Answered {
+			a.Outcome = hunt.Failed
+		}
+		if a.Cause == "" {
+			a.Cause = err.Error()
+		}
+		log.Warn("dial failed", "leg", legID, "err", err)
+		if leg != nil {
+			// An answered leg with an error: do not leave it up.
+			leg = nil
+		}
+	case a.Outcome == hunt.Answered && leg == nil:
+		a.Outcome = hunt.Failed
+		a.Cause = "answered without a leg"
+	default:
+		log.Info("dial result", "leg", legID, "outcome", a.Outcome, "cause", a.Cause, "ring", a.Ring.Round(time.Millisecond))
+	}
+	return a, leg, held
+}
+
+// connected waits for the end of an answered call, then releases the leg's
+// counts once the leg itself is gone.
+func (c *run) connected(t *routing.Target, leg Leg, held []string) {
+	now := c.e.opt.Now()
+	c.rec.Answer = &now
+	c.rec.Answered = t.Number
+	c.rec.CallerID = t.CallerID
+	c.log.Info("answered: connected", "target", t.Number, "leg", leg.ID())
+	select {
+	case <-c.ctx.Done():
+	case <-leg.Ended():
+	}
+	if c.call.Context().Err() == nil {
+		// The leg went first (or the engine stops): end the caller's side too.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := c.call.Hangup(ctx, routing.CauseNormal); err != nil && !errors.Is(err, ErrCallGone) {
+			c.log.Warn("hangup after the leg ended failed", "err", err)
+		}
+		cancel()
+	}
+	// The leg's counts go when its channel is gone, not before.
+	timer := time.NewTimer(c.e.opt.LegGrace)
+	select {
+	case <-leg.Ended():
+	case <-timer.C:
+		c.log.Warn("connected leg did not report its end; releasing its count", "leg", leg.ID())
+	}
+	timer.Stop()
+	c.release(held)
+}
+
+func (c *run) acquire(id, channel string, leg accounting.Leg) error {
+	lim := c.e.opt.Limiter
+	if lim == nil {
+		return nil
+	}
+	limits := accounting.Limits{}
+	p := c.router.Plan
+	if s := p.Server(leg.Server); s != nil {
+		limits.Server = s.ChannelLimit
+	}
+	if o := p.Org(leg.Org); o != nil {
+		limits.Org = o.ChannelLimit
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	err := lim.Acquire(ctx, accounting.Hold{ID: id, Leg: leg, Channel: channel, Limit: limits})
+	if err != nil {
+		if m := c.e.opt.Metrics; m != nil {
+			m.refusals.WithLabelValues(refusalScope(err)).Inc()
+		}
+		c.log.Warn("counted leg refused", "server", leg.Server, "org", leg.Org, "kind", leg.Kind, "err", err)
+		return fmt.Errorf("leg %s on %s: %w", leg.Kind, leg.Server, err)
+	}
+	c.held = append(c.held, id)
+	c.rec.Legs = append(c.rec.Legs, leg)
+	return nil
+}
+
+func refusalScope(err error) string {
+	var le *accounting.LimitError
+	if errors.As(err, &le) {
+		return le.Scope
+	}
+	return "unavailable"
+}
+
+func (c *run) release(ids []string) {
+	for _, id := range ids {
+		c.releaseOne(id)
+	}
+}
+
+func (c *run) releaseOne(id string) {
+	for i, h := range c.held {
+		if h == id {
+			c.held = append(c.held[:i], c.held[i+1:]...)
+			break
+		}
+	}
+	lim := c.e.opt.Limiter
+	if lim == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := lim.Release(ctx, id); err != nil {
+		// The leg's lease makes the cluster release it later; say so.
+		c.log.Error("releasing a counted leg failed; its lease will release it", "hold", id, "err", err)
+	}
+}
+
+func (c *run) reject(cause routing.Cause, reason string) {
+	if c.rec.Reason == "" {
+		c.rec.Reason = reason
+	}
+	c.rec.HangupCause = cause.String()
+	if c.call.Context().Err() != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.call.Reject(ctx, cause); err != nil && !errors.Is(err, ErrCallGone) {
+		c.log.Warn("reject failed", "cause", cause, "err", err)
+	}
+}
+
+func (c *run) fail(cause routing.Cause, reason string) {
+	c.reject(cause, reason)
+}
+
+// finish releases whatever is still held, and writes the record once.
+func (c *run) finish() {
+	if c.ended {
+		return
+	}
+	c.ended = true
+	c.release(append([]string(nil), c.held...))
+	c.rec.End = c.e.opt.Now()
+	if c.rec.HangupCause == "" {
+		c.rec.HangupCause = c.call.EndCause()
+	}
+	if c.rec.HangupCause == "" {
+		c.rec.HangupCause = routing.CauseNormal.String()
+	}
+	if m := c.e.opt.Metrics; m != nil {
+		m.calls.WithLabelValues(c.rec.Route, c.rec.HangupCause).Inc()
+	}
+	c.log.Info("call record", "route", c.rec.Route, "org", c.rec.Org, "billing", c.rec.Billing,
+		"attempts", len(c.rec.Attempts), "answered_by", c.rec.Answered, "hangup_cause", c.rec.HangupCause,
+		"duration", c.rec.End.Sub(c.rec.Start).Round(time.Millisecond))
+	if c.e.opt.Records == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.e.opt.Records.Write(ctx, &c.rec); err != nil {
+		c.log.Error("writing the call record failed", "err", err)
+	}
+}

@@ -1,0 +1,109 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/callctl/callctl/controller/hunt"
+	"github.com/callctl/callctl/controller/routing"
+)
+
+// The interfaces below are all the engine knows of media servers. Adapters
+// (FreeSWITCH over the Event Socket, Asterisk over ARI) implement them; no
+// protocol word appears here.
+
+// Call is one call a media server handed to callctl. The engine owns it from
+// Handle until it ends: every method may block on the network and takes a
+// context; none may panic on what the media server sends.
+type Call interface {
+	// ID is the media server's id of the caller's channel.
+	ID() string
+	// Info is what the media server told about the call when it arrived.
+	Info() CallInfo
+	// Dial rings one target and, if it answers, connects it to the caller.
+	// It returns when the target answered (the Leg is then live), or when the
+	// attempt is over without answer; in that case no channel of the attempt
+	// remains when it returns. Cancelling ctx (the caller left, or the engine
+	// gave up) cancels the ringing leg at once.
+	Dial(ctx context.Context, spec DialSpec) (Leg, DialResult, error)
+	// Reject ends an unanswered call with a cause (SIP code and Q.850).
+	Reject(ctx context.Context, cause routing.Cause) error
+	// Hangup ends the call (every leg of it) with a cause.
+	Hangup(ctx context.Context, cause routing.Cause) error
+	// Handoff returns the call to the media server's own dialplan with the
+	// dialed string (feature codes); the call is no longer callctl's.
+	Handoff(ctx context.Context, dialed string) error
+	// Context is done once the caller's channel is gone (the adapter cancels
+	// it from the hangup event, so the engine needs no goroutine to watch).
+	Context() context.Context
+	// EndCause is the media server's hangup cause once the call is gone.
+	EndCause() string
+}
+
+// CallInfo is what the engine needs to route a call.
+type CallInfo struct {
+	Server string
+	// Source is the signalling source identity (address, PJSIP endpoint).
+	Source     string
+	Caller     string
+	CallerName string
+	Domain     string
+	// MarkOrg is the org mark a trunk call carries (trusted only from trunks).
+	MarkOrg string
+	Dialed  string
+	// Transfer is set when the call reaches callctl again because a user
+	// transferred it.
+	Transfer       routing.Transfer
+	OriginalCaller string
+	OriginalName   string
+	// Start is when the media server created the channel.
+	Start time.Time
+}
+
+// DialSpec says what to ring.
+type DialSpec struct {
+	// LegID is the id the new leg gets (callctl chooses it so that events of
+	// the leg are recognised from the first one).
+	LegID string
+	// Target is the dial string: an endpoint from the plan, or a trunk
+	// template filled with a destination that passed provision.ValidDialed.
+	Target         string
+	CallerIDNumber string
+	CallerIDName   string
+	// Timeout is the ring time; 0 means the media server's default.
+	Timeout time.Duration
+	// MarkOrg is carried to the other server on trunk calls.
+	MarkOrg string
+	// Trunk says the target is reached over a trunk (to a server or the PSTN).
+	Trunk bool
+}
+
+// DialResult is the outcome of one attempt.
+type DialResult struct {
+	Outcome hunt.Outcome
+	// Cause is the media server's cause (USER_BUSY, 17, BUSY, ...).
+	Cause string
+}
+
+// Leg is an answered target connected to the caller.
+type Leg interface {
+	ID() string
+	// Ended is closed once the leg's channel is gone.
+	Ended() <-chan struct{}
+}
+
+// MediaServer is what the engine asks of a media server outside a call.
+type MediaServer interface {
+	Name() string
+	// Registered says whether the endpoint can be rung now (a phone that is
+	// not registered is skipped without ringing).
+	Registered(ctx context.Context, endpoint string) (bool, error)
+	// LiveChannels lists the ids of the channels up on the server, to
+	// reconcile counted legs.
+	LiveChannels(ctx context.Context) ([]string, error)
+}
+
+// ErrCallGone is returned by Call methods when the caller's channel no longer
+// exists.
+var ErrCallGone = errors.New("call is gone")
