@@ -139,7 +139,7 @@ var yamlLine = regexp.MustCompile(`^line (\d+): (.*)$`)
 // Decode parses the YAML strictly: unknown keys, wrong types and syntax errors
 // are all reported, each with its line.
 func Decode(name string, data []byte) (*Document, *Source, Problems) {
-	src := &Source{File: name, lines: map[string]int{}}
+	src := &Source{File: name, lines: map[string]int{}, byLine: map[int]string{}}
 	if len(data) > maxDocumentSize {
 		return nil, src, Problems{{Object: "document", Reason: fmt.Sprintf("larger than %d bytes", maxDocumentSize), File: name}}
 	}
@@ -163,6 +163,7 @@ func Decode(name string, data []byte) (*Document, *Source, Problems) {
 			if m := yamlLine.FindStringSubmatch(msg); m != nil {
 				p.Line, _ = strconv.Atoi(m[1])
 				p.Reason = m[2]
+				p.Object, p.Field = src.At(p.Line)
 			}
 			ps = append(ps, p)
 		}
@@ -183,8 +184,23 @@ func yamlProblem(name string, err error) Problem {
 
 // Source maps paths in the document ("orgs[0].users[3].extension") to lines.
 type Source struct {
-	File  string
-	lines map[string]int
+	File   string
+	lines  map[string]int
+	byLine map[int]string
+}
+
+// At returns the deepest path that starts on line, split into its object and
+// its last field ("servers[0]", "colour").
+func (s *Source) At(line int) (object, field string) {
+	p := s.byLine[line]
+	if p == "" {
+		return "document", ""
+	}
+	i := strings.LastIndexByte(p, '.')
+	if i < 0 {
+		return p, ""
+	}
+	return p[:i], p[i+1:]
 }
 
 // Line returns the line of path, or of its nearest ancestor that has one.
@@ -227,6 +243,9 @@ func (s *Source) index(n *yaml.Node, path string) {
 				p = path + "." + k.Value
 			}
 			s.lines[p] = k.Line
+			if prev, ok := s.byLine[k.Line]; !ok || len(p) > len(prev) {
+				s.byLine[k.Line] = p
+			}
 			s.index(n.Content[i+1], p)
 		}
 	case yaml.SequenceNode:

@@ -1,0 +1,69 @@
+package hunt_test
+
+import (
+	"testing"
+
+	"github.com/callctl/callctl/controller/hunt"
+)
+
+func TestHuntMovesOnUntilAnswered(t *testing.T) {
+	h := hunt.New(4)
+	outcomes := []hunt.Outcome{hunt.Busy, hunt.NotRegistered, hunt.NoAnswer, hunt.Answered}
+	for want, o := range outcomes {
+		i, ok := h.Next()
+		if !ok || i != want {
+			t.Fatalf("Next = %d %v, want %d", i, ok, want)
+		}
+		h.Report(hunt.Attempt{Target: string(rune('a' + i)), Outcome: o})
+	}
+	if h.State() != hunt.Connected {
+		t.Fatalf("state %s, want connected", h.State())
+	}
+	if _, ok := h.Next(); ok {
+		t.Fatal("rang on after an answer")
+	}
+	if len(h.Attempts()) != 4 {
+		t.Fatalf("attempts %v", h.Attempts())
+	}
+}
+
+func TestNobodyAnswers(t *testing.T) {
+	h := hunt.New(2)
+	h.Report(hunt.Attempt{Outcome: hunt.Rejected})
+	if st := h.Report(hunt.Attempt{Outcome: hunt.Failed}); st != hunt.Exhausted {
+		t.Fatalf("state %s, want exhausted", st)
+	}
+	if _, ok := h.Next(); ok {
+		t.Fatal("Next after exhaustion")
+	}
+}
+
+func TestCallerLeaves(t *testing.T) {
+	h := hunt.New(3)
+	h.Report(hunt.Attempt{Outcome: hunt.Busy})
+	if st := h.Report(hunt.Attempt{Outcome: hunt.Cancelled}); st != hunt.Aborted {
+		t.Fatalf("state %s, want aborted", st)
+	}
+	if _, ok := h.Next(); ok {
+		t.Fatal("a member rang after the caller left")
+	}
+	// Reports after the end change nothing.
+	h.Report(hunt.Attempt{Outcome: hunt.Answered})
+	if h.State() != hunt.Aborted || len(h.Attempts()) != 2 {
+		t.Fatalf("late report changed the hunt: %s %d", h.State(), len(h.Attempts()))
+	}
+	h2 := hunt.New(0)
+	if h2.State() != hunt.Exhausted {
+		t.Fatal("empty hunt should be exhausted")
+	}
+}
+
+func TestOutcomeNames(t *testing.T) {
+	for o := hunt.Pending; o <= hunt.Cancelled; o++ {
+		b, _ := o.MarshalText()
+		var back hunt.Outcome
+		if err := back.UnmarshalText(b); err != nil || back != o {
+			t.Errorf("%s does not round-trip: %v", o, err)
+		}
+	}
+}
