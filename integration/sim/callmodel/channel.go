@@ -108,6 +108,9 @@ type ChannelSpec struct {
 	Headers []Var
 	// NetworkIP is the address the call came from (inbound) or goes to.
 	NetworkIP string
+	// Ext is the front's private state for the channel (see Tx.Ext), in
+	// place before the ChannelCreated event.
+	Ext any
 }
 
 // Snapshot is an immutable copy of a channel at one moment. Every event

@@ -116,4 +116,6 @@ type Event struct {
 	// Name and Data carry a Note.
 	Name string
 	Data any
+	// Stamp is what the server's Stamper attached when the event was queued.
+	Stamp any
 }

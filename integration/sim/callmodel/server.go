@@ -19,6 +19,14 @@ type Hooks interface {
 	BeforeHangup(tx *Tx, uuid string, cause Cause, reason HangupReason)
 }
 
+// Stamper is an optional extension of Hooks: Stamp is called as each event
+// is queued, before any watcher or observer sees it, so a front can record
+// its own view of the channel at that instant in ev.Stamp (its product's
+// channel state, say) and change that view in step with the event.
+type Stamper interface {
+	Stamp(tx *Tx, ev *Event)
+}
+
 // BaseHooks does nothing; embed it to implement only some hooks.
 type BaseHooks struct{}
 

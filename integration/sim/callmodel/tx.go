@@ -66,6 +66,9 @@ func (tx *Tx) emit(ev *Event) *Event {
 		ev.Time = tx.Now()
 	}
 	tx.pending = append(tx.pending, ev)
+	if st, ok := tx.s.hooks.(Stamper); ok {
+		st.Stamp(tx, ev)
+	}
 	return ev
 }
 
@@ -389,6 +392,7 @@ func (tx *Tx) create(spec ChannelSpec, origin Origin) (*channel, error) {
 	if len(spec.Headers) > 0 {
 		ch.snap.Headers = append([]Var(nil), spec.Headers...)
 	}
+	ch.ext = spec.Ext
 	for _, v := range spec.Vars {
 		ch.vars.set(v.Name, v.Value)
 	}
