@@ -94,10 +94,7 @@ func appendStrings(b []byte, ss []string) []byte {
 }
 
 // party is a caller or connected-line identity.
-type party struct {
-	Name   string
-	Number string
-}
+type party = Party
 
 func appendParty(b []byte, p party) []byte {
 	b = append(b, '{')

@@ -1,0 +1,166 @@
+package ari
+
+import (
+	"crypto/rand"
+	"fmt"
+	"strings"
+)
+
+type bridge struct {
+	snap    bridgeSnap
+	members []*channel
+	// subs are the applications watching the bridge. An application starts
+	// watching a bridge when one of its Stasis channels enters it and keeps
+	// watching until the bridge is destroyed (the recorded BridgeDestroyed
+	// arrives after every channel left).
+	subs map[string]bool
+}
+
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
+
+func (e *engine) createBridge(id, name, typ string) *bridge {
+	if id == "" {
+		id = newUUID()
+	}
+	if typ == "" {
+		typ = "mixing"
+	}
+	b := &bridge{
+		snap: bridgeSnap{
+			ID: id, Technology: "simple_bridge", Type: typ, Class: "stasis", Creator: "Stasis",
+			Name: name, Channels: []string{}, Created: e.now(), VideoMode: "talker",
+		},
+		subs: make(map[string]bool),
+	}
+	e.bridges[id] = b
+	e.emit(encBridgeEvent(nil, "BridgeCreated", b.snap.Created, &b.snap), b)
+	return b
+}
+
+func (b *bridge) refresh() {
+	ids := make([]string, len(b.members))
+	for i, m := range b.members {
+		ids[i] = m.snap.ID
+	}
+	b.snap.Channels = ids
+	if len(b.members) > 2 {
+		b.snap.Technology = "softmix"
+	} else {
+		b.snap.Technology = "simple_bridge"
+	}
+}
+
+// bridgeAdd puts channels (all in Stasis) into b, moving them out of any
+// other bridge first.
+func (e *engine) bridgeAdd(b *bridge, chans []*channel) {
+	for _, c := range chans {
+		if c.bridge == b {
+			continue
+		}
+		if c.bridge != nil {
+			e.bridgeLeave(c)
+		}
+		c.bridge = b
+		b.members = append(b.members, c)
+		if c.stasis != "" {
+			b.subs[c.stasis] = true
+		}
+		b.refresh()
+		snap := b.snap
+		snap.Channels = append([]string(nil), b.snap.Channels...)
+		e.emit(encBridgeChannel(nil, "ChannelEnteredBridge", e.now(), &snap, &c.snap), b, c)
+	}
+	e.bridgePeers(b)
+	e.bridgeChanged(b)
+}
+
+// bridgePeers sets BRIDGEPEER (and BRIDGEPVTCALLID for SIP peers) on every
+// member of a bridge with two or more channels.
+func (e *engine) bridgePeers(b *bridge) {
+	if len(b.members) < 2 {
+		return
+	}
+	for _, c := range b.members {
+		var names []string
+		var callID string
+		for _, o := range b.members {
+			if o != c {
+				names = append(names, o.snap.Name)
+				callID = o.snap.ProtocolID
+			}
+		}
+		peer := strings.Join(names, ",")
+		if c.vars["BRIDGEPEER"] != peer {
+			e.varset(c, "BRIDGEPEER", peer)
+		}
+		if len(b.members) == 2 && callID != "" && c.vars["BRIDGEPVTCALLID"] != callID {
+			e.varset(c, "BRIDGEPVTCALLID", callID)
+		}
+	}
+}
+
+// bridgeLeave takes c out of its bridge (ChannelLeftBridge).
+func (e *engine) bridgeLeave(c *channel) {
+	b := c.bridge
+	if b == nil {
+		return
+	}
+	if c.vars["BRIDGEPEER"] != "" {
+		e.varset(c, "BRIDGEPEER", "")
+	}
+	if c.vars["BRIDGEPVTCALLID"] != "" {
+		e.varset(c, "BRIDGEPVTCALLID", "")
+	}
+	for i, m := range b.members {
+		if m == c {
+			b.members = append(b.members[:i], b.members[i+1:]...)
+			break
+		}
+	}
+	c.bridge = nil
+	b.refresh()
+	snap := b.snap
+	snap.Channels = append([]string(nil), b.snap.Channels...)
+	e.emit(encBridgeChannel(nil, "ChannelLeftBridge", e.now(), &snap, &c.snap), b, c)
+	e.bridgeChanged(b)
+}
+
+func (e *engine) destroyBridge(b *bridge) {
+	for len(b.members) > 0 {
+		e.bridgeLeave(b.members[0])
+	}
+	e.emit(encBridgeEvent(nil, "BridgeDestroyed", e.now(), &b.snap), b)
+	delete(e.bridges, b.snap.ID)
+}
+
+// bridgeChanged tells the network which SIP legs now share a bridge, so the
+// Lab can report who a call is bridged to.
+func (e *engine) bridgeChanged(b *bridge) {
+	var legs []Leg
+	for _, m := range b.members {
+		if m.leg != nil {
+			legs = append(legs, m.leg)
+		}
+	}
+	if len(legs) == 0 {
+		return
+	}
+	id := b.snap.ID
+	for _, l := range legs {
+		if bl, ok := l.(BridgeAware); ok {
+			others := make([]Leg, 0, len(legs)-1)
+			for _, o := range legs {
+				if o != l {
+					others = append(others, o)
+				}
+			}
+			e.later(func() { bl.Bridged(id, others) })
+		}
+	}
+}

@@ -1,0 +1,298 @@
+package ari
+
+import (
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// engine is the state of one simulated Asterisk: channels, bridges and Stasis
+// applications. One mutex guards it all; events are encoded and queued to the
+// WebSocket sessions while it is held, so every application sees the events
+// of a server in the order they happened. Calls into the Network are never
+// made with the mutex held (see unlock), so two simulated servers trunked to
+// each other cannot deadlock.
+type engine struct {
+	mu  sync.Mutex
+	cfg *Config
+	log *slog.Logger
+	net Network
+
+	channels map[string]*channel
+	bridges  map[string]*bridge
+	apps     map[string]*stasisApp
+	reserved map[string]bool // ids of channels being dialed over the network
+
+	idSeq    int // the ".N" of generated unique ids
+	localSeq int // Local/...-%08x
+	pjsipSeq int // PJSIP/<endpoint>-%08x
+
+	startup time.Time
+	reload  time.Time
+	epoch   int // bumped by restart; stale timers check it
+
+	closed bool
+	after  []func() // network calls queued while mu was held
+	disp   *dispatcher
+}
+
+// stasisApp is a registered ARI application. It outlives its WebSocket: a
+// closed socket only deactivates it, as in Asterisk, and the subscription
+// model chosen when it was created stays.
+type stasisApp struct {
+	name         string
+	subscribeAll bool
+	session      *wsSession
+	endpointSubs map[string]bool
+}
+
+func newEngine(cfg *Config, net Network, log *slog.Logger) *engine {
+	now := time.Now()
+	return &engine{
+		cfg:      cfg,
+		log:      log,
+		net:      net,
+		channels: make(map[string]*channel),
+		bridges:  make(map[string]*bridge),
+		apps:     make(map[string]*stasisApp),
+		reserved: make(map[string]bool),
+		startup:  now,
+		reload:   now,
+		disp:     newDispatcher(),
+	}
+}
+
+func (e *engine) lock() { e.mu.Lock() }
+
+// unlock releases the engine and hands the network calls queued while it
+// was held to the dispatcher.
+func (e *engine) unlock() {
+	after := e.after
+	e.after = nil
+	e.mu.Unlock()
+	if len(after) > 0 {
+		e.disp.push(after)
+	}
+}
+
+// later queues f to run on the dispatcher goroutine once the engine is
+// unlocked. Network calls never run under the engine lock nor on the
+// caller's stack, so a Network may call back into the server while holding
+// its own locks, and two servers trunked together cannot deadlock.
+func (e *engine) later(f func()) { e.after = append(e.after, f) }
+
+// dispatcher runs queued network calls in order on one goroutine.
+type dispatcher struct {
+	mu      sync.Mutex
+	q       []func()
+	wake    chan struct{}
+	stop    chan struct{}
+	stopped chan struct{}
+}
+
+func newDispatcher() *dispatcher {
+	d := &dispatcher{wake: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
+	go d.run()
+	return d
+}
+
+func (d *dispatcher) push(fs []func()) {
+	d.mu.Lock()
+	d.q = append(d.q, fs...)
+	d.mu.Unlock()
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (d *dispatcher) drain() {
+	for {
+		d.mu.Lock()
+		q := d.q
+		d.q = nil
+		d.mu.Unlock()
+		if len(q) == 0 {
+			return
+		}
+		for _, f := range q {
+			f()
+		}
+	}
+}
+
+func (d *dispatcher) run() {
+	defer close(d.stopped)
+	for {
+		select {
+		case <-d.wake:
+			d.drain()
+		case <-d.stop:
+			d.drain()
+			return
+		}
+	}
+}
+
+// close runs what is queued and stops the goroutine.
+func (d *dispatcher) close() {
+	select {
+	case <-d.stop:
+	default:
+		close(d.stop)
+	}
+	<-d.stopped
+}
+
+func (e *engine) now() time.Time { return time.Now() }
+
+// newID generates an Asterisk unique id: <system name>-<unix time>.<n>.
+func (e *engine) newID() string {
+	id := fmt.Sprintf("%s-%d.%d", e.cfg.SystemName, time.Now().Unix(), e.idSeq)
+	e.idSeq++
+	return id
+}
+
+// afterFunc runs f with the engine locked after d, unless the server was
+// restarted or closed in between, or the channel (if any) is gone.
+func (e *engine) afterFunc(c *channel, d time.Duration, f func()) *time.Timer {
+	epoch := e.epoch
+	var t *time.Timer
+	t = time.AfterFunc(d, func() {
+		e.lock()
+		defer e.unlock()
+		if e.closed || e.epoch != epoch || (c != nil && c.gone) {
+			return
+		}
+		if c != nil {
+			c.dropTimer(t)
+		}
+		f()
+	})
+	if c != nil {
+		c.timers = append(c.timers, t)
+	}
+	return t
+}
+
+// --- applications and routing -------------------------------------------
+
+func (e *engine) app(name string) *stasisApp {
+	return e.apps[name]
+}
+
+func (e *engine) activeApp(name string) *stasisApp {
+	a := e.apps[name]
+	if a == nil || a.session == nil {
+		return nil
+	}
+	return a
+}
+
+// deliver sends one encoded event body to every application in apps that
+// has a live WebSocket. Events for inactive applications are dropped, as
+// Asterisk drops them ("Inactive Stasis app missed message").
+func (e *engine) deliver(body []byte, apps []*stasisApp) {
+	for _, a := range apps {
+		if a.session == nil {
+			continue
+		}
+		frame := finishEvent(make([]byte, 0, len(body)+80), body, e.cfg.EntityID, a.name)
+		a.session.enqueue(frame)
+	}
+}
+
+// recipients lists the applications interested in an event about the given
+// channels and bridge: explicit subscriptions, the Stasis application a
+// channel is in, applications watching the bridge, and subscribeAll ones.
+func (e *engine) recipients(br *bridge, chans ...*channel) []*stasisApp {
+	var out []*stasisApp
+	add := func(name string) {
+		a := e.apps[name]
+		if a == nil {
+			return
+		}
+		for _, x := range out {
+			if x == a {
+				return
+			}
+		}
+		out = append(out, a)
+	}
+	for _, c := range chans {
+		if c == nil {
+			continue
+		}
+		for _, name := range c.subs {
+			add(name)
+		}
+		if c.stasis != "" {
+			add(c.stasis)
+		}
+	}
+	if br != nil {
+		for name := range br.subs {
+			add(name)
+		}
+	}
+	for _, a := range e.apps {
+		if a.subscribeAll {
+			add(a.name)
+		}
+	}
+	return out
+}
+
+func (e *engine) emit(body []byte, br *bridge, chans ...*channel) {
+	apps := e.recipients(br, chans...)
+	if len(apps) == 0 {
+		return
+	}
+	e.deliver(body, apps)
+}
+
+// --- lookups ---------------------------------------------------------------
+
+func (e *engine) channelIDs() []string {
+	ids := make([]string, 0, len(e.channels))
+	for id := range e.channels {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// appChannelIDs lists the channels an application is subscribed to.
+func (e *engine) appChannelIDs(app string) []string {
+	var ids []string
+	for id, c := range e.channels {
+		if c.stasis == app || c.subscribed(app) {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+func (e *engine) appBridgeIDs(app string) []string {
+	var ids []string
+	for id, b := range e.bridges {
+		if b.subs[app] {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// splitEndpoint splits "tech/resource" the way Asterisk does (first slash).
+func splitEndpoint(ep string) (tech, resource string, ok bool) {
+	tech, resource, ok = strings.Cut(ep, "/")
+	if !ok || tech == "" || resource == "" {
+		return "", "", false
+	}
+	return tech, resource, true
+}

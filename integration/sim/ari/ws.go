@@ -1,0 +1,215 @@
+package ari
+
+import (
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// maxQueued bounds the frames waiting for a slow WebSocket reader; past it
+// the session is closed rather than letting memory grow without end.
+const maxQueued = 1 << 20
+
+const writeTimeout = 10 * time.Second
+
+var upgrader = websocket.Upgrader{
+	ReadBufferSize:  4096,
+	WriteBufferSize: 16384,
+	// Asterisk does not check the Origin of ARI WebSocket clients.
+	CheckOrigin: func(*http.Request) bool { return true },
+}
+
+// wsSession is one /ari/events WebSocket. Events are queued by the engine
+// (never blocking it) and written by the session's writer goroutine.
+type wsSession struct {
+	srv    *Server
+	conn   *websocket.Conn
+	apps   []string
+	remote string
+
+	mu     sync.Mutex
+	queue  [][]byte
+	closed bool
+	wake   chan struct{}
+	done   chan struct{}
+}
+
+func (s *wsSession) enqueue(frame []byte) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	if len(s.queue) >= maxQueued {
+		s.mu.Unlock()
+		s.srv.log.Warn("ari websocket reader too slow, closing it", "remote", s.remote)
+		s.close()
+		return
+	}
+	s.queue = append(s.queue, frame)
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// close ends the session abruptly (no close frame): what a crashed peer or
+// a dropped TCP connection looks like.
+func (s *wsSession) close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	s.queue = nil
+	s.mu.Unlock()
+	close(s.done)
+	_ = s.conn.NetConn().Close()
+}
+
+func (s *wsSession) writer() {
+	var batch [][]byte
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-s.wake:
+		}
+		for {
+			s.mu.Lock()
+			batch, s.queue = s.queue, batch[:0]
+			s.mu.Unlock()
+			if len(batch) == 0 {
+				break
+			}
+			for i, f := range batch {
+				_ = s.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+				if err := s.conn.WriteMessage(websocket.TextMessage, f); err != nil {
+					s.srv.log.Debug("ari websocket write failed", "remote", s.remote, "err", err)
+					s.close()
+					return
+				}
+				batch[i] = nil
+			}
+		}
+	}
+}
+
+// reader consumes what the client sends (Asterisk 22 accepts REST requests
+// over the socket; the simulator ignores them) until the socket closes.
+func (s *wsSession) reader() {
+	for {
+		if _, _, err := s.conn.ReadMessage(); err != nil {
+			s.close()
+			return
+		}
+	}
+}
+
+// handleEvents serves GET /ari/events.
+func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, q params) {
+	appParam := q.get("app")
+	var apps []string
+	for _, a := range strings.Split(appParam, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			apps = append(apps, a)
+		}
+	}
+	if len(apps) == 0 {
+		writeError(w, errf(400, "Missing param 'app'"))
+		return
+	}
+	if !websocket.IsWebSocketUpgrade(r) {
+		writeError(w, errf(400, "Not a WebSocket upgrade request"))
+		return
+	}
+	subscribeAll := q.bool("subscribeAll")
+
+	conn, err := upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		s.log.Debug("ari websocket upgrade failed", "err", err)
+		return
+	}
+	sess := &wsSession{
+		srv:    s,
+		conn:   conn,
+		apps:   apps,
+		remote: r.RemoteAddr,
+		wake:   make(chan struct{}, 1),
+		done:   make(chan struct{}),
+	}
+	if !s.addSession(sess) {
+		_ = conn.Close()
+		return
+	}
+	e := s.eng
+	e.lock()
+	if e.closed {
+		e.unlock()
+		s.dropSession(sess)
+		return
+	}
+	for _, name := range apps {
+		a := e.apps[name]
+		if a == nil {
+			a = &stasisApp{name: name, subscribeAll: subscribeAll}
+			e.apps[name] = a
+		} else if a.session != nil && a.session != sess {
+			// Asterisk 22 (app_update): the newest WebSocket wins and the
+			// old one is told with ApplicationReplaced; it stays open.
+			old := a.session
+			frame := appendStrField([]byte{'{'}, "type", "ApplicationReplaced")
+			frame = append(frame, ',')
+			frame = appendStrField(frame, "application", name)
+			frame = append(frame, ',')
+			frame = appendStrField(frame, "asterisk_id", s.cfg.EntityID)
+			frame = append(frame, '}')
+			old.enqueue(frame)
+		}
+		a.session = sess
+	}
+	e.unlock()
+	s.log.Debug("ari websocket connected", "apps", appParam, "remote", r.RemoteAddr, "subscribe_all", subscribeAll)
+
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		sess.writer()
+	}()
+	go func() {
+		defer s.wg.Done()
+		sess.reader()
+		s.dropSession(sess)
+	}()
+}
+
+// dropSession deactivates the applications the session served.
+func (s *Server) dropSession(sess *wsSession) {
+	sess.close()
+	e := s.eng
+	e.lock()
+	for _, name := range sess.apps {
+		if a := e.apps[name]; a != nil && a.session == sess {
+			a.session = nil
+		}
+	}
+	e.unlock()
+	s.mu.Lock()
+	delete(s.sessions, sess)
+	s.mu.Unlock()
+}
+
+func (s *Server) addSession(sess *wsSession) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sessions == nil {
+		return false
+	}
+	s.sessions[sess] = struct{}{}
+	return true
+}
