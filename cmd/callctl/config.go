@@ -1,0 +1,148 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/viper"
+)
+
+// Config is a node's configuration: a YAML file plus CALLCTL_* environment
+// variables (CALLCTL_LOG_LEVEL=debug, CALLCTL_STATE_BACKEND=redis, ...). Every
+// key has a default, so a node runs with no file at all.
+type Config struct {
+	// Node is this node's id in a cluster (records, leases, logs).
+	Node string `mapstructure:"node"`
+	// Plan is the provisioning file; empty runs the embedded lab plan.
+	Plan string    `mapstructure:"plan"`
+	Log  LogConfig `mapstructure:"log"`
+	// Listen says where this node's servers listen.
+	Listen ListenConfig `mapstructure:"listen"`
+	State  StateConfig  `mapstructure:"state"`
+	// MediaServers names the plan's servers this node connects to; empty
+	// means all of them.
+	MediaServers []string `mapstructure:"media_servers"`
+	// DrainTimeout bounds how long SIGTERM waits for calls to end.
+	DrainTimeout time.Duration `mapstructure:"drain_timeout"`
+	// PlanCheck is how often the plan file is checked for changes.
+	PlanCheck time.Duration `mapstructure:"plan_check"`
+}
+
+// LogConfig says how the node logs.
+type LogConfig struct {
+	Level  string `mapstructure:"level"`  // debug, info, warn, error
+	Format string `mapstructure:"format"` // text, json
+}
+
+// ListenConfig holds listen addresses.
+type ListenConfig struct {
+	// ESL is where FreeSWITCH's `socket` application connects.
+	ESL string `mapstructure:"esl"`
+	// HTTP serves /metrics, /healthz and /readyz; empty disables it.
+	HTTP string `mapstructure:"http"`
+}
+
+// StateConfig chooses where shared state lives.
+type StateConfig struct {
+	Backend string `mapstructure:"backend"` // memory, redis
+}
+
+func defaults(v *viper.Viper) {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "node"
+	}
+	v.SetDefault("node", host)
+	v.SetDefault("plan", "")
+	v.SetDefault("log.level", "info")
+	v.SetDefault("log.format", "text")
+	v.SetDefault("listen.esl", "127.0.0.1:8084")
+	v.SetDefault("listen.http", "127.0.0.1:9464")
+	v.SetDefault("state.backend", "memory")
+	v.SetDefault("media_servers", []string{})
+	v.SetDefault("drain_timeout", "30s")
+	v.SetDefault("plan_check", "1s")
+}
+
+// loadConfig reads the node config from path (optional) and the environment.
+// Unknown keys are errors: a misspelt key silently ignored is an outage later.
+func loadConfig(path string) (*Config, error) {
+	v := viper.New()
+	defaults(v)
+	v.SetEnvPrefix("CALLCTL")
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+	if path != "" {
+		v.SetConfigFile(path)
+		v.SetConfigType("yaml")
+		if err := v.ReadInConfig(); err != nil {
+			return nil, fmt.Errorf("node config %s: %w", path, err)
+		}
+	}
+	var c Config
+	if err := v.UnmarshalExact(&c); err != nil {
+		return nil, fmt.Errorf("node config %s: %w", orDefault(path), err)
+	}
+	if err := c.validate(); err != nil {
+		return nil, fmt.Errorf("node config %s: %w", orDefault(path), err)
+	}
+	return &c, nil
+}
+
+func orDefault(p string) string {
+	if p == "" {
+		return "(defaults and environment)"
+	}
+	return p
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if _, err := parseLevel(c.Log.Level); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		errs = append(errs, fmt.Errorf("log.format %q: want text or json", c.Log.Format))
+	}
+	if c.State.Backend != "memory" && c.State.Backend != "redis" {
+		errs = append(errs, fmt.Errorf("state.backend %q: want memory or redis", c.State.Backend))
+	}
+	for name, addr := range map[string]string{"listen.esl": c.Listen.ESL, "listen.http": c.Listen.HTTP} {
+		if addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: %w", name, addr, err))
+		}
+	}
+	if c.Node == "" || strings.ContainsAny(c.Node, " \t\r\n/{}") {
+		errs = append(errs, fmt.Errorf("node %q: want a name without spaces, / or braces", c.Node))
+	}
+	if c.DrainTimeout < 0 || c.PlanCheck <= 0 {
+		errs = append(errs, errors.New("drain_timeout must not be negative and plan_check must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, fmt.Errorf("log.level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func newLogger(c LogConfig, w io.Writer) *slog.Logger {
+	level, _ := parseLevel(c.Level)
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

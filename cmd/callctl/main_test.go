@@ -1,0 +1,229 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/callctl/callctl/examples"
+)
+
+func run(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	root := newRoot(&out, &errb)
+	root.SetArgs(args)
+	code := 0
+	if err := root.Execute(); err != nil {
+		var ee *exitError
+		if errors.As(err, &ee) {
+			code = ee.code
+		} else {
+			code = 2
+			errb.WriteString(err.Error())
+		}
+	}
+	return out.String(), errb.String(), code
+}
+
+func writePlan(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "plan.yaml")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestValidateLab(t *testing.T) {
+	out, _, code := run(t, "validate", "--config", "../../examples/lab.yaml")
+	if code != 0 || !strings.Contains(out, "valid (version") {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+}
+
+func TestValidateListsEveryProblem(t *testing.T) {
+	bad := strings.NewReplacer(`prefix: "12"`, `prefix: "7"`, `next: "77721402"`, `next: "77721499"`,
+		`{number: "8008003", start: "77721403"}`, `{number: "8008003"}`).Replace(string(examples.Lab))
+	path := writePlan(t, bad)
+	out, _, code := run(t, "validate", "--config", path)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1:\n%s", code, out)
+	}
+	for _, want := range []string{"server srv12 prefix", "next number 77721499", "service number 8008003 start", path + ":"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	out, _, code = run(t, "validate", "--config", path, "--json")
+	var res struct {
+		Valid    bool
+		Problems []struct{ Field, Reason string }
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || code != 1 || res.Valid || len(res.Problems) < 3 {
+		t.Fatalf("json: exit %d err %v: %s", code, err, out)
+	}
+	_, errOut, code := run(t, "validate", "--config", filepath.Join(t.TempDir(), "missing.yaml"))
+	if code != 2 || !strings.Contains(errOut, "no such file") && !strings.Contains(errOut, "missing.yaml") {
+		t.Logf("stderr: %s", errOut)
+	}
+}
+
+func TestRouteForPeopleAndMachines(t *testing.T) {
+	out, _, code := run(t, "route", "--server", "srv11", "--from", "3999", "--dial", "122099")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{"inter-server", "sofia/gateway/srv12/2099", "shows 113999", "srv11: 1 (trunk-out", "srv12: 1 (trunk-in", "billing      acme"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("route output lacks %q:\n%s", want, out)
+		}
+	}
+	out, _, _ = run(t, "route", "--config", "../../examples/lab.yaml", "--server", "srv11", "--from", "124", "--dial", "1201", "--json")
+	var s struct {
+		Route   string
+		Org     string
+		Targets []struct {
+			Number   string
+			CallerID string `json:"caller_id"`
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if s.Route != "org-connect" || s.Org != "orgB" || len(s.Targets) != 1 || s.Targets[0].CallerID != "2124" {
+		t.Errorf("1201 from 124: %+v", s)
+	}
+	out, _, _ = run(t, "route", "--server", "srv11", "--from", "3999", "--dial", "1000,user/evil")
+	if !strings.Contains(out, "INVALID_NUMBER_FORMAT (SIP 484)") {
+		t.Errorf("hostile dial string: %s", out)
+	}
+}
+
+// syncBuffer is a log sink safe for the node's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func waitFor(t *testing.T, buf *syncBuffer, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if strings.Contains(buf.String(), what) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("log never said %q:\n%s", what, buf.String())
+}
+
+func TestServeReloadsAndStops(t *testing.T) {
+	path := writePlan(t, string(examples.Lab))
+	cfg, err := loadConfig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Plan = path
+	cfg.Listen.HTTP = "127.0.0.1:0"
+	cfg.PlanCheck = 50 * time.Millisecond
+	cfg.DrainTimeout = time.Second
+	ctx, cancel := context.WithCancel(context.Background())
+	hup := make(chan os.Signal, 1)
+	var logs syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, hup, &logs) }()
+	waitFor(t, &logs, "callctl node starting")
+
+	// A changed file is picked up by itself.
+	changed := strings.Replace(string(examples.Lab), "channel_limit: 30", "channel_limit: 31", 1)
+	if err := os.WriteFile(path, []byte(changed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, &logs, "plan reloaded")
+	// An invalid one changes nothing and says why, with the field.
+	broken := strings.Replace(changed, `prefix: "12"`, `prefix: "9"`, 1)
+	if err := os.WriteFile(path, []byte(broken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, &logs, "plan reload rejected")
+	if !strings.Contains(logs.String(), "field=prefix") {
+		t.Errorf("rejected reload does not name the field:\n%s", logs.String())
+	}
+	// SIGHUP forces a reload of the (now fixed) file.
+	if err := os.WriteFile(path, []byte(changed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hup <- syscall.SIGHUP
+	waitFor(t, &logs, "SIGHUP: reloading the plan")
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	if !strings.Contains(logs.String(), "callctl node stopped") {
+		t.Errorf("no clean stop:\n%s", logs.String())
+	}
+}
+
+func TestServeRefusesAnInvalidPlan(t *testing.T) {
+	cfg, _ := loadConfig("")
+	cfg.Plan = writePlan(t, "servers: [{name: x, kind: yate}]\n")
+	cfg.Listen.HTTP = ""
+	var logs syncBuffer
+	err := serve(context.Background(), cfg, nil, &logs)
+	var ee *exitError
+	if !errors.As(err, &ee) || ee.code != 1 {
+		t.Fatalf("serve = %v, want exit 1", err)
+	}
+	if !strings.Contains(logs.String(), "not a media server kind") {
+		t.Errorf("problems not logged:\n%s", logs.String())
+	}
+}
+
+func TestNodeConfig(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "node.yaml")
+	os.WriteFile(good, []byte("node: n1\nlog: {level: debug, format: json}\nstate: {backend: memory}\n"), 0o600)
+	t.Setenv("CALLCTL_LOG_LEVEL", "warn")
+	c, err := loadConfig(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Node != "n1" || c.Log.Level != "warn" || c.Log.Format != "json" || c.Listen.ESL != "127.0.0.1:8084" {
+		t.Errorf("config = %+v", c)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("node: n1\nlogg: {level: debug}\n"), 0o600)
+	if _, err := loadConfig(bad); err == nil || !strings.Contains(err.Error(), "logg") {
+		t.Errorf("unknown key: %v", err)
+	}
+	os.WriteFile(bad, []byte("state: {backend: etcd}\nlog: {format: xml}\n"), 0o600)
+	if _, err := loadConfig(bad); err == nil || !strings.Contains(err.Error(), "etcd") || !strings.Contains(err.Error(), "xml") {
+		t.Errorf("bad values: %v", err)
+	}
+}
