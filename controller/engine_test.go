@@ -1,0 +1,363 @@
+package controller_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/callctl/callctl/adapters/memory"
+	"github.com/callctl/callctl/controller"
+	"github.com/callctl/callctl/controller/hunt"
+	"github.com/callctl/callctl/controller/provision"
+	"github.com/callctl/callctl/controller/routing"
+	"github.com/callctl/callctl/examples"
+)
+
+// These tests drive the engine with a scripted call: what each endpoint does
+// is written in the test. The adapters' own tests and the scenario suite run
+// the same paths against the simulated media servers over the real protocols.
+
+type script struct {
+	outcome hunt.Outcome
+	after   time.Duration // ring time before the outcome
+	talk    time.Duration // how long an answered leg stays
+	panics  bool
+}
+
+type fakeMS struct {
+	name       string
+	registered map[string]bool
+}
+
+func (m *fakeMS) Name() string { return m.name }
+func (m *fakeMS) Registered(_ context.Context, ep string) (bool, error) {
+	if r, ok := m.registered[ep]; ok {
+		return r, nil
+	}
+	return true, nil
+}
+func (m *fakeMS) LiveChannels(context.Context) ([]string, error) { return nil, nil }
+
+type fakeLeg struct {
+	id    string
+	ended chan struct{}
+}
+
+func (l *fakeLeg) ID() string             { return l.id }
+func (l *fakeLeg) Ended() <-chan struct{} { return l.ended }
+
+type fakeCall struct {
+	id     string
+	info   controller.CallInfo
+	script map[string]script
+	ctx    context.Context
+	hangup context.CancelFunc
+
+	mu       sync.Mutex
+	dialed   []string
+	specs    []controller.DialSpec
+	rejected routing.Cause
+	cause    string
+}
+
+func newCall(id string, info controller.CallInfo, s map[string]script) *fakeCall {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &fakeCall{id: id, info: info, script: s, ctx: ctx, hangup: cancel}
+}
+
+func (c *fakeCall) ID() string                            { return c.id }
+func (c *fakeCall) Info() controller.CallInfo             { return c.info }
+func (c *fakeCall) Context() context.Context              { return c.ctx }
+func (c *fakeCall) Handoff(context.Context, string) error { return nil }
+func (c *fakeCall) EndCause() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cause
+}
+
+func (c *fakeCall) Dial(ctx context.Context, spec controller.DialSpec) (controller.Leg, controller.DialResult, error) {
+	c.mu.Lock()
+	c.dialed = append(c.dialed, spec.Target)
+	c.specs = append(c.specs, spec)
+	s, ok := c.script[spec.Target]
+	c.mu.Unlock()
+	if !ok {
+		return nil, controller.DialResult{Outcome: hunt.Failed, Cause: "NO_ROUTE_DESTINATION"}, nil
+	}
+	if s.panics {
+		panic("adapter bug")
+	}
+	select {
+	case <-ctx.Done():
+		return nil, controller.DialResult{Outcome: hunt.Cancelled, Cause: "ORIGINATOR_CANCEL"}, nil
+	case <-time.After(s.after):
+	}
+	if s.outcome != hunt.Answered {
+		return nil, controller.DialResult{Outcome: s.outcome, Cause: s.outcome.String()}, nil
+	}
+	leg := &fakeLeg{id: spec.LegID, ended: make(chan struct{})}
+	go func() {
+		select {
+		case <-time.After(s.talk):
+		case <-c.ctx.Done():
+		}
+		close(leg.ended)
+	}()
+	return leg, controller.DialResult{Outcome: hunt.Answered}, nil
+}
+
+func (c *fakeCall) Reject(_ context.Context, cause routing.Cause) error {
+	c.mu.Lock()
+	c.rejected = cause
+	c.cause = cause.String()
+	c.mu.Unlock()
+	c.hangup()
+	return nil
+}
+
+func (c *fakeCall) Hangup(_ context.Context, cause routing.Cause) error {
+	c.mu.Lock()
+	c.cause = cause.String()
+	c.mu.Unlock()
+	c.hangup()
+	return nil
+}
+
+func (c *fakeCall) dials() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.dialed...)
+}
+
+type sink struct {
+	mu   sync.Mutex
+	recs []*controller.Record
+}
+
+func (s *sink) Write(_ context.Context, r *controller.Record) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cp := *r
+	s.recs = append(s.recs, &cp)
+	return nil
+}
+
+func (s *sink) last(t *testing.T) *controller.Record {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.recs) == 0 {
+		t.Fatal("no record written")
+	}
+	return s.recs[len(s.recs)-1]
+}
+
+type harness struct {
+	eng   *controller.Engine
+	store *memory.Store
+	recs  *sink
+	ms    *fakeMS
+}
+
+func newHarness(t *testing.T, edit func(string) string) *harness {
+	t.Helper()
+	doc := string(examples.Lab)
+	if edit != nil {
+		doc = edit(doc)
+	}
+	plan, _, err := provision.Load("lab.yaml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{store: memory.New(memory.Options{}), recs: &sink{}, ms: &fakeMS{name: "srv11", registered: map[string]bool{}}}
+	h.eng = controller.NewEngine(plan, controller.Options{Node: "test", Limiter: h.store, Records: h.recs,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), LegGrace: time.Second})
+	return h
+}
+
+func (h *harness) count(t *testing.T, scope, name string) int {
+	t.Helper()
+	n, err := h.store.Count(context.Background(), scope, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func phone(caller, dialed string) controller.CallInfo {
+	return controller.CallInfo{Server: "srv11", Caller: caller, Dialed: dialed}
+}
+
+func outcomes(r *controller.Record) string {
+	var s []string
+	for _, a := range r.Attempts {
+		s = append(s, a.Target+":"+a.Outcome.String())
+	}
+	return strings.Join(s, " ")
+}
+
+func TestHuntUntilAnswered(t *testing.T) {
+	h := newHarness(t, nil)
+	h.ms.registered["user/77721404"] = false
+	c := newCall("c1", phone("1100", "8008003"), map[string]script{
+		"user/77721403": {outcome: hunt.Busy},
+		"user/77721405": {outcome: hunt.NoAnswer, after: 10 * time.Millisecond},
+		"user/77721406": {outcome: hunt.Answered, talk: 20 * time.Millisecond},
+	})
+	if err := h.eng.Handle(h.ms, c); err != nil {
+		t.Fatal(err)
+	}
+	r := h.recs.last(t)
+	if got := outcomes(r); got != "77721403:busy 77721404:not-registered 77721405:no-answer 77721406:answered" {
+		t.Errorf("attempts: %s", got)
+	}
+	if got := strings.Join(c.dials(), " "); got != "user/77721403 user/77721405 user/77721406" {
+		t.Errorf("dialed %s: the unregistered member must not ring", got)
+	}
+	if r.Answered != "77721406" || r.Answer == nil || r.Route != "hunt" || r.Billing != "grp1" {
+		t.Errorf("record: %+v", r)
+	}
+}
+
+func TestNobodyAnswersGivesBusy(t *testing.T) {
+	h := newHarness(t, nil)
+	c := newCall("c2", phone("1400", "8008001"), map[string]script{"user/77721401": {outcome: hunt.NoAnswer}})
+	h.eng.Handle(h.ms, c)
+	if c.rejected != routing.CauseBusy {
+		t.Errorf("caller got %s, want USER_BUSY", c.rejected)
+	}
+	if r := h.recs.last(t); r.HangupCause != "USER_BUSY" || len(r.Attempts) != 1 {
+		t.Errorf("record %+v", r)
+	}
+}
+
+func TestCallerHangsUpMidHunt(t *testing.T) {
+	h := newHarness(t, nil)
+	c := newCall("c3", phone("1100", "8008001"), map[string]script{
+		"user/77721401": {outcome: hunt.Busy},
+		"user/77721402": {outcome: hunt.NoAnswer, after: time.Hour},
+		"user/77721403": {outcome: hunt.Answered},
+	})
+	done := make(chan struct{})
+	go func() { h.eng.Handle(h.ms, c); close(done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(c.dials()) < 2 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	c.hangup()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the engine did not stop the hunt")
+	}
+	if got := strings.Join(c.dials(), " "); got != "user/77721401 user/77721402" {
+		t.Errorf("dialed %s: nothing may ring after the caller left", got)
+	}
+	if r := h.recs.last(t); outcomes(r) != "77721401:busy 77721402:cancelled" {
+		t.Errorf("attempts %s", outcomes(r))
+	}
+}
+
+func TestChannelLimitRefusesTheNextCall(t *testing.T) {
+	h := newHarness(t, func(s string) string { return strings.Replace(s, "channel_limit: 30", "channel_limit: 1", 1) })
+	first := newCall("c4", phone("3999", "030123456"), map[string]script{"sofia/gateway/pstn/+4930123456": {outcome: hunt.Answered, talk: time.Hour}})
+	done := make(chan struct{})
+	go func() { h.eng.Handle(h.ms, first); close(done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for h.count(t, "server", "srv11") != 1 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	second := newCall("c5", phone("3998", "030999999"), map[string]script{"sofia/gateway/pstn/+4930999999": {outcome: hunt.Answered}})
+	h.eng.Handle(h.ms, second)
+	if second.rejected != routing.CauseCongestion || len(second.dials()) != 0 {
+		t.Errorf("second call: rejected %s, dialed %v; want NORMAL_CIRCUIT_CONGESTION before dialing", second.rejected, second.dials())
+	}
+	if n := h.count(t, "server", "srv11"); n != 1 {
+		t.Errorf("srv11 count %d while the first call is up, want 1", n)
+	}
+	first.hangup()
+	<-done
+	if n := h.count(t, "server", "srv11"); n != 0 {
+		t.Errorf("srv11 count %d after both calls, want 0", n)
+	}
+	if n := h.count(t, "org", "acme"); n != 0 {
+		t.Errorf("acme count %d after both calls, want 0", n)
+	}
+}
+
+func TestRejectedRoute(t *testing.T) {
+	h := newHarness(t, nil)
+	c := newCall("c6", phone("3999", "555"), nil)
+	h.eng.Handle(h.ms, c)
+	if c.rejected != routing.CauseUnallocated {
+		t.Errorf("got %s, want UNALLOCATED_NUMBER", c.rejected)
+	}
+	if r := h.recs.last(t); r.Route != "rejected" || r.Reason == "" {
+		t.Errorf("record %+v", r)
+	}
+}
+
+func TestPanicCostsOneCall(t *testing.T) {
+	h := newHarness(t, nil)
+	c := newCall("c7", phone("3999", "030123456"), map[string]script{"sofia/gateway/pstn/+4930123456": {panics: true}})
+	if err := h.eng.Handle(h.ms, c); err != nil {
+		t.Fatal(err)
+	}
+	if c.rejected != routing.CauseFailure {
+		t.Errorf("caller got %s after the panic, want NORMAL_TEMPORARY_FAILURE", c.rejected)
+	}
+	if n := h.count(t, "server", "srv11"); n != 0 {
+		t.Errorf("count %d after the panic, want 0", n)
+	}
+	if r := h.recs.last(t); r.CallID != "c7" {
+		t.Errorf("record %+v", r)
+	}
+	// The engine still handles calls.
+	ok := newCall("c8", phone("3999", "3998"), map[string]script{"user/3998": {outcome: hunt.Answered}})
+	h.eng.Handle(h.ms, ok)
+	if h.recs.last(t).Answered != "3998" {
+		t.Error("the engine stopped handling calls after a panic")
+	}
+}
+
+func TestTrunkLegCarriesMarkAndPrefixedCallerID(t *testing.T) {
+	h := newHarness(t, nil)
+	c := newCall("c9", phone("3999", "122099"), map[string]script{"sofia/gateway/srv12/2099": {outcome: hunt.Answered}})
+	h.eng.Handle(h.ms, c)
+	if len(c.specs) != 1 {
+		t.Fatalf("specs %v", c.specs)
+	}
+	s := c.specs[0]
+	if s.CallerIDNumber != "113999" || s.MarkOrg != "acme" || !s.Trunk || s.LegID == "" {
+		t.Errorf("dial spec %+v", s)
+	}
+	if r := h.recs.last(t); len(r.Legs) != 1 || r.Legs[0].Kind.String() != "trunk-out" {
+		t.Errorf("counted legs %+v", r.Legs)
+	}
+}
+
+func TestDrain(t *testing.T) {
+	h := newHarness(t, nil)
+	c := newCall("c10", phone("3999", "3998"), map[string]script{"user/3998": {outcome: hunt.Answered, talk: 50 * time.Millisecond}})
+	done := make(chan struct{})
+	go func() { h.eng.Handle(h.ms, c); close(done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for h.eng.Active() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := h.eng.Drain(ctx); err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+	<-done
+	late := newCall("c11", phone("3999", "3998"), nil)
+	if err := h.eng.Handle(h.ms, late); !errors.Is(err, controller.ErrDraining) || late.rejected != routing.CauseOutOfOrder {
+		t.Errorf("call during drain: %v, %s", err, late.rejected)
+	}
+}
