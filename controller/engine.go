@@ -55,8 +55,42 @@ type Engine struct {
 }
 
 type callState struct {
-	call  Call
-	start time.Time
+	call     Call
+	start    time.Time
+	route    string
+	answered string
+}
+
+// CallView is what an operator sees of an active call.
+type CallView struct {
+	ID       string    `json:"call_id"`
+	Server   string    `json:"server"`
+	Caller   string    `json:"caller"`
+	Dialed   string    `json:"dialed"`
+	Route    string    `json:"route"`
+	Answered string    `json:"answered_by,omitempty"`
+	Start    time.Time `json:"start"`
+}
+
+// Calls lists the active calls.
+func (e *Engine) Calls() []CallView {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]CallView, 0, len(e.active))
+	for id, cs := range e.active {
+		info := cs.call.Info()
+		out = append(out, CallView{ID: id, Server: info.Server, Caller: info.Caller, Dialed: info.Dialed,
+			Route: cs.route, Answered: cs.answered, Start: cs.start})
+	}
+	return out
+}
+
+func (e *Engine) note(id string, f func(*callState)) {
+	e.mu.Lock()
+	if cs := e.active[id]; cs != nil {
+		f(cs)
+	}
+	e.mu.Unlock()
 }
 
 // NewEngine returns an engine running plan.
@@ -225,6 +259,7 @@ func (c *run) handle() error {
 	c.dec = c.router.Route(&req)
 	d := &c.dec
 	c.fillRecord()
+	c.e.note(c.call.ID(), func(cs *callState) { cs.route = d.Kind.String() })
 	defer c.finish()
 
 	if d.Kind == routing.Rejected {
@@ -449,6 +484,7 @@ func (c *run) connected(t *routing.Target, leg Leg, held []string) {
 	now := c.e.opt.Now()
 	c.rec.Answer = &now
 	c.rec.Answered = t.Number
+	c.e.note(c.call.ID(), func(cs *callState) { cs.answered = t.Number })
 	c.rec.CallerID = t.CallerID
 	c.log.Info("answered: connected", "target", t.Number, "leg", leg.ID())
 	select {

@@ -50,7 +50,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newValidate(), newRoute(), newServe())
+	root.AddCommand(newValidate(), newRoute(), newServe(), newCalls())
 	return root
 }
 

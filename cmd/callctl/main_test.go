@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -154,6 +155,15 @@ func TestServeReloadsAndStops(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx, cfg, hup, &logs) }()
 	waitFor(t, &logs, "callctl node starting")
+	waitFor(t, &logs, "http listening")
+	addr := regexp.MustCompile(`addr=(127\.0\.0\.1:\d+)`).FindStringSubmatch(logs.String())
+	if addr == nil {
+		t.Fatalf("no http address in the log:\n%s", logs.String())
+	}
+	out, _, code := run(t, "calls", "--node", addr[1])
+	if code != 0 || !strings.HasPrefix(out, "CALL ") {
+		t.Errorf("calls: exit %d: %s", code, out)
+	}
 
 	// A changed file is picked up by itself.
 	changed := strings.Replace(string(examples.Lab), "channel_limit: 30", "channel_limit: 31", 1)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sort"
 	"sync"
 	"syscall"
 	"time"
@@ -219,6 +221,12 @@ func (n *node) startHTTP() (*http.Server, error) {
 			http.Error(w, "starting", http.StatusServiceUnavailable)
 		}
 	})
+	mux.HandleFunc("/calls", func(w http.ResponseWriter, _ *http.Request) {
+		calls := n.engine.Calls()
+		sort.Slice(calls, func(i, j int) bool { return calls[i].Start.Before(calls[j].Start) })
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(calls)
+	})
 	ln, err := net.Listen("tcp", n.cfg.Listen.HTTP)
 	if err != nil {
 		return nil, fmt.Errorf("listen.http: %w", err)
@@ -229,6 +237,6 @@ func (n *node) startHTTP() (*http.Server, error) {
 			n.log.Error("http server stopped", "err", err)
 		}
 	}()
-	n.log.Info("http listening", "addr", ln.Addr().String(), "paths", "/metrics /healthz /readyz")
+	n.log.Info("http listening", "addr", ln.Addr().String(), "paths", "/metrics /healthz /readyz /calls")
 	return srv, nil
 }
