@@ -128,6 +128,9 @@ func (e *engine) bridgeLeave(c *channel) {
 	snap := b.snap
 	snap.Channels = append([]string(nil), b.snap.Channels...)
 	e.emit(encBridgeChannel(nil, "ChannelLeftBridge", e.now(), &snap, &c.snap), b, c)
+	if bl, ok := c.leg.(BridgeAware); ok {
+		e.later(func() { bl.Bridged("", nil) })
+	}
 	e.bridgeChanged(b)
 }
 

@@ -35,7 +35,11 @@ func (s *Server) Inbound(call InboundCall) (LegEvents, error) {
 	if callID == "" {
 		callID = newUUID()
 	}
-	c := e.newChannel(id, e.pjsipName(endpoint), techPJSIP, stateRing, cep{Context: call.Context, Exten: call.Exten, Priority: 1})
+	name := call.name
+	if name == "" {
+		name = e.pjsipName(endpoint)
+	}
+	c := e.newChannel(id, name, techPJSIP, stateRing, cep{Context: call.Context, Exten: call.Exten, Priority: 1})
 	c.inbound, c.trunk, c.leg, c.resource = true, call.Trunk, call.Leg, endpoint
 	c.snap.ProtocolID = callID
 	c.snap.Caller = call.Caller

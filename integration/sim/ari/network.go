@@ -84,6 +84,8 @@ type InboundCall struct {
 	ChannelID string
 	// Leg carries ringing, answer and hangup back to the caller.
 	Leg Leg
+
+	name string // channel name already allocated (model front)
 }
 
 // ErrClosed is returned for calls offered to a stopped server.

@@ -36,9 +36,17 @@ type Config struct {
 	// (from-sipp, from-trunk, from-pstn when empty).
 	StasisContexts []string
 	// PhoneContext is the context of phone endpoints, TrunkContext the one
-	// of trunk endpoints (from-sipp and from-trunk when empty).
+	// of trunk endpoints, PSTNContext the one of the PSTN gateway
+	// (from-sipp, from-trunk and from-pstn when empty).
 	PhoneContext string
 	TrunkContext string
+	PSTNContext  string
+	// PSTNEndpoint is the PJSIP endpoint of the PSTN gateway: PJSIP/<e164>@pstn
+	// ("pstn" when empty).
+	PSTNEndpoint string
+	// TrunkServers maps trunk endpoint names to the simulated servers they
+	// reach when they differ (PJSIP/2099@ast2 reaches server ast2 by default).
+	TrunkServers map[string]string
 	// Fallback is what the dialplan does after Stasis() fails because no
 	// WebSocket serves the application (Congestion, cause 34, when zero).
 	Fallback Fallback
@@ -90,6 +98,12 @@ func (c *Config) defaults() error {
 	if c.TrunkContext == "" {
 		c.TrunkContext = "from-trunk"
 	}
+	if c.PSTNContext == "" {
+		c.PSTNContext = "from-pstn"
+	}
+	if c.PSTNEndpoint == "" {
+		c.PSTNEndpoint = "pstn"
+	}
 	if c.Fallback.App == "" {
 		c.Fallback = Fallback{App: "Congestion", Cause: causeCongestion}
 	}
@@ -105,10 +119,11 @@ func (c *Config) defaults() error {
 // Server is one simulated Asterisk: ARI over HTTP and WebSocket on a
 // loopback port, and the SIP side through its Network.
 type Server struct {
-	cfg Config
-	eng *engine
-	net Network
-	log *slog.Logger
+	cfg   Config
+	eng   *engine
+	net   Network
+	log   *slog.Logger
+	model *modelNet // set by Attach
 
 	mu       sync.Mutex
 	ln       net.Listener
@@ -207,11 +222,15 @@ func (s *Server) Close() error {
 	s.stopped = true
 	s.mu.Unlock()
 
+	if s.model != nil {
+		s.model.unsubscribe()
+		s.model.cm.SetHooks(nil)
+	}
 	s.stopHTTP()
 	e := s.eng
 	e.lock()
 	e.closed = true
-	e.wipe(causeNormalClearing)
+	e.wipe(true)
 	e.unlock()
 	s.wg.Wait()
 	e.disp.close()
@@ -235,16 +254,17 @@ func (s *Server) stopHTTP() {
 }
 
 // wipe forgets every channel and bridge at once, without events, as a
-// crashed Asterisk does; SIP peers see the calls end with cause.
-func (e *engine) wipe(cause int) {
+// crashed Asterisk does. With hangupLegs, the SIP peers see their calls end
+// (a model restart already ended them).
+func (e *engine) wipe(hangupLegs bool) {
 	for _, c := range e.channels {
 		c.gone = true
 		c.stopTimers()
-		if c.leg != nil {
+		if c.leg != nil && hangupLegs {
 			leg := c.leg
-			c.leg = nil
-			e.later(func() { leg.Hangup(cause) })
+			e.later(func() { leg.Hangup(causeTemporaryFailure) })
 		}
+		c.leg = nil
 	}
 	e.channels = make(map[string]*channel)
 	e.bridges = make(map[string]*bridge)
@@ -253,6 +273,42 @@ func (e *engine) wipe(cause int) {
 		a.session = nil
 	}
 	e.epoch++
+}
+
+// forget drops every channel, bridge and application, as a restart does.
+func (e *engine) forget(hangupLegs bool) {
+	e.wipe(hangupLegs)
+	e.apps = make(map[string]*stasisApp)
+	e.localSeq, e.pjsipSeq, e.idSeq = 0, 0, 0
+	now := time.Now()
+	e.startup, e.reload = now, now
+}
+
+func (s *Server) forget(hangupLegs bool) {
+	e := s.eng
+	e.lock()
+	if !e.closed {
+		e.forget(hangupLegs)
+	}
+	e.unlock()
+	s.closeSessions()
+}
+
+// lostEverything is the model's restart (or stop): its channels are gone
+// already. It runs inside a model transaction and does not block.
+func (s *Server) lostEverything() { s.forget(false) }
+
+// closeSessions drops every WebSocket without waiting.
+func (s *Server) closeSessions() {
+	s.mu.Lock()
+	list := make([]*wsSession, 0, len(s.sessions))
+	for sess := range s.sessions {
+		list = append(list, sess)
+	}
+	s.mu.Unlock()
+	for _, sess := range list {
+		sess.close()
+	}
 }
 
 // --- HTTP ------------------------------------------------------------------
@@ -500,17 +556,20 @@ func (s *Server) Restart(ctx context.Context, down time.Duration, entityID strin
 	s.mu.Unlock()
 
 	s.stopHTTP()
-	e := s.eng
-	e.lock()
-	e.wipe(causeNormalClearing)
-	e.apps = make(map[string]*stasisApp)
-	e.localSeq, e.pjsipSeq, e.idSeq = 0, 0, 0
-	now := time.Now()
-	e.startup, e.reload = now, now
 	if entityID != "" {
+		s.eng.lock()
 		s.cfg.EntityID = entityID
+		s.eng.unlock()
 	}
-	e.unlock()
+	if s.model != nil {
+		// The model drops its channels and tells the far ends; its
+		// ServerRestarted event makes this server forget everything.
+		if err := s.model.cm.Restart(); err != nil {
+			return fmt.Errorf("ari restart: %w", err)
+		}
+	} else {
+		s.forget(true)
+	}
 
 	if down > 0 {
 		t := time.NewTimer(down)

@@ -67,9 +67,12 @@ func (s *wsSession) close() {
 	}
 	s.closed = true
 	s.queue = nil
+	conn := s.conn
 	s.mu.Unlock()
 	close(s.done)
-	_ = s.conn.NetConn().Close()
+	if conn != nil {
+		_ = conn.NetConn().Close()
+	}
 }
 
 func (s *wsSession) writer() {
@@ -130,21 +133,18 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, q params) 
 	}
 	subscribeAll := q.bool("subscribeAll")
 
-	conn, err := upgrader.Upgrade(w, r, nil)
-	if err != nil {
-		s.log.Debug("ari websocket upgrade failed", "err", err)
-		return
-	}
+	// The applications are registered before the handshake completes, so
+	// a client that starts originating as soon as its WebSocket is open
+	// misses nothing; events queue until the writer runs.
 	sess := &wsSession{
 		srv:    s,
-		conn:   conn,
 		apps:   apps,
 		remote: r.RemoteAddr,
 		wake:   make(chan struct{}, 1),
 		done:   make(chan struct{}),
 	}
 	if !s.addSession(sess) {
-		_ = conn.Close()
+		writeError(w, errf(503, "Server shutting down"))
 		return
 	}
 	e := s.eng
@@ -152,6 +152,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, q params) 
 	if e.closed {
 		e.unlock()
 		s.dropSession(sess)
+		writeError(w, errf(503, "Server shutting down"))
 		return
 	}
 	for _, name := range apps {
@@ -174,6 +175,22 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, q params) 
 		a.session = sess
 	}
 	e.unlock()
+
+	conn, err := upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		s.log.Debug("ari websocket upgrade failed", "err", err)
+		s.dropSession(sess)
+		return
+	}
+	sess.mu.Lock()
+	sess.conn = conn
+	closed := sess.closed
+	sess.mu.Unlock()
+	if closed {
+		_ = conn.Close()
+		s.dropSession(sess)
+		return
+	}
 	s.log.Debug("ari websocket connected", "apps", appParam, "remote", r.RemoteAddr, "subscribe_all", subscribeAll)
 
 	s.wg.Add(2)
