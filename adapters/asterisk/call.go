@@ -1,0 +1,797 @@
+package asterisk
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/callctl/callctl/controller"
+	"github.com/callctl/callctl/controller/hunt"
+	"github.com/callctl/callctl/controller/routing"
+)
+
+// markVariable reads the org mark another server's callctl puts on a trunk
+// call (SPEC §2: the receiving node trusts it only from a known trunk).
+const (
+	markHeader = "X-Callctl-Org"
+	markRead   = "PJSIP_HEADER(read," + markHeader + ")"
+	markAdd    = "PJSIP_HEADER(add," + markHeader + ")"
+)
+
+// callKey marks contexts made for a call, so that the client can tell
+// which call a request belongs to (dial-step latency).
+type callKey struct{}
+
+// call is one caller channel in the Stasis application, and the legs
+// callctl originated for it.
+type call struct {
+	cl   *Client
+	id   string
+	info controller.CallInfo
+	log  *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	// stepFrom is when the event that decided the last dial step arrived
+	// (unix ns), until the next request of the call leaves.
+	stepFrom atomic.Int64
+
+	mu          sync.Mutex
+	gone        bool
+	endCause    string
+	hangupCause int
+	handedOff   bool
+	up          bool
+	rung        bool
+	bridge      string
+	legs        []*leg
+	standIns    []string
+	finished    bool
+}
+
+func newCall(cl *Client, ch *channelData, args []string) *call {
+	c := &call{cl: cl, id: ch.ID, hangupCause: -1}
+	c.info = controller.CallInfo{
+		Server:     cl.cfg.Server,
+		Source:     pjsipEndpoint(ch.Name),
+		Caller:     ch.CallerNumber,
+		CallerName: ch.CallerName,
+		Dialed:     ch.Exten,
+		Domain:     ch.Context,
+		Start:      ch.Created,
+	}
+	// Stasis(app,<context>,<exten>) as the dialplan of dialplans/asterisk
+	// (and the lab) passes them: the exten the caller dialed, before any
+	// pattern match rewrote the channel's own.
+	if len(args) >= 2 {
+		c.info.Domain, c.info.Dialed = args[0], args[1]
+	}
+	if c.info.Start.IsZero() {
+		c.info.Start = time.Now()
+	}
+	c.log = cl.log.With("call", c.id)
+	ctx := context.WithValue(context.Background(), callKey{}, c)
+	c.ctx, c.cancel = context.WithCancel(ctx)
+	return c
+}
+
+// pjsipEndpoint is the endpoint of a PJSIP channel name
+// (PJSIP/<endpoint>-<8 hex digits>); "" for other technologies.
+func pjsipEndpoint(name string) string {
+	rest, ok := strings.CutPrefix(name, "PJSIP/")
+	if !ok {
+		return ""
+	}
+	i := strings.LastIndexByte(rest, '-')
+	if i <= 0 {
+		return ""
+	}
+	return rest[:i]
+}
+
+func withCall(ctx context.Context, c *call) context.Context {
+	if v, _ := ctx.Value(callKey{}).(*call); v == c {
+		return ctx
+	}
+	return context.WithValue(ctx, callKey{}, c)
+}
+
+func (c *call) ID() string                { return c.id }
+func (c *call) Info() controller.CallInfo { return c.info }
+func (c *call) Context() context.Context  { return c.ctx }
+func (c *call) String() string            { return c.id }
+func (c *call) rest() *restClient         { return c.cl.rest }
+func (c *call) timeout() time.Duration    { return c.cl.cfg.RequestTimeout }
+func (c *call) path(parts ...string) string {
+	return "/channels/" + seg(c.id) + strings.Join(parts, "")
+}
+func (c *call) bg() (context.Context, func()) {
+	return context.WithTimeout(withCall(context.Background(), c), c.timeout())
+}
+
+// EndCause is the caller channel's hangup cause once it is gone.
+func (c *call) EndCause() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.endCause
+}
+
+// readMark reads the org mark header of calls from endpoints that may send
+// one. It runs before the handler sees the call.
+func (c *call) readMark() {
+	src := c.info.Source
+	if src == "" || (c.cl.cfg.MarkFrom != nil && !c.cl.cfg.MarkFrom(src)) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, c.timeout())
+	defer cancel()
+	var r struct {
+		Value string `json:"value"`
+	}
+	err := c.rest().do(ctx, http.MethodGet, c.path("/variable"), url.Values{"variable": {markRead}}, nil, &r)
+	switch {
+	case statusOf(err) == http.StatusNotFound:
+		return
+	case err != nil:
+		c.log.Warn("reading the org mark failed", "source", src, "err", err)
+		return
+	}
+	if r.Value == "" {
+		return
+	}
+	if !validName(r.Value) {
+		c.log.Warn("ignoring a malformed org mark", "source", src, "mark", r.Value)
+		return
+	}
+	c.info.MarkOrg = r.Value
+}
+
+// noteHangupCause keeps the cause of a hangup request about the caller.
+func (c *call) noteHangupCause(cause int) {
+	c.mu.Lock()
+	c.hangupCause = cause
+	c.mu.Unlock()
+}
+
+// callerGone ends the call: the caller's channel left the application or
+// was destroyed. cause is ChannelDestroyed's, -1 when unknown. Answered
+// legs and the bridge are torn down unless a transfer put a stand-in
+// channel into the bridge.
+func (c *call) callerGone(cause int, at time.Time) {
+	c.mu.Lock()
+	if c.gone {
+		c.mu.Unlock()
+		return
+	}
+	c.gone = true
+	switch {
+	case cause > 0:
+		c.endCause = causeName(cause)
+	case c.hangupCause > 0:
+		c.endCause = causeName(c.hangupCause)
+	default:
+		c.endCause = causeName(causeNormal)
+	}
+	var legs []*leg
+	bridge := ""
+	if len(c.standIns) == 0 {
+		for _, l := range c.legs {
+			if l.isAnswered && !l.isEnded {
+				legs = append(legs, l)
+			}
+		}
+		bridge = c.bridge
+	}
+	c.mu.Unlock()
+	c.cancel()
+	if len(legs) > 0 || bridge != "" {
+		// The handler may be waiting on the connected leg: end it now.
+		c.cl.background(func(ctx context.Context) { c.teardown(ctx, legs, bridge) })
+	}
+}
+
+// lose ends the call because the server is lost: nothing will report its
+// channels' ends any more.
+func (c *call) lose(at time.Time) {
+	c.mu.Lock()
+	legs := append([]*leg(nil), c.legs...)
+	c.mu.Unlock()
+	for _, l := range legs {
+		l.lost(at)
+	}
+	c.mu.Lock()
+	if !c.gone {
+		c.gone = true
+		c.endCause = "ARI_SERVER_LOST"
+	}
+	c.mu.Unlock()
+	c.cancel()
+}
+
+// teardown hangs legs up and deletes the bridge; errors are logged (a
+// channel that is already gone answers 404).
+func (c *call) teardown(ctx context.Context, legs []*leg, bridge string) {
+	for _, l := range legs {
+		if err := c.cl.deleteChannel(ctx, l.id, causeNormal); err != nil && statusOf(err) != http.StatusNotFound {
+			c.log.Warn("hanging up a leg failed", "leg", l.id, "err", err)
+		}
+	}
+	if bridge != "" {
+		if err := c.cl.deleteBridge(ctx, bridge); err != nil && statusOf(err) != http.StatusNotFound {
+			c.log.Warn("deleting the bridge failed", "bridge", bridge, "err", err)
+		}
+	}
+}
+
+// adoptStandIn records a channel a transfer swapped into this call's
+// bridge (a Local half replacing the transferer): the bridge now belongs
+// to the transfer and stays until that channel goes.
+func (c *call) adoptStandIn(id string) {
+	ref := &chanRef{call: c, standIn: true}
+	if !c.cl.register(id, ref) {
+		return
+	}
+	c.mu.Lock()
+	c.standIns = append(c.standIns, id)
+	c.mu.Unlock()
+	c.log.Info("transfer: a channel replaced a party in the call's bridge", "channel", id)
+}
+
+// standInGone ends what the transfer left: once its stand-in is gone the
+// bridge and the legs in it are torn down.
+func (c *call) standInGone(id string) {
+	c.mu.Lock()
+	for i, s := range c.standIns {
+		if s == id {
+			c.standIns = append(c.standIns[:i], c.standIns[i+1:]...)
+			break
+		}
+	}
+	last := len(c.standIns) == 0
+	var legs []*leg
+	bridge := ""
+	end := last && c.gone
+	if end {
+		for _, l := range c.legs {
+			if !l.isEnded {
+				legs = append(legs, l)
+			}
+		}
+		bridge = c.bridge
+	}
+	finished := c.finished
+	c.mu.Unlock()
+	if ref, _ := c.cl.lookup(id); ref != nil && ref.standIn {
+		c.cl.unregister(id, ref)
+	}
+	if end {
+		c.cl.background(func(ctx context.Context) {
+			c.teardown(ctx, legs, bridge)
+			if finished {
+				c.waitLegs(legs, c.timeout())
+				c.release()
+			}
+		})
+	}
+}
+
+func (c *call) isGone() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gone
+}
+
+// --- legs -----------------------------------------------------------------
+
+// leg is a channel callctl originated for a call. Its fields under "mu" are
+// guarded by the call's mutex; the channels are closed once.
+type leg struct {
+	c     *call
+	id    string
+	ref   *chanRef
+	local bool
+
+	answeredCh chan struct{}
+	endedCh    chan struct{}
+	ended2Ch   chan struct{} // Local only: the ;2 half is gone
+
+	// mu
+	status     string
+	cause      int
+	cause2     int
+	isAnswered bool
+	isEnded    bool
+	isEnded2   bool
+	vanished   bool
+	lastAt     time.Time
+}
+
+func (l *leg) ID() string             { return l.id }
+func (l *leg) Ended() <-chan struct{} { return l.endedCh }
+func (l *leg) String() string         { return l.id }
+
+// answered records the leg's StasisStart: it answered and is in the
+// application. It reports whether this was news.
+func (l *leg) answered(at time.Time) bool {
+	l.c.mu.Lock()
+	defer l.c.mu.Unlock()
+	if l.isAnswered || l.isEnded {
+		return false
+	}
+	l.isAnswered = true
+	l.lastAt = at
+	close(l.answeredCh)
+	return true
+}
+
+func (l *leg) destroyed(half2 bool, cause int, at time.Time) {
+	l.c.mu.Lock()
+	defer l.c.mu.Unlock()
+	if half2 {
+		if l.ended2Ch != nil && !l.isEnded2 {
+			l.isEnded2 = true
+			l.cause2 = cause
+			l.lastAt = at
+			close(l.ended2Ch)
+		}
+		return
+	}
+	if !l.isEnded {
+		l.isEnded = true
+		l.cause = cause
+		l.lastAt = at
+		close(l.endedCh)
+	}
+}
+
+// lost ends the leg without its events: it vanished while the WebSocket
+// was down, or the server is lost.
+func (l *leg) lost(at time.Time) {
+	l.c.mu.Lock()
+	if !l.isEnded {
+		l.vanished = true
+	}
+	l.c.mu.Unlock()
+	l.destroyed(false, causeUnknown, at)
+	l.destroyed(true, causeUnknown, at)
+}
+
+func (l *leg) dialStatus(s string) {
+	l.c.mu.Lock()
+	l.status = s
+	l.c.mu.Unlock()
+}
+
+func (c *call) newLeg(id string, local bool) (*leg, error) {
+	l := &leg{c: c, id: id, local: local, answeredCh: make(chan struct{}), endedCh: make(chan struct{})}
+	if local {
+		l.ended2Ch = make(chan struct{})
+	}
+	l.ref = &chanRef{call: c, leg: l}
+	// Registered before the originate request leaves, so that no event of
+	// the new channel (they can arrive before the reply) is missed.
+	if !c.cl.register(id, l.ref) {
+		return nil, fmt.Errorf("leg id %s already in use", id)
+	}
+	c.mu.Lock()
+	c.legs = append(c.legs, l)
+	c.mu.Unlock()
+	return l, nil
+}
+
+// dropLeg forgets a leg whose channels are gone.
+func (c *call) dropLeg(l *leg) {
+	c.cl.unregister(l.id, l.ref)
+	c.mu.Lock()
+	for i, x := range c.legs {
+		if x == l {
+			c.legs = append(c.legs[:i], c.legs[i+1:]...)
+			break
+		}
+	}
+	c.mu.Unlock()
+}
+
+func validLegID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		ch := id[i]
+		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '-' || ch == '_' || ch == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+type originateBody struct {
+	Variables map[string]string `json:"variables"`
+}
+
+// Dial originates spec.Target into the application and, once it answers
+// (its StasisStart), bridges it with the caller in a mixing bridge. A
+// non-answer returns only once the attempt's channel is destroyed, with the
+// outcome Asterisk's signals give (see outcomeOf).
+func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.Leg, controller.DialResult, error) {
+	ep, err := parseEndpoint(spec.Target)
+	if err != nil {
+		return nil, controller.DialResult{Outcome: hunt.Failed, Cause: "UNSAFE_TARGET"}, fmt.Errorf("dial: %w", err)
+	}
+	cid, err := callerID(spec.CallerIDNumber, spec.CallerIDName)
+	if err != nil {
+		return nil, controller.DialResult{Outcome: hunt.Failed, Cause: "UNSAFE_CALLER_ID"}, fmt.Errorf("dial %s: %w", ep, err)
+	}
+	if !validLegID(spec.LegID) {
+		return nil, controller.DialResult{Outcome: hunt.Failed, Cause: "BAD_LEG_ID"}, fmt.Errorf("dial %s: leg id %q: %w", ep, spec.LegID, ErrUnsafe)
+	}
+	var body any
+	if spec.MarkOrg != "" && ep.trunk() {
+		if !validName(spec.MarkOrg) {
+			return nil, controller.DialResult{Outcome: hunt.Failed, Cause: "UNSAFE_MARK"}, fmt.Errorf("dial %s: org mark %q: %w", ep, spec.MarkOrg, ErrUnsafe)
+		}
+		body = originateBody{Variables: map[string]string{markAdd: spec.MarkOrg}}
+	}
+	ctx = withCall(ctx, c)
+	if ctx.Err() != nil || c.isGone() {
+		return nil, controller.DialResult{Outcome: hunt.Cancelled, Cause: "CALLER_GONE"}, nil
+	}
+	l, err := c.newLeg(spec.LegID, ep.tech == "Local")
+	if err != nil {
+		return nil, controller.DialResult{Outcome: hunt.Failed, Cause: "BAD_LEG_ID"}, fmt.Errorf("dial %s: %w", ep, err)
+	}
+	q := url.Values{
+		"endpoint":   {ep.String()},
+		"app":        {c.cl.cfg.App},
+		"appArgs":    {legMarker},
+		"channelId":  {l.id},
+		"originator": {c.id},
+	}
+	if cid != "" {
+		q.Set("callerId", cid)
+	}
+	if spec.Timeout > 0 {
+		q.Set("timeout", strconv.Itoa(int((spec.Timeout+time.Second-1)/time.Second)))
+	}
+	rctx, cancel := context.WithTimeout(ctx, c.timeout())
+	err = c.rest().do(rctx, http.MethodPost, "/channels", q, body, nil)
+	cancel()
+	if err != nil {
+		if st := statusOf(err); st != 0 {
+			c.dropLeg(l)
+			o := hunt.Failed
+			if st >= 500 {
+				// "Allocation failed": the endpoint cannot be reached.
+				o = hunt.Unreachable
+			}
+			return nil, controller.DialResult{Outcome: o, Cause: "ORIGINATE_" + strconv.Itoa(st)}, fmt.Errorf("dial %s: %w", ep, err)
+		}
+		// The request may have reached Asterisk: make sure nothing rings.
+		c.abandon(l)
+		if ctx.Err() != nil {
+			return nil, controller.DialResult{Outcome: hunt.Cancelled, Cause: "CALLER_GONE"}, nil
+		}
+		return nil, controller.DialResult{Outcome: hunt.Failed, Cause: "ORIGINATE_FAILED"}, fmt.Errorf("dial %s: %w", ep, err)
+	}
+	c.ringCaller(ctx)
+
+	// Asterisk ends the attempt itself after the timeout (cause 19); this
+	// bound only covers events lost with a WebSocket that did not come back.
+	limit := spec.Timeout
+	if limit <= 0 {
+		limit = 30 * time.Second
+	}
+	safety := time.NewTimer(limit + 15*time.Second)
+	defer safety.Stop()
+	select {
+	case <-l.answeredCh:
+		return c.connect(ctx, l)
+	case <-l.endedCh:
+		return c.unanswered(l)
+	case <-ctx.Done():
+		c.abandon(l)
+		return nil, controller.DialResult{Outcome: hunt.Cancelled, Cause: "CALLER_GONE"}, nil
+	case <-safety.C:
+		c.log.Warn("leg neither answered nor ended in time; hanging it up", "leg", l.id)
+		c.abandon(l)
+		return nil, controller.DialResult{Outcome: hunt.NoAnswer, Cause: "CALLCTL_TIMEOUT"}, nil
+	}
+}
+
+// unanswered finishes an attempt whose channel was destroyed.
+func (c *call) unanswered(l *leg) (controller.Leg, controller.DialResult, error) {
+	if l.local {
+		// The ;2 half follows at once (traces b, c, j): wait for it so that
+		// nothing of the attempt remains, and for its cause.
+		t := time.NewTimer(2 * time.Second)
+		select {
+		case <-l.ended2Ch:
+		case <-t.C:
+			c.log.Warn("local leg's second half did not report its end", "leg", l.id)
+		}
+		t.Stop()
+	}
+	c.mu.Lock()
+	o, cause := outcomeOf(l.cause, l.status, l.cause2)
+	if l.vanished {
+		o, cause = hunt.Failed, "VANISHED"
+	}
+	at := l.lastAt
+	c.mu.Unlock()
+	c.dropLeg(l)
+	c.stepFrom.Store(at.UnixNano())
+	return nil, controller.DialResult{Outcome: o, Cause: cause}, nil
+}
+
+// abandon hangs up a leg that must not ring on and waits until it is gone.
+func (c *call) abandon(l *leg) {
+	ctx, cancel := c.bg()
+	defer cancel()
+	err := c.cl.deleteChannel(ctx, l.id, causeNormal)
+	if statusOf(err) == http.StatusNotFound {
+		// Never created, or already gone; its events may still be on the
+		// way, but nothing rings.
+		l.lost(time.Now())
+	} else if err != nil {
+		c.log.Warn("hanging up a leg failed", "leg", l.id, "err", err)
+	}
+	t := time.NewTimer(c.timeout())
+	defer t.Stop()
+	select {
+	case <-l.endedCh:
+	case <-t.C:
+		if err := c.rest().do(ctx, http.MethodGet, "/channels/"+seg(l.id), nil, nil, nil); statusOf(err) == http.StatusNotFound {
+			l.lost(time.Now())
+		} else {
+			c.log.Error("leg did not end after hangup", "leg", l.id, "err", err)
+		}
+	}
+	if l.local {
+		t2 := time.NewTimer(time.Second)
+		select {
+		case <-l.ended2Ch:
+		case <-t2.C:
+		}
+		t2.Stop()
+	}
+	c.dropLeg(l)
+}
+
+// ringCaller tells the caller that it rings (SIP 180), once.
+func (c *call) ringCaller(ctx context.Context) {
+	c.mu.Lock()
+	if c.rung || c.up {
+		c.mu.Unlock()
+		return
+	}
+	c.rung = true
+	c.mu.Unlock()
+	rctx, cancel := context.WithTimeout(ctx, c.timeout())
+	defer cancel()
+	if err := c.rest().do(rctx, http.MethodPost, c.path("/ring"), nil, nil, nil); err != nil && ctx.Err() == nil {
+		c.log.Debug("ring indication failed", "err", err)
+	}
+}
+
+// connect bridges an answered leg with the caller.
+func (c *call) connect(ctx context.Context, l *leg) (controller.Leg, controller.DialResult, error) {
+	c.mu.Lock()
+	at := l.lastAt
+	ended := l.isEnded
+	c.mu.Unlock()
+	c.stepFrom.Store(at.UnixNano())
+	if ended {
+		return c.unanswered(l)
+	}
+	cancelled := func() (controller.Leg, controller.DialResult, error) {
+		c.abandon(l)
+		return nil, controller.DialResult{Outcome: hunt.Cancelled, Cause: "CALLER_GONE"}, nil
+	}
+	if ctx.Err() != nil {
+		return cancelled()
+	}
+	failed := func(step string, err error) (controller.Leg, controller.DialResult, error) {
+		c.abandon(l)
+		if statusOf(err) == http.StatusNotFound && c.isGone() {
+			return nil, controller.DialResult{Outcome: hunt.Cancelled, Cause: "CALLER_GONE"}, nil
+		}
+		return nil, controller.DialResult{Outcome: hunt.Failed, Cause: "BRIDGE_FAILED"}, fmt.Errorf("connect leg %s: %s: %w", l.id, step, err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, c.timeout())
+	defer cancel()
+	c.mu.Lock()
+	up := c.up
+	c.mu.Unlock()
+	if !up {
+		if err := c.rest().do(rctx, http.MethodPost, c.path("/answer"), nil, nil, nil); err != nil {
+			return failed("answer caller", err)
+		}
+		c.mu.Lock()
+		c.up = true
+		c.mu.Unlock()
+	}
+	bid := "callctl-" + l.id
+	err := c.rest().do(rctx, http.MethodPost, "/bridges", url.Values{"type": {"mixing"}, "bridgeId": {bid}, "name": {"callctl"}}, nil, nil)
+	if err != nil {
+		return failed("create bridge", err)
+	}
+	c.mu.Lock()
+	c.bridge = bid
+	gone := c.gone
+	c.mu.Unlock()
+	if gone {
+		// callerGone may have run before the bridge existed.
+		c.teardown(rctx, nil, bid)
+		return cancelled()
+	}
+	err = c.rest().do(rctx, http.MethodPost, "/bridges/"+seg(bid)+"/addChannel", url.Values{"channel": {c.id + "," + l.id}}, nil, nil)
+	if err != nil {
+		c.teardown(rctx, nil, bid)
+		return failed("add to bridge", err)
+	}
+	return l, controller.DialResult{Outcome: hunt.Answered, Cause: "ANSWER"}, nil
+}
+
+// Reject ends the unanswered call with cause: Asterisk answers the caller
+// with the SIP code of the Q.850 cause (17 → 486, 1 → 404, 21 → 403,
+// 34 → 503).
+func (c *call) Reject(ctx context.Context, cause routing.Cause) error {
+	ctx = withCall(ctx, c)
+	err := c.cl.deleteChannel(ctx, c.id, cause.Q850())
+	if statusOf(err) == http.StatusNotFound {
+		return fmt.Errorf("reject %s: %w", c.id, controller.ErrCallGone)
+	}
+	if err != nil {
+		return fmt.Errorf("reject %s with %s: %w", c.id, cause, err)
+	}
+	return nil
+}
+
+// Hangup ends the call: its legs, the caller and the bridge.
+func (c *call) Hangup(ctx context.Context, cause routing.Cause) error {
+	ctx = withCall(ctx, c)
+	c.mu.Lock()
+	var legs []*leg
+	for _, l := range c.legs {
+		if !l.isEnded {
+			legs = append(legs, l)
+		}
+	}
+	bridge := c.bridge
+	c.mu.Unlock()
+	c.teardown(ctx, legs, "")
+	err := c.cl.deleteChannel(ctx, c.id, cause.Q850())
+	if bridge != "" {
+		if berr := c.cl.deleteBridge(ctx, bridge); berr != nil && statusOf(berr) != http.StatusNotFound {
+			c.log.Warn("deleting the bridge failed", "bridge", bridge, "err", berr)
+		}
+	}
+	if statusOf(err) == http.StatusNotFound {
+		return fmt.Errorf("hangup %s: %w", c.id, controller.ErrCallGone)
+	}
+	if err != nil {
+		return fmt.Errorf("hangup %s: %w", c.id, err)
+	}
+	return nil
+}
+
+// Handoff continues the caller in the server's own dialplan (context from
+// the plan) at extension dialed; the call is no longer callctl's.
+func (c *call) Handoff(ctx context.Context, dialed string) error {
+	if !validDigits(dialed) {
+		return fmt.Errorf("handoff %s to %q: %w", c.id, dialed, ErrUnsafe)
+	}
+	ctx = withCall(ctx, c)
+	c.mu.Lock()
+	c.handedOff = true
+	c.mu.Unlock()
+	q := url.Values{"context": {c.cl.cfg.Context}, "extension": {dialed}, "priority": {"1"}}
+	err := c.rest().do(ctx, http.MethodPost, c.path("/continue"), q, nil, nil)
+	if err != nil {
+		c.mu.Lock()
+		c.handedOff = false
+		c.mu.Unlock()
+		if statusOf(err) == http.StatusNotFound {
+			return fmt.Errorf("handoff %s: %w", c.id, controller.ErrCallGone)
+		}
+		return fmt.Errorf("handoff %s: %w", c.id, err)
+	}
+	return nil
+}
+
+// finish runs when the handler returned: whatever of the call is still up
+// is ended (the handler normally did), then the call is forgotten once its
+// channels are gone.
+func (c *call) finish() {
+	ctx, cancel := c.bg()
+	defer cancel()
+	c.mu.Lock()
+	c.finished = true
+	gone, handedOff := c.gone, c.handedOff
+	keep := len(c.standIns) > 0
+	var legs []*leg
+	for _, l := range c.legs {
+		if !l.isEnded {
+			legs = append(legs, l)
+		}
+	}
+	bridge := c.bridge
+	c.mu.Unlock()
+	if !gone && !handedOff {
+		if err := c.cl.deleteChannel(ctx, c.id, causeNormal); err != nil && statusOf(err) != http.StatusNotFound {
+			c.log.Warn("hanging up the caller after the handler failed", "err", err)
+		}
+	}
+	if keep {
+		// A transfer owns the bridge now; standInGone cleans up.
+		return
+	}
+	c.teardown(ctx, legs, bridge)
+	c.waitLegs(legs, c.timeout())
+	if !handedOff {
+		t := time.NewTimer(c.timeout())
+		select {
+		case <-c.ctx.Done():
+		case <-t.C:
+			if err := c.rest().do(ctx, http.MethodGet, c.path(), nil, nil, nil); statusOf(err) != http.StatusNotFound {
+				c.log.Error("caller's channel still up after the call ended", "err", err)
+			}
+		}
+		t.Stop()
+	}
+	c.release()
+}
+
+// waitLegs waits, up to d in all, for legs to be destroyed.
+func (c *call) waitLegs(legs []*leg, d time.Duration) {
+	if len(legs) == 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for _, l := range legs {
+		select {
+		case <-l.endedCh:
+		case <-t.C:
+			c.log.Warn("leg did not report its end", "leg", l.id)
+			return
+		}
+	}
+}
+
+// release forgets the call and its channels.
+func (c *call) release() {
+	c.cancel()
+	cl := c.cl
+	cl.mu.Lock()
+	if ref := cl.chans[c.id]; ref != nil && ref.call == c {
+		delete(cl.chans, c.id)
+	}
+	c.mu.Lock()
+	for _, l := range c.legs {
+		if cl.chans[l.id] == l.ref {
+			delete(cl.chans, l.id)
+		}
+	}
+	c.legs = nil
+	for _, s := range c.standIns {
+		if ref := cl.chans[s]; ref != nil && ref.call == c {
+			delete(cl.chans, s)
+		}
+	}
+	c.mu.Unlock()
+	delete(cl.calls, c)
+	cl.mu.Unlock()
+}
+
+var (
+	_ controller.Call = (*call)(nil)
+	_ controller.Leg  = (*leg)(nil)
+)
