@@ -1,0 +1,70 @@
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/callctl/callctl/adapters/redis/redistest"
+)
+
+// testLogger discards logs unless CALLCTL_TEST_LOG is set.
+func testLogger() *slog.Logger {
+	if os.Getenv("CALLCTL_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func randPrefix() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return "t" + hex.EncodeToString(b[:])
+}
+
+// fastConfig is a config with short leases, so tests of expiry are quick.
+func fastConfig(addrs []string, cluster bool, prefix string) Config {
+	c := Config{Addrs: addrs, Prefix: prefix, LeaseTTL: time.Second, HeartbeatInterval: 200 * time.Millisecond,
+		OwnerTTL: time.Second, ReconcileMinAge: 300 * time.Millisecond, PlanCheckInterval: 200 * time.Millisecond,
+		DialTimeout: 500 * time.Millisecond, ReadTimeout: time.Second, WriteTimeout: time.Second}
+	if cluster {
+		c.Mode = "cluster"
+	} else {
+		c.Mode = "single"
+	}
+	return c
+}
+
+// open starts a node and closes it with the test.
+func open(t testing.TB, cfg Config, node string) *Store {
+	t.Helper()
+	s, err := New(context.Background(), cfg, node, testLogger().With("test", t.Name()))
+	if err != nil {
+		t.Fatalf("new store: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.Close(ctx)
+	})
+	return s
+}
+
+// eventually polls cond until it holds or the (generous) deadline passes.
+func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func standalone(t testing.TB) *redistest.Server { return redistest.Start(t, redistest.Options{}) }

@@ -1,0 +1,243 @@
+// Package redistest starts real redis-server processes for tests: a
+// standalone server and a Redis Cluster of several masters, each on a free
+// loopback port, in a temporary directory, stopped when the test ends.
+package redistest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// startWait is how long a server may take to answer PING (loaded machine).
+const startWait = 30 * time.Second
+
+// Binaries returns the paths of redis-server and redis-cli, or fails the
+// test with what to install.
+func Binaries(t testing.TB) (server, cli string) {
+	t.Helper()
+	server, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server is not installed (not in PATH): these tests run a real Redis; install it (Debian: apt-get install redis-server)")
+	}
+	cli, err = exec.LookPath("redis-cli")
+	if err != nil {
+		t.Fatalf("redis-cli is not installed (not in PATH): install it with redis-server (Debian: apt-get install redis-server)")
+	}
+	return server, cli
+}
+
+// Server is one redis-server process.
+type Server struct {
+	Addr string
+	Port int
+	Dir  string
+	args []string
+	bin  string
+	t    testing.TB
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  *bytes.Buffer
+}
+
+// Options for a server.
+type Options struct {
+	// AppendOnly turns on the append-only file with fsync on every write
+	// (what the no-loss-on-restart guarantee needs).
+	AppendOnly bool
+	// Cluster starts the server cluster-enabled.
+	Cluster bool
+	// Args are more redis-server arguments.
+	Args []string
+	// Port is the port to listen on; 0 picks a free one.
+	Port int
+}
+
+// Start starts a standalone server (or a cluster-enabled one) on a free
+// loopback port; it is killed when the test ends.
+func Start(t testing.TB, opt Options) *Server {
+	t.Helper()
+	bin, _ := Binaries(t)
+	dir := t.TempDir()
+	var lastErr error
+	for try := 0; try < 5; try++ {
+		port := opt.Port
+		if port == 0 {
+			var err error
+			if port, err = freePort(opt.Cluster); err != nil {
+				t.Fatalf("redistest: free port: %v", err)
+			}
+		}
+		s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), Port: port, Dir: dir, bin: bin, t: t}
+		s.args = []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
+			"--save", "", "--daemonize", "no", "--protected-mode", "yes", "--loglevel", "warning"}
+		if opt.AppendOnly {
+			s.args = append(s.args, "--appendonly", "yes", "--appendfsync", "always")
+		} else {
+			s.args = append(s.args, "--appendonly", "no")
+		}
+		if opt.Cluster {
+			s.args = append(s.args, "--cluster-enabled", "yes", "--cluster-config-file", "nodes-"+strconv.Itoa(port)+".conf",
+				"--cluster-node-timeout", "5000")
+		}
+		s.args = append(s.args, opt.Args...)
+		if lastErr = s.start(); lastErr == nil {
+			t.Cleanup(s.Kill)
+			return s
+		}
+	}
+	t.Fatalf("redistest: redis-server did not start: %v", lastErr)
+	return nil
+}
+
+func freePort(cluster bool) (int, error) {
+	for i := 0; i < 50; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		_ = l.Close()
+		if !cluster {
+			return port, nil
+		}
+		// The cluster bus listens on port+10000.
+		if port+10000 > 65535 {
+			continue
+		}
+		if bl, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port+10000)); err == nil {
+			_ = bl.Close()
+			return port, nil
+		}
+	}
+	return 0, errors.New("no free port pair")
+}
+
+func (s *Server) start() error {
+	cmd := exec.Command(s.bin, s.args...)
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start redis-server: %w", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	s.mu.Lock()
+	s.cmd, s.done, s.log = cmd, done, &log
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), startWait)
+	defer cancel()
+	c := goredis.NewClient(&goredis.Options{Addr: s.Addr, MaxRetries: -1, DialTimeout: time.Second})
+	defer c.Close()
+	for {
+		err := c.Ping(ctx).Err()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-done:
+			return fmt.Errorf("redis-server on %s exited: %s", s.Addr, strings.TrimSpace(log.String()))
+		case <-ctx.Done():
+			s.Kill()
+			return fmt.Errorf("redis-server on %s does not answer: %v", s.Addr, err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Kill stops the server at once (SIGKILL), as a crash would.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	cmd, done := s.cmd, s.done
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Kill()
+	<-done
+}
+
+// Restart starts the server again on the same port and directory (its
+// append-only file, if any, brings the data back).
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Kill()
+	var err error
+	for try := 0; try < 50; try++ {
+		if err = s.start(); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond) // the port may linger a moment
+	}
+	s.t.Fatalf("redistest: restart %s: %v", s.Addr, err)
+}
+
+// Client returns a plain client to the server, closed with the test.
+func (s *Server) Client() *goredis.Client {
+	c := goredis.NewClient(&goredis.Options{Addr: s.Addr})
+	s.t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// Cluster is a Redis Cluster of masters without replicas.
+type Cluster struct {
+	Servers []*Server
+}
+
+// Addrs are the masters' addresses.
+func (c *Cluster) Addrs() []string {
+	out := make([]string, len(c.Servers))
+	for i, s := range c.Servers {
+		out[i] = s.Addr
+	}
+	return out
+}
+
+// StartCluster starts masters cluster-enabled servers and joins them with
+// redis-cli --cluster create; it returns once every node says cluster_state:ok.
+func StartCluster(t testing.TB, masters int) *Cluster {
+	t.Helper()
+	_, cli := Binaries(t)
+	c := &Cluster{}
+	for i := 0; i < masters; i++ {
+		c.Servers = append(c.Servers, Start(t, Options{Cluster: true}))
+	}
+	args := append([]string{"--cluster", "create"}, c.Addrs()...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	out, err := exec.Command(cli, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startWait)
+	defer cancel()
+	for _, s := range c.Servers {
+		cl := goredis.NewClient(&goredis.Options{Addr: s.Addr})
+		for {
+			info, err := cl.ClusterInfo(ctx).Result()
+			if err == nil && strings.Contains(info, "cluster_state:ok") {
+				break
+			}
+			if ctx.Err() != nil {
+				_ = cl.Close()
+				t.Fatalf("redistest: cluster node %s not ok: %v %s", s.Addr, err, info)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		_ = cl.Close()
+	}
+	return c
+}
