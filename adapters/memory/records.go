@@ -61,6 +61,9 @@ func (s *Store) Write(ctx context.Context, rec *controller.Record) error {
 	return nil
 }
 
+// Flush returns at once: Write stores synchronously.
+func (s *Store) Flush(ctx context.Context) error { return nil }
+
 // ParseFrom reads Follow's start position: "0" (or "all") from the oldest
 // record kept, "" or "$" only records written from now on, a stream id
 // "<ms>-<seq>" after that id, or an RFC 3339 time after that time.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -29,6 +30,8 @@ type recordWriter struct {
 	done   chan struct{}
 	ctx    context.Context // Close's deadline for the last flush
 	ctxMu  sync.Mutex
+	// queued and written count records, so Flush knows when its are in.
+	queued, written atomic.Uint64
 }
 
 func newRecordWriter(s *Store) *recordWriter {
@@ -51,6 +54,7 @@ func (s *Store) Write(ctx context.Context, r *controller.Record) error {
 	}
 	select {
 	case w.buf <- b:
+		w.queued.Add(1)
 		return nil
 	default:
 		return fmt.Errorf("record %s: buffer of %d records full while Redis is unavailable: record dropped",
@@ -94,6 +98,7 @@ func (w *recordWriter) run() {
 		err := w.flush(ctx, batch)
 		cancel()
 		if err == nil {
+			w.written.Add(uint64(len(batch)))
 			if waiting {
 				w.s.log.Info("call records written after Redis came back", "records", len(batch), "still_waiting", len(w.buf))
 				waiting = false
@@ -127,6 +132,20 @@ func (w *recordWriter) run() {
 		t.Stop()
 		backoff = min(2*backoff, 2*time.Second)
 	}
+}
+
+// Flush waits until every record written before it is in the stream, or
+// ctx ends.
+func (s *Store) Flush(ctx context.Context) error {
+	want := s.rec.queued.Load()
+	for s.rec.written.Load() < want {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("flush call records: %d waiting: %w", want-s.rec.written.Load(), ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 func (w *recordWriter) closeCtx() context.Context {

@@ -25,6 +25,8 @@ type Node interface {
 	controller.PlanStore
 	controller.RecordSink
 	Follow(ctx context.Context, from string, fn func(controller.Record) error) error
+	// Flush waits until the records written so far are stored.
+	Flush(ctx context.Context) error
 }
 
 // Backend makes nodes for the suite.
@@ -347,6 +349,9 @@ func testRecords(t *testing.T, b Backend) {
 		if err := n.Write(ctx, record(i)); err != nil {
 			t.Fatalf("write: %v", err)
 		}
+	}
+	if err := n.Flush(ctx); err != nil {
+		t.Fatalf("flush: %v", err)
 	}
 	// From the oldest kept: the cap dropped the first ones.
 	got := make(chan controller.Record, 4*total)
