@@ -143,7 +143,11 @@ func NewWithClient(ctx context.Context, cfg Config, rdb goredis.UniversalClient,
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.rec = newRecordWriter(s)
 
-	if err := s.beat(ctx); err != nil {
+	err := s.loadScripts(ctx)
+	if err == nil {
+		err = s.beat(ctx)
+	}
+	if err != nil {
 		s.log.Error("Redis unreachable at start: counted legs are "+s.downPolicy()+" until it answers", "err", err)
 	} else {
 		s.up.Store(true)

@@ -1,0 +1,219 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/callctl/callctl/adapters/redis/redistest"
+	"github.com/callctl/callctl/controller/accounting"
+)
+
+type countKey struct{}
+
+// cmdCounter counts the commands sent to Redis on behalf of contexts marked
+// with countKey (so the node's own heartbeat is not counted).
+type cmdCounter struct {
+	n     atomic.Int64
+	names sync.Map
+}
+
+func (c *cmdCounter) DialHook(next goredis.DialHook) goredis.DialHook { return next }
+
+func (c *cmdCounter) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	return func(ctx context.Context, cmd goredis.Cmder) error {
+		if ctx.Value(countKey{}) != nil {
+			c.n.Add(1)
+			c.names.Store(cmd.Name(), true)
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (c *cmdCounter) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []goredis.Cmder) error {
+		if ctx.Value(countKey{}) != nil {
+			c.n.Add(int64(len(cmds)))
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// TestRoundTripsPerLeg: a counted leg costs exactly two Redis commands (one
+// round trip each): one acquire, one release.
+func TestRoundTripsPerLeg(t *testing.T) {
+	for _, mode := range []string{"standalone", "cluster"} {
+		t.Run(mode, func(t *testing.T) {
+			var cfg Config
+			if mode == "cluster" {
+				cfg = fastConfig(redistest.StartCluster(t, 3).Addrs(), true, randPrefix())
+			} else {
+				cfg = fastConfig([]string{standalone(t).Addr}, false, randPrefix())
+			}
+			s := open(t, cfg, "n1")
+			counter := &cmdCounter{}
+			s.Client().AddHook(counter)
+			ctx := context.WithValue(context.Background(), countKey{}, true)
+			const legs = 50
+			for i := 0; i < legs; i++ {
+				id := fmt.Sprintf("call%d/in/0", i)
+				if err := s.Acquire(ctx, accounting.Hold{ID: id, Leg: accounting.Leg{Server: "fs1", Org: "acme", Kind: accounting.PSTNIn},
+					Channel: "ch", Limit: accounting.Limits{Server: 100, Org: 100}}); err != nil {
+					t.Fatal(err)
+				}
+				if err := s.Release(ctx, id); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var names []string
+			counter.names.Range(func(k, _ any) bool { names = append(names, k.(string)); return true })
+			if got := counter.n.Load(); got != 2*legs {
+				t.Fatalf("%d commands for %d legs (%v), want 2 per leg", got, legs, names)
+			}
+			if len(names) != 1 || names[0] != "evalsha" {
+				t.Fatalf("commands sent: %v, want only evalsha", names)
+			}
+			t.Logf("%d legs acquired and released with %d commands: %d per leg", legs, counter.n.Load(), counter.n.Load()/legs)
+		})
+	}
+}
+
+// TestLinearizableLimit: 3 nodes x 1,000 concurrent acquires against a limit
+// of 100. A watcher reads the count all along: it never exceeds 100, and it
+// ends at exactly the legs still held.
+func TestLinearizableLimit(t *testing.T) {
+	for _, mode := range []string{"standalone", "cluster"} {
+		t.Run(mode, func(t *testing.T) {
+			var addrs []string
+			cluster := mode == "cluster"
+			if cluster {
+				addrs = redistest.StartCluster(t, 3).Addrs()
+			} else {
+				addrs = []string{standalone(t).Addr}
+			}
+			prefix := randPrefix()
+			cfg := fastConfig(addrs, cluster, prefix)
+			cfg.PoolSize = 64
+			cfg.ReadTimeout = 10 * time.Second // 1,000 scripts queued on one Redis on a loaded machine
+			cfg.WriteTimeout = 10 * time.Second
+			nodes := []*Store{open(t, cfg, "n1"), open(t, cfg, "n2"), open(t, cfg, "n3")}
+			const limit, perNode = 100, 1000
+
+			watcher := open(t, cfg, "watcher")
+			stop := make(chan struct{})
+			var maxSeen, reads atomic.Int64
+			var wwg sync.WaitGroup
+			for w := 0; w < 4; w++ {
+				wwg.Add(1)
+				go func() {
+					defer wwg.Done()
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						n, err := watcher.Count(context.Background(), "server", "fs1")
+						if err != nil {
+							continue
+						}
+						reads.Add(1)
+						for {
+							m := maxSeen.Load()
+							if int64(n) <= m || maxSeen.CompareAndSwap(m, int64(n)) {
+								break
+							}
+						}
+					}
+				}()
+			}
+
+			var held, refused, failures atomic.Int64
+			var firstErr atomic.Value
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			for ni, n := range nodes {
+				for i := 0; i < perNode; i++ {
+					wg.Add(1)
+					go func(n *Store, ni, i int) {
+						defer wg.Done()
+						<-start
+						ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+						defer cancel()
+						id := fmt.Sprintf("c%d-%d/in/0", ni, i)
+						err := n.Acquire(ctx, accounting.Hold{ID: id, Leg: accounting.Leg{Server: "fs1", Org: "acme", Kind: accounting.PSTNIn},
+							Channel: id, Limit: accounting.Limits{Server: limit}})
+						switch {
+						case err == nil:
+							held.Add(1)
+							// Two legs in three end after a moment, so the count
+							// moves both ways around the limit.
+							time.Sleep(time.Duration(rand.IntN(10)) * time.Millisecond)
+							if rand.IntN(3) != 0 {
+								if err := n.Release(ctx, id); err != nil {
+									failures.Add(1)
+									firstErr.CompareAndSwap(nil, err)
+									return
+								}
+								held.Add(-1)
+							}
+						case errors.Is(err, accounting.ErrLimit):
+							refused.Add(1)
+						default:
+							failures.Add(1)
+							firstErr.CompareAndSwap(nil, err)
+						}
+					}(n, ni, i)
+				}
+			}
+			close(start)
+			wg.Wait()
+			close(stop)
+			wwg.Wait()
+			if f := failures.Load(); f != 0 {
+				t.Fatalf("%d acquires or releases failed, first: %v", f, firstErr.Load())
+			}
+			final := 0
+			for _, n := range nodes {
+				final = max(final, MustCountNode(t, n))
+			}
+			t.Logf("held at the end %d, refused %d, highest count seen %d over %d reads", held.Load(), refused.Load(), maxSeen.Load(), reads.Load())
+			if maxSeen.Load() > limit {
+				t.Fatalf("count reached %d, above the limit %d", maxSeen.Load(), limit)
+			}
+			if int64(final) != held.Load() {
+				t.Fatalf("count %d at the end, legs still held %d", final, held.Load())
+			}
+			if refused.Load() == 0 {
+				t.Fatalf("no acquire was refused: the limit was never tested")
+			}
+		})
+	}
+}
+
+func MustCountNode(t *testing.T, s *Store) int {
+	t.Helper()
+	n, err := s.Count(context.Background(), "server", "fs1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestRejectsControlCharacters: the unit separator splits hold records.
+func TestRejectsControlCharacters(t *testing.T) {
+	cfg := fastConfig([]string{standalone(t).Addr}, false, randPrefix())
+	s := open(t, cfg, "n1")
+	err := s.Acquire(context.Background(), accounting.Hold{ID: "a\x1fb", Leg: accounting.Leg{Server: "fs1"}})
+	if err == nil || !strings.Contains(err.Error(), "control character") {
+		t.Fatalf("acquire with a separator in the id: %v", err)
+	}
+}
