@@ -135,3 +135,27 @@ func (q *manualQueue) Pop() any {
 	*q = old[:n-1]
 	return t
 }
+
+// ScaledClock is the wall clock running factor times faster: a 30 s timer
+// fires after 30/factor s of real time and Now advances accordingly. It
+// lets tests play real-time scenarios (a 30 s ring, a 20 s heartbeat)
+// quickly while keeping their order and proportions.
+func ScaledClock(factor float64) Clock {
+	if factor <= 0 {
+		factor = 1
+	}
+	return &scaledClock{start: time.Now(), factor: factor}
+}
+
+type scaledClock struct {
+	start  time.Time
+	factor float64
+}
+
+func (c *scaledClock) Now() time.Time {
+	return c.start.Add(time.Duration(float64(time.Since(c.start)) * c.factor))
+}
+
+func (c *scaledClock) AfterFunc(d time.Duration, f func()) Timer {
+	return time.AfterFunc(time.Duration(float64(d)/c.factor), f)
+}

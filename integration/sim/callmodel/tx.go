@@ -134,13 +134,14 @@ func (tx *Tx) destroy(ch *channel) {
 	if tx.s.chans[uuid] != ch {
 		return
 	}
-	delete(tx.s.chans, uuid)
 	if tx.gone == nil {
 		tx.gone = map[string][]*watcher{}
 	}
 	tx.gone[uuid] = ch.watch
 	ch.watch = nil
+	// queued while the channel is still there, so that a Stamper sees it
 	tx.emit(&Event{Kind: ChannelDestroyed, Channel: ch.snapshot()})
+	delete(tx.s.chans, uuid)
 }
 
 // get returns a live (not hung up) channel.
