@@ -393,7 +393,10 @@ func (n *testNet) Endpoints() []string {
 }
 
 func (n *testNet) Dial(req DialRequest, ev LegEvents) (Leg, error) {
-	if dest, trunk, ok := strings.Cut(req.Resource, "@"); ok {
+	resource := req.Resource
+	if ep, _, ok := strings.Cut(resource, "/"); ok {
+		resource = ep // PJSIP/<endpoint>/<uri>
+	} else if dest, trunk, ok := strings.Cut(resource, "@"); ok {
 		n.mu.Lock()
 		peer := n.servers[trunk]
 		n.mu.Unlock()
@@ -414,12 +417,12 @@ func (n *testNet) Dial(req DialRequest, ev LegEvents) (Leg, error) {
 		return &pipeCaller{p}, nil
 	}
 	n.mu.Lock()
-	ph, ok := n.phones[req.Resource]
+	ph, ok := n.phones[resource]
 	if !ok || ph.mode == phoneUnregistered {
 		n.mu.Unlock()
-		return nil, fmt.Errorf("endpoint %s not registered", req.Resource)
+		return nil, fmt.Errorf("endpoint %s not registered", resource)
 	}
-	rec := &ringRecord{ext: req.Resource, caller: req.Caller, headers: req.Headers}
+	rec := &ringRecord{ext: resource, caller: req.Caller, headers: req.Headers}
 	n.rings = append(n.rings, rec)
 	n.mu.Unlock()
 	l := &phoneLeg{n: n, rec: rec, ev: ev}

@@ -54,6 +54,13 @@ type modelNet struct {
 // endpointFor maps a PJSIP resource to what the model dials.
 func (m *modelNet) endpointFor(resource string) (callmodel.Endpoint, error) {
 	cfg := &m.s.cfg
+	if ep, _, ok := strings.Cut(resource, "/"); ok {
+		// PJSIP/<endpoint>/<uri>: the endpoint's phone at an explicit URI.
+		if ep == "" {
+			return callmodel.Endpoint{}, fmt.Errorf("unsupported PJSIP resource %q", resource)
+		}
+		return callmodel.PhoneEndpoint(ep), nil
+	}
 	if dest, ep, ok := strings.Cut(resource, "@"); ok {
 		if strings.EqualFold(ep, cfg.PSTNEndpoint) {
 			return callmodel.PSTNEndpoint(dest), nil

@@ -177,11 +177,11 @@ func (e *engine) answerLeg(c *channel) {
 // pjsipName parses PJSIP/<resource> into the endpoint whose name the
 // channel takes: "2001" for a phone, "ast2" for "2099@ast2".
 func pjsipEndpointName(resource string) string {
-	if i := strings.LastIndexByte(resource, '@'); i >= 0 {
-		return resource[i+1:]
-	}
 	if i := strings.IndexByte(resource, '/'); i >= 0 {
 		return resource[:i]
+	}
+	if i := strings.LastIndexByte(resource, '@'); i >= 0 {
+		return resource[i+1:]
 	}
 	return resource
 }

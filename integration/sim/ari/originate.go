@@ -202,7 +202,7 @@ func (s *Server) originatePJSIP(r originateReq, resource string, args []string, 
 	e := s.eng
 	endpoint := pjsipEndpointName(resource)
 	context := s.cfg.PhoneContext
-	trunk := strings.Contains(resource, "@")
+	trunk := strings.Contains(resource, "@") && !strings.Contains(resource, "/")
 	if trunk {
 		context = s.cfg.TrunkContext
 	}
