@@ -275,11 +275,11 @@ func TestContinueAndVariables(t *testing.T) {
 		t.Errorf("varset %s", eventLine(vs))
 	}
 	for q, want := range map[string]string{
-		"ROUTE":                           "hunt-1",
+		"ROUTE":                            "hunt-1",
 		"PJSIP_HEADER(read,X-Callctl-Org)": "org-1",
-		"CALLERID(num)":                   "2001",
-		"CHANNEL(name)":                   start.Channel.Name,
-		"UNIQUEID":                        id,
+		"CALLERID(num)":                    "2001",
+		"CHANNEL(name)":                    start.Channel.Name,
+		"UNIQUEID":                         id,
 	} {
 		b := c.must(200, "GET", "/channels/"+id+"/variable", vals("variable", q), nil)
 		var v struct{ Value string }
