@@ -51,6 +51,7 @@ type call struct {
 	up          bool
 	rung        bool
 	bridge      string
+	bridgeGone  bool
 	legs        []*leg
 	standIns    []string
 	finished    bool
@@ -193,7 +194,7 @@ func (c *call) callerGone(cause int, at time.Time) {
 	c.cancel()
 	if len(legs) > 0 || bridge != "" {
 		// The handler may be waiting on the connected leg: end it now.
-		c.cl.background(func(ctx context.Context) { c.teardown(ctx, legs, bridge) })
+		c.cl.background(func(context.Context) { c.cleanup(legs, bridge) })
 	}
 }
 
@@ -215,18 +216,100 @@ func (c *call) lose(at time.Time) {
 	c.cancel()
 }
 
-// teardown hangs legs up and deletes the bridge; errors are logged (a
-// channel that is already gone answers 404).
+// teardown hangs legs up and deletes the bridge, once each; errors are
+// logged (a channel that is already gone answers 404).
 func (c *call) teardown(ctx context.Context, legs []*leg, bridge string) {
 	for _, l := range legs {
-		if err := c.cl.deleteChannel(ctx, l.id, causeNormal); err != nil && statusOf(err) != http.StatusNotFound {
+		if err := c.hangupLeg(ctx, l); err != nil {
 			c.log.Warn("hanging up a leg failed", "leg", l.id, "err", err)
 		}
 	}
 	if bridge != "" {
-		if err := c.cl.deleteBridge(ctx, bridge); err != nil && statusOf(err) != http.StatusNotFound {
+		if err := c.removeBridge(ctx, bridge); err != nil {
 			c.log.Warn("deleting the bridge failed", "bridge", bridge, "err", err)
 		}
+	}
+}
+
+// cleanup is teardown that insists: ARI may answer 5xx for a while, and a
+// leg or bridge left behind would live on in Asterisk.
+func (c *call) cleanup(legs []*leg, bridge string) {
+	for _, l := range legs {
+		c.persist("hanging up leg "+l.id, l.endedCh, func(ctx context.Context) error { return c.hangupLeg(ctx, l) })
+	}
+	if bridge != "" {
+		c.persist("deleting bridge "+bridge, nil, func(ctx context.Context) error { return c.removeBridge(ctx, bridge) })
+	}
+}
+
+// hangupLeg DELETEs a leg unless that was done already or it is gone.
+func (c *call) hangupLeg(ctx context.Context, l *leg) error {
+	c.mu.Lock()
+	skip := l.isEnded || l.hangupSent
+	c.mu.Unlock()
+	if skip {
+		return nil
+	}
+	err := c.cl.deleteChannel(ctx, l.id, causeNormal)
+	if err == nil || statusOf(err) == http.StatusNotFound {
+		c.mu.Lock()
+		l.hangupSent = true
+		c.mu.Unlock()
+		return nil
+	}
+	return err
+}
+
+// removeBridge deletes the call's bridge unless that was done already.
+func (c *call) removeBridge(ctx context.Context, id string) error {
+	c.mu.Lock()
+	skip := c.bridgeGone && c.bridge == id
+	c.mu.Unlock()
+	if skip {
+		return nil
+	}
+	err := c.cl.deleteBridge(ctx, id)
+	if err == nil || statusOf(err) == http.StatusNotFound {
+		c.mu.Lock()
+		if c.bridge == id {
+			c.bridgeGone = true
+		}
+		c.mu.Unlock()
+		return nil
+	}
+	return err
+}
+
+// persist repeats op until it succeeds, done is closed, or three request
+// timeouts have passed, backing off between tries.
+func (c *call) persist(what string, done <-chan struct{}, op func(ctx context.Context) error) {
+	budget := time.Now().Add(3 * c.timeout())
+	wait := 100 * time.Millisecond
+	for {
+		select {
+		case <-done:
+			return
+		default:
+		}
+		ctx, cancel := c.bg()
+		err := op(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(budget) {
+			c.log.Error(what+" failed; giving up", "err", err)
+			return
+		}
+		c.log.Warn(what+" failed; retrying", "err", err, "retry_in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-done:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		wait = min(wait*2, 2*time.Second)
 	}
 }
 
@@ -272,8 +355,8 @@ func (c *call) standInGone(id string) {
 		c.cl.unregister(id, ref)
 	}
 	if end {
-		c.cl.background(func(ctx context.Context) {
-			c.teardown(ctx, legs, bridge)
+		c.cl.background(func(context.Context) {
+			c.cleanup(legs, bridge)
 			if finished {
 				c.waitLegs(legs, c.timeout())
 				c.release()
@@ -310,6 +393,7 @@ type leg struct {
 	isEnded    bool
 	isEnded2   bool
 	vanished   bool
+	hangupSent bool
 	lastAt     time.Time
 }
 
@@ -623,7 +707,7 @@ func (c *call) connect(ctx context.Context, l *leg) (controller.Leg, controller.
 		return failed("create bridge", err)
 	}
 	c.mu.Lock()
-	c.bridge = bid
+	c.bridge, c.bridgeGone = bid, false
 	gone := c.gone
 	c.mu.Unlock()
 	if gone {
@@ -710,8 +794,6 @@ func (c *call) Handoff(ctx context.Context, dialed string) error {
 // is ended (the handler normally did), then the call is forgotten once its
 // channels are gone.
 func (c *call) finish() {
-	ctx, cancel := c.bg()
-	defer cancel()
 	c.mu.Lock()
 	c.finished = true
 	gone, handedOff := c.gone, c.handedOff
@@ -725,24 +807,30 @@ func (c *call) finish() {
 	bridge := c.bridge
 	c.mu.Unlock()
 	if !gone && !handedOff {
-		if err := c.cl.deleteChannel(ctx, c.id, causeNormal); err != nil && statusOf(err) != http.StatusNotFound {
-			c.log.Warn("hanging up the caller after the handler failed", "err", err)
-		}
+		c.persist("hanging up the caller", c.ctx.Done(), func(ctx context.Context) error {
+			err := c.cl.deleteChannel(ctx, c.id, causeNormal)
+			if statusOf(err) == http.StatusNotFound {
+				return nil
+			}
+			return err
+		})
 	}
 	if keep {
 		// A transfer owns the bridge now; standInGone cleans up.
 		return
 	}
-	c.teardown(ctx, legs, bridge)
+	c.cleanup(legs, bridge)
 	c.waitLegs(legs, c.timeout())
 	if !handedOff {
 		t := time.NewTimer(c.timeout())
 		select {
 		case <-c.ctx.Done():
 		case <-t.C:
+			ctx, cancel := c.bg()
 			if err := c.rest().do(ctx, http.MethodGet, c.path(), nil, nil, nil); statusOf(err) != http.StatusNotFound {
 				c.log.Error("caller's channel still up after the call ended", "err", err)
 			}
+			cancel()
 		}
 		t.Stop()
 	}

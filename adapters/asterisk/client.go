@@ -82,6 +82,7 @@ type Client struct {
 	ws   wsURL
 
 	handler Handler
+	own     bool // the HTTP client is ours to close
 
 	mu        sync.RWMutex
 	chans     map[string]*chanRef // every channel id callctl tracks
@@ -132,7 +133,8 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.HTTPClient == nil {
+	ownHTTP := cfg.HTTPClient == nil
+	if ownHTTP {
 		cfg.HTTPClient = defaultHTTPClient()
 	}
 	if cfg.MinBackoff <= 0 {
@@ -166,6 +168,7 @@ func New(cfg Config) (*Client, error) {
 		rest:  newREST(u.String(), cfg.User, cfg.Password, cfg.HTTPClient),
 		chans: make(map[string]*chanRef),
 		calls: make(map[*call]struct{}),
+		own:   ownHTTP,
 	}
 	c.rest.sent = c.requestLeaving
 	wu := *u
@@ -252,6 +255,9 @@ func (c *Client) Run(ctx context.Context, h Handler) error {
 	<-drained
 	c.callsWG.Wait()
 	c.bgWG.Wait()
+	if c.own {
+		c.cfg.HTTPClient.CloseIdleConnections()
+	}
 	c.log.Info("ARI client stopped")
 	return nil
 }
