@@ -451,4 +451,3 @@ func goroutinesSettled(t testing.TB, base int) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-
