@@ -59,6 +59,24 @@ func (b *bridge) refresh() {
 // bridgeAdd puts channels (all in Stasis) into b, moving them out of any
 // other bridge first.
 func (e *engine) bridgeAdd(b *bridge, chans []*channel) {
+	e.bridgeInsert(b, chans, -1)
+}
+
+// bridgeReplace swaps old for c in old's bridge, c taking old's place in
+// the member list (a transfer's Local channel replacing the transferer).
+func (e *engine) bridgeReplace(old, c *channel) {
+	b := old.bridge
+	at := -1
+	for i, m := range b.members {
+		if m == old {
+			at = i
+		}
+	}
+	e.bridgeLeave(old)
+	e.bridgeInsert(b, []*channel{c}, at)
+}
+
+func (e *engine) bridgeInsert(b *bridge, chans []*channel, at int) {
 	for _, c := range chans {
 		if c.bridge == b {
 			continue
@@ -67,7 +85,12 @@ func (e *engine) bridgeAdd(b *bridge, chans []*channel) {
 			e.bridgeLeave(c)
 		}
 		c.bridge = b
-		b.members = append(b.members, c)
+		if at >= 0 && at <= len(b.members) {
+			b.members = append(b.members[:at], append([]*channel{c}, b.members[at:]...)...)
+			at++
+		} else {
+			b.members = append(b.members, c)
+		}
 		if c.stasis != "" {
 			b.subs[c.stasis] = true
 		}
@@ -77,7 +100,31 @@ func (e *engine) bridgeAdd(b *bridge, chans []*channel) {
 		e.emit(encBridgeChannel(nil, "ChannelEnteredBridge", e.now(), &snap, &c.snap), b, c)
 	}
 	e.bridgePeers(b)
+	e.bridgeConnectedLines(b)
 	e.bridgeChanged(b)
+}
+
+// bridgeConnectedLines: in a two-party bridge each side's connected line
+// becomes the other side's caller (ChannelConnectedLine), newest member
+// first as recorded.
+func (e *engine) bridgeConnectedLines(b *bridge) {
+	if len(b.members) != 2 {
+		return
+	}
+	for i := len(b.members) - 1; i >= 0; i-- {
+		c, o := b.members[i], b.members[1-i]
+		if c.snap.Connected == o.snap.Caller {
+			continue
+		}
+		c.snap.Connected = o.snap.Caller
+		c.touch()
+		e.emit(encChannelEvent(nil, "ChannelConnectedLine", e.now(), &c.snap), nil, c)
+		// A Local half passes its connected line on as the caller of the
+		// other half.
+		if p := c.other; p != nil && !p.gone && p.snap.Caller != c.snap.Connected {
+			e.setCaller(p, c.snap.Connected, false)
+		}
+	}
 }
 
 // bridgePeers sets BRIDGEPEER (and BRIDGEPVTCALLID for SIP peers) on every

@@ -37,6 +37,8 @@ type channel struct {
 	resource string
 	inbound  bool
 	trunk    bool // the SIP peer is another server (a hangup carries a cause)
+	// remoteAddr is the SIP host:port of the far end of an inbound call.
+	remoteAddr string
 	// outgoing: created by originate/create/Dial; its dialplan reverts to
 	// AppDial2 when it is destroyed, as the recorded ChannelDestroyed show.
 	outgoing bool

@@ -41,6 +41,7 @@ func (s *Server) Inbound(call InboundCall) (LegEvents, error) {
 	}
 	c := e.newChannel(id, name, techPJSIP, stateRing, cep{Context: call.Context, Exten: call.Exten, Priority: 1})
 	c.inbound, c.trunk, c.leg, c.resource = true, call.Trunk, call.Leg, endpoint
+	c.remoteAddr = call.RemoteAddr
 	c.snap.ProtocolID = callID
 	c.snap.Caller = call.Caller
 	c.touch()

@@ -82,6 +82,8 @@ type InboundCall struct {
 	CallID  string
 	// ChannelID, when set, is used as the channel's unique id.
 	ChannelID string
+	// RemoteAddr is the caller's SIP host:port (Referred-By of its REFERs).
+	RemoteAddr string
 	// Leg carries ringing, answer and hangup back to the caller.
 	Leg Leg
 

@@ -52,6 +52,9 @@ type Config struct {
 	Fallback Fallback
 	// Version is reported by GET /asterisk/info (22.10.1 when empty).
 	Version string
+	// SIPAddr is the host:port of the server's SIP side, as it appears in
+	// the Refer-To of a transfer (127.0.0.1:5080 when empty).
+	SIPAddr string
 	// RTPStats adds the RTPAUDIOQOS* variables Asterisk sets when an
 	// answered SIP channel hangs up.
 	RTPStats bool
@@ -106,6 +109,9 @@ func (c *Config) defaults() error {
 	}
 	if c.Fallback.App == "" {
 		c.Fallback = Fallback{App: "Congestion", Cause: causeCongestion}
+	}
+	if c.SIPAddr == "" {
+		c.SIPAddr = "127.0.0.1:5080"
 	}
 	if c.Version == "" {
 		c.Version = "22.10.1"

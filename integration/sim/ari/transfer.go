@@ -68,8 +68,8 @@ func (s *Server) BlindTransfer(id, exten string) error {
 	e.varset(c, "BLINDTRANSFER", peer.snap.Name)
 
 	l1, l2 := e.newLocalPair(exten, ctx, "", "")
-	referTo := fmt.Sprintf("sip:%s@127.0.0.1", exten)
-	referredBy := fmt.Sprintf("<sip:%s@127.0.0.1>", c.snap.Caller.Number)
+	referTo := fmt.Sprintf("sip:%s@%s", exten, s.cfg.SIPAddr)
+	referredBy := fmt.Sprintf("<sip:%s@%s>", c.snap.Caller.Number, c.transfererAddr())
 	for _, l := range []*channel{l1, l2} {
 		l.setVar("SIPTRANSFER", "yes")
 		l.setVar("SIPREFERTOHDR", referTo)
@@ -78,7 +78,7 @@ func (s *Server) BlindTransfer(id, exten string) error {
 	}
 	l2.setVar("BLINDTRANSFER", c.snap.Name)
 	// ;1 is dialing ;2 (the Dial started before anyone watched ;1).
-	l1.dial = &dialing{dialstring: exten + "@" + ctx}
+	l1.dial = &dialing{} // the recorded Dial ANSWER has an empty dialstring
 	l1.snap.Dialplan.AppName, l1.snap.Dialplan.AppData = "", ""
 	l1.touch()
 
@@ -97,8 +97,7 @@ func (s *Server) BlindTransfer(id, exten string) error {
 	}
 	l1.stasis = app
 	e.emit(encStasisStart(nil, e.now(), []string{}, &l1.snap, &c.snap), nil, l1)
-	e.bridgeLeave(c)
-	e.bridgeAdd(br, []*channel{l1})
+	e.bridgeReplace(c, l1)
 	e.emit(encBlindTransfer(nil, e.now(), &blindTransfer{
 		Transferer: &c.snap, Exten: exten, Context: ctx, Result: "Success", External: true,
 		Transferee: &peer.snap, Replace: &replaceSnap, Bridge: &before,
@@ -108,6 +107,14 @@ func (s *Server) BlindTransfer(id, exten string) error {
 		l1.onAnswer = func() { e.later(func() { n.TransferProgress(200) }) }
 	}
 	return nil
+}
+
+// transfererAddr is the address a REFER from c would carry in Referred-By.
+func (c *channel) transfererAddr() string {
+	if c.remoteAddr != "" {
+		return c.remoteAddr
+	}
+	return "127.0.0.1"
 }
 
 // emitTransfer reports the pending REFER of c (ChannelTransfer).
