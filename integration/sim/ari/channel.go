@@ -102,7 +102,7 @@ func (e *engine) newChannel(id, name string, tech techKind, state string, dp cep
 			Language: "en",
 		},
 	}
-	e.channels[id] = c
+	e.addChannel(c)
 	// ChannelCreated is emitted before anyone could subscribe to the
 	// channel: only subscribeAll applications see it.
 	e.emit(encChannelEvent(nil, "ChannelCreated", c.snap.Created, &c.snap), nil, c)
@@ -425,5 +425,5 @@ func (e *engine) finishChannel(c *channel, cause int) {
 	}
 	c.touch()
 	e.emit(encDestroyed(nil, e.now(), cause, &c.snap), nil, c)
-	delete(e.channels, c.snap.ID)
+	e.removeChannel(c)
 }

@@ -25,6 +25,9 @@ type engine struct {
 	bridges  map[string]*bridge
 	apps     map[string]*stasisApp
 	reserved map[string]bool // ids of channels being dialed over the network
+	// byEndpoint indexes the SIP channels by PJSIP endpoint, for
+	// GET /endpoints (a controller checks registrations per dial).
+	byEndpoint map[string]map[string]*channel
 
 	idSeq    int // the ".N" of generated unique ids
 	localSeq int // Local/...-%08x
@@ -52,16 +55,17 @@ type stasisApp struct {
 func newEngine(cfg *Config, net Network, log *slog.Logger) *engine {
 	now := time.Now()
 	return &engine{
-		cfg:      cfg,
-		log:      log,
-		net:      net,
-		channels: make(map[string]*channel),
-		bridges:  make(map[string]*bridge),
-		apps:     make(map[string]*stasisApp),
-		reserved: make(map[string]bool),
-		startup:  now,
-		reload:   now,
-		disp:     newDispatcher(),
+		cfg:        cfg,
+		log:        log,
+		net:        net,
+		channels:   make(map[string]*channel),
+		bridges:    make(map[string]*bridge),
+		apps:       make(map[string]*stasisApp),
+		reserved:   make(map[string]bool),
+		byEndpoint: make(map[string]map[string]*channel),
+		startup:    now,
+		reload:     now,
+		disp:       newDispatcher(),
 	}
 }
 
@@ -286,6 +290,54 @@ func (e *engine) appBridgeIDs(app string) []string {
 	}
 	sort.Strings(ids)
 	return ids
+}
+
+// addChannel registers c (and indexes a SIP channel by its endpoint).
+func (e *engine) addChannel(c *channel) {
+	e.channels[c.snap.ID] = c
+	if c.tech != techPJSIP {
+		return
+	}
+	ep := endpointOfName(c.snap.Name)
+	m := e.byEndpoint[ep]
+	if m == nil {
+		m = make(map[string]*channel)
+		e.byEndpoint[ep] = m
+	}
+	m[c.snap.ID] = c
+}
+
+func (e *engine) removeChannel(c *channel) {
+	delete(e.channels, c.snap.ID)
+	if c.tech != techPJSIP {
+		return
+	}
+	ep := endpointOfName(c.snap.Name)
+	if m := e.byEndpoint[ep]; m != nil {
+		delete(m, c.snap.ID)
+		if len(m) == 0 {
+			delete(e.byEndpoint, ep)
+		}
+	}
+}
+
+// endpointChannelIDs lists the channels of a PJSIP endpoint, sorted.
+func (e *engine) endpointChannelIDs(ep string) []string {
+	ids := []string{}
+	for id := range e.byEndpoint[ep] {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// endpointOfName is the endpoint of PJSIP/<endpoint>-<n>.
+func endpointOfName(name string) string {
+	name = strings.TrimPrefix(name, "PJSIP/")
+	if i := strings.LastIndexByte(name, '-'); i >= 0 {
+		return name[:i]
+	}
+	return name
 }
 
 // splitEndpoint splits "tech/resource" the way Asterisk does (first slash).

@@ -273,7 +273,7 @@ func (s *Server) originatePJSIP(r originateReq, resource string, args []string, 
 		return nil, errAllocFailed
 	}
 	c.snap.Created = e.now()
-	e.channels[id] = c
+	e.addChannel(c)
 	e.emit(encChannelEvent(nil, "ChannelCreated", c.snap.Created, &c.snap), nil, c)
 	c.subscribe(r.app)
 	resp := appendChannel(nil, &c.snap)

@@ -514,14 +514,7 @@ func (s *Server) endpointChannels(resource string) []string {
 	e := s.eng
 	e.lock()
 	defer e.unlock()
-	ids := []string{}
-	prefix := "PJSIP/" + resource + "-"
-	for _, id := range e.channelIDs() {
-		if strings.HasPrefix(e.channels[id].snap.Name, prefix) {
-			ids = append(ids, id)
-		}
-	}
-	return ids
+	return e.endpointChannelIDs(resource)
 }
 
 func (s *Server) getEndpoints(w http.ResponseWriter, segs []string) {

@@ -273,6 +273,7 @@ func (e *engine) wipe(hangupLegs bool) {
 		c.leg = nil
 	}
 	e.channels = make(map[string]*channel)
+	e.byEndpoint = make(map[string]map[string]*channel)
 	e.bridges = make(map[string]*bridge)
 	e.reserved = make(map[string]bool)
 	for _, a := range e.apps {
