@@ -2,6 +2,7 @@ package ari
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -113,8 +114,9 @@ func (e *engine) runTarget(c *channel, exten string) {
 		e.answerFromDialplan(c)
 		e.afterFunc(c, answerSettle, func() {
 			if kind == '1' {
-				e.runApp(c, 3, "Wait", "30")
-				e.afterFunc(c, 30*time.Second, func() { e.dialplanEnds(c) })
+				d := e.cfg.TargetHangupAfter
+				e.runApp(c, 3, "Wait", strconv.Itoa(int((d+time.Second-1)/time.Second)))
+				e.afterFunc(c, d, func() { e.dialplanEnds(c) })
 				return
 			}
 			e.runApp(c, 3, "Wait", "86400")

@@ -437,26 +437,34 @@ func TestFidelityLocalTargets(t *testing.T) {
 	}
 }
 
-// TestFidelityInboundSIP replays e1: sipp calls 1000 from endpoint sipp,
-// the controller answers, sipp hangs up after 2 s.
+// TestFidelityInboundSIP replays e1 and e2: sipp calls in from endpoint
+// sipp (1000, then alice), the controller answers, sipp hangs up after 2 s.
 func TestFidelityInboundSIP(t *testing.T) {
 	traceFile(t, "asterisk")
-	srv := fidelityServer(t, "ast1", "02:00:00:00:a5:01", newTestNet("ast1"))
-	ev := dialEvents(t, srv, "controller", "&subscribeAll=false")
-	c := newClient(t, srv)
-	calls := readRestLog(t, "e1-sipp-uac-into-ast1-port5070.rest.log")
-	recorded := readTrace(t, "e1-sipp-uac-into-ast1-port5070.jsonl")
+	for _, tc := range []struct{ name, exten, callID string }{
+		{"e1-sipp-uac-into-ast1-port5070", "1000", "1-14283@127.0.0.1"},
+		{"e2-sipp-uac-into-ast1-port5099", "alice", "1-2250@127.0.0.1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := fidelityServer(t, "ast1", "02:00:00:00:a5:01", newTestNet("ast1"))
+			ev := dialEvents(t, srv, "controller", "&subscribeAll=false")
+			c := newClient(t, srv)
+			calls := readRestLog(t, tc.name+".rest.log")
+			recorded := readTrace(t, tc.name+".jsonl")
 
-	sc := callIn(t, srv, InboundCall{Endpoint: "sipp", Context: "from-sipp", Exten: "1000",
-		Caller: Party{Name: "sipp", Number: "sipp"}, CallID: "1-14283@127.0.0.1"})
-	start := ev.wait("StasisStart", isType("StasisStart", ""))
-	replay(t, c, calls[0], map[string]string{recorded[0].ev.Channel.ID: start.Channel.ID})
-	ev.wait("Up", func(e *jEvent) bool { return e.Type == "ChannelStateChange" && e.Channel.State == "Up" })
-	// The answer reaches the caller through the dispatcher.
-	eventually(t, "the caller sees the answer", func() bool { _, a := sc.state(); return a })
-	sc.in.Hangup(causeNormalClearing) // sipp's BYE
-	ev.wait("StasisEnd", isType("StasisEnd", start.Channel.ID))
-	compareStreams(t, "e1", recorded, ev.snapshot())
+			sc := callIn(t, srv, InboundCall{Endpoint: "sipp", Context: "from-sipp", Exten: tc.exten,
+				Caller: Party{Name: "sipp", Number: "sipp"}, CallID: tc.callID})
+			start := ev.wait("StasisStart", isType("StasisStart", ""))
+			replay(t, c, calls[0], map[string]string{recorded[0].ev.Channel.ID: start.Channel.ID})
+			ev.wait("Up", func(e *jEvent) bool { return e.Type == "ChannelStateChange" && e.Channel.State == "Up" })
+			// The answer reaches the caller through the dispatcher.
+			eventually(t, "the caller sees the answer", func() bool { _, a := sc.state(); return a })
+			sc.in.Hangup(causeNormalClearing) // sipp's BYE
+			ev.wait("StasisEnd", isType("StasisEnd", start.Channel.ID))
+			compareStreams(t, tc.name, recorded, ev.snapshot())
+		})
+	}
 }
 
 // TestFidelityTrunk replays f (ast1 calls 2099 on ast2) and g (the other

@@ -2,6 +2,7 @@ package ari
 
 import (
 	"encoding/json"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -366,4 +367,66 @@ func TestModelRestartDropsEverything(t *testing.T) {
 	ev2 := dialEvents(t, s, "controller", "")
 	originate(t, c, "p2", "PJSIP/2001")
 	ev2.wait("in Stasis after restart", isType("StasisStart", "p2"))
+}
+
+func TestModelPSTN(t *testing.T) {
+	checkNoLeak(t)
+	lab := newModelLab(t, "ast1")
+	lab.fleet.SetPSTN("+4930111222", callmodel.Answer(0))
+	s := lab.servers["ast1"]
+	ev := dialEvents(t, s, "controller", "")
+	c := newClient(t, s)
+
+	originate(t, c, "ext1", "PJSIP/+4930111222@pstn", "callerId", "+4940555")
+	start := ev.wait("PSTN leg answered", isType("StasisStart", "ext1"))
+	if start.Channel.Name != "PJSIP/pstn-00000000" {
+		t.Errorf("PSTN channel name %s", start.Channel.Name)
+	}
+	rings := lab.fleet.RingsOf("", "+4930111222")
+	if len(rings) != 1 || !rings[0].PSTN || rings[0].Caller.Number != "+4940555" {
+		t.Errorf("PSTN rings: %+v", rings)
+	}
+	st, _ := c.do("POST", "/channels", vals("endpoint", "PJSIP/+4930999@pstn", "app", "controller"), nil)
+	if st != 500 {
+		t.Errorf("unallocated PSTN number: %d", st)
+	}
+
+	// A call from the PSTN to a DID.
+	if _, err := lab.fleet.PlaceCall("ast1", callmodel.InboundCall{Origin: callmodel.OriginPSTN,
+		Caller: callmodel.Party{Number: "+4930777"}, Destination: "+4940100"}); err != nil {
+		t.Fatal(err)
+	}
+	in := ev.wait("PSTN call in Stasis", func(e *jEvent) bool { return e.Type == "StasisStart" && e.Channel.ID != "ext1" })
+	if !strings.HasPrefix(in.Channel.Name, "PJSIP/pstn-") || len(in.Args) != 2 || in.Args[0] != "from-pstn" || in.Args[1] != "+4940100" ||
+		in.Channel.Caller.Number != "+4930777" {
+		t.Errorf("PSTN call: %s args %q", eventLine(in), in.Args)
+	}
+	b := c.must(200, "GET", "/endpoints/PJSIP/pstn", nil, nil)
+	var ep struct {
+		State      string   `json:"state"`
+		ChannelIDs []string `json:"channel_ids"`
+	}
+	_ = json.Unmarshal(b, &ep)
+	if ep.State != "online" || len(ep.ChannelIDs) != 2 {
+		t.Errorf("pstn endpoint: %s", b)
+	}
+}
+
+func TestTargetAnswerHangsUpByItself(t *testing.T) {
+	checkNoLeak(t)
+	s := startServer(t, Config{SystemName: "ast1", Network: newTestNet("ast1"), TargetHangupAfter: 200 * time.Millisecond})
+	ev := dialEvents(t, s, "controller", "")
+	c := newClient(t, s)
+	originate(t, c, "t1", "Local/101@targets")
+	ev.wait("in Stasis", isType("StasisStart", "t1"))
+	hr := ev.wait("hangup request from ;2", isType("ChannelHangupRequest", "t1"))
+	if hr.Cause == nil || *hr.Cause != 16 || hr.Soft != nil {
+		t.Errorf("hangup request: %s", eventLine(hr))
+	}
+	ev.wait("StasisEnd", isType("StasisEnd", "t1"))
+	for _, id := range []string{"t1", "t1;2"} {
+		if d := ev.wait(id+" destroyed", isType("ChannelDestroyed", id)); *d.Cause != 16 {
+			t.Errorf("%s cause %d", id, *d.Cause)
+		}
+	}
 }

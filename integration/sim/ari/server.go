@@ -52,6 +52,9 @@ type Config struct {
 	Fallback Fallback
 	// Version is reported by GET /asterisk/info (22.10.1 when empty).
 	Version string
+	// TargetHangupAfter is how long a 1XX target stays up after answering
+	// (30 s, the lab's Wait(30), when zero).
+	TargetHangupAfter time.Duration
 	// SIPAddr is the host:port of the server's SIP side, as it appears in
 	// the Refer-To of a transfer (127.0.0.1:5080 when empty).
 	SIPAddr string
@@ -109,6 +112,9 @@ func (c *Config) defaults() error {
 	}
 	if c.Fallback.App == "" {
 		c.Fallback = Fallback{App: "Congestion", Cause: causeCongestion}
+	}
+	if c.TargetHangupAfter <= 0 {
+		c.TargetHangupAfter = 30 * time.Second
 	}
 	if c.SIPAddr == "" {
 		c.SIPAddr = "127.0.0.1:5080"
