@@ -246,11 +246,15 @@ func (s *Store) Reconcile(ctx context.Context, server string, live []string) (in
 	return released, nil
 }
 
-// sweep releases the legs of other nodes whose lease expired. A lease is
-// reaped only once this node has seen it expired, unchanged, for two
-// heartbeats: after Redis itself was down every lease looks expired, and the
-// live nodes must get the chance to renew theirs first.
+// sweep releases the legs of other nodes whose lease expired, once this node
+// has seen the lease expired and unchanged for a heartbeat. Not right after
+// this node found Redis back from an outage, though: every lease looks
+// expired then, and the live nodes (whose clients may take a second more to
+// reconnect) get a lease TTL to renew theirs first.
 func (s *Store) sweep(ctx context.Context) {
+	if since := time.Since(s.recovered); since < s.cfg.LeaseTTL+time.Second {
+		return
+	}
 	res, err := expiredScript.Run(ctx, s.rdb, []string{s.leaseKey}).StringSlice()
 	if err != nil {
 		if failed(ctx, err) {
@@ -259,7 +263,7 @@ func (s *Store) sweep(ctx context.Context) {
 		return
 	}
 	now := time.Now()
-	grace := 2 * s.cfg.HeartbeatInterval
+	grace := s.cfg.HeartbeatInterval
 	current := map[string]bool{}
 	for i := 0; i+1 < len(res); i += 2 {
 		lease, score := res[i], res[i+1]

@@ -6,11 +6,13 @@ import (
 	"encoding/hex"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/callctl/callctl/adapters/redis/redistest"
+	"github.com/callctl/callctl/controller/accounting"
 )
 
 // testLogger discards logs unless CALLCTL_TEST_LOG is set.
@@ -68,3 +70,19 @@ func eventually(t testing.TB, within time.Duration, what string, cond func() boo
 }
 
 func standalone(t testing.TB) *redistest.Server { return redistest.Start(t, redistest.Options{}) }
+
+func hold(id, server string) accounting.Hold {
+	return accounting.Hold{ID: id, Channel: id, Leg: accounting.Leg{Server: server, Org: "acme", Kind: accounting.PSTNIn}}
+}
+
+func timeAfter(ms int) <-chan time.Time { return time.After(time.Duration(ms) * time.Millisecond) }
+
+func freeTCPPort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}

@@ -54,6 +54,9 @@ type Store struct {
 	sync  sync.RWMutex
 
 	seen map[string]seenLease // expired leases of other nodes: when first seen
+	// recovered is when Redis was last found back after an outage (the
+	// heartbeat loop's own).
+	recovered time.Time
 
 	rec *recordWriter
 
@@ -287,6 +290,7 @@ func (s *Store) tick(ctx context.Context) {
 			return
 		}
 		s.up.Store(true)
+		s.recovered = time.Now()
 		s.mu.Lock()
 		n := len(s.local)
 		s.mu.Unlock()
