@@ -9,6 +9,7 @@ const (
 	causeUserBusy           = 17
 	causeNoUserResponse     = 18
 	causeNoAnswer           = 19
+	causeSubscriberAbsent   = 20 // AST_CAUSE_UNREGISTERED
 	causeCallRejected       = 21
 	causeAnsweredElsewhere  = 26
 	causeDestOutOfOrder     = 27
@@ -103,16 +104,16 @@ var hangupReasons = map[string]int{
 	"answered_elsewhere": causeAnsweredElsewhere,
 }
 
-// dialStatusForCause is the DIALSTATUS a dial attempt ends with when the
-// callee goes away with cause c before answering.
+// dialStatusForCause is ast_hangup_cause_to_dial_status (main/dial.c): the
+// Dial status published when a dialed channel goes away before answering.
 func dialStatusForCause(c int) string {
 	switch c {
 	case causeUserBusy:
 		return "BUSY"
-	case causeCongestion, causeTemporaryFailure, 42:
+	case causeCongestion:
 		return "CONGESTION"
-	case causeNoAnswer, causeNoUserResponse:
-		return "NOANSWER"
+	case causeNoRouteDestination, causeSubscriberAbsent:
+		return "CHANUNAVAIL"
 	}
-	return "CHANUNAVAIL"
+	return "NOANSWER"
 }

@@ -348,11 +348,16 @@ func (e *engine) hangup(c *channel, cause int, hr *hangupRequest) {
 	if hr != nil {
 		e.hangupRequest(c, *hr)
 	}
+	if c.dial != nil {
+		// A dialed channel hung up before answering: the dial reads the
+		// hangup and publishes a status for its cause (main/dial.c).
+		e.dialEvent(c, dialStatusForCause(cause))
+		e.endDial(c)
+	}
 	e.leaveStasis(c)
 	if c.bridge != nil {
 		e.bridgeLeave(c)
 	}
-	e.endDial(c)
 	e.destroy(c, cause)
 }
 

@@ -188,8 +188,10 @@ func (e *engine) dialplanEnds(c *channel) {
 		return
 	}
 	if c.half == 2 && c.other != nil && !c.other.gone && c.other.dial != nil {
-		// The callee gave up before answering.
-		e.dialFailed(c.other, "NOANSWER", causeNormalClearing)
+		// The callee gave up before answering: the Local core queues the
+		// hangup on ;1, whose dial reads it.
+		e.hangupRequest(c.other, hangupRequest{HasCause: true, Cause: causeNormalClearing})
+		e.dialFailed(c.other, dialStatusForCause(causeNormalClearing), causeNormalClearing)
 		return
 	}
 	e.hangup(c, causeNormalClearing, nil)

@@ -123,7 +123,7 @@ func TestModelPhoneOutcomes(t *testing.T) {
 		extra           []string
 	}{
 		{"p2", "2002", "BUSY", 17, nil},
-		{"p3", "2003", "CHANUNAVAIL", 21, nil},
+		{"p3", "2003", "NOANSWER", 21, nil},
 		{"p5", "2005", "", 19, []string{"timeout", "1"}},
 	} {
 		originate(t, c, tc.id, "PJSIP/"+tc.ext, tc.extra...)
@@ -429,4 +429,37 @@ func TestTargetAnswerHangsUpByItself(t *testing.T) {
 			t.Errorf("%s cause %d", id, *d.Cause)
 		}
 	}
+}
+
+// TestCancelRingingMember is a hunt whose caller hung up: the controller
+// deletes the member that is still ringing.
+func TestCancelRingingMember(t *testing.T) {
+	checkNoLeak(t)
+	lab := newModelLab(t, "ast1")
+	lab.fleet.SetPhone("ast1", "2005", callmodel.RingForever())
+	s := lab.servers["ast1"]
+	ev := dialEvents(t, s, "controller", "")
+	c := newClient(t, s)
+	originate(t, c, "m1", "PJSIP/2005", "timeout", "20")
+	ev.wait("ringing", func(e *jEvent) bool { return e.Type == "Dial" && e.Peer.ID == "m1" && *e.DialStatus == "RINGING" })
+	c.must(204, "DELETE", "/channels/m1", nil, nil)
+	d := ev.wait("destroyed", isType("ChannelDestroyed", "m1"))
+	var seq []string
+	for _, e := range ev.snapshot() {
+		if e.ev.Channel != nil && e.ev.Channel.ID == "m1" || e.ev.Peer != nil && e.ev.Peer.ID == "m1" {
+			seq = append(seq, eventLine(&e.ev))
+		}
+	}
+	want := []string{"Dial peer=m1 dialstatus=", "ChannelStateChange m1(Ringing)", "Dial peer=m1 dialstatus=RINGING",
+		"ChannelHangupRequest m1(Ringing) cause=32", "Dial peer=m1 dialstatus=NOANSWER", "ChannelDestroyed m1(Ringing) cause=16"}
+	if strings.Join(seq, "\n") != strings.Join(want, "\n") {
+		t.Errorf("events of the cancelled member:\n%s\nwant\n%s", strings.Join(seq, "\n"), strings.Join(want, "\n"))
+	}
+	if *d.Cause != 16 {
+		t.Errorf("cause %d", *d.Cause)
+	}
+	eventually(t, "the ring is cancelled", func() bool {
+		r := lab.fleet.RingsOf("ast1", "2005")
+		return len(r) == 1 && r[0].Outcome == callmodel.OutcomeCancelled
+	})
 }

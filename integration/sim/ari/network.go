@@ -155,6 +155,9 @@ func (h *legEvents) Hangup(cause int) {
 		e := h.e
 		c.leg = nil // the far end is gone: nothing to send back
 		if c.dial != nil {
+			// chan_pjsip queues the hangup with the SIP cause; the dial
+			// then reads it and publishes the matching status.
+			e.hangupRequest(c, hangupRequest{HasCause: true, Cause: cause})
 			e.dialFailed(c, dialStatusForCause(cause), cause)
 			return
 		}
