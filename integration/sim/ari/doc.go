@@ -26,7 +26,8 @@
 //
 //	GET/POST /channels, POST /channels/create, GET/POST/DELETE /channels/{id}
 //	  (DELETE ?reason= or ?reason_code=), POST /channels/{id}/answer, /ring,
-//	  /continue, /dial, /transfer_progress, /hold, /moh, /silence, /mute;
+//	  /continue, /dial, /transfer_progress, /hold (ChannelHold/Unhold),
+//	  /moh, /silence, /mute (accepted, no effect);
 //	  GET/POST /channels/{id}/variable
 //	GET/POST /bridges, GET/POST/DELETE /bridges/{id},
 //	  POST /bridges/{id}/addChannel, /removeChannel

@@ -53,7 +53,7 @@ type stasisApp struct {
 }
 
 func newEngine(cfg *Config, net Network, log *slog.Logger) *engine {
-	now := time.Now()
+	now := time.Now().UTC()
 	return &engine{
 		cfg:        cfg,
 		log:        log,
@@ -151,7 +151,9 @@ func (d *dispatcher) close() {
 	<-d.stopped
 }
 
-func (e *engine) now() time.Time { return time.Now() }
+// now is the time of events and snapshots: UTC, as on the recorded lab
+// servers (+0000).
+func (e *engine) now() time.Time { return time.Now().UTC() }
 
 // newID generates an Asterisk unique id: <system name>-<unix time>.<n>.
 func (e *engine) newID() string {

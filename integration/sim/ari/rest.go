@@ -74,7 +74,16 @@ func (s *Server) routeChannels(w http.ResponseWriter, m string, segs []string, q
 		s.controlOp(w, id, true, func(c *channel) *apiError { s.eng.ringChannel(c); return nil })
 	case op == "ring" && m == http.MethodDelete:
 		s.controlOp(w, id, true, func(*channel) *apiError { return nil })
-	case (op == "hold" || op == "moh" || op == "silence" || op == "mute") && (m == http.MethodPost || m == http.MethodDelete):
+	case op == "hold" && (m == http.MethodPost || m == http.MethodDelete):
+		typ := "ChannelHold"
+		if m == http.MethodDelete {
+			typ = "ChannelUnhold"
+		}
+		s.controlOp(w, id, true, func(c *channel) *apiError {
+			s.eng.emit(encChannelEvent(nil, typ, s.eng.now(), &c.snap), nil, c)
+			return nil
+		})
+	case (op == "moh" || op == "silence" || op == "mute") && (m == http.MethodPost || m == http.MethodDelete):
 		// Media operations have no signalling effect worth simulating.
 		s.controlOp(w, id, true, func(*channel) *apiError { return nil })
 	case op == "continue" && m == http.MethodPost:

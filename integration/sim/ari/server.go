@@ -249,7 +249,8 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// stopHTTP closes the listener and every connection.
+// stopHTTP closes the listener and every connection, and waits (a little)
+// for the requests in progress.
 func (s *Server) stopHTTP() {
 	s.mu.Lock()
 	hsrv := s.hsrv
@@ -257,11 +258,15 @@ func (s *Server) stopHTTP() {
 	s.sessions = nil
 	s.hsrv, s.ln = nil, nil
 	s.mu.Unlock()
-	if hsrv != nil {
-		_ = hsrv.Close()
-	}
 	for sess := range sessions {
 		sess.close()
+	}
+	if hsrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := hsrv.Shutdown(ctx); err != nil {
+			_ = hsrv.Close()
+		}
 	}
 }
 
@@ -293,7 +298,7 @@ func (e *engine) forget(hangupLegs bool) {
 	e.wipe(hangupLegs)
 	e.apps = make(map[string]*stasisApp)
 	e.localSeq, e.pjsipSeq, e.idSeq = 0, 0, 0
-	now := time.Now()
+	now := e.now()
 	e.startup, e.reload = now, now
 }
 
