@@ -48,6 +48,7 @@ type call struct {
 	endCause    string
 	hangupCause int
 	handedOff   bool
+	lost        bool // gone for callctl because the server is lost
 	up          bool
 	rung        bool
 	bridge      string
@@ -205,11 +206,12 @@ func (c *call) lose(at time.Time) {
 	legs := append([]*leg(nil), c.legs...)
 	c.mu.Unlock()
 	for _, l := range legs {
-		l.lost(at)
+		l.lost(at, false)
 	}
 	c.mu.Lock()
 	if !c.gone {
 		c.gone = true
+		c.lost = true
 		c.endCause = "ARI_SERVER_LOST"
 	}
 	c.mu.Unlock()
@@ -235,7 +237,13 @@ func (c *call) teardown(ctx context.Context, legs []*leg, bridge string) {
 // leg or bridge left behind would live on in Asterisk.
 func (c *call) cleanup(legs []*leg, bridge string) {
 	for _, l := range legs {
-		c.persist("hanging up leg "+l.id, l.endedCh, func(ctx context.Context) error { return c.hangupLeg(ctx, l) })
+		c.mu.Lock()
+		var done <-chan struct{} = l.endedCh
+		if l.unknown {
+			done = nil
+		}
+		c.mu.Unlock()
+		c.persist("hanging up leg "+l.id, done, func(ctx context.Context) error { return c.hangupLeg(ctx, l) })
 	}
 	if bridge != "" {
 		c.persist("deleting bridge "+bridge, nil, func(ctx context.Context) error { return c.removeBridge(ctx, bridge) })
@@ -245,7 +253,7 @@ func (c *call) cleanup(legs []*leg, bridge string) {
 // hangupLeg DELETEs a leg unless that was done already or it is gone.
 func (c *call) hangupLeg(ctx context.Context, l *leg) error {
 	c.mu.Lock()
-	skip := l.isEnded || l.hangupSent
+	skip := (l.isEnded && !l.unknown) || l.hangupSent
 	c.mu.Unlock()
 	if skip {
 		return nil
@@ -393,6 +401,7 @@ type leg struct {
 	isEnded    bool
 	isEnded2   bool
 	vanished   bool
+	unknown    bool // ended for callctl, but maybe still up on the server
 	hangupSent bool
 	lastAt     time.Time
 }
@@ -436,11 +445,13 @@ func (l *leg) destroyed(half2 bool, cause int, at time.Time) {
 }
 
 // lost ends the leg without its events: it vanished while the WebSocket
-// was down, or the server is lost.
-func (l *leg) lost(at time.Time) {
+// was down (confirmed: the server no longer has it), or the server is lost
+// and the channel may still be up there.
+func (l *leg) lost(at time.Time, confirmed bool) {
 	l.c.mu.Lock()
 	if !l.isEnded {
 		l.vanished = true
+		l.unknown = !confirmed
 	}
 	l.c.mu.Unlock()
 	l.destroyed(false, causeUnknown, at)
@@ -622,7 +633,7 @@ func (c *call) abandon(l *leg) {
 	if statusOf(err) == http.StatusNotFound {
 		// Never created, or already gone; its events may still be on the
 		// way, but nothing rings.
-		l.lost(time.Now())
+		l.lost(time.Now(), true)
 	} else if err != nil {
 		c.log.Warn("hanging up a leg failed", "leg", l.id, "err", err)
 	}
@@ -632,7 +643,7 @@ func (c *call) abandon(l *leg) {
 	case <-l.endedCh:
 	case <-t.C:
 		if err := c.rest().do(ctx, http.MethodGet, "/channels/"+seg(l.id), nil, nil, nil); statusOf(err) == http.StatusNotFound {
-			l.lost(time.Now())
+			l.lost(time.Now(), true)
 		} else {
 			c.log.Error("leg did not end after hangup", "leg", l.id, "err", err)
 		}
@@ -796,18 +807,22 @@ func (c *call) Handoff(ctx context.Context, dialed string) error {
 func (c *call) finish() {
 	c.mu.Lock()
 	c.finished = true
-	gone, handedOff := c.gone, c.handedOff
+	gone, handedOff, lost := c.gone, c.handedOff, c.lost
 	keep := len(c.standIns) > 0
 	var legs []*leg
 	for _, l := range c.legs {
-		if !l.isEnded {
+		if !l.isEnded || l.unknown {
 			legs = append(legs, l)
 		}
 	}
 	bridge := c.bridge
 	c.mu.Unlock()
-	if !gone && !handedOff {
-		c.persist("hanging up the caller", c.ctx.Done(), func(ctx context.Context) error {
+	if (!gone || lost) && !handedOff {
+		var done <-chan struct{}
+		if !lost {
+			done = c.ctx.Done()
+		}
+		c.persist("hanging up the caller", done, func(ctx context.Context) error {
 			err := c.cl.deleteChannel(ctx, c.id, causeNormal)
 			if statusOf(err) == http.StatusNotFound {
 				return nil
@@ -821,7 +836,7 @@ func (c *call) finish() {
 	}
 	c.cleanup(legs, bridge)
 	c.waitLegs(legs, c.timeout())
-	if !handedOff {
+	if !handedOff && !lost {
 		t := time.NewTimer(c.timeout())
 		select {
 		case <-c.ctx.Done():

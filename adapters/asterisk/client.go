@@ -108,6 +108,18 @@ type chanRef struct {
 	gen     uint64
 }
 
+// endedForCallctl reports whether the channel's call or leg was ended
+// because the server was lost, so that it may still be up there.
+func (r *chanRef) endedForCallctl() bool {
+	cl := r.call
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if r.leg != nil {
+		return r.leg.unknown
+	}
+	return !r.standIn && cl.lost
+}
+
 type wsURL struct {
 	url    string
 	header http.Header
@@ -283,7 +295,7 @@ func (c *Client) connLoop(ctx context.Context) {
 			c.log.Warn("ARI connect failed; retrying", "attempt", attempt, "retry_in", wait.Round(time.Millisecond), "err", err)
 			if !lost && everUp && time.Since(downSince) >= c.cfg.LostAfter {
 				lost = true
-				c.loseAll(fmt.Sprintf("ARI unreachable for %s", time.Since(downSince).Round(time.Second)))
+				c.loseAll(fmt.Sprintf("ARI unreachable for %s", time.Since(downSince).Round(time.Millisecond)))
 			}
 			if !sleepCtx(ctx, wait) {
 				return
@@ -575,8 +587,9 @@ func (c *Client) reconcile(ctx context.Context) {
 	gen := c.gen
 	c.mu.RUnlock()
 	var chans []struct {
-		ID    string `json:"id"`
-		State string `json:"state"`
+		ID           string `json:"id"`
+		State        string `json:"state"`
+		Creationtime string `json:"creationtime"`
 	}
 	var err error
 	for try := 0; try < 5; try++ {
@@ -616,12 +629,23 @@ func (c *Client) reconcile(ctx context.Context) {
 	gone, answered := 0, 0
 	for _, it := range items {
 		state, up := live[it.id]
+		if up && it.ref.endedForCallctl() {
+			// Ended while the server was lost, and still up there.
+			id := it.id
+			c.log.Warn("ARI: hanging up a channel of a call ended while the server was lost", "call", id)
+			c.background(func(ctx context.Context) {
+				if err := c.deleteChannel(ctx, id, causeNormal); err != nil && statusOf(err) != http.StatusNotFound {
+					c.log.Warn("hanging up a lost call's channel failed", "call", id, "err", err)
+				}
+			})
+			continue
+		}
 		switch {
 		case it.ref.leg != nil:
 			l := it.ref.leg
 			if !up {
 				gone++
-				l.lost(now)
+				l.lost(now, true)
 				continue
 			}
 			if _, up2 := live[it.id+";2"]; !up2 && l.local {
@@ -642,7 +666,120 @@ func (c *Client) reconcile(ctx context.Context) {
 			}
 		}
 	}
-	c.log.Info("ARI reconciled", "tracked", len(items), "live_on_server", len(chans), "gone", gone, "answered_meanwhile", answered)
+	created := make(map[string]string, len(chans))
+	for _, ch := range chans {
+		created[ch.ID] = ch.Creationtime
+	}
+	orphans := c.hangupOrphans(ctx, created)
+	c.log.Info("ARI reconciled", "tracked", len(items), "live_on_server", len(chans), "gone", gone,
+		"answered_meanwhile", answered, "orphans", orphans)
+}
+
+// hangupOrphans hangs up the channels in callctl's application that no call
+// of this process tracks any more: calls ended while the server was
+// unreachable (lost for good) leave them behind. Only channels created
+// before the reconnect (by the server's own clock, with a margin) qualify:
+// a newer one may be a call whose StasisStart is still on its way.
+func (c *Client) hangupOrphans(ctx context.Context, created map[string]string) int {
+	rctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	defer cancel()
+	var ping struct {
+		Timestamp string `json:"timestamp"`
+	}
+	var app struct {
+		ChannelIDs []string `json:"channel_ids"`
+		BridgeIDs  []string `json:"bridge_ids"`
+	}
+	if err := c.rest.do(rctx, http.MethodGet, "/asterisk/ping", nil, nil, &ping); err != nil {
+		c.log.Warn("ARI: no server clock; orphan channels not checked", "err", err)
+		return 0
+	}
+	now, err := time.Parse(ariTime, ping.Timestamp)
+	if err != nil {
+		c.log.Warn("ARI: unreadable server clock; orphan channels not checked", "timestamp", ping.Timestamp)
+		return 0
+	}
+	if err := c.rest.do(rctx, http.MethodGet, "/applications/"+seg(c.cfg.App), nil, nil, &app); err != nil {
+		c.log.Warn("ARI: application not readable; orphan channels not checked", "err", err)
+		return 0
+	}
+	cutoff := now.Add(-2 * time.Second)
+	n := 0
+	for _, id := range app.ChannelIDs {
+		if strings.HasSuffix(id, ";2") {
+			// Goes with its ;1 half.
+			continue
+		}
+		ct, live := created[id]
+		if !live {
+			continue
+		}
+		if t, err := time.Parse(ariTime, ct); err != nil || !t.Before(cutoff) {
+			continue
+		}
+		if ref, _ := c.lookup(id); ref != nil {
+			continue
+		}
+		n++
+		c.log.Warn("ARI: hanging up a channel no call owns any more", "call", id, "created", ct)
+		c.background(func(ctx context.Context) {
+			if err := c.deleteChannel(ctx, id, causeNormal); err != nil && statusOf(err) != http.StatusNotFound {
+				c.log.Warn("hanging up an orphan channel failed", "call", id, "err", err)
+			}
+		})
+	}
+	if len(app.BridgeIDs) == 0 {
+		return n
+	}
+	var bridges []struct {
+		ID           string `json:"id"`
+		Creationtime string `json:"creationtime"`
+	}
+	if err := c.rest.do(rctx, http.MethodGet, "/bridges", nil, nil, &bridges); err != nil {
+		c.log.Warn("ARI: bridges not readable; orphan bridges not checked", "err", err)
+		return n
+	}
+	bridgeCreated := make(map[string]string, len(bridges))
+	for _, b := range bridges {
+		bridgeCreated[b.ID] = b.Creationtime
+	}
+	owned := c.trackedBridges()
+	for _, id := range app.BridgeIDs {
+		ct, ok := bridgeCreated[id]
+		if !ok || owned[id] {
+			continue
+		}
+		if t, err := time.Parse(ariTime, ct); err != nil || !t.Before(cutoff) {
+			continue
+		}
+		n++
+		c.log.Warn("ARI: deleting a bridge no call owns any more", "bridge", id, "created", ct)
+		c.background(func(ctx context.Context) {
+			if err := c.deleteBridge(ctx, id); err != nil && statusOf(err) != http.StatusNotFound {
+				c.log.Warn("deleting an orphan bridge failed", "bridge", id, "err", err)
+			}
+		})
+	}
+	return n
+}
+
+// trackedBridges lists the bridges of the calls callctl tracks.
+func (c *Client) trackedBridges() map[string]bool {
+	c.mu.RLock()
+	calls := make([]*call, 0, len(c.calls))
+	for cl := range c.calls {
+		calls = append(calls, cl)
+	}
+	c.mu.RUnlock()
+	out := make(map[string]bool, len(calls))
+	for _, cl := range calls {
+		cl.mu.Lock()
+		if cl.bridge != "" {
+			out[cl.bridge] = true
+		}
+		cl.mu.Unlock()
+	}
+	return out
 }
 
 // loseAll ends every call: the server has been unreachable too long for

@@ -86,6 +86,10 @@ type labOptions struct {
 	logger       *slog.Logger
 	// lostAfter, when set, is the clients' LostAfter.
 	lostAfter time.Duration
+	// requestTimeout, when set, is the clients' RequestTimeout (3 s).
+	requestTimeout time.Duration
+	// handler, when set, gets the calls instead of the engine.
+	handler func(eng *controller.Engine) Handler
 }
 
 type lab struct {
@@ -142,6 +146,10 @@ func newLab(t testing.TB, o labOptions) *lab {
 		LegGrace: 5 * time.Second})
 	ctx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
+	var h Handler = l.eng
+	if o.handler != nil {
+		h = o.handler(l.eng)
+	}
 	for _, name := range []string{"srv12", "srv13"} {
 		cfg, err := FromServer(plan.Server(name), log)
 		if err != nil {
@@ -149,6 +157,9 @@ func newLab(t testing.TB, o labOptions) *lab {
 		}
 		cfg.MinBackoff, cfg.MaxBackoff = 20*time.Millisecond, 200*time.Millisecond
 		cfg.RequestTimeout = 3 * time.Second
+		if o.requestTimeout > 0 {
+			cfg.RequestTimeout = o.requestTimeout
+		}
 		if o.lostAfter > 0 {
 			cfg.LostAfter = o.lostAfter
 		}
@@ -160,7 +171,7 @@ func newLab(t testing.TB, o labOptions) *lab {
 		l.runs.Add(1)
 		go func() {
 			defer l.runs.Done()
-			if err := c.Run(ctx, l.eng); err != nil {
+			if err := c.Run(ctx, h); err != nil {
 				t.Errorf("Run %s: %v", name, err)
 			}
 		}()
@@ -233,7 +244,17 @@ func (l *lab) hangup(server, uuid string) {
 // counted leg.
 func (l *lab) settled(timeout time.Duration) {
 	l.t.Helper()
-	waitFor(l.t, timeout, func() bool { return l.leftovers() == "" }, "everything cleaned up")
+	last := ""
+	deadline := time.Now().Add(timeout)
+	for {
+		if last = l.leftovers(); last == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			l.t.Fatalf("after %s, still left: %s", timeout, last)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func (l *lab) leftovers() string {
