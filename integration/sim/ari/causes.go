@@ -12,13 +12,11 @@ const (
 	causeSubscriberAbsent   = 20 // AST_CAUSE_UNREGISTERED
 	causeCallRejected       = 21
 	causeAnsweredElsewhere  = 26
-	causeDestOutOfOrder     = 27
 	causeInvalidNumber      = 28
 	causeNormalUnspecified  = 31
 	causeCongestion         = 34
 	causeNetworkOutOfOrder  = 38
 	causeTemporaryFailure   = 41
-	causeChanUnavailable    = 44
 	causeBearerNotAvail     = 58
 	causeInterworking       = 127
 

@@ -245,6 +245,9 @@ func (m *modelNet) Route(tx *callmodel.Tx, uuid string) {
 		Leg:      &modelLeg{m: m, uuid: uuid},
 		name:     snap.Name,
 	}
+	if snap.NetworkIP != "" {
+		call.RemoteAddr = snap.NetworkIP + ":5060"
+	}
 	in, err := m.s.Inbound(call)
 	if err != nil {
 		m.s.log.Warn("inbound call refused", "call", uuid, "err", err)
