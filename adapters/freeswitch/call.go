@@ -1,0 +1,625 @@
+package freeswitch
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/callctl/callctl/adapters/freeswitch/esl"
+	"github.com/callctl/callctl/controller"
+	"github.com/callctl/callctl/controller/hunt"
+	"github.com/callctl/callctl/controller/provision"
+	"github.com/callctl/callctl/controller/routing"
+)
+
+// call is one outbound-socket session: FreeSWITCH's `socket ... async full`
+// handed the caller's channel to callctl. It implements controller.Call.
+//
+// Two goroutines serve it: the connection's reader, which applies every event
+// to the call's state in the order FreeSWITCH sent them, and the handler
+// (controller.Engine.Handle), which blocks in Dial and friends on channels the
+// reader closes. Neither ever waits for the other while holding mu.
+type call struct {
+	srv  *Server
+	ms   *MediaServer
+	conn *conn
+	id   string
+	info controller.CallInfo
+	log  *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu          sync.Mutex
+	endCause    string
+	hungup      bool // a hangup event or the linger notice was seen
+	sockClosed  bool
+	transferred bool // the channel moved on to another owner
+	handedOff   bool // callctl gave the call back to the dialplan
+	handoffTo   string
+	hangupSent  bool
+	varsSet     bool // continue_on_fail and hangup_after_bridge are set
+	handlerDone bool
+	finalized   bool
+	dial        *dialState
+	legs        []*legWatch
+	lingerTimer *time.Timer
+	handled     chan struct{} // closed when the handler has returned
+
+	// Dial-step latency: when the last outcome became known, and whether the
+	// next write is the command that acts on it.
+	stepAt    time.Time
+	stepKind  string
+	stepArmed bool
+}
+
+// dialState is one bridge in progress.
+type dialState struct {
+	legID    string
+	appUUID  string
+	arg      string
+	answered chan struct{} // CHANNEL_BRIDGE with our leg
+	complete chan struct{} // CHANNEL_EXECUTE_COMPLETE of our bridge
+	vars     BridgeVars    // written before complete is closed
+	doneAt   time.Time
+
+	answeredSeen, completeSeen bool
+}
+
+var _ controller.Call = (*call)(nil)
+
+func (c *call) ID() string                { return c.id }
+func (c *call) Info() controller.CallInfo { return c.info }
+func (c *call) Context() context.Context  { return c.ctx }
+func (c *call) String() string            { return "freeswitch call " + c.id }
+
+// EndCause is FreeSWITCH's hangup cause once the call is gone (TRANSFERRED
+// when it moved on to another owner, CONNECTION_LOST when the socket dropped
+// without a hangup).
+func (c *call) EndCause() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.endCause
+}
+
+// --- events (reader goroutine) ---
+
+func (c *call) onEvent(ev *esl.Event, at time.Time) {
+	if !ev.Is("Unique-ID", c.id) {
+		return
+	}
+	switch {
+	case ev.Is("Event-Name", "CHANNEL_BRIDGE"):
+		c.mu.Lock()
+		if d := c.dial; d != nil && !d.answeredSeen && ev.Is("Other-Leg-Unique-ID", d.legID) {
+			d.answeredSeen = true
+			close(d.answered)
+		}
+		c.mu.Unlock()
+	case ev.Is("Event-Name", "CHANNEL_EXECUTE_COMPLETE"):
+		c.onExecuteComplete(ev, at)
+	case ev.Is("Event-Name", "CHANNEL_HANGUP"), ev.Is("Event-Name", "CHANNEL_HANGUP_COMPLETE"):
+		c.mu.Lock()
+		if !c.hungup && !c.transferred {
+			c.endCause = ev.Get("Hangup-Cause")
+		}
+		c.hungup = true
+		c.mu.Unlock()
+		c.cancel()
+		c.closeIfDone()
+	}
+}
+
+func (c *call) onExecuteComplete(ev *esl.Event, at time.Time) {
+	switch {
+	case ev.Is("Application", "bridge"):
+		c.mu.Lock()
+		d := c.dial
+		if d != nil && !d.completeSeen && (ev.Is("Application-UUID", d.appUUID) || ev.Is("Application-Data", d.arg)) {
+			d.vars = BridgeVars{
+				Disposition:     ev.Get("variable_originate_disposition"),
+				DialStatus:      ev.Get("variable_DIALSTATUS"),
+				LastBridgeCause: ev.Get("variable_last_bridge_hangup_cause"),
+				BridgeCause:     ev.Get("variable_bridge_hangup_cause"),
+				FailedCause:     ev.Get("variable_originate_failed_cause"),
+			}
+			d.doneAt = at
+			d.completeSeen = true
+			close(d.complete)
+		}
+		c.mu.Unlock()
+	case ev.Is("Application", "socket"):
+		// The socket application ended while the channel is up: something
+		// (uuid_transfer, a SIP REFER, our own Handoff) sent the channel back
+		// into the dialplan. This connection is no longer its controller; it
+		// stays open until FreeSWITCH's linger notice, because closing it now
+		// would end the next socket application's park and kill the call
+		// (transfers trace, case 1 exit/close).
+		if ev.Is("Answer-State", "hangup") {
+			return
+		}
+		c.mu.Lock()
+		handedOff, hungup := c.handedOff, c.hungup
+		c.mu.Unlock()
+		if !handedOff && !hungup {
+			c.transferredAway("the socket application ended while the call is up")
+		}
+	}
+}
+
+// onNotice handles text/disconnect-notice: FreeSWITCH is done with the
+// channel (linger) or with the connection (disconnect).
+func (c *call) onNotice(f *esl.Frame, at time.Time) {
+	if f.ContentType() != esl.TypeDisconnect && f.ContentType() != esl.TypeRudeReject {
+		return
+	}
+	c.mu.Lock()
+	c.hungup = true
+	if c.endCause == "" {
+		c.endCause = "NORMAL_CLEARING"
+	}
+	c.mu.Unlock()
+	c.cancel()
+	c.closeIfDone()
+}
+
+// onClose runs once the socket is closed, on the reader goroutine.
+func (c *call) onClose(err error) {
+	c.mu.Lock()
+	c.sockClosed = true
+	orphan := !c.hungup && !c.transferred && !c.handedOff
+	if orphan && c.endCause == "" {
+		c.endCause = "CONNECTION_LOST"
+	}
+	var legs []string
+	if orphan {
+		for _, w := range c.legs {
+			legs = append(legs, w.id)
+		}
+	}
+	if c.lingerTimer != nil {
+		c.lingerTimer.Stop()
+	}
+	c.mu.Unlock()
+	c.cancel()
+	if orphan {
+		// The socket went while the call was ours: the caller and its legs
+		// would otherwise stay up unaccounted. End them through the inbound
+		// connection, waiting a little for it if it is down too.
+		c.log.Warn("outbound connection lost while the call is up: ending the call through the inbound connection", "err", err)
+		ctx, cancel := context.WithTimeout(context.Background(), c.srv.opt.OrphanKillWait)
+		for _, id := range append(legs, c.id) {
+			if kerr := c.ms.Kill(ctx, id, "NORMAL_TEMPORARY_FAILURE"); kerr != nil {
+				c.log.Error("could not end the channel after the socket was lost", "channel", id, "err", kerr)
+			}
+		}
+		cancel()
+	}
+	c.maybeFinalize()
+}
+
+// transferredAway records that the channel is no longer this connection's:
+// the handler sees the call end (Context done, cause TRANSFERRED), and the
+// connection asks for no more events but stays open until the linger notice.
+func (c *call) transferredAway(why string) {
+	c.mu.Lock()
+	if c.transferred || c.hungup {
+		c.mu.Unlock()
+		return
+	}
+	c.transferred = true
+	c.endCause = "TRANSFERRED"
+	c.mu.Unlock()
+	c.log.Info("call transferred: this connection lets go of it", "reason", why)
+	c.cancel()
+	msg, _ := esl.AppendCommand(nil, "noevents")
+	_ = c.conn.post(msg)
+}
+
+// --- controller.Call ---
+
+// Dial bridges the caller to spec.Target and waits for the outcome: answer
+// (CHANNEL_BRIDGE with the new leg), or the end of the bridge, mapped from the
+// variables FreeSWITCH sets; a non-answer is returned only once the attempt's
+// channel is gone. ctx cancelled (the caller left, the engine stops) cancels
+// the ringing leg at once.
+func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.Leg, controller.DialResult, error) {
+	arg, dropped, err := BridgeArg(spec)
+	if err != nil {
+		c.log.Error("refusing to dial", "leg", spec.LegID, "err", err)
+		return nil, controller.DialResult{Outcome: hunt.Failed, Cause: "INVALID_DIAL_STRING"}, fmt.Errorf("dial: %w", err)
+	}
+	if dropped != "" {
+		c.log.Warn("caller id number is not digits: left out of the dial string", "leg", spec.LegID, "caller_id", dropped)
+	}
+	d := &dialState{legID: spec.LegID, appUUID: controller.NewID(), arg: arg,
+		answered: make(chan struct{}), complete: make(chan struct{})}
+	w := c.ms.watch(spec.LegID)
+	c.mu.Lock()
+	if c.hungup || c.sockClosed || c.transferred || c.handedOff {
+		c.mu.Unlock()
+		c.ms.unwatch(w)
+		return nil, controller.DialResult{Outcome: hunt.Cancelled, Cause: "CALL_GONE"}, controller.ErrCallGone
+	}
+	c.dial = d
+	c.legs = append(c.legs, w)
+	first := !c.varsSet
+	c.varsSet = true
+	c.stepArmed = !c.stepAt.IsZero()
+	c.mu.Unlock()
+
+	msg := make([]byte, 0, 256+len(arg))
+	n := 1
+	if first {
+		// A failed bridge must leave the caller up for the next member, and an
+		// answered one must end the call when it ends.
+		msg, _ = esl.AppendExecute(msg, "", "set", "continue_on_fail=true", "")
+		msg, _ = esl.AppendExecute(msg, "", "set", "hangup_after_bridge=true", "")
+		n = 3
+	}
+	if msg, err = esl.AppendExecute(msg, "", "bridge", arg, d.appUUID); err != nil {
+		c.abandonDial(d, w)
+		return nil, controller.DialResult{Outcome: hunt.Failed, Cause: "INVALID_DIAL_STRING"}, fmt.Errorf("dial: %w", err)
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), c.srv.opt.CommandTimeout)
+	replies, err := c.conn.send(sctx, n, msg)
+	scancel()
+	for _, r := range replies {
+		if err == nil && strings.HasPrefix(r.text, "-ERR") {
+			err = fmt.Errorf("%w: %s", ErrCommandFailed, strings.TrimSpace(r.text))
+		}
+	}
+	if err != nil {
+		// The bridge may or may not be queued: make sure its leg does not stay.
+		res := c.finishAttempt(d, w, true, hunt.Failed, "COMMAND_FAILED")
+		return nil, res, fmt.Errorf("dial %s: %w", spec.Target, err)
+	}
+
+	limit := spec.Timeout
+	if limit <= 0 {
+		limit = 60 * time.Second
+	}
+	timer := time.NewTimer(limit + c.srv.opt.DialGrace)
+	defer timer.Stop()
+	ctxDone := ctx.Done()
+	var retry <-chan time.Time
+	var retryTicker *time.Ticker
+	defer func() {
+		if retryTicker != nil {
+			retryTicker.Stop()
+		}
+	}()
+	for {
+		select {
+		case <-d.answered:
+			c.ms.arm(w)
+			c.clearDial(d)
+			return &leg{w: w}, controller.DialResult{Outcome: hunt.Answered, Cause: "SUCCESS"}, nil
+		case <-d.complete:
+			v := d.vars
+			select {
+			case <-w.gone:
+				v.LegCause = w.cause
+			default:
+			}
+			o, cause := v.Outcome()
+			if o == hunt.Answered {
+				// Answered and already unbridged (the leg hung up at once).
+				c.ms.arm(w)
+				c.clearDial(d)
+				return &leg{w: w}, controller.DialResult{Outcome: hunt.Answered, Cause: cause}, nil
+			}
+			return nil, c.finishAttempt(d, w, false, o, cause), nil
+		case <-ctxDone:
+			// The caller left or the engine gives up: cancel the leg now, and
+			// again until the bridge reports its end (the leg may not exist
+			// yet when the first kill arrives).
+			ctxDone = nil
+			c.cancelLeg(w.id)
+			retryTicker = time.NewTicker(250 * time.Millisecond)
+			retry = retryTicker.C
+			timer.Reset(c.srv.opt.LegGoneWait)
+		case <-retry:
+			c.cancelLeg(w.id)
+		case <-c.conn.done:
+			// The socket is gone: the bridge's end cannot be seen here.
+			res := c.finishAttempt(d, w, true, hunt.Cancelled, "CONNECTION_LOST")
+			return nil, res, fmt.Errorf("dial %s: %w", spec.Target, controller.ErrCallGone)
+		case <-timer.C:
+			c.log.Warn("bridge did not report its end in time: cancelling its leg", "leg", w.id)
+			return nil, c.finishAttempt(d, w, true, hunt.Failed, "BRIDGE_TIMEOUT"), nil
+		}
+	}
+}
+
+// leg is an answered leg; Ended closes on its CHANNEL_HANGUP_COMPLETE.
+type leg struct{ w *legWatch }
+
+func (l *leg) ID() string             { return l.w.id }
+func (l *leg) Ended() <-chan struct{} { return l.w.gone }
+func (l *leg) String() string         { return "leg " + l.w.id }
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+func (c *call) clearDial(d *dialState) {
+	c.mu.Lock()
+	if c.dial == d {
+		c.dial = nil
+	}
+	c.mu.Unlock()
+}
+
+func (c *call) abandonDial(d *dialState, w *legWatch) {
+	c.clearDial(d)
+	c.dropWatch(w)
+}
+
+// finishAttempt ends a non-answered attempt: the leg is cancelled if asked,
+// awaited until gone, and forgotten; the dial-step clock starts.
+func (c *call) finishAttempt(d *dialState, w *legWatch, kill bool, o hunt.Outcome, cause string) controller.DialResult {
+	if kill {
+		c.cancelLeg(w.id)
+	}
+	c.awaitGone(w)
+	c.clearDial(d)
+	c.dropWatch(w)
+	at := d.doneAt
+	if w.at.After(at) {
+		at = w.at
+	}
+	if at.IsZero() {
+		at = time.Now()
+	}
+	c.mu.Lock()
+	c.stepAt, c.stepKind, c.stepArmed = at, "step", false
+	c.mu.Unlock()
+	return controller.DialResult{Outcome: o, Cause: cause}
+}
+
+// awaitGone returns once the leg's channel is known to be gone: its hangup
+// event, or the server saying it does not exist. It is bounded: a server
+// that cannot answer does not hold the hunt forever.
+func (c *call) awaitGone(w *legWatch) {
+	if isClosed(w.gone) {
+		return
+	}
+	if ok, err := c.exists(w.id); err == nil && !ok {
+		c.ms.markGone(w, "")
+		return
+	}
+	t := time.NewTimer(c.srv.opt.LegGoneWait)
+	defer t.Stop()
+	select {
+	case <-w.gone:
+		return
+	case <-t.C:
+	}
+	// Still there (or the server cannot say): end it, and check once more.
+	c.cancelLeg(w.id)
+	if ok, err := c.exists(w.id); err == nil && !ok {
+		c.ms.markGone(w, "")
+		return
+	}
+	t.Reset(c.srv.opt.LegGoneWait)
+	select {
+	case <-w.gone:
+	case <-t.C:
+		c.log.Error("the attempt's leg did not go away; giving up on it", "leg", w.id)
+	}
+}
+
+// exists asks the server whether a channel exists, on the call's own
+// connection when it is up, else on the inbound one.
+func (c *call) exists(id string) (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.srv.opt.CommandTimeout)
+	defer cancel()
+	if !c.conn.isClosed() {
+		msg, _ := esl.AppendCommand(make([]byte, 0, 64), "api", "uuid_exists", id)
+		r, err := c.conn.command(ctx, msg)
+		if err == nil {
+			return strings.TrimSpace(r.text) == "true", nil
+		}
+	}
+	return c.ms.Exists(ctx, id)
+}
+
+// cancelLeg hangs up a ringing leg (ORIGINATOR_CANCEL), on the call's own
+// connection when it is up, else on the inbound one.
+func (c *call) cancelLeg(id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.srv.opt.CommandTimeout)
+	defer cancel()
+	if !c.conn.isClosed() {
+		msg, _ := esl.AppendCommand(make([]byte, 0, 80), "api", "uuid_kill", id, "ORIGINATOR_CANCEL")
+		if _, err := c.conn.send(ctx, 1, msg); err == nil {
+			return
+		}
+	}
+	if err := c.ms.Kill(ctx, id, "ORIGINATOR_CANCEL"); err != nil {
+		c.log.Warn("cancelling a leg failed", "leg", id, "err", err)
+	}
+}
+
+func (c *call) dropWatch(w *legWatch) {
+	c.ms.unwatch(w)
+	c.mu.Lock()
+	for i, x := range c.legs {
+		if x == w {
+			c.legs = append(c.legs[:i], c.legs[i+1:]...)
+			break
+		}
+	}
+	c.mu.Unlock()
+}
+
+// Reject ends the unanswered call with cause; FreeSWITCH answers the caller
+// with the matching SIP code (USER_BUSY 486, UNALLOCATED_NUMBER 404,
+// CALL_REJECTED 403, NORMAL_CIRCUIT_CONGESTION 503).
+func (c *call) Reject(ctx context.Context, cause routing.Cause) error {
+	return c.hangup(ctx, cause, "reject")
+}
+
+// Hangup ends the call with cause; with hangup_after_bridge the bridged leg
+// goes with it.
+func (c *call) Hangup(ctx context.Context, cause routing.Cause) error {
+	return c.hangup(ctx, cause, "hangup")
+}
+
+func (c *call) hangup(ctx context.Context, cause routing.Cause, what string) error {
+	name := cause.String()
+	if cause == routing.CauseNone || name == "UNKNOWN" {
+		name = routing.CauseNormal.String()
+	}
+	c.mu.Lock()
+	if c.hungup || c.sockClosed || c.transferred {
+		c.mu.Unlock()
+		return controller.ErrCallGone
+	}
+	c.hangupSent = true
+	c.stepArmed = !c.stepAt.IsZero()
+	c.mu.Unlock()
+	msg, err := esl.AppendHangup(make([]byte, 0, 80), "", name)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if _, err := c.conn.command(ctx, msg); err != nil {
+		if c.conn.isClosed() || isGoneErr(err) {
+			return controller.ErrCallGone
+		}
+		return fmt.Errorf("%s %s: %w", what, name, err)
+	}
+	c.log.Info("hangup sent", "cause", name, "sip", cause.SIP())
+	return nil
+}
+
+// isGoneErr recognises FreeSWITCH's answers about a channel that no longer
+// exists ("-ERR invalid session id [...]", "-ERR No such channel!").
+func isGoneErr(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "invalid session id") || strings.Contains(s, "No such channel")
+}
+
+// Handoff sends the call back into FreeSWITCH's dialplan: transfer <dialed>
+// XML <context>. The context must not hand calls to callctl again for the
+// same digits (see dialplans/freeswitch).
+func (c *call) Handoff(ctx context.Context, dialed string) error {
+	if !provision.ValidDialed(dialed) {
+		return fmt.Errorf("handoff: %w: dialed %q", ErrUnsafeInput, dialed)
+	}
+	dpCtx := c.ms.cfg.Context
+	if !validName(dpCtx) {
+		return fmt.Errorf("handoff: %w: context %q", ErrUnsafeInput, dpCtx)
+	}
+	c.mu.Lock()
+	if c.hungup || c.sockClosed || c.transferred {
+		c.mu.Unlock()
+		return controller.ErrCallGone
+	}
+	c.handedOff = true
+	c.handoffTo = dialed
+	c.mu.Unlock()
+	msg, err := esl.AppendExecute(make([]byte, 0, 128), "", "transfer", dialed+" XML "+dpCtx, "")
+	if err != nil {
+		return fmt.Errorf("handoff: %w", err)
+	}
+	if _, err := c.conn.command(ctx, msg); err != nil {
+		c.mu.Lock()
+		c.handedOff = false
+		c.mu.Unlock()
+		return fmt.Errorf("handoff %s: %w", dialed, err)
+	}
+	c.log.Info("call handed back to the dialplan", "dialed", dialed, "context", dpCtx)
+	return nil
+}
+
+// --- end of the session ---
+
+// afterWrite measures callctl's own delay between an outcome reaching it and
+// the command acting on it leaving.
+func (c *call) afterWrite() {
+	c.mu.Lock()
+	if !c.stepArmed {
+		c.mu.Unlock()
+		return
+	}
+	d := time.Since(c.stepAt)
+	kind := c.stepKind
+	c.stepArmed = false
+	c.stepAt = time.Time{}
+	c.mu.Unlock()
+	if f := c.srv.opt.ObserveStep; f != nil {
+		f(kind, d)
+	}
+}
+
+// handlerReturned runs when the handler is done with the call: the socket is
+// closed once FreeSWITCH is done with the channel.
+func (c *call) handlerReturned() {
+	c.mu.Lock()
+	c.handlerDone = true
+	close(c.handled)
+	up := !c.hungup && !c.sockClosed
+	keep := c.transferred || c.handedOff
+	safety := up && !keep && !c.hangupSent
+	c.mu.Unlock()
+	switch {
+	case !up:
+		c.closeIfDone()
+	case keep:
+		// The channel lives on elsewhere: wait for its linger notice.
+	default:
+		if safety {
+			// Nothing must stay up that callctl no longer handles.
+			c.log.Warn("handler returned with the caller still up: hanging up")
+			msg, _ := esl.AppendHangup(nil, "", routing.CauseNormal.String())
+			_ = c.conn.post(msg)
+		}
+		c.mu.Lock()
+		if !c.sockClosed {
+			c.lingerTimer = time.AfterFunc(c.srv.opt.LingerWait, func() {
+				c.log.Warn("no hangup from FreeSWITCH after the call ended: closing the connection")
+				c.conn.Close()
+			})
+		}
+		c.mu.Unlock()
+	}
+	c.maybeFinalize()
+}
+
+// closeIfDone closes the connection once the handler returned and the
+// channel is gone.
+func (c *call) closeIfDone() {
+	c.mu.Lock()
+	done := c.handlerDone && c.hungup && !c.sockClosed
+	c.mu.Unlock()
+	if done {
+		c.conn.Close()
+	}
+}
+
+// maybeFinalize releases what the call holds once both its handler and its
+// socket are done.
+func (c *call) maybeFinalize() {
+	c.mu.Lock()
+	if c.finalized || !c.handlerDone || !c.sockClosed {
+		c.mu.Unlock()
+		return
+	}
+	c.finalized = true
+	legs := c.legs
+	c.legs = nil
+	c.mu.Unlock()
+	for _, w := range legs {
+		c.ms.unwatch(w)
+	}
+	c.cancel()
+	c.srv.forget(c)
+}

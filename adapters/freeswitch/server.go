@@ -1,0 +1,482 @@
+// Package freeswitch connects callctl to FreeSWITCH over the Event Socket.
+//
+// FreeSWITCH's dialplan hands each call to callctl with
+// `socket <callctl-addr> async full` (an outbound connection). Server accepts
+// those connections, maps each to the MediaServer it comes from, and gives the
+// call to a Handler (the controller's Engine), which owns it until it ends and
+// drives it with sendmsg. MediaServer is the inbound connection to each
+// server (:8021): api/bgapi, registration checks, and the hangup events of the
+// legs callctl creates.
+//
+// The wire protocol is read and written by package esl. eslgo v1.5.2 is not
+// used for connections: its command replies are taken from a channel shared
+// by all callers (concurrent commands swap replies; a late reply goes to the
+// next caller), its event listeners run one goroutine per event (a call's
+// events are handled out of order), its outbound listener cannot be stopped,
+// and its inbound connection does not reconnect. Here each connection has one
+// reader goroutine that applies frames in order, commands are matched to
+// replies through a FIFO, and both sides can be shut down and reconnect.
+package freeswitch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/callctl/callctl/adapters/freeswitch/esl"
+	"github.com/callctl/callctl/controller"
+	"github.com/callctl/callctl/controller/routing"
+)
+
+// Handler owns a call until it ends; *controller.Engine is one.
+type Handler interface {
+	Handle(ms controller.MediaServer, call controller.Call) error
+}
+
+// Options tune a Server. Zero values take the defaults shown.
+type Options struct {
+	Logger *slog.Logger
+	// HandshakeTimeout bounds connect/myevents/linger (5s).
+	HandshakeTimeout time.Duration
+	// CommandTimeout bounds one command's reply (5s).
+	CommandTimeout time.Duration
+	// DialGrace is added to a member's ring timeout before a bridge that
+	// reported nothing is given up (30s).
+	DialGrace time.Duration
+	// LegGoneWait bounds each wait for a failed attempt's channel to be gone
+	// (10s).
+	LegGoneWait time.Duration
+	// LingerWait is how long, after the handler ended the call, the connection
+	// waits for FreeSWITCH's hangup before closing (10s).
+	LingerWait time.Duration
+	// TransferWait bounds how long a second connection for a channel waits for
+	// the first owner's handler to let go (15s).
+	TransferWait time.Duration
+	// OrphanKillWait bounds the attempt to end a call whose socket was lost
+	// through the inbound connection (10s).
+	OrphanKillWait time.Duration
+	// ObserveStep, when set, receives callctl's own latency between an
+	// outcome reaching it and the command acting on it leaving: kind "setup"
+	// (connect reply to first bridge) or "step" (a member's outcome to the
+	// next bridge or the final hangup).
+	ObserveStep func(kind string, d time.Duration)
+}
+
+func (o *Options) defaults() {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	set := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	set(&o.HandshakeTimeout, 5*time.Second)
+	set(&o.CommandTimeout, 5*time.Second)
+	set(&o.DialGrace, 30*time.Second)
+	set(&o.LegGoneWait, 10*time.Second)
+	set(&o.LingerWait, 10*time.Second)
+	set(&o.TransferWait, 15*time.Second)
+	set(&o.OrphanKillWait, 10*time.Second)
+}
+
+// Server is the outbound-socket listener.
+type Server struct {
+	h       Handler
+	servers []*MediaServer
+	opt     Options
+	log     *slog.Logger
+
+	mu       sync.Mutex
+	ln       net.Listener
+	calls    map[string]*call // the current owner of each channel
+	conns    map[*call]struct{}
+	closing  bool
+	wg       sync.WaitGroup // one per accepted connection until finalized
+	serveErr chan error
+}
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("freeswitch: server closed")
+
+// NewServer returns a Server handing calls from servers to h.
+//
+// Each connection is mapped to a MediaServer by, in order: the channel
+// variable callctl_server (set in the dialplan), the FreeSWITCH-Switchname
+// (MediaServerConfig.Switchname, by default the server's name), and, when
+// the Server has exactly one MediaServer, that one. One listener can
+// therefore serve several FreeSWITCH servers as long as each sets
+// callctl_server or has a distinct switchname.
+func NewServer(h Handler, servers []*MediaServer, opt Options) *Server {
+	opt.defaults()
+	return &Server{h: h, servers: servers, opt: opt, log: opt.Logger,
+		calls: map[string]*call{}, conns: map[*call]struct{}{}}
+}
+
+// Listen binds addr (use 127.0.0.1:0 in tests).
+func (s *Server) Listen(ctx context.Context, addr string) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", addr, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln != nil {
+		_ = ln.Close()
+		return errors.New("freeswitch: already listening")
+	}
+	s.ln = ln
+	return nil
+}
+
+// Addr is the bound address (nil before Listen).
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// Serve accepts connections until Shutdown; it returns ErrServerClosed then.
+func (s *Server) Serve() error {
+	s.mu.Lock()
+	ln := s.ln
+	s.mu.Unlock()
+	if ln == nil {
+		return errors.New("freeswitch: Serve before Listen")
+	}
+	s.log.Info("accepting FreeSWITCH outbound connections", "addr", ln.Addr().String())
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed; retrying", "err", err, "in", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		delay = 0
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			_ = nc.Close()
+			continue
+		}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go s.serveConn(nc)
+	}
+}
+
+// Shutdown stops accepting (FreeSWITCH's dialplan falls over to the next
+// node) and waits for the calls in progress to end. When ctx ends first, the
+// remaining connections are closed (their calls are ended through the inbound
+// connection) and Shutdown waits for them to finish, returning ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	ln := s.ln
+	s.mu.Unlock()
+	if ln != nil {
+		_ = ln.Close()
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	left := make([]*call, 0, len(s.conns))
+	for c := range s.conns {
+		left = append(left, c)
+	}
+	s.mu.Unlock()
+	s.log.Warn("shutdown deadline: closing the remaining FreeSWITCH connections", "calls", len(left))
+	for _, c := range left {
+		c.conn.Close()
+	}
+	<-done
+	return ctx.Err()
+}
+
+// ActiveCalls is the number of outbound connections being served.
+func (s *Server) ActiveCalls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+func (s *Server) forget(c *call) {
+	s.mu.Lock()
+	if s.calls[c.id] == c {
+		delete(s.calls, c.id)
+	}
+	_, was := s.conns[c]
+	delete(s.conns, c)
+	s.mu.Unlock()
+	if was {
+		s.wg.Done()
+	}
+}
+
+// serveConn runs one outbound connection: handshake, hand the call to the
+// handler, and let the call close the socket once FreeSWITCH is done with it.
+func (s *Server) serveConn(nc net.Conn) {
+	start := time.Now()
+	c, err := s.handshake(nc)
+	if err != nil {
+		if !errors.Is(err, errSessionEnded) {
+			s.log.Warn("FreeSWITCH outbound connection refused", "remote", nc.RemoteAddr().String(), "err", err)
+			_ = nc.Close()
+			s.wg.Done()
+		}
+		return
+	}
+	// From here the call's own finalisation calls wg.Done.
+	if prev := s.claim(c); prev != nil && !s.secondHandoff(c, prev) {
+		ctx, cancel := context.WithTimeout(context.Background(), s.opt.CommandTimeout)
+		if err := c.Hangup(ctx, routing.CauseFailure); err != nil {
+			c.log.Warn("hangup failed", "err", err)
+		}
+		cancel()
+		c.handlerReturned()
+		return
+	}
+	c.log.Info("call handed over by FreeSWITCH", "dialed", c.info.Dialed, "caller", c.info.Caller,
+		"source", c.info.Source, "handshake", time.Since(start).Round(time.Microsecond))
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				c.log.Error("call handler panicked", "panic", fmt.Sprint(r))
+			}
+		}()
+		if err := s.h.Handle(c.ms, c); err != nil {
+			c.log.Info("handler returned", "err", err)
+		}
+	}()
+	c.handlerReturned()
+}
+
+// handshake sends connect, reads the channel data, subscribes to the
+// channel's events and turns lingering on.
+func (s *Server) handshake(nc net.Conn) (*call, error) {
+	_ = nc.SetDeadline(time.Now().Add(s.opt.HandshakeTimeout))
+	if _, err := nc.Write([]byte("connect\n\n")); err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	rd := esl.NewReader(nc)
+	var f esl.Frame
+	var err error
+	for {
+		if f, err = rd.ReadFrame(); err != nil {
+			rd.Release()
+			return nil, fmt.Errorf("connect reply: %w", err)
+		}
+		if f.ContentType() == esl.TypeReply {
+			break
+		}
+	}
+	readAt := time.Now()
+	h := f.Header
+	if r := h.Get("Reply-Text"); !strings.HasPrefix(r, "+OK") {
+		rd.Release()
+		return nil, fmt.Errorf("connect refused: %q", strings.TrimSpace(r))
+	}
+	id := h.Get("Unique-ID")
+	if !validUUID(id) {
+		rd.Release()
+		return nil, fmt.Errorf("connect reply without a usable Unique-ID (%q)", id)
+	}
+	ms := s.mediaServerFor(h)
+	if ms == nil {
+		rd.Release()
+		// Nobody to hand it to: hang it up rather than leave it parked.
+		msg, _ := esl.AppendHangup(nil, "", routing.CauseFailure.String())
+		_, _ = nc.Write(msg)
+		return nil, fmt.Errorf("call %s from switch %q (callctl_server %q) matches no configured server",
+			id, h.Get("FreeSWITCH-Switchname"), h.Get("variable_callctl_server"))
+	}
+	info := callInfo(h, ms.Name())
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &call{srv: s, ms: ms, id: id, info: info, ctx: ctx, cancel: cancel, handled: make(chan struct{}),
+		log: s.log.With("call", id, "server", ms.Name())}
+	c.stepAt, c.stepKind = readAt, "setup"
+	c.conn = newConn(nc, rd)
+	c.conn.onEvent = c.onEvent
+	c.conn.onNotice = c.onNotice
+	c.conn.onClose = c.onClose
+	c.conn.afterWrite = c.afterWrite
+	s.mu.Lock()
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	c.conn.start()
+	// myevents: this channel's events only; linger: keep the socket after the
+	// hangup until callctl closes it, so no event of the end is lost.
+	replies, err := c.conn.send(ctx, 2, []byte("myevents plain\n\nlinger\n\n"))
+	if err == nil {
+		for _, r := range replies {
+			if !strings.HasPrefix(r.text, "+OK") {
+				err = fmt.Errorf("%w: %s", ErrCommandFailed, strings.TrimSpace(r.text))
+			}
+		}
+	}
+	_ = nc.SetDeadline(time.Time{})
+	if err != nil {
+		c.log.Warn("event subscription failed: ending the session", "err", err)
+		c.conn.Close()
+		c.mu.Lock()
+		c.handlerDone = true
+		close(c.handled)
+		c.mu.Unlock()
+		<-c.conn.done
+		c.maybeFinalize()
+		return nil, errSessionEnded
+	}
+	return c, nil
+}
+
+// errSessionEnded: the handshake failed after the call was registered; its
+// own finalisation already cleaned up.
+var errSessionEnded = errors.New("session ended during the handshake")
+
+// claim registers c as the owner of its channel and returns the previous
+// owner, if the channel already had one on this node.
+func (s *Server) claim(c *call) *call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	prev := s.calls[c.id]
+	s.calls[c.id] = c
+	return prev
+}
+
+// secondHandoff handles a connection for a channel that already has one: the
+// channel was transferred (uuid_transfer, a REFER, a transfer app) and the
+// dialplan ran socket again. The first connection lets go (its handler sees
+// the call end, its socket stays open until FreeSWITCH's linger notice, since
+// closing it would end the new session's park and kill the call); the new one
+// waits for the first handler to return, then is handled as a transferred
+// call. It returns false when the new connection must not be handled.
+func (s *Server) secondHandoff(c, prev *call) bool {
+	prev.mu.Lock()
+	loop := prev.handedOff && prev.handoffTo == c.info.Dialed
+	prev.mu.Unlock()
+	if loop {
+		// callctl handed these digits to the dialplan and the dialplan handed
+		// them straight back: the hand-off context runs socket. Stop here
+		// rather than loop.
+		c.log.Error("call came back for the digits callctl handed to the dialplan: the hand-off context must not run socket",
+			"dialed", c.info.Dialed, "context", c.ms.cfg.Context)
+	}
+	c.log.Info("second connection for a channel this node owns: transfer recognised", "dialed", c.info.Dialed,
+		"transfer", c.info.Transfer)
+	prev.transferredAway("a new connection arrived for the channel")
+	t := time.NewTimer(s.opt.TransferWait)
+	defer t.Stop()
+	select {
+	case <-prev.handled:
+	case <-t.C:
+		c.log.Warn("the previous owner did not let go in time", "waited", s.opt.TransferWait)
+	}
+	return !loop
+}
+
+// mediaServerFor maps a connection's channel data to a configured server.
+func (s *Server) mediaServerFor(h esl.Headers) *MediaServer {
+	if name := h.Get("variable_callctl_server"); name != "" {
+		for _, m := range s.servers {
+			if m.cfg.Name == name {
+				return m
+			}
+		}
+		return nil
+	}
+	sw := h.Get("FreeSWITCH-Switchname")
+	for _, m := range s.servers {
+		if sw != "" && m.cfg.Switchname == sw {
+			return m
+		}
+	}
+	if len(s.servers) == 1 {
+		return s.servers[0]
+	}
+	return nil
+}
+
+// callInfo reads what routing needs from the channel data.
+func callInfo(h esl.Headers, server string) controller.CallInfo {
+	info := controller.CallInfo{
+		Server:     server,
+		Caller:     h.Get("Caller-Caller-ID-Number"),
+		CallerName: h.Get("Caller-Caller-ID-Name"),
+		Domain:     h.Get("variable_domain_name"),
+		MarkOrg:    h.Get("variable_sip_h_X-Callctl-Org"),
+		Dialed:     h.Get("Caller-Destination-Number"),
+	}
+	if ip := h.Get("variable_sip_network_ip"); ip != "" {
+		info.Source = ip
+		if port := h.Get("variable_sip_network_port"); port != "" {
+			if strings.Contains(ip, ":") {
+				info.Source = "[" + ip + "]"
+			}
+			info.Source += ":" + port
+		}
+	}
+	if us, err := strconv.ParseInt(h.Get("Caller-Channel-Created-Time"), 10, 64); err == nil && us > 0 {
+		info.Start = time.UnixMicro(us)
+	}
+	src := h.Get("variable_transfer_source")
+	if src == "" {
+		src = h.Get("Caller-Transfer-Source")
+	}
+	if src != "" {
+		// <epoch>:<uuid>:bl_xfer:<exten>/<context>/<dialplan>
+		info.Transfer = routing.Blind
+		if strings.Contains(src, ":att_xfer") {
+			info.Transfer = routing.Attended
+		}
+		info.OriginalCaller = info.Caller
+		info.OriginalName = info.CallerName
+		// The transferring user: the REFER's Referred-By, else the number the
+		// call was for before the transfer.
+		if u := sipUser(h.Get("variable_sip_h_Referred-By")); validNumber(u) {
+			info.Caller = u
+		} else if r := h.Get("Caller-RDNIS"); validNumber(r) {
+			info.Caller = r
+		}
+	}
+	return info
+}
+
+// sipUser returns the user part of "<sip:user@host>" or "Name <sip:user@host;...>".
+func sipUser(v string) string {
+	if i := strings.IndexByte(v, '<'); i >= 0 {
+		v = v[i+1:]
+	}
+	v = strings.TrimPrefix(strings.TrimPrefix(v, "sips:"), "sip:")
+	if i := strings.IndexAny(v, "@;>"); i >= 0 {
+		v = v[:i]
+	}
+	return v
+}
