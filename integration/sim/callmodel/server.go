@@ -141,24 +141,13 @@ func (s *Server) Subscribe(fn Observer) (unsubscribe func()) {
 // stopped.
 func (s *Server) Do(fn func(tx *Tx) error) error {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.stopped {
-		s.mu.Unlock()
 		return ErrStopped
 	}
 	tx := &Tx{s: s}
-	var err error
-	func() {
-		defer func() {
-			if p := recover(); p != nil {
-				// a bug in a front must not leave the server locked for ever
-				s.mu.Unlock()
-				panic(p)
-			}
-		}()
-		err = fn(tx)
-		tx.finish()
-	}()
-	s.mu.Unlock()
+	err := fn(tx)
+	tx.finish()
 	return err
 }
 

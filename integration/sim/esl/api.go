@@ -304,6 +304,7 @@ func (s *Server) apiOriginate(tx *callmodel.Tx, arg string, done func(*callmodel
 			done(tx, "-ERR "+cause.Name+"\n")
 			return
 		}
+		flipCID(tx, winner)
 		done(tx, "+OK "+winner+"\n")
 		fc := fsOf(tx, winner)
 		if fc == nil || !tx.Exists(winner) {
@@ -313,7 +314,7 @@ func (s *Server) apiOriginate(tx *callmodel.Tx, arg string, done func(*callmodel
 			app, data := parseInlineApp(target[1:])
 			fc.dp = []action{{app, data}}
 			fc.started = true
-			fc.v.hit = false
+			fc.v.hit = true
 			s.setState(tx, winner, csExecute)
 			s.kick(tx, winner)
 			return
@@ -425,4 +426,20 @@ func (s *Server) apiStatus(tx *callmodel.Tx) string {
 		"Current Stack Size/Max 240K/8192K\n",
 		int(up.Hours()), int(up.Minutes())%60, int(up.Seconds())%60, up.Milliseconds()%1000,
 		s.sessionID, n, n, n)
+}
+
+// flipCID is switch_channel_flip_cid: an originated channel that answered
+// swaps its caller and callee ids (it now presents what it reached).
+func flipCID(tx *callmodel.Tx, uuid string) {
+	snap, ok := tx.Snapshot(uuid)
+	if !ok {
+		return
+	}
+	if snap.Caller.Name != "" {
+		_ = tx.SetVar(uuid, "pre_transfer_caller_id_name", snap.Caller.Name)
+	}
+	_ = tx.SetVar(uuid, "pre_transfer_caller_id_number", snap.Caller.Number)
+	_ = tx.SetVar(uuid, "channel_cid_flipped", "yes")
+	_ = tx.SetCaller(uuid, snap.Callee)
+	_ = tx.SetCallee(uuid, snap.Caller)
 }

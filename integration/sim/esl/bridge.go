@@ -76,14 +76,11 @@ func exportedVars(tx *callmodel.Tx, a string) []header {
 }
 
 // callerForLegs is the caller id the A leg presents to its legs:
-// effective_caller_id_* if set, else its caller id, or, for an outbound A
-// leg, its callee id (FreeSWITCH flips the ids of an outbound channel).
+// effective_caller_id_* if set, else its caller id (for an originated A
+// leg, the flipped one: what it reached).
 func callerForLegs(tx *callmodel.Tx, a string) callmodel.Party {
 	snap, _ := tx.Snapshot(a)
 	p := snap.Caller
-	if snap.Direction == callmodel.Outbound && snap.Callee.Number != "" {
-		p = snap.Callee
-	}
 	if v, ok := snap.Vars.Get("effective_caller_id_number"); ok {
 		p.Number = v
 	}
@@ -176,6 +173,10 @@ func (s *Server) bridgeResult(tx *callmodel.Tx, a string, br *bridgeRun, prev, w
 	if fb := fsOf(tx, winner); fb != nil {
 		fc.v.other = &otherProfile{typ: "originatee", snap: bsnap, view: fb.v}
 		fc.v.other.snap.Vars = callmodel.Vars{}
+	}
+	if bsnap.Callee.Number != "" {
+		// switch_channel_pass_callee_id: A now shows whom it reached
+		_ = tx.SetCallee(a, bsnap.Callee)
 	}
 	if snap, _ := tx.Snapshot(a); snap.State != callmodel.StateUp {
 		_ = tx.Answer(a)

@@ -259,7 +259,7 @@ func (c *conn) offer(fe *fsEvent) {
 
 // channelDown is mod_event_socket noticing its channel went down: the
 // linger notice (and later the goodbye), or the goodbye right away.
-func (c *conn) channelDown() {
+func (c *conn) channelDown(name string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.channelGone || c.dead || c.closing {
@@ -269,10 +269,6 @@ func (c *conn) channelDown() {
 	if !c.linger {
 		c.finishWith(true)
 		return
-	}
-	var name string
-	if snap, ok := c.s.model.Snapshot(c.uuid); ok {
-		name = snap.Name
 	}
 	c.push(outItem{raw: []byte("Content-Type: text/disconnect-notice\nControlled-Session-UUID: " + c.uuid +
 		"\nContent-Disposition: linger\nChannel-Name: " + name + "\nLinger-Time: " + strconv.Itoa(c.lingerSecs) +

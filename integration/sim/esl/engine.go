@@ -176,6 +176,7 @@ func (s *Server) Stamp(tx *callmodel.Tx, ev *callmodel.Event) {
 		st.steps = append(st.steps, step{name: name, cs: fc.v.cs, csNumber: fc.v.csNumber, callState: fc.v.callState,
 			pre: []header{{"Bridge-A-Unique-ID", ev.Channel.UUID}, {"Bridge-B-Unique-ID", ev.Other.UUID}}})
 	case callmodel.ChannelHangup:
+		s.noteBridgeEnd(tx, fc, &ev.Channel)
 		fc.v.csNumber = csHangup
 		st.v.csNumber = csHangup
 		st.steps = append(st.steps, step{name: "CHANNEL_HANGUP", cs: fc.v.cs, csNumber: csHangup, callState: fc.v.callState})
@@ -272,3 +273,20 @@ func (s *Server) render(ev *callmodel.Event, next func() uint64) []*fsEvent {
 
 // now is the model clock's time.
 func (s *Server) now() time.Time { return s.fleet.Clock().Now() }
+
+// noteBridgeEnd records on a bridge's A leg why the bridge ends, after the
+// HANGUP that ends it and before the UNBRIDGE (as FreeSWITCH shows it).
+func (s *Server) noteBridgeEnd(tx *callmodel.Tx, fc *fsChan, snap *callmodel.Snapshot) {
+	if snap.BridgedTo == "" {
+		return
+	}
+	a := ""
+	if fc.bridge != nil && fc.bridge.b == snap.BridgedTo {
+		a = snap.UUID
+	} else if fp := fsOf(tx, snap.BridgedTo); fp != nil && fp.bridge != nil && fp.bridge.b == snap.UUID {
+		a = snap.BridgedTo
+	}
+	if a != "" {
+		_ = tx.SetVar(a, "bridge_hangup_cause", snap.Cause.Name)
+	}
+}

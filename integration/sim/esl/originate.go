@@ -308,6 +308,13 @@ func (o *originate) win(tx *callmodel.Tx, leg *origLeg) {
 	if leg.cancelT != nil {
 		leg.cancelT()
 	}
+	if fl := fsOf(tx, leg.uuid); fl != nil && fl.loop == 0 {
+		// a SIP leg learns who answered from the 200 OK: without a display
+		// name, sofia shows the number as the name
+		if snap, ok := tx.Snapshot(leg.uuid); ok && snap.Callee.Number != "" {
+			_ = tx.SetCallee(leg.uuid, callmodel.Party{Name: snap.Callee.Number, Number: snap.Callee.Number})
+		}
+	}
 	o.causes = append(o.causes, leg.uuid+";NONE")
 	o.finish(tx, leg.uuid, causeSuccess)
 }
@@ -366,6 +373,7 @@ func (s *Server) createLeg(tx *callmodel.Tx, o *originate, leg *origLeg, first b
 		uuid = tx.NewUUID()
 	}
 	callUUID := uuid
+	ani, orig := caller.Number, caller
 	var other *otherProfile
 	if o.aleg != "" {
 		callUUID = o.aleg
@@ -373,6 +381,8 @@ func (s *Server) createLeg(tx *callmodel.Tx, o *originate, leg *origLeg, first b
 			if fa := fsOf(tx, o.aleg); fa != nil {
 				other = &otherProfile{typ: "originator", snap: snap, view: fa.v}
 				other.snap.Vars = callmodel.Vars{}
+				// the legs of a bridge keep the A leg's ANI and original caller id
+				ani, orig = fa.v.ani, fa.v.origCaller
 			}
 		}
 	}
@@ -430,11 +440,11 @@ func (s *Server) createLeg(tx *callmodel.Tx, o *originate, leg *origLeg, first b
 		}
 		aExt := &fsChan{intro: introOutgoing, oldUUID: oldUUID, loop: 'A', v: view{
 			callUUID: callUUID, codec: codecL16, source: "mod_loopback", dialplan: "xml",
-			ani: caller.Number, origCaller: caller, profileIdx: 1, profileAt: now, other: other,
+			ani: ani, origCaller: orig, profileIdx: 1, profileAt: now, other: other,
 		}, origin: o}
 		bExt := &fsChan{intro: introIncoming, loop: 'B', v: view{
 			callUUID: bUUID, codec: codecL16, source: "mod_loopback", dialplan: "xml", hit: true,
-			ani: caller.Number, origCaller: caller, profileIdx: 1, profileAt: now,
+			ani: ani, origCaller: orig, profileIdx: 1, profileAt: now,
 		}}
 		a, b, err := tx.NewLocalPair(
 			callmodel.ChannelSpec{UUID: uuid, Name: aName, Direction: callmodel.Outbound, Caller: caller, Callee: callee,
@@ -472,9 +482,11 @@ func (s *Server) createLeg(tx *callmodel.Tx, o *originate, leg *origLeg, first b
 		callmodel.Var{Name: "originate_endpoint", Value: "sofia"},
 		callmodel.Var{Name: "sofia_profile_name", Value: "internal"},
 	)
-	ext := &fsChan{intro: introOutgoing, oldUUID: oldUUID, v: view{
+	// sofia takes origination_uuid when it creates the session: no
+	// CHANNEL_UUID (loopback renames its -a leg and raises one)
+	ext := &fsChan{intro: introOutgoing, v: view{
 		callUUID: callUUID, codec: codecPCMU, source: "src/switch_ivr_originate.c",
-		ani: caller.Number, origCaller: caller, profileIdx: 1, profileAt: now, other: other,
+		ani: ani, origCaller: orig, profileIdx: 1, profileAt: now, other: other,
 	}, origin: o}
 	got, err := tx.Dial(callmodel.ChannelSpec{UUID: uuid, Name: t.name, Direction: callmodel.Outbound,
 		Caller: caller, Callee: t.callee, Destination: t.callee.Number, Context: "default",

@@ -109,12 +109,12 @@ func (s *Server) unbindLocked(c *conn) {
 }
 
 // channelGone tells the connections bound to a channel that it is down.
-func (s *Server) channelGone(uuid string) {
+func (s *Server) channelGone(uuid, name string) {
 	s.regMu.RLock()
 	list := append([]*conn(nil), s.bound[uuid]...)
 	s.regMu.RUnlock()
 	for _, c := range list {
-		c.channelDown()
+		c.channelDown(name)
 	}
 }
 
@@ -217,6 +217,12 @@ func (c *conn) cmdSendmsg(cmd *command) {
 	}
 	s := c.s
 	_ = s.model.Do(func(tx *callmodel.Tx) error {
+		if c.outbound && uuid == c.uuid && !tx.Exists(uuid) {
+			// the session of a lingering connection still takes messages;
+			// they have nothing left to act on
+			c.reply("+OK")
+			return nil
+		}
 		if uuid == "" || !tx.Exists(uuid) {
 			c.reply("-ERR invalid session id [" + uuid + "]")
 			return nil
@@ -273,6 +279,10 @@ func (s *Server) PrepareInbound(tx *callmodel.Tx, spec *callmodel.ChannelSpec, c
 		ip = "127.0.0.1"
 	}
 	num := call.Caller.Number
+	if spec.Caller.Name == "" {
+		// without a display name sofia shows the number as the name
+		spec.Caller.Name = num
+	}
 	if spec.Name == "" {
 		spec.Name = "sofia/internal/" + num + "@" + ip
 	}
@@ -366,8 +376,6 @@ func (s *Server) react(tx *callmodel.Tx, ev *callmodel.Event) {
 		s.unwind(tx, ev.Channel.UUID)
 	case callmodel.ChannelUnbridged:
 		s.bridgeEnded(tx, ev)
-	case callmodel.ChannelDestroyed:
-		s.channelGone(ev.Channel.UUID)
 	}
 }
 

@@ -349,6 +349,17 @@ func (s *Server) deliver(fe *fsEvent) {
 	for _, c := range mine {
 		c.offer(fe)
 	}
+	if fe.name == "CHANNEL_HANGUP_COMPLETE" {
+		// mod_event_socket notices the channel is down once it reached
+		// CS_REPORTING: the controlling connections get their linger or
+		// goodbye notice now, and no later event of the channel
+		s.channelGone(fe.uuid, channelNameOf(fe))
+	}
+}
+
+func channelNameOf(fe *fsEvent) string {
+	v, _ := fe.get("Channel-Name")
+	return v
 }
 
 // scheduleHeartbeat raises HEARTBEAT every Heartbeat period.
