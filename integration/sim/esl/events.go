@@ -68,6 +68,18 @@ func (e *fsEvent) serializeJSON() []byte {
 		}
 		b = appendJSONString(b, h.name)
 		b = append(b, ':')
+		if items, ok := strings.CutPrefix(h.value, "ARRAY::"); ok {
+			// a multi-valued header is a JSON array (switch_event_serialize_json)
+			b = append(b, '[')
+			for j, it := range strings.Split(items, "|:") {
+				if j > 0 {
+					b = append(b, ',')
+				}
+				b = appendJSONString(b, it)
+			}
+			b = append(b, ']')
+			continue
+		}
 		b = appendJSONString(b, h.value)
 	}
 	if e.hasBody {
