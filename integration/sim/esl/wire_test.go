@@ -61,15 +61,15 @@ func TestReadCommandRejectsHugeAndBadFrames(t *testing.T) {
 
 func TestURLEncodeLikeFreeSWITCH(t *testing.T) {
 	for in, want := range map[string]string{
-		"tone_stream://%(500,500,440);loops=-1":          "tone_stream%3A//%25(500,500,440)%3Bloops%3D-1",
-		"127.0.0.1:18084 async full":                     "127.0.0.1%3A18084%20async%20full",
-		"sipp <sip:sipp@127.0.0.1:5090>;tag=1":           "sipp%20%3Csip%3Asipp%40127.0.0.1%3A5090%3E%3Btag%3D1",
-		"already%20encoded %2b":                          "already%20encoded%20%252b",
-		"+OK\n":                                          "%2BOK%0A",
-		"ARRAY::1000|:1000":                              "ARRAY%3A%3A1000%7C%3A1000",
-		"plain-value_1.2/3,(x)*!~$":                      "plain-value_1.2/3,(x)*!~$",
-		"é":                                              "%C3%A9",
-		`"Outbound Call" <targets>`:                      "%22Outbound%20Call%22%20%3Ctargets%3E",
+		"tone_stream://%(500,500,440);loops=-1": "tone_stream%3A//%25(500,500,440)%3Bloops%3D-1",
+		"127.0.0.1:18084 async full":            "127.0.0.1%3A18084%20async%20full",
+		"sipp <sip:sipp@127.0.0.1:5090>;tag=1":  "sipp%20%3Csip%3Asipp%40127.0.0.1%3A5090%3E%3Btag%3D1",
+		"already%20encoded %2b":                 "already%20encoded%20%252b",
+		"+OK\n":                                 "%2BOK%0A",
+		"ARRAY::1000|:1000":                     "ARRAY%3A%3A1000%7C%3A1000",
+		"plain-value_1.2/3,(x)*!~$":             "plain-value_1.2/3,(x)*!~$",
+		"é":                                     "%C3%A9",
+		`"Outbound Call" <targets>`:             "%22Outbound%20Call%22%20%3Ctargets%3E",
 		"{origination_uuid=x}loopback/101/targets &park()": "%7Borigination_uuid%3Dx%7Dloopback/101/targets%20%26park()",
 	} {
 		if got := urlEncode(in); got != want {
