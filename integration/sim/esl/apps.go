@@ -522,12 +522,14 @@ func (s *Server) transfer(tx *callmodel.Tx, uuid, dest, dialplan, context string
 	fc.v.xferAt = now
 	fc.v.profileAt = now
 	fc.v.profileIdx = max(fc.v.profileIdx, 1) + 1
+	// the new caller profile is in place before the running applications
+	// end: their last events already show the new destination
+	_ = tx.SetRoute(uuid, dest, context)
 	s.endApps(tx, uuid, false)
 	fc.dp = nil
 	if snap.BridgedTo != "" {
 		tx.Unbridge(uuid)
 	}
-	_ = tx.SetRoute(uuid, dest, context)
 	fc.v.cs, fc.v.csNumber = csRouting, csRouting
 	// FreeSWITCH reports RINGING on this state change of an answered channel
 	tx.Emit(uuid, noteFS, &noteData{name: "CHANNEL_STATE", callState: callRinging})
