@@ -65,6 +65,7 @@ type dialState struct {
 	complete chan struct{} // CHANNEL_EXECUTE_COMPLETE of our bridge
 	vars     BridgeVars    // written before complete is closed
 	doneAt   time.Time
+	leg      *legWatch
 
 	answeredSeen, completeSeen bool
 }
@@ -235,9 +236,9 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 	if dropped != "" {
 		c.log.Warn("caller id number is not digits: left out of the dial string", "leg", spec.LegID, "caller_id", dropped)
 	}
-	d := &dialState{legID: spec.LegID, appUUID: controller.NewID(), arg: arg,
-		answered: make(chan struct{}), complete: make(chan struct{})}
 	w := c.ms.watch(spec.LegID)
+	d := &dialState{legID: spec.LegID, appUUID: controller.NewID(), arg: arg,
+		answered: make(chan struct{}), complete: make(chan struct{}), leg: w}
 	c.mu.Lock()
 	if c.hungup || c.sockClosed || c.transferred || c.handedOff {
 		c.mu.Unlock()
@@ -295,8 +296,9 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 	for {
 		select {
 		case <-d.answered:
+			// The bridge stays current: its end (and what follows it) tells
+			// a hangup from a transfer, see settle.
 			c.ms.arm(w)
-			c.clearDial(d)
 			return &leg{w: w}, controller.DialResult{Outcome: hunt.Answered, Cause: "SUCCESS"}, nil
 		case <-d.complete:
 			v := d.vars
@@ -309,7 +311,6 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 			if o == hunt.Answered {
 				// Answered and already unbridged (the leg hung up at once).
 				c.ms.arm(w)
-				c.clearDial(d)
 				return &leg{w: w}, controller.DialResult{Outcome: hunt.Answered, Cause: cause}, nil
 			}
 			return nil, c.finishAttempt(d, w, false, o, cause), nil
@@ -478,6 +479,7 @@ func (c *call) hangup(ctx context.Context, cause routing.Cause, what string) err
 	if cause == routing.CauseNone || name == "UNKNOWN" {
 		name = routing.CauseNormal.String()
 	}
+	c.settle(ctx)
 	c.mu.Lock()
 	if c.hungup || c.sockClosed || c.transferred {
 		c.mu.Unlock()
@@ -498,6 +500,37 @@ func (c *call) hangup(ctx context.Context, cause routing.Cause, what string) err
 	}
 	c.log.Info("hangup sent", "cause", name, "sip", cause.SIP())
 	return nil
+}
+
+// settle: when the connected leg has just ended, FreeSWITCH decides what
+// becomes of the caller (hangup_after_bridge hangs it up; a REFER or a
+// uuid_transfer sends it back into the dialplan, which the leg's hangup on the
+// inbound connection may overtake). Wait for the bridge's end and the event
+// after it, briefly, so that a transferred call is not hung up.
+func (c *call) settle(ctx context.Context) {
+	c.mu.Lock()
+	d := c.dial
+	c.mu.Unlock()
+	if d == nil || !d.answeredSeen || d.leg == nil || !isClosed(d.leg.gone) {
+		return
+	}
+	t := time.NewTimer(c.srv.opt.SettleWait)
+	defer t.Stop()
+	select {
+	case <-d.complete:
+	case <-c.ctx.Done():
+		return
+	case <-ctx.Done():
+		return
+	case <-t.C:
+		return
+	}
+	t.Reset(c.srv.opt.SettleWait)
+	select {
+	case <-c.ctx.Done():
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
 
 // isGoneErr recognises FreeSWITCH's answers about a channel that no longer

@@ -80,15 +80,16 @@ type labServer struct {
 }
 
 type testLab struct {
-	t      testing.TB
-	plan   *provision.Plan
-	fleet  *callmodel.Fleet
-	sims   map[string]*simesl.Server
-	ms     map[string]*MediaServer
-	srv    *Server
-	engine *controller.Engine
-	store  *memory.Store
-	events *eventLog
+	t       testing.TB
+	plan    *provision.Plan
+	fleet   *callmodel.Fleet
+	sims    map[string]*simesl.Server
+	ms      map[string]*MediaServer
+	srv     *Server
+	engine  *controller.Engine
+	store   *memory.Store
+	events  *eventLog
+	records *recordSink
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -136,7 +137,8 @@ func newTestLab(t testing.TB, o labOptions) *testLab {
 		serveDone: make(chan error, 1)}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.store = memory.New(memory.Options{Logger: o.logger})
-	eo := controller.Options{Node: "n1", Limiter: l.store, Records: l.store, Logger: o.logger, LegGrace: 5 * time.Second}
+	l.records = &recordSink{byCall: map[string]controller.Record{}}
+	eo := controller.Options{Node: "n1", Limiter: l.store, Records: l.records, Logger: o.logger, LegGrace: 5 * time.Second}
 	if o.engineOpts != nil {
 		o.engineOpts(&eo)
 	}
@@ -351,4 +353,66 @@ func filterStacks(s string) string {
 		out = append(out, g)
 	}
 	return strings.Join(out, "\n\n")
+}
+
+// recordSink keeps the call records.
+type recordSink struct {
+	mu     sync.Mutex
+	byCall map[string]controller.Record
+	all    []controller.Record
+}
+
+func (r *recordSink) Write(ctx context.Context, rec *controller.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.byCall[rec.CallID] = *rec
+	r.all = append(r.all, *rec)
+	return nil
+}
+
+// record waits for the call's record.
+func (l *testLab) record(id string) controller.Record {
+	l.t.Helper()
+	var rec controller.Record
+	if !waitFor(10*time.Second, func() bool {
+		l.records.mu.Lock()
+		defer l.records.mu.Unlock()
+		var ok bool
+		rec, ok = l.records.byCall[id]
+		return ok
+	}) {
+		l.t.Fatalf("no record for call %s", id)
+	}
+	return rec
+}
+
+// outcomes lists the record's attempts as "target:outcome".
+func outcomes(rec controller.Record) []string {
+	var out []string
+	for _, a := range rec.Attempts {
+		out = append(out, a.Target+":"+a.Outcome.String())
+	}
+	return out
+}
+
+// ringed lists the targets of server that rang (in order).
+func (l *testLab) ringed(server string, targets ...string) map[string][]callmodel.Ring {
+	out := map[string][]callmodel.Ring{}
+	for _, t := range targets {
+		out[t] = l.fleet.RingsOf(server, t)
+	}
+	return out
+}
+
+// recordsOf lists every record written for a channel, in order.
+func (l *testLab) recordsOf(id string) []controller.Record {
+	l.records.mu.Lock()
+	defer l.records.mu.Unlock()
+	var out []controller.Record
+	for _, r := range l.records.all {
+		if r.CallID == id {
+			out = append(out, r)
+		}
+	}
+	return out
 }

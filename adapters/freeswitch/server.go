@@ -59,6 +59,10 @@ type Options struct {
 	// TransferWait bounds how long a second connection for a channel waits for
 	// the first owner's handler to let go (15s).
 	TransferWait time.Duration
+	// SettleWait bounds each wait, when the connected leg ended and the
+	// handler hangs the caller up, for FreeSWITCH to end the bridge and say
+	// whether the caller hangs up or is transferred (1s).
+	SettleWait time.Duration
 	// OrphanKillWait bounds the attempt to end a call whose socket was lost
 	// through the inbound connection (10s).
 	OrphanKillWait time.Duration
@@ -85,6 +89,7 @@ func (o *Options) defaults() {
 	set(&o.LingerWait, 10*time.Second)
 	set(&o.TransferWait, 15*time.Second)
 	set(&o.OrphanKillWait, 10*time.Second)
+	set(&o.SettleWait, time.Second)
 }
 
 // Server is the outbound-socket listener.
@@ -297,6 +302,7 @@ func (s *Server) handshake(nc net.Conn) (*call, error) {
 		if f.ContentType() == esl.TypeReply {
 			break
 		}
+		s.log.Debug("frame before the connect reply", "content_type", f.ContentType(), "body", string(f.Body))
 	}
 	readAt := time.Now()
 	h := f.Header
@@ -458,12 +464,11 @@ func callInfo(h esl.Headers, server string) controller.CallInfo {
 		}
 		info.OriginalCaller = info.Caller
 		info.OriginalName = info.CallerName
-		// The transferring user: the REFER's Referred-By, else the number the
-		// call was for before the transfer.
+		// The transferring user is the REFER's Referred-By. Without one
+		// (uuid_transfer, a transfer application) nobody is known to transfer:
+		// the call is routed as the transferred party's own.
 		if u := sipUser(h.Get("variable_sip_h_Referred-By")); validNumber(u) {
 			info.Caller = u
-		} else if r := h.Get("Caller-RDNIS"); validNumber(r) {
-			info.Caller = r
 		}
 	}
 	return info
