@@ -527,15 +527,15 @@ func (s *Server) endpointChannels(resource string) []string {
 }
 
 func (s *Server) getEndpoints(w http.ResponseWriter, segs []string) {
-	var names []string
-	if s.net != nil {
-		names = s.net.Endpoints()
-	}
 	switch len(segs) {
 	case 0, 1:
 		if len(segs) == 1 && !strings.EqualFold(segs[0], "PJSIP") {
 			writeError(w, errf(404, "No Endpoints found - invalid tech "+segs[0]))
 			return
+		}
+		var names []string
+		if s.net != nil {
+			names = s.net.Endpoints()
 		}
 		b := []byte{'['}
 		for i, n := range names {

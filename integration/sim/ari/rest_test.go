@@ -540,3 +540,57 @@ func TestRestartWithoutModel(t *testing.T) {
 		t.Errorf("asterisk_id after restart: %s", got.AsteriskID)
 	}
 }
+
+// TestWebSocketControlFrames: pings are answered with pongs and a close
+// frame with a close frame, through the same writer as the events.
+func TestWebSocketControlFrames(t *testing.T) {
+	checkNoLeak(t)
+	s, _ := plainServer(t)
+	conn, resp, err := websocket.DefaultDialer.Dial(s.WebSocketURL("controller"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	defer conn.Close()
+	pong := make(chan string, 1)
+	conn.SetPongHandler(func(d string) error { pong <- d; return nil })
+	closed := make(chan int, 1)
+	conn.SetCloseHandler(func(code int, _ string) error { closed <- code; return nil })
+	readErr := make(chan error, 1)
+	go func() {
+		for {
+			if _, _, err := conn.ReadMessage(); err != nil {
+				readErr <- err
+				return
+			}
+		}
+	}()
+	if err := conn.WriteControl(websocket.PingMessage, []byte("hello"), time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case d := <-pong:
+		if d != "hello" {
+			t.Errorf("pong %q", d)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("no pong")
+	}
+	msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye")
+	if err := conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-closed:
+		if code != websocket.CloseNormalClosure {
+			t.Errorf("close code %d", code)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("no close frame back")
+	}
+	select {
+	case <-readErr:
+	case <-time.After(waitTimeout):
+		t.Fatal("the server did not close the connection")
+	}
+}

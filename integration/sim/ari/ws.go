@@ -1,6 +1,9 @@
 package ari
 
 import (
+	"bufio"
+	"encoding/binary"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
@@ -31,13 +34,28 @@ type wsSession struct {
 	remote string
 
 	mu     sync.Mutex
-	queue  [][]byte
+	queue  []wsFrame
 	closed bool
 	wake   chan struct{}
 	done   chan struct{}
 }
 
-func (s *wsSession) enqueue(frame []byte) {
+// wsFrame is a frame waiting to be written: a text message or a control
+// frame answering the peer.
+type wsFrame struct {
+	op   byte
+	data []byte
+}
+
+const (
+	opText  = 0x1
+	opClose = 0x8
+	opPong  = 0xA
+)
+
+func (s *wsSession) enqueue(frame []byte) { s.push(wsFrame{op: opText, data: frame}) }
+
+func (s *wsSession) push(f wsFrame) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -49,7 +67,7 @@ func (s *wsSession) enqueue(frame []byte) {
 		s.close()
 		return
 	}
-	s.queue = append(s.queue, frame)
+	s.queue = append(s.queue, f)
 	s.mu.Unlock()
 	select {
 	case s.wake <- struct{}{}:
@@ -75,8 +93,29 @@ func (s *wsSession) close() {
 	}
 }
 
+// appendFrameHeader writes an unmasked (server to client) frame header.
+func appendFrameHeader(b []byte, op byte, n int) []byte {
+	b = append(b, 0x80|op)
+	switch {
+	case n < 126:
+		return append(b, byte(n))
+	case n <= 0xffff:
+		b = append(b, 126)
+		return binary.BigEndian.AppendUint16(b, uint16(n))
+	}
+	b = append(b, 127)
+	return binary.BigEndian.AppendUint64(b, uint64(n))
+}
+
+// writer frames the queued messages itself into one buffer and writes a
+// whole batch with one system call (gorilla writes each message with its
+// own). gorilla still reads; its ping and close handlers queue their
+// answers here, so nothing else ever writes to the connection.
 func (s *wsSession) writer() {
-	var batch [][]byte
+	nc := s.conn.NetConn()
+	bw := bufio.NewWriterSize(nc, 64<<10)
+	var batch []wsFrame
+	var hdr []byte
 	for {
 		select {
 		case <-s.done:
@@ -90,27 +129,66 @@ func (s *wsSession) writer() {
 			if len(batch) == 0 {
 				break
 			}
+			_ = nc.SetWriteDeadline(time.Now().Add(writeTimeout))
+			closing := false
 			for i, f := range batch {
-				_ = s.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-				if err := s.conn.WriteMessage(websocket.TextMessage, f); err != nil {
-					s.srv.log.Debug("ari websocket write failed", "remote", s.remote, "err", err)
-					s.close()
-					return
-				}
-				batch[i] = nil
+				hdr = appendFrameHeader(hdr[:0], f.op, len(f.data))
+				_, _ = bw.Write(hdr)
+				_, _ = bw.Write(f.data)
+				batch[i] = wsFrame{}
+				closing = closing || f.op == opClose
+			}
+			if err := bw.Flush(); err != nil {
+				s.srv.log.Debug("ari websocket write failed", "remote", s.remote, "err", err)
+				s.close()
+				return
+			}
+			if closing {
+				s.close()
+				return
 			}
 		}
 	}
+}
+
+// answerControls routes gorilla's answers to pings and close frames
+// through the writer.
+func (s *wsSession) answerControls() {
+	s.conn.SetPingHandler(func(data string) error {
+		s.push(wsFrame{op: opPong, data: []byte(data)})
+		return nil
+	})
+	s.conn.SetCloseHandler(func(code int, _ string) error {
+		payload := []byte{}
+		if code != websocket.CloseNoStatusReceived {
+			payload = binary.BigEndian.AppendUint16(payload, uint16(code))
+		}
+		s.push(wsFrame{op: opClose, data: payload})
+		return nil
+	})
 }
 
 // reader consumes what the client sends (Asterisk 22 accepts REST requests
 // over the socket; the simulator ignores them) until the socket closes.
 func (s *wsSession) reader() {
 	for {
-		if _, _, err := s.conn.ReadMessage(); err != nil {
-			s.close()
-			return
+		_, _, err := s.conn.ReadMessage()
+		if err == nil {
+			continue
 		}
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) {
+			// The peer closed: let the writer send the close frame back
+			// (it then closes the connection), but not for ever.
+			t := time.NewTimer(2 * time.Second)
+			select {
+			case <-s.done:
+			case <-t.C:
+			}
+			t.Stop()
+		}
+		s.close()
+		return
 	}
 }
 
@@ -186,6 +264,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, q params) 
 	sess.conn = conn
 	closed := sess.closed
 	sess.mu.Unlock()
+	sess.answerControls()
 	if closed {
 		_ = conn.Close()
 		s.dropSession(sess)
