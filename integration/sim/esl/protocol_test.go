@@ -201,7 +201,10 @@ func TestBridgeFailoverAndSimultaneousRing(t *testing.T) {
 	if len(r1) != 1 || r1[0].Outcome != callmodel.OutcomeBusy || len(r2) != 1 {
 		t.Fatalf("rings 2001 %+v 2002 %+v", r1, r2)
 	}
-	_ = lab.servers["fs1"].model.Do(func(tx *callmodel.Tx) error { tx.Hangup(uuid, callmodel.CauseNormalClearing, callmodel.ByRemote); return nil })
+	_ = lab.servers["fs1"].model.Do(func(tx *callmodel.Tx) error {
+		tx.Hangup(uuid, callmodel.CauseNormalClearing, callmodel.ByRemote)
+		return nil
+	})
 	waitIdle(t, lab)
 
 	// 2003 and 2004 ring together; 2003 answers, 2004 loses the race
@@ -211,7 +214,10 @@ func TestBridgeFailoverAndSimultaneousRing(t *testing.T) {
 	if len(r4) != 1 || r4[0].Outcome != callmodel.OutcomeCancelled || r4[0].Cause != callmodel.CauseLoseRace {
 		t.Fatalf("2004 rings %+v", r4)
 	}
-	_ = lab.servers["fs1"].model.Do(func(tx *callmodel.Tx) error { tx.Hangup(uuid, callmodel.CauseNormalClearing, callmodel.ByRemote); return nil })
+	_ = lab.servers["fs1"].model.Do(func(tx *callmodel.Tx) error {
+		tx.Hangup(uuid, callmodel.CauseNormalClearing, callmodel.ByRemote)
+		return nil
+	})
 	waitIdle(t, lab)
 }
 
