@@ -38,9 +38,9 @@ func (s *Store) Acquire(ctx context.Context, h accounting.Hold) error {
 		return s.unavailable(h, errors.New("Redis is down"))
 	}
 	for try := 0; ; try++ {
-		r, err := acquireScript.Run(ctx, s.rdb,
+		r, err := s.runScript(ctx, acquireScript,
 			[]string{s.holdsKey, s.tag + "s:" + h.Leg.Server, s.tag + "o:" + h.Leg.Org, s.tag + "l:" + s.lease, s.leaseKey, s.tag + "t:" + h.ID},
-			h.ID, h.Leg.Server, h.Leg.Org, s.lease, h.Channel, h.Limit.Server, h.Limit.Org).Int()
+			h.ID, h.Leg.Server, h.Leg.Org, s.lease, h.Channel, h.Limit.Server, h.Limit.Org)
 		if err != nil {
 			if failed(ctx, err) {
 				s.markDown(err)
@@ -125,7 +125,7 @@ func (s *Store) Release(ctx context.Context, id string) error {
 
 // release sends one release and forgets the hold once Redis has it.
 func (s *Store) release(ctx context.Context, id string) error {
-	err := releaseScript.Run(ctx, s.rdb, []string{s.holdsKey, s.tag + "t:" + id}, id, tombstoneTTL.Milliseconds(), s.tag).Err()
+	_, err := s.runScript(ctx, releaseScript, []string{s.holdsKey, s.tag + "t:" + id}, id, tombstoneTTL.Milliseconds(), s.tag)
 	if err != nil {
 		return fmt.Errorf("release %s: %w", id, err)
 	}

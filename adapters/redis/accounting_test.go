@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -17,38 +18,46 @@ import (
 	"github.com/callctl/callctl/controller/accounting"
 )
 
-type countKey struct{}
-
-// cmdCounter counts the commands sent to Redis on behalf of contexts marked
-// with countKey (so the node's own heartbeat is not counted).
+// cmdCounter counts, per hold id, the commands sent to Redis that carry it
+// (alone or in a pipeline: each command is in exactly one round trip).
 type cmdCounter struct {
-	n     atomic.Int64
-	names sync.Map
+	mu    sync.Mutex
+	byID  map[string]int
+	names map[string]bool
+}
+
+func (c *cmdCounter) see(cmd goredis.Cmder) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, a := range cmd.Args() {
+		if s, ok := a.(string); ok && strings.HasPrefix(s, "rt-") {
+			c.byID[s]++
+			c.names[cmd.Name()] = true
+			return
+		}
+	}
 }
 
 func (c *cmdCounter) DialHook(next goredis.DialHook) goredis.DialHook { return next }
 
 func (c *cmdCounter) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
 	return func(ctx context.Context, cmd goredis.Cmder) error {
-		if ctx.Value(countKey{}) != nil {
-			c.n.Add(1)
-			c.names.Store(cmd.Name(), true)
-		}
+		c.see(cmd)
 		return next(ctx, cmd)
 	}
 }
 
 func (c *cmdCounter) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []goredis.Cmder) error {
-		if ctx.Value(countKey{}) != nil {
-			c.n.Add(int64(len(cmds)))
+		for _, cmd := range cmds {
+			c.see(cmd)
 		}
 		return next(ctx, cmds)
 	}
 }
 
-// TestRoundTripsPerLeg: a counted leg costs exactly two Redis commands (one
-// round trip each): one acquire, one release.
+// TestRoundTripsPerLeg: a counted leg costs exactly two Redis commands, each
+// in one round trip: one acquire, one release.
 func TestRoundTripsPerLeg(t *testing.T) {
 	for _, mode := range []string{"standalone", "cluster"} {
 		t.Run(mode, func(t *testing.T) {
@@ -59,29 +68,46 @@ func TestRoundTripsPerLeg(t *testing.T) {
 				cfg = fastConfig([]string{standalone(t).Addr}, false, randPrefix())
 			}
 			s := open(t, cfg, "n1")
-			counter := &cmdCounter{}
+			counter := &cmdCounter{byID: map[string]int{}, names: map[string]bool{}}
 			s.Client().AddHook(counter)
-			ctx := context.WithValue(context.Background(), countKey{}, true)
+			ctx := context.Background()
 			const legs = 50
+			var wg sync.WaitGroup
 			for i := 0; i < legs; i++ {
-				id := fmt.Sprintf("call%d/in/0", i)
-				if err := s.Acquire(ctx, accounting.Hold{ID: id, Leg: accounting.Leg{Server: "fs1", Org: "acme", Kind: accounting.PSTNIn},
-					Channel: "ch", Limit: accounting.Limits{Server: 100, Org: 100}}); err != nil {
-					t.Fatal(err)
-				}
-				if err := s.Release(ctx, id); err != nil {
-					t.Fatal(err)
-				}
+				wg.Add(1)
+				go func(i int) { // concurrent, so pipelines carry several
+					defer wg.Done()
+					id := fmt.Sprintf("rt-%d/in/0", i)
+					if err := s.Acquire(ctx, accounting.Hold{ID: id, Leg: accounting.Leg{Server: "fs1", Org: "acme", Kind: accounting.PSTNIn},
+						Channel: "ch", Limit: accounting.Limits{Server: 100, Org: 100}}); err != nil {
+						t.Error(err)
+					}
+					if err := s.Release(ctx, id); err != nil {
+						t.Error(err)
+					}
+				}(i)
 			}
-			var names []string
-			counter.names.Range(func(k, _ any) bool { names = append(names, k.(string)); return true })
-			if got := counter.n.Load(); got != 2*legs {
-				t.Fatalf("%d commands for %d legs (%v), want 2 per leg", got, legs, names)
+			wg.Wait()
+			counter.mu.Lock()
+			byID, names := maps.Clone(counter.byID), maps.Clone(counter.names)
+			counter.mu.Unlock()
+			if len(byID) != legs {
+				t.Fatalf("commands seen for %d legs, want %d", len(byID), legs)
 			}
-			if len(names) != 1 || names[0] != "evalsha" {
+			total := 0
+			for id, n := range byID {
+				if n != 2 {
+					t.Fatalf("leg %s cost %d commands, want 2", id, n)
+				}
+				total += n
+			}
+			if len(names) != 1 || !names["evalsha"] {
 				t.Fatalf("commands sent: %v, want only evalsha", names)
 			}
-			t.Logf("%d legs acquired and released with %d commands: %d per leg", legs, counter.n.Load(), counter.n.Load()/legs)
+			if n := MustCountNode(t, s); n != 0 {
+				t.Fatalf("count %d at the end", n)
+			}
+			t.Logf("%d legs acquired and released with %d commands: %d round trips per leg", legs, total, total/legs)
 		})
 	}
 }

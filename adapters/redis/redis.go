@@ -60,7 +60,8 @@ type Store struct {
 
 	rec *recordWriter
 
-	kick   chan struct{} // asks the heartbeat loop to run now
+	calls  chan *scriptCall // acquires and releases waiting for a pipeline
+	kick   chan struct{}    // asks the heartbeat loop to run now
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -139,7 +140,7 @@ func NewWithClient(ctx context.Context, cfg Config, rdb goredis.UniversalClient,
 	_, _ = rand.Read(inc[:])
 	s := &Store{cfg: cfg, node: nodeID, lease: nodeID + "/" + hex.EncodeToString(inc[:]), rdb: rdb,
 		log: logger.With("node", nodeID), local: map[string]*localHold{}, seen: map[string]seenLease{},
-		kick: make(chan struct{}, 1)}
+		kick: make(chan struct{}, 1), calls: make(chan *scriptCall, pipelineBatch)}
 	s.tag = "{" + cfg.Prefix + ":acct}:"
 	s.holdsKey = s.tag + "holds"
 	s.leaseKey = s.tag + "leases"
@@ -156,9 +157,12 @@ func NewWithClient(ctx context.Context, cfg Config, rdb goredis.UniversalClient,
 		s.up.Store(true)
 		s.log.Info("cluster state in Redis", "lease", s.lease, "lease_ttl", cfg.LeaseTTL, "fail_open", cfg.FailOpen)
 	}
-	s.wg.Add(2)
+	s.wg.Add(2 + pipeliners)
 	go s.heartbeatLoop()
 	go s.rec.run()
+	for i := 0; i < pipeliners; i++ {
+		go s.pipeliner()
+	}
 	return s, nil
 }
 
