@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/callctl/callctl/adapters/redis/redistest"
 	"github.com/callctl/callctl/controller"
@@ -189,4 +192,107 @@ func TestPlanAcrossNodes(t *testing.T) {
 			t.Fatalf("get %q %q %v", gv, doc, err)
 		}
 	}
+}
+
+// TestCutOffNodePutsLegsBack: a node cut off from Redis longer than its lease
+// has its legs reaped by another node (it may be dead, for all the cluster
+// knows); when it is back, alive, it puts the legs of its calls still up
+// back, except those it released meanwhile.
+func TestCutOffNodePutsLegsBack(t *testing.T) {
+	cfg := fastConfig([]string{standalone(t).Addr}, false, randPrefix())
+	a := open(t, cfg, "a")
+	b := open(t, cfg, "b")
+	p := &partition{}
+	a.Client().AddHook(p)
+	ctx := context.Background()
+	for i := 0; i < 6; i++ {
+		if err := a.Acquire(ctx, hold(fmt.Sprintf("p%d/in/0", i), "fs1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.on.Store(true)
+	eventually(t, 30*time.Second, "the cut-off node's legs were not reaped", func() bool { return MustCountNode(t, b) == 0 })
+	// Two calls end while the node is cut off.
+	for i := 0; i < 2; i++ {
+		if err := a.Release(ctx, fmt.Sprintf("p%d/in/0", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.on.Store(false)
+	eventually(t, 30*time.Second, "the node did not put its legs back", func() bool { return MustCountNode(t, b) == 4 })
+	time.Sleep(3 * cfg.LeaseTTL)
+	if n := MustCountNode(t, b); n != 4 {
+		t.Fatalf("count %d some leases later, want 4", n)
+	}
+	for i := 2; i < 6; i++ {
+		if err := a.Release(ctx, fmt.Sprintf("p%d/in/0", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := MustCountNode(t, b); n != 0 {
+		t.Fatalf("count %d after every call ended", n)
+	}
+}
+
+// TestFollowSkipsGarbage: an entry that is not a call record is skipped.
+func TestFollowSkipsGarbage(t *testing.T) {
+	cfg := fastConfig([]string{standalone(t).Addr}, false, randPrefix())
+	s := open(t, cfg, "f")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := s.rdb.XAdd(ctx, &goredis.XAddArgs{Stream: s.rec.key, Values: []any{"record", "{not json"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.rdb.XAdd(ctx, &goredis.XAddArgs{Stream: s.rec.key, Values: []any{"other", "x"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(ctx, &controller.Record{CallID: "good"}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	err := s.Follow(ctx, "0", func(r controller.Record) error {
+		got = append(got, r.CallID)
+		return errStop
+	})
+	if !errors.Is(err, errStop) || len(got) != 1 || got[0] != "good" {
+		t.Fatalf("follow: %v %v", err, got)
+	}
+}
+
+// TestCloseLeavesNoGoroutines: a node that did everything and closed leaves
+// nothing running.
+func TestCloseLeavesNoGoroutines(t *testing.T) {
+	srv := standalone(t)
+	before := runtime.NumGoroutine()
+	cfg := fastConfig([]string{srv.Addr}, false, randPrefix())
+	s, err := New(context.Background(), cfg, "g", testLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w := s.Watch(ctx)
+	if err := s.Acquire(ctx, hold("g/in/0", "fs1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Release(ctx, "g/in/0"); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Write(ctx, &controller.Record{CallID: "g"})
+	ran := make(chan struct{})
+	go func() {
+		_ = s.Run(ctx, "ast1", func(ctx context.Context, _ controller.Term) { close(ran); <-ctx.Done() })
+	}()
+	<-ran
+	fdone := make(chan struct{})
+	go func() { _ = s.Follow(ctx, "$", func(controller.Record) error { return nil }); close(fdone) }()
+	cancel()
+	for range w {
+	}
+	<-fdone
+	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer ccancel()
+	if err := s.Close(cctx); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	eventually(t, 20*time.Second, "goroutines left after close", func() bool { return runtime.NumGoroutine() <= before })
 }

@@ -6,10 +6,13 @@ package redistest
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,6 +49,7 @@ type Server struct {
 	args []string
 	bin  string
 	t    testing.TB
+	opt  Options
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -64,6 +68,15 @@ type Options struct {
 	Args []string
 	// Port is the port to listen on; 0 picks a free one.
 	Port int
+	// Password sets requirepass (the readiness check uses it too).
+	Password string
+	// TLS serves TLS only, on the port, with these PEM files; ClientTLS is
+	// what the readiness check dials with.
+	TLSCert, TLSKey, TLSCA string
+	ClientTLS              *tls.Config
+	// Sentinel runs the server as a Sentinel watching this master.
+	Sentinel     *Server
+	SentinelName string
 }
 
 // Start starts a standalone server (or a cluster-enabled one) on a free
@@ -81,9 +94,30 @@ func Start(t testing.TB, opt Options) *Server {
 				t.Fatalf("redistest: free port: %v", err)
 			}
 		}
-		s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), Port: port, Dir: dir, bin: bin, t: t}
+		s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), Port: port, Dir: dir, bin: bin, t: t, opt: opt}
+		if opt.Sentinel != nil {
+			conf := filepath.Join(dir, "sentinel.conf")
+			text := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor %s 127.0.0.1 %d 1\nsentinel down-after-milliseconds %s 5000\n",
+				port, dir, opt.SentinelName, opt.Sentinel.Port, opt.SentinelName)
+			if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+				t.Fatalf("redistest: sentinel config: %v", err)
+			}
+			s.args = []string{conf, "--sentinel"}
+			if lastErr = s.start(); lastErr == nil {
+				t.Cleanup(s.Kill)
+				return s
+			}
+			continue
+		}
 		s.args = []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
 			"--save", "", "--daemonize", "no", "--protected-mode", "yes", "--loglevel", "warning"}
+		if opt.TLSCert != "" {
+			s.args = append(s.args, "--port", "0", "--tls-port", strconv.Itoa(port), "--tls-cert-file", opt.TLSCert,
+				"--tls-key-file", opt.TLSKey, "--tls-ca-cert-file", opt.TLSCA, "--tls-auth-clients", "no")
+		}
+		if opt.Password != "" {
+			s.args = append(s.args, "--requirepass", opt.Password)
+		}
 		if opt.AppendOnly {
 			s.args = append(s.args, "--appendonly", "yes", "--appendfsync", "always")
 		} else {
@@ -141,7 +175,8 @@ func (s *Server) start() error {
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), startWait)
 	defer cancel()
-	c := goredis.NewClient(&goredis.Options{Addr: s.Addr, MaxRetries: -1, DialTimeout: time.Second})
+	c := goredis.NewClient(&goredis.Options{Addr: s.Addr, MaxRetries: -1, DialTimeout: time.Second,
+		Password: s.opt.Password, TLSConfig: s.opt.ClientTLS})
 	defer c.Close()
 	for {
 		err := c.Ping(ctx).Err()
@@ -186,9 +221,9 @@ func (s *Server) Restart() {
 	s.t.Fatalf("redistest: restart %s: %v", s.Addr, err)
 }
 
-// Client returns a plain client to the server, closed with the test.
+// Client returns a client to the server, closed with the test.
 func (s *Server) Client() *goredis.Client {
-	c := goredis.NewClient(&goredis.Options{Addr: s.Addr})
+	c := goredis.NewClient(&goredis.Options{Addr: s.Addr, Password: s.opt.Password, TLSConfig: s.opt.ClientTLS})
 	s.t.Cleanup(func() { _ = c.Close() })
 	return c
 }
