@@ -114,6 +114,8 @@ func BenchmarkHuntSetup(b *testing.B) {
 	s := startServer(b, Config{SystemName: "ast1", Network: n})
 	w := newWaiter(b, s)
 	var seq atomic.Int64
+	// 32 calls in flight per CPU, as a controller has many calls at once.
+	b.SetParallelism(32)
 	b.ResetTimer()
 	start := time.Now()
 	b.RunParallel(func(pb *testing.PB) {

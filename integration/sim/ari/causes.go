@@ -12,6 +12,7 @@ const (
 	causeSubscriberAbsent   = 20 // AST_CAUSE_UNREGISTERED
 	causeCallRejected       = 21
 	causeAnsweredElsewhere  = 26
+	causeDestOutOfOrder     = 27
 	causeInvalidNumber      = 28
 	causeNormalUnspecified  = 31
 	causeCongestion         = 34

@@ -123,8 +123,11 @@
 // Each server has one engine lock; events are encoded and queued to the
 // sockets under it, so every application sees a server's events in the
 // order they happened. Calls into the Network (the model) run on one
-// dispatcher goroutine per server, never under the engine lock, and model
-// callbacks only take the engine lock: two servers trunked together cannot
-// deadlock. Timers are time.AfterFunc callbacks, never sleeping
-// goroutines; Close stops them and waits for every goroutine it started.
+// dispatcher goroutine per server, never under the engine lock; what the
+// Network reports (and calls the model offers) is queued on one inbox
+// goroutine per server that applies it in order under the engine lock. So
+// a model transaction never waits for the engine, and two servers trunked
+// together cannot deadlock. Timers are time.AfterFunc callbacks, never
+// sleeping goroutines; Close stops them and waits for every goroutine it
+// started.
 package ari

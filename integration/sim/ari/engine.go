@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -31,7 +32,9 @@ type engine struct {
 
 	idSeq    int // the ".N" of generated unique ids
 	localSeq int // Local/...-%08x
-	pjsipSeq int // PJSIP/<endpoint>-%08x
+	// pjsipSeq numbers PJSIP/<endpoint>-%08x; atomic because the model
+	// names inbound channels without taking the engine lock.
+	pjsipSeq atomic.Int64
 
 	startup time.Time
 	reload  time.Time
@@ -40,6 +43,10 @@ type engine struct {
 	closed bool
 	after  []func() // network calls queued while mu was held
 	disp   *dispatcher
+	// inbox applies what the network reports (far end ringing, answering,
+	// hanging up; calls arriving from the model) in order, on its own
+	// goroutine, so a model transaction never waits for the engine lock.
+	inbox *dispatcher
 }
 
 // stasisApp is a registered ARI application. It outlives its WebSocket: a
@@ -66,6 +73,7 @@ func newEngine(cfg *Config, net Network, log *slog.Logger) *engine {
 		startup:    now,
 		reload:     now,
 		disp:       newDispatcher(),
+		inbox:      newDispatcher(),
 	}
 }
 

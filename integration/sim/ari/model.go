@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/callctl/callctl/integration/sim/callmodel"
 )
@@ -187,10 +188,7 @@ func (m *modelNet) PrepareInbound(_ *callmodel.Tx, spec *callmodel.ChannelSpec, 
 	if spec.Context == "" {
 		spec.Context = context
 	}
-	e := m.s.eng
-	e.lock()
-	spec.Name = e.pjsipName(endpoint)
-	e.unlock()
+	spec.Name = m.s.eng.pjsipName(endpoint)
 }
 
 func (m *modelNet) inboundEndpoint(call *callmodel.InboundCall) (endpoint, context string) {
@@ -248,17 +246,25 @@ func (m *modelNet) Route(tx *callmodel.Tx, uuid string) {
 	if snap.NetworkIP != "" {
 		call.RemoteAddr = snap.NetworkIP + ":5060"
 	}
-	in, err := m.s.Inbound(call)
-	if err != nil {
-		m.s.log.Warn("inbound call refused", "call", uuid, "err", err)
-		tx.Hangup(uuid, callmodel.CauseDestinationOutOfOrder, callmodel.ByRequest)
-		return
-	}
-	_ = tx.Watch(uuid, func(_ *callmodel.Tx, e *callmodel.Event) bool {
-		switch e.Kind {
+	// The ARI channel is made on the engine's inbox, not inside this model
+	// transaction: the model never waits for the engine lock. What the
+	// caller does next goes through the same inbox, so it comes after.
+	e := m.s.eng
+	late := &lateEvents{e: e}
+	e.inbox.push([]func(){func() {
+		in, err := m.s.Inbound(call)
+		if err != nil {
+			m.s.log.Warn("inbound call refused", "call", uuid, "err", err)
+			(&modelLeg{m: m, uuid: uuid}).Hangup(causeDestOutOfOrder)
+			return
+		}
+		late.set(in)
+	}})
+	_ = tx.Watch(uuid, func(_ *callmodel.Tx, ev *callmodel.Event) bool {
+		switch ev.Kind {
 		case callmodel.ChannelHangup:
-			if e.Reason != callmodel.ByRequest {
-				in.Hangup(e.Channel.Cause.Q850())
+			if ev.Reason != callmodel.ByRequest {
+				late.hangup(ev.Channel.Cause.Q850())
 			}
 			return false
 		case callmodel.ChannelDestroyed:
@@ -266,6 +272,31 @@ func (m *modelNet) Route(tx *callmodel.Tx, uuid string) {
 		}
 		return true
 	})
+}
+
+// lateEvents forwards the caller's hangup to an inbound channel that the
+// inbox creates after the model transaction that offered it.
+type lateEvents struct {
+	e  *engine
+	mu sync.Mutex
+	in LegEvents
+}
+
+func (l *lateEvents) set(in LegEvents) {
+	l.mu.Lock()
+	l.in = in
+	l.mu.Unlock()
+}
+
+func (l *lateEvents) hangup(cause int) {
+	l.e.inbox.push([]func(){func() {
+		l.mu.Lock()
+		in := l.in
+		l.mu.Unlock()
+		if in != nil {
+			in.Hangup(cause)
+		}
+	}})
 }
 
 // observe follows the model server's life: a restart drops every channel

@@ -93,7 +93,8 @@ type InboundCall struct {
 // ErrClosed is returned for calls offered to a stopped server.
 var ErrClosed = errors.New("ari: server closed")
 
-// legEvents adapts the network's callbacks to the engine. It may be called
+// legEvents adapts the network's callbacks to the engine. The callbacks
+// only queue work on the engine's inbox and return at once. They may come
 // before the channel exists (the far end answered before Dial returned);
 // the events are then held until attach.
 type legEvents struct {
@@ -104,6 +105,10 @@ type legEvents struct {
 }
 
 func (h *legEvents) run(f func(c *channel)) {
+	h.e.inbox.push([]func(){func() { h.apply(f) }})
+}
+
+func (h *legEvents) apply(f func(c *channel)) {
 	e := h.e
 	e.lock()
 	defer e.unlock()
@@ -192,7 +197,5 @@ func pjsipEndpointName(resource string) string {
 }
 
 func (e *engine) pjsipName(endpoint string) string {
-	n := fmt.Sprintf("PJSIP/%s-%08x", endpoint, e.pjsipSeq)
-	e.pjsipSeq++
-	return n
+	return fmt.Sprintf("PJSIP/%s-%08x", endpoint, e.pjsipSeq.Add(1)-1)
 }

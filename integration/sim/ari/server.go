@@ -245,6 +245,7 @@ func (s *Server) Close() error {
 	e.wipe(true)
 	e.unlock()
 	s.wg.Wait()
+	e.inbox.close()
 	e.disp.close()
 	return nil
 }
@@ -297,7 +298,8 @@ func (e *engine) wipe(hangupLegs bool) {
 func (e *engine) forget(hangupLegs bool) {
 	e.wipe(hangupLegs)
 	e.apps = make(map[string]*stasisApp)
-	e.localSeq, e.pjsipSeq, e.idSeq = 0, 0, 0
+	e.localSeq, e.idSeq = 0, 0
+	e.pjsipSeq.Store(0)
 	now := e.now()
 	e.startup, e.reload = now, now
 }
