@@ -231,44 +231,76 @@ func (s *Server) introSteps(fc *fsChan) []step {
 }
 
 // render turns a model event into the FreeSWITCH events it stands for.
+// Each gets its Event-Sequence number; only the ones a connection may want
+// are kept, with what their headers will be built from.
 func (s *Server) render(ev *callmodel.Event, next func() uint64) []*fsEvent {
 	if ev.Kind == callmodel.Note {
 		nd, ok := ev.Data.(*noteData)
 		if !ok || ev.Name != noteFS {
 			return nil
 		}
+		seq := next()
 		if nd.plain != nil || ev.Channel.UUID == "" {
-			h := s.core.baseHeaders(nil, nd.name, next(), ev.Time)
-			h = append(h, nd.plain...)
-			return []*fsEvent{{name: nd.name, headers: h, body: nd.body, hasBody: nd.hasBody}}
+			if !s.mayWant(nd.name, "") {
+				return nil
+			}
+			return []*fsEvent{{name: nd.name, seq: seq, at: ev.Time, core: s.core, plain: nd.plain, body: nd.body, hasBody: nd.hasBody}}
 		}
 		st, _ := ev.Stamp.(*stamp)
-		if st == nil {
+		if st == nil || !s.mayWant(nd.name, ev.Channel.UUID) {
 			return nil
 		}
-		v := st.v
+		e := &fsEvent{name: nd.name, uuid: ev.Channel.UUID, seq: seq, at: ev.Time, core: s.core,
+			snap: &ev.Channel, view: st.v, pre: nd.pre, post: nd.post}
 		if nd.callState != "" {
-			v.callState = nd.callState
+			e.view.callState = nd.callState
 		}
-		return []*fsEvent{s.core.channelEvent(nd.name, next(), ev.Time, &ev.Channel, &v, nd.pre, nd.post)}
+		return []*fsEvent{e}
 	}
 	st, _ := ev.Stamp.(*stamp)
 	if st == nil {
 		return nil
 	}
-	out := make([]*fsEvent, 0, len(st.steps))
+	var out []*fsEvent
+	var early *callmodel.Snapshot
 	for i := range st.steps {
 		sp := &st.steps[i]
-		v := st.v
-		v.cs, v.csNumber, v.callState = sp.cs, sp.csNumber, sp.callState
-		snap := ev.Channel
+		seq := next()
+		if !s.mayWant(sp.name, ev.Channel.UUID) {
+			continue
+		}
+		e := &fsEvent{name: sp.name, uuid: ev.Channel.UUID, seq: seq, at: ev.Time, core: s.core,
+			snap: &ev.Channel, view: st.v, pre: sp.pre, post: sp.post}
+		e.view.cs, e.view.csNumber, e.view.callState = sp.cs, sp.csNumber, sp.callState
 		if sp.name == "CHANNEL_OUTGOING" || sp.name == "CHANNEL_UUID" || (sp.name == "CHANNEL_STATE" && sp.cs == csInit) {
 			// before CS_INIT the channel has not answered, rung, or hung up
-			snap.State = callmodel.StateDown
+			if early == nil {
+				c := ev.Channel
+				c.State = callmodel.StateDown
+				early = &c
+			}
+			e.snap = early
 		}
-		out = append(out, s.core.channelEvent(sp.name, next(), ev.Time, &snap, &v, sp.pre, sp.post))
+		out = append(out, e)
 	}
 	return out
+}
+
+// mayWant tells whether any connection could take an event, so that
+// nobody pays for events nobody reads.
+func (s *Server) mayWant(name, uuid string) bool {
+	s.regMu.RLock()
+	defer s.regMu.RUnlock()
+	if len(s.global) > 0 {
+		return true
+	}
+	if uuid == "" {
+		return false
+	}
+	if len(s.byUUID[uuid]) > 0 {
+		return true
+	}
+	return name == "CHANNEL_HANGUP_COMPLETE" && len(s.bound[uuid]) > 0
 }
 
 // now is the model clock's time.

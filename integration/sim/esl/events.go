@@ -4,31 +4,62 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/callctl/callctl/integration/sim/callmodel"
 )
 
-// fsEvent is one FreeSWITCH event, fully built (header values in clear),
-// shared read-only by every connection it is delivered to. Each wire form
-// is encoded once, by the first writer that needs it.
+// fsEvent is one FreeSWITCH event, shared read-only by every connection
+// it is delivered to. Its headers are built on first use, outside the
+// model's lock (by the first writer or filter that needs them), from what
+// was captured when the event was produced; each wire form is encoded
+// once.
 type fsEvent struct {
-	name    string
-	uuid    string // Unique-ID, for myevents
-	headers []header
+	name string
+	uuid string // Unique-ID, for myevents
+	seq  uint64
+	at   time.Time
+	core core
+	// a channel event
+	snap *callmodel.Snapshot
+	view view
+	pre  []header
+	post []header
+	// a server event: its headers after the base ones
+	plain   []header
 	body    string
 	hasBody bool
 
+	buildOnce sync.Once
+	headers   []header
+
 	plainOnce sync.Once
-	plain     []byte
+	plainWire []byte
 	jsonOnce  sync.Once
-	json      []byte
+	jsonWire  []byte
+}
+
+// hdrs returns the event's headers, building them the first time.
+func (e *fsEvent) hdrs() []header {
+	e.buildOnce.Do(func() {
+		if e.headers != nil {
+			return
+		}
+		if e.snap != nil {
+			e.headers = e.core.channelHeaders(e.name, e.seq, e.at, e.snap, &e.view, e.pre, e.post)
+			return
+		}
+		h := e.core.baseHeaders(make([]header, 0, 16+len(e.plain)), e.name, e.seq, e.at)
+		e.headers = append(h, e.plain...)
+	})
+	return e.headers
 }
 
 // get returns a header value (case-insensitive name), as filters look
 // headers up.
 func (e *fsEvent) get(name string) (string, bool) {
-	for _, h := range e.headers {
+	for _, h := range e.hdrs() {
 		if strings.EqualFold(h.name, name) {
 			return h.value, true
 		}
@@ -41,11 +72,16 @@ func (e *fsEvent) get(name string) (string, bool) {
 
 // serializePlain is switch_event_serialize with url encoding.
 func (e *fsEvent) serializePlain() []byte {
-	var b []byte
-	for _, h := range e.headers {
+	hs := e.hdrs()
+	size := len(e.body) + 32
+	for _, h := range hs {
+		size += len(h.name) + len(h.value) + 8
+	}
+	b := make([]byte, 0, size+size/8)
+	for _, h := range hs {
 		b = append(b, h.name...)
 		b = append(b, ':', ' ')
-		b = append(b, urlEncode(h.value)...)
+		b = appendURLEncoded(b, h.value)
 		b = append(b, '\n')
 	}
 	if e.hasBody {
@@ -61,8 +97,14 @@ func (e *fsEvent) serializePlain() []byte {
 
 // serializeJSON is switch_event_serialize_json (cJSON, unformatted).
 func (e *fsEvent) serializeJSON() []byte {
-	b := []byte{'{'}
-	for i, h := range e.headers {
+	hs := e.hdrs()
+	size := len(e.body) + 64
+	for _, h := range hs {
+		size += len(h.name) + len(h.value) + 8
+	}
+	b := make([]byte, 1, size+size/8)
+	b[0] = '{'
+	for i, h := range hs {
 		if i > 0 {
 			b = append(b, ',')
 		}
@@ -83,7 +125,7 @@ func (e *fsEvent) serializeJSON() []byte {
 		b = appendJSONString(b, h.value)
 	}
 	if e.hasBody {
-		if len(e.headers) > 0 {
+		if len(hs) > 0 {
 			b = append(b, ',')
 		}
 		b = appendJSONString(b, "Content-Length")
@@ -98,7 +140,7 @@ func (e *fsEvent) serializeJSON() []byte {
 }
 
 func frameEvent(kind string, payload []byte) []byte {
-	b := make([]byte, 0, len(payload)+64)
+	b := make([]byte, 0, len(payload)+48)
 	b = append(b, "Content-Length: "...)
 	b = strconv.AppendInt(b, int64(len(payload)), 10)
 	b = append(b, "\nContent-Type: text/event-"...)
@@ -109,14 +151,14 @@ func frameEvent(kind string, payload []byte) []byte {
 
 // wirePlain is the framed text/event-plain form.
 func (e *fsEvent) wirePlain() []byte {
-	e.plainOnce.Do(func() { e.plain = frameEvent("plain", e.serializePlain()) })
-	return e.plain
+	e.plainOnce.Do(func() { e.plainWire = frameEvent("plain", e.serializePlain()) })
+	return e.plainWire
 }
 
 // wireJSON is the framed text/event-json form.
 func (e *fsEvent) wireJSON() []byte {
-	e.jsonOnce.Do(func() { e.json = frameEvent("json", e.serializeJSON()) })
-	return e.json
+	e.jsonOnce.Do(func() { e.jsonWire = frameEvent("json", e.serializeJSON()) })
+	return e.jsonWire
 }
 
 // core is the identity every event carries.
@@ -198,63 +240,127 @@ func (c *core) baseHeaders(h []header, name string, seq uint64, at time.Time) []
 	)
 }
 
+// profile header names, per prefix, computed once.
+const (
+	pDirection = iota
+	pLogicalDirection
+	pUsername
+	pDialplan
+	pCallerIDName
+	pCallerIDNumber
+	pOrigCallerIDName
+	pOrigCallerIDNumber
+	pCalleeIDName
+	pCalleeIDNumber
+	pNetworkAddr
+	pANI
+	pRDNIS
+	pDestinationNumber
+	pUniqueID
+	pSource
+	pTransferSource
+	pContext
+	pChannelName
+	pProfileIndex
+	pProfileCreatedTime
+	pChannelCreatedTime
+	pChannelAnsweredTime
+	pChannelProgressTime
+	pChannelProgressMediaTime
+	pChannelHangupTime
+	pChannelTransferTime
+	pChannelResurrectTime
+	pChannelBridgedTime
+	pChannelLastHold
+	pChannelHoldAccum
+	pScreenBit
+	pPrivacyHideName
+	pPrivacyHideNumber
+	pCount
+)
+
+var profileFields = [pCount]string{
+	"Direction", "Logical-Direction", "Username", "Dialplan", "Caller-ID-Name",
+	"Caller-ID-Number", "Orig-Caller-ID-Name", "Orig-Caller-ID-Number", "Callee-ID-Name",
+	"Callee-ID-Number", "Network-Addr", "ANI", "RDNIS", "Destination-Number", "Unique-ID",
+	"Source", "Transfer-Source", "Context", "Channel-Name", "Profile-Index",
+	"Profile-Created-Time", "Channel-Created-Time", "Channel-Answered-Time",
+	"Channel-Progress-Time", "Channel-Progress-Media-Time", "Channel-Hangup-Time",
+	"Channel-Transfer-Time", "Channel-Resurrect-Time", "Channel-Bridged-Time",
+	"Channel-Last-Hold", "Channel-Hold-Accum", "Screen-Bit", "Privacy-Hide-Name",
+	"Privacy-Hide-Number",
+}
+
+var profileNames = map[string]*[pCount]string{}
+
+func init() {
+	for _, prefix := range []string{"Caller", "Channel", "Other-Leg"} {
+		var names [pCount]string
+		for i, f := range profileFields {
+			names[i] = prefix + "-" + f
+		}
+		profileNames[prefix] = &names
+	}
+}
+
 // profileHeaders is switch_caller_profile_event_set_data with prefix
-// "Caller" (or "Channel" in the connect reply).
+// "Caller" (or "Channel" in the connect reply, "Other-Leg").
 func profileHeaders(h []header, prefix string, s *callmodel.Snapshot, v *view) []header {
-	p := func(name, value string) { h = append(h, header{prefix + "-" + name, value}) }
+	n := profileNames[prefix]
+	p := func(i int, value string) { h = append(h, header{n[i], value}) }
 	dir := s.Direction.String()
-	p("Direction", dir)
-	p("Logical-Direction", dir)
+	p(pDirection, dir)
+	p(pLogicalDirection, dir)
 	if v.username != "" {
-		p("Username", v.username)
+		p(pUsername, v.username)
 	}
 	if v.dialplan != "" {
-		p("Dialplan", v.dialplan)
+		p(pDialplan, v.dialplan)
 	}
 	if s.Caller.Name != "" {
-		p("Caller-ID-Name", s.Caller.Name)
+		p(pCallerIDName, s.Caller.Name)
 	}
-	p("Caller-ID-Number", s.Caller.Number)
+	p(pCallerIDNumber, s.Caller.Number)
 	if v.origCaller.Name != "" {
-		p("Orig-Caller-ID-Name", v.origCaller.Name)
+		p(pOrigCallerIDName, v.origCaller.Name)
 	}
-	p("Orig-Caller-ID-Number", v.origCaller.Number)
+	p(pOrigCallerIDNumber, v.origCaller.Number)
 	if s.Callee.Name != "" {
-		p("Callee-ID-Name", s.Callee.Name)
+		p(pCalleeIDName, s.Callee.Name)
 	}
 	if s.Callee.Number != "" {
-		p("Callee-ID-Number", s.Callee.Number)
+		p(pCalleeIDNumber, s.Callee.Number)
 	}
 	if v.networkIP != "" {
-		p("Network-Addr", v.networkIP)
+		p(pNetworkAddr, v.networkIP)
 	}
-	p("ANI", v.ani)
+	p(pANI, v.ani)
 	if v.rdnis != "" {
-		p("RDNIS", v.rdnis)
+		p(pRDNIS, v.rdnis)
 	}
-	p("Destination-Number", s.Destination)
-	p("Unique-ID", s.UUID)
-	p("Source", v.source)
+	p(pDestinationNumber, s.Destination)
+	p(pUniqueID, s.UUID)
+	p(pSource, v.source)
 	if v.xferSource != "" {
-		p("Transfer-Source", v.xferSource)
+		p(pTransferSource, v.xferSource)
 	}
-	p("Context", s.Context)
-	p("Channel-Name", s.Name)
-	p("Profile-Index", strconv.Itoa(max(v.profileIdx, 1)))
-	p("Profile-Created-Time", usec(v.profileAt))
-	p("Channel-Created-Time", usec(s.Created))
-	p("Channel-Answered-Time", usec(s.Answered))
-	p("Channel-Progress-Time", usec(s.Ringing))
-	p("Channel-Progress-Media-Time", usec(s.EarlyMedia))
-	p("Channel-Hangup-Time", usec(s.Hungup))
-	p("Channel-Transfer-Time", usec(v.xferAt))
-	p("Channel-Resurrect-Time", "0")
-	p("Channel-Bridged-Time", usec(s.Bridged))
-	p("Channel-Last-Hold", "0")
-	p("Channel-Hold-Accum", "0")
-	p("Screen-Bit", "true")
-	p("Privacy-Hide-Name", "false")
-	p("Privacy-Hide-Number", "false")
+	p(pContext, s.Context)
+	p(pChannelName, s.Name)
+	p(pProfileIndex, strconv.Itoa(max(v.profileIdx, 1)))
+	p(pProfileCreatedTime, usec(v.profileAt))
+	p(pChannelCreatedTime, usec(s.Created))
+	p(pChannelAnsweredTime, usec(s.Answered))
+	p(pChannelProgressTime, usec(s.Ringing))
+	p(pChannelProgressMediaTime, usec(s.EarlyMedia))
+	p(pChannelHangupTime, usec(s.Hungup))
+	p(pChannelTransferTime, usec(v.xferAt))
+	p(pChannelResurrectTime, "0")
+	p(pChannelBridgedTime, usec(s.Bridged))
+	p(pChannelLastHold, "0")
+	p(pChannelHoldAccum, "0")
+	p(pScreenBit, "true")
+	p(pPrivacyHideName, "false")
+	p(pPrivacyHideNumber, "false")
 	return h
 }
 
@@ -298,10 +404,31 @@ func channelHeaders(h []header, s *callmodel.Snapshot, v *view) []header {
 
 func variableHeaders(h []header, vars callmodel.Vars) []header {
 	vars.Each(func(name, value string) {
-		h = append(h, header{"variable_" + name, value})
+		h = append(h, header{variableName(name), value})
 	})
 	return h
 }
+
+// variableName is "variable_"+name, interned: the same few dozen names
+// come back in every event.
+func variableName(name string) string {
+	if v, ok := varNames.Load(name); ok {
+		return v.(string)
+	}
+	v := "variable_" + name
+	if varNameCount.Add(1) <= maxVarNames {
+		varNames.Store(name, v)
+	}
+	return v
+}
+
+// the intern table stays bounded whatever names controllers invent
+const maxVarNames = 4096
+
+var (
+	varNames     sync.Map
+	varNameCount atomic.Int64
+)
 
 // reportingVariables are the variables FreeSWITCH computes when the
 // channel reaches CS_REPORTING (hangup cause, stamps, durations).
@@ -358,10 +485,10 @@ func reportingVariables(h []header, s *callmodel.Snapshot) []header {
 	return h
 }
 
-// channelEvent builds a channel event: base headers, pre (event-specific
-// headers FreeSWITCH adds before the channel data), the channel data, the
-// variables when the event carries them, then post.
-func (c *core) channelEvent(name string, seq uint64, at time.Time, s *callmodel.Snapshot, v *view, pre, post []header) *fsEvent {
+// channelHeaders builds a channel event's headers: base headers, pre (the
+// event-specific headers FreeSWITCH adds before the channel data), the
+// channel data, the variables when the event carries them, then post.
+func (c *core) channelHeaders(name string, seq uint64, at time.Time, s *callmodel.Snapshot, v *view, pre, post []header) []header {
 	h := make([]header, 0, 64+s.Vars.Len())
 	h = c.baseHeaders(h, name, seq, at)
 	h = append(h, pre...)
@@ -372,6 +499,5 @@ func (c *core) channelEvent(name string, seq uint64, at time.Time, s *callmodel.
 			h = reportingVariables(h, s)
 		}
 	}
-	h = append(h, post...)
-	return &fsEvent{name: name, uuid: s.UUID, headers: h}
+	return append(h, post...)
 }

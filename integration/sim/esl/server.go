@@ -349,17 +349,12 @@ func (s *Server) deliver(fe *fsEvent) {
 	for _, c := range mine {
 		c.offer(fe)
 	}
-	if fe.name == "CHANNEL_HANGUP_COMPLETE" {
+	if fe.name == "CHANNEL_HANGUP_COMPLETE" && fe.snap != nil {
 		// mod_event_socket notices the channel is down once it reached
 		// CS_REPORTING: the controlling connections get their linger or
 		// goodbye notice now, and no later event of the channel
-		s.channelGone(fe.uuid, channelNameOf(fe))
+		s.channelGone(fe.uuid, fe.snap.Name)
 	}
-}
-
-func channelNameOf(fe *fsEvent) string {
-	v, _ := fe.get("Channel-Name")
-	return v
 }
 
 // scheduleHeartbeat raises HEARTBEAT every Heartbeat period.

@@ -136,34 +136,33 @@ func isUpperHex(b byte) bool {
 // serializes an event: bytes outside ' '..'~' and the unsafe characters
 // become %XX, but an existing %XX escape (upper-case hex) is kept.
 func urlEncode(s string) string {
-	need := false
+	return string(appendURLEncoded(nil, s))
+}
+
+// urlSafe[c] is true for the bytes that are written as they are.
+var urlSafe [256]bool
+
+func init() {
+	for c := ' '; c <= '~'; c++ {
+		urlSafe[c] = !strings.ContainsRune(urlUnsafe, c)
+	}
+}
+
+// appendURLEncoded appends the url encoding of s to b.
+func appendURLEncoded(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if c < ' ' || c > '~' || strings.IndexByte(urlUnsafe, c) >= 0 {
-			need = true
-			break
+		if urlSafe[c] {
+			b = append(b, c)
+			continue
 		}
-	}
-	if !need {
-		return s
-	}
-	var b strings.Builder
-	b.Grow(len(s) + 16)
-	for i := 0; i < len(s); i++ {
-		c := s[i]
 		if c == '%' && i+2 < len(s) && isUpperHex(s[i+1]) && isUpperHex(s[i+2]) {
-			b.WriteByte(c)
+			b = append(b, c)
 			continue
 		}
-		if c < ' ' || c > '~' || strings.IndexByte(urlUnsafe, c) >= 0 {
-			b.WriteByte('%')
-			b.WriteByte(upperHex[c>>4])
-			b.WriteByte(upperHex[c&15])
-			continue
-		}
-		b.WriteByte(c)
+		b = append(b, '%', upperHex[c>>4], upperHex[c&15])
 	}
-	return b.String()
+	return b
 }
 
 // urlDecode undoes urlEncode (and any %xx escape); a malformed escape is
