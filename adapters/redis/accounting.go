@@ -35,7 +35,7 @@ func (s *Store) Acquire(ctx context.Context, h accounting.Hold) error {
 		return fmt.Errorf("acquire %s: control character in the hold", h.ID)
 	}
 	if !s.up.Load() {
-		return s.unavailable(h, errors.New("Redis is down"))
+		return s.unavailable(h, false, errors.New("Redis is down"))
 	}
 	for try := 0; ; try++ {
 		r, err := s.runScript(ctx, acquireScript,
@@ -45,7 +45,7 @@ func (s *Store) Acquire(ctx context.Context, h accounting.Hold) error {
 			if failed(ctx, err) {
 				s.markDown(err)
 			}
-			return s.unavailable(h, err)
+			return s.unavailable(h, true, err)
 		}
 		switch r {
 		case 1:
@@ -63,10 +63,10 @@ func (s *Store) Acquire(ctx context.Context, h accounting.Hold) error {
 			// The lease lapsed (this node was cut off longer than its TTL,
 			// or Redis lost it): renew it, put the legs back, try again.
 			if try > 0 {
-				return s.unavailable(h, errors.New("lease lost"))
+				return s.unavailable(h, false, errors.New("lease lost"))
 			}
 			if err := s.beat(ctx); err != nil {
-				return s.unavailable(h, err)
+				return s.unavailable(h, false, err)
 			}
 			continue
 		}
@@ -75,8 +75,8 @@ func (s *Store) Acquire(ctx context.Context, h accounting.Hold) error {
 }
 
 // unavailable handles an acquire that could not be decided: fail closed
-// (refuse, and release it in case it ran after all) or fail open.
-func (s *Store) unavailable(h accounting.Hold, cause error) error {
+// (refuse; if it was sent, release it in case it ran after all) or fail open.
+func (s *Store) unavailable(h accounting.Hold, sent bool, cause error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if lh, ok := s.local[h.ID]; ok && lh.state != releasing {
@@ -88,9 +88,11 @@ func (s *Store) unavailable(h accounting.Hold, cause error) error {
 			"call", callOf(h.ID), "hold", h.ID, "server", h.Leg.Server, "org", h.Leg.Org, "err", cause)
 		return nil
 	}
-	// The script may have run even though no answer came back: release it
-	// later, which also keeps a late arrival from counting.
-	s.local[h.ID] = &localHold{h: h, state: releasing}
+	if sent {
+		// The script may have run even though no answer came back: release
+		// it later, which also keeps a late arrival from counting.
+		s.local[h.ID] = &localHold{h: h, state: releasing}
+	}
 	return fmt.Errorf("acquire %s: %w (%w)", h.ID, accounting.ErrUnavailable, cause)
 }
 
@@ -234,14 +236,14 @@ func (s *Store) Reconcile(ctx context.Context, server string, live []string) (in
 		batch := gone[:min(len(gone), 400)]
 		gone = gone[len(batch):]
 		args := append([]any{s.tag, tombstoneTTL.Milliseconds(), minAge}, batch...)
-		n, err := reconcileScript.Run(ctx, s.rdb, []string{s.holdsKey}, args...).Int()
+		ids, err := reconcileScript.Run(ctx, s.rdb, []string{s.holdsKey}, args...).StringSlice()
 		if err != nil {
 			return released, fmt.Errorf("reconcile %s: %w", server, err)
 		}
-		released += n
-	}
-	if released > 0 {
-		s.log.Info("released counted legs whose channels are gone", "server", server, "released", released)
+		for _, id := range ids {
+			s.log.Info("released a counted leg: its channel is gone", "call", callOf(id), "hold", id, "server", server)
+		}
+		released += len(ids)
 	}
 	return released, nil
 }

@@ -150,12 +150,8 @@ func TestNoRedisAtStart(t *testing.T) {
 		try++
 		return s.Acquire(ctx, hold(fmt.Sprintf("y%d/in/0", try), "fs1")) == nil
 	})
-	// A refused acquire is released once Redis is back (it might have run
-	// without its answer arriving), so the same id stays refused.
-	eventually(t, 10*time.Second, "the refused hold was not tombstoned", func() bool {
-		return errors.Is(s.Acquire(ctx, hold("x/in/0", "fs1")), ErrReleased)
-	})
-	// Only the successful acquire counts.
+	// Only the successful acquire counts: the refused ones were never sent
+	// (the node knew Redis was down) or were released once it was back.
 	if n := MustCountNode(t, s); n != 1 {
 		t.Fatalf("count %d, want 1", n)
 	}

@@ -130,13 +130,13 @@ return n
 // reconcileScript: KEYS holds; ARGV tag prefix, tombstone ttl ms, min age ms,
 // then id, channel pairs found gone. Releases each hold still on that channel
 // and older than min age, and tombstones it so a node putting its legs back
-// does not revive it. Returns how many were released.
+// does not revive it. Returns the ids released.
 var reconcileScript = goredis.NewScript(`
 local p = ARGV[1]
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local minAge = tonumber(ARGV[3])
-local n = 0
+local out = {}
 for i = 4, #ARGV, 2 do
   local id = ARGV[i]
   local v = redis.call('HGET', KEYS[1], id)
@@ -148,11 +148,11 @@ for i = 4, #ARGV, 2 do
       if o ~= '' then redis.call('SREM', p .. 'o:' .. o, id) end
       redis.call('SREM', p .. 'l:' .. l, id)
       redis.call('SET', p .. 't:' .. id, '1', 'PX', ARGV[2])
-      n = n + 1
+      out[#out + 1] = id
     end
   end
 end
-return n
+return out
 `)
 
 // Ownership keys carry one hash tag per media server, {<prefix>:own:<server>}:
