@@ -22,15 +22,12 @@ type format uint8
 const (
 	fmtPlain format = iota
 	fmtJSON
-	fmtXML
 )
 
 func (f format) String() string {
 	switch f {
 	case fmtJSON:
 		return "json"
-	case fmtXML:
-		return "xml"
 	}
 	return "plain"
 }
@@ -524,8 +521,9 @@ func (c *conn) cmdEvent(line string) {
 				c.sub.format = fmtJSON
 				continue
 			case "xml":
-				c.sub.format = fmtXML
-				continue
+				c.mu.Unlock()
+				c.reply("-ERR xml event format is not simulated (use plain or json)")
+				return
 			}
 		}
 		if custom {
@@ -700,7 +698,9 @@ func (c *conn) cmdMyevents(line string) {
 			case "json":
 				c.sub.format = fmtJSON
 			case "xml":
-				c.sub.format = fmtXML
+				c.mu.Unlock()
+				c.reply("-ERR xml event format is not simulated (use plain or json)")
+				return
 			case "plain":
 				c.sub.format = fmtPlain
 			}
@@ -715,7 +715,9 @@ func (c *conn) cmdMyevents(line string) {
 	c.sub.myevents = true
 	c.sub.enabled = true
 	if strings.Contains(line, "xml") || strings.Contains(line, "XML") {
-		c.sub.format = fmtXML
+		c.mu.Unlock()
+		c.reply("-ERR xml event format is not simulated (use plain or json)")
+		return
 	}
 	if strings.Contains(line, "json") || strings.Contains(line, "JSON") {
 		c.sub.format = fmtJSON

@@ -32,15 +32,13 @@ type fsChan struct {
 	loop    byte   // 'A' or 'B' for loopback halves
 
 	// execution
-	started    bool      // the channel runs applications (CS_EXECUTE)
-	dp         []action  // dialplan actions still to run
-	stack      []*appRun // applications running, outermost first
-	queue      []*execReq
-	controlled bool // an outbound socket controls the channel (CF_CONTROLLED)
-	unwound    bool // the running applications were ended by the hangup
+	started bool      // the channel runs applications (CS_EXECUTE)
+	dp      []action  // dialplan actions still to run
+	stack   []*appRun // applications running, outermost first
+	queue   []*execReq
+	unwound bool // the running applications were ended by the hangup
 
 	// originate / bridge bookkeeping
-	origin *originate // the originate this channel is a leg of
 	bridge *bridgeRun // the bridge application running on this channel
 }
 

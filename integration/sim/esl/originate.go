@@ -441,7 +441,7 @@ func (s *Server) createLeg(tx *callmodel.Tx, o *originate, leg *origLeg, first b
 		aExt := &fsChan{intro: introOutgoing, oldUUID: oldUUID, loop: 'A', v: view{
 			callUUID: callUUID, codec: codecL16, source: "mod_loopback", dialplan: "xml",
 			ani: ani, origCaller: orig, profileIdx: 1, profileAt: now, other: other,
-		}, origin: o}
+		}}
 		bExt := &fsChan{intro: introIncoming, loop: 'B', v: view{
 			callUUID: bUUID, codec: codecL16, source: "mod_loopback", dialplan: "xml", hit: true,
 			ani: ani, origCaller: orig, profileIdx: 1, profileAt: now,
@@ -487,7 +487,7 @@ func (s *Server) createLeg(tx *callmodel.Tx, o *originate, leg *origLeg, first b
 	ext := &fsChan{intro: introOutgoing, v: view{
 		callUUID: callUUID, codec: codecPCMU, source: "src/switch_ivr_originate.c",
 		ani: ani, origCaller: orig, profileIdx: 1, profileAt: now, other: other,
-	}, origin: o}
+	}}
 	got, err := tx.Dial(callmodel.ChannelSpec{UUID: uuid, Name: t.name, Direction: callmodel.Outbound,
 		Caller: caller, Callee: t.callee, Destination: t.callee.Number, Context: "default",
 		Vars: vars, Headers: headers, Ext: ext}, t.ep)

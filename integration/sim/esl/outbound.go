@@ -62,10 +62,6 @@ func (s *Server) dialController(uuid string, run *appRun) {
 		c.start()
 		return nil
 	})
-	if err == nil && nc != nil {
-		// nc is owned by the connection (or closed) now
-		_ = err
-	}
 }
 
 func (s *Server) onStack(fc *fsChan, run *appRun) bool {
@@ -134,7 +130,6 @@ func (c *conn) cmdConnect() {
 		c.sendRaw(s.channelData(tx, &snap, fc))
 		run := c.run
 		if run != nil && s.onStack(fc, run) && !run.parked && snap.State != callmodel.StateHangup {
-			fc.controlled = true
 			run.parked = true
 			s.emit(tx, c.uuid, "CHANNEL_PARK", nil, nil)
 			s.kick(tx, c.uuid)
@@ -175,7 +170,6 @@ func (s *Server) releaseControl(c *conn) {
 		if fc == nil || !tx.Exists(c.uuid) {
 			return nil
 		}
-		fc.controlled = false
 		n := len(fc.stack)
 		if n == 0 {
 			return nil
