@@ -45,7 +45,9 @@ func (s *Store) Run(ctx context.Context, server string, lead func(ctx context.Co
 		default:
 			lastOwner = ""
 			s.lead(ctx, controller.Term{Server: server, Node: s.node, Token: tok}, leaseKey, fenceKey, sent, lead)
-			continue
+			// Then wait like a loser: a lead that keeps failing at once
+			// (its media server unreachable) must not spin, and another
+			// node may do better.
 		}
 		t := time.NewTimer(poll)
 		select {

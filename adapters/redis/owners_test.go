@@ -253,3 +253,25 @@ func TestOwnershipNoOverlap(t *testing.T) {
 	t.Logf("owner %s cut off; another node handled events %s later; %d terms, none overlapping",
 		first.node, takeover.Round(time.Millisecond), len(tenures))
 }
+
+// TestLeadEndingItselfDoesNotSpin: a lead that returns at once (its media
+// server unreachable, say) is not called again in a tight loop.
+func TestLeadEndingItselfDoesNotSpin(t *testing.T) {
+	cfg := fastConfig([]string{standalone(t).Addr}, false, randPrefix())
+	s := open(t, cfg, "quick")
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.OwnerTTL)
+	defer cancel()
+	var terms atomic.Int64
+	var last atomic.Uint64
+	_ = s.Run(ctx, "ast9", func(_ context.Context, term controller.Term) {
+		terms.Add(1)
+		if term.Token <= last.Load() {
+			t.Errorf("token %d after %d", term.Token, last.Load())
+		}
+		last.Store(term.Token)
+	})
+	// One campaign per quarter of the owner TTL at most.
+	if n := terms.Load(); n < 1 || n > 5 {
+		t.Fatalf("%d terms in one owner TTL", n)
+	}
+}
