@@ -90,6 +90,19 @@ func (e *engine) unlock() {
 	}
 }
 
+// unlockSync releases the engine and waits until the network calls queued
+// while it was held have run. REST handlers use it so that, as with a real
+// server, what a request changed on the SIP side (the caller answered, two
+// legs bridged, a leg hung up) is done when the reply arrives.
+func (e *engine) unlockSync() {
+	after := e.after
+	e.after = nil
+	e.mu.Unlock()
+	if len(after) > 0 {
+		e.disp.pushWait(after)
+	}
+}
+
 // later queues f to run on the dispatcher goroutine once the engine is
 // unlocked. Network calls never run under the engine lock nor on the
 // caller's stack, so a Network may call back into the server while holding
@@ -99,6 +112,7 @@ func (e *engine) later(f func()) { e.after = append(e.after, f) }
 // dispatcher runs queued network calls in order on one goroutine.
 type dispatcher struct {
 	mu      sync.Mutex
+	closing bool
 	q       []func()
 	wake    chan struct{}
 	stop    chan struct{}
@@ -119,6 +133,25 @@ func (d *dispatcher) push(fs []func()) {
 	case d.wake <- struct{}{}:
 	default:
 	}
+}
+
+// pushWait queues fs and waits until they ran (not at all once the
+// dispatcher is closing).
+func (d *dispatcher) pushWait(fs []func()) {
+	done := make(chan struct{})
+	d.mu.Lock()
+	if d.closing {
+		d.mu.Unlock()
+		return
+	}
+	d.q = append(d.q, fs...)
+	d.q = append(d.q, func() { close(done) })
+	d.mu.Unlock()
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+	<-done
 }
 
 func (d *dispatcher) drain() {
@@ -151,6 +184,9 @@ func (d *dispatcher) run() {
 
 // close runs what is queued and stops the goroutine.
 func (d *dispatcher) close() {
+	d.mu.Lock()
+	d.closing = true
+	d.mu.Unlock()
 	select {
 	case <-d.stop:
 	default:

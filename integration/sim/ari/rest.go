@@ -235,7 +235,7 @@ func (s *Server) deleteChannel(w http.ResponseWriter, id string, q params) {
 	}
 	c.cause = cause
 	e.hangup(c, cause, &hangupRequest{HasCause: true, Cause: softHangupExplicit, Soft: true})
-	e.unlock()
+	e.unlockSync()
 	writeNoContent(w)
 }
 
@@ -257,7 +257,7 @@ func (s *Server) controlOp(w http.ResponseWriter, id string, stateCheck bool, op
 	default:
 		err = op(c)
 	}
-	e.unlock()
+	e.unlockSync()
 	if err != nil {
 		writeError(w, err)
 		return
@@ -451,7 +451,7 @@ func (s *Server) deleteBridge(w http.ResponseWriter, id string) {
 	if br != nil {
 		e.destroyBridge(br)
 	}
-	e.unlock()
+	e.unlockSync()
 	if br == nil {
 		writeError(w, errf(404, "Bridge not found"))
 		return
@@ -496,7 +496,7 @@ func (s *Server) bridgeMembers(w http.ResponseWriter, id string, add bool, q par
 		e.bridgeAdd(br, chans)
 		return nil
 	}()
-	e.unlock()
+	e.unlockSync()
 	if err != nil {
 		writeError(w, err)
 		return
