@@ -398,15 +398,14 @@ func (c *conn) cleanup() {
 // handle runs one command; false ends the connection.
 func (c *conn) handle(cmd *command) bool {
 	line := cmd.line
-	lower := strings.ToLower(line)
-	if strings.HasPrefix(lower, "exit") || strings.HasPrefix(line, "...") {
+	if hasPrefixFold(line, "exit") || strings.HasPrefix(line, "...") {
 		c.reply("+OK bye")
 		c.finishWith(false)
 		return true
 	}
 	if !c.authed {
 		switch {
-		case strings.HasPrefix(lower, "auth "):
+		case hasPrefixFold(line, "auth "):
 			if strings.TrimRight(line[5:], "\r\n") == c.s.cfg.Password {
 				c.authed = true
 				c.reply("+OK accepted")
@@ -415,7 +414,7 @@ func (c *conn) handle(cmd *command) bool {
 			c.reply("-ERR invalid")
 			c.finishWith(false)
 			return true
-		case strings.HasPrefix(lower, "userauth "):
+		case hasPrefixFold(line, "userauth "):
 			c.reply("-ERR invalid")
 			c.finishWith(false)
 			return true
@@ -424,36 +423,36 @@ func (c *conn) handle(cmd *command) bool {
 		return true
 	}
 	switch {
-	case strings.HasPrefix(lower, "filter "):
+	case hasPrefixFold(line, "filter "):
 		c.cmdFilter(line[7:])
-	case c.outbound && strings.HasPrefix(lower, "resume"):
+	case c.outbound && hasPrefixFold(line, "resume"):
 		c.reply("+OK")
-	case c.outbound && strings.HasPrefix(lower, "connect"):
+	case c.outbound && hasPrefixFold(line, "connect"):
 		c.cmdConnect()
-	case c.outbound && strings.HasPrefix(lower, "getvar"):
+	case c.outbound && hasPrefixFold(line, "getvar"):
 		name := strings.TrimSpace(strings.TrimPrefix(line[6:], " "))
 		v := ""
 		_ = c.s.model.Do(func(tx *callmodel.Tx) error { v, _ = tx.Var(c.uuid, name); return nil })
 		c.reply(v)
-	case (c.outbound && strings.HasPrefix(lower, "myevents")) || strings.HasPrefix(lower, "myevents "):
+	case (c.outbound && hasPrefixFold(line, "myevents")) || hasPrefixFold(line, "myevents "):
 		c.cmdMyevents(line)
-	case strings.HasPrefix(lower, "divert_events"):
+	case hasPrefixFold(line, "divert_events"):
 		if !c.outbound {
 			c.reply("-ERR not controlling a session.")
-		} else if strings.Contains(lower, "on") {
+		} else if strings.Contains(strings.ToLower(line), " on") {
 			c.reply("+OK events diverted")
 		} else {
 			c.reply("+OK events not diverted")
 		}
-	case strings.HasPrefix(lower, "sendmsg"):
+	case hasPrefixFold(line, "sendmsg"):
 		c.cmdSendmsg(cmd)
-	case strings.HasPrefix(lower, "sendevent"):
+	case hasPrefixFold(line, "sendevent"):
 		c.reply("+OK " + c.s.fleet.NewUUID())
-	case strings.HasPrefix(lower, "api "):
+	case hasPrefixFold(line, "api "):
 		c.cmdAPI(strings.TrimSpace(line[4:]))
-	case strings.HasPrefix(lower, "bgapi "):
+	case hasPrefixFold(line, "bgapi "):
 		c.cmdBgapi(strings.TrimSpace(line[6:]), cmd.get("Job-UUID"))
-	case strings.HasPrefix(lower, "linger"):
+	case hasPrefixFold(line, "linger"):
 		if !c.outbound {
 			c.reply("-ERR not controlling a session")
 			break
@@ -470,7 +469,7 @@ func (c *conn) handle(cmd *command) bool {
 		} else {
 			c.reply("+OK will linger")
 		}
-	case strings.HasPrefix(lower, "nolinger"):
+	case hasPrefixFold(line, "nolinger"):
 		if !c.outbound {
 			c.reply("-ERR not controlling a session")
 			break
@@ -479,19 +478,19 @@ func (c *conn) handle(cmd *command) bool {
 		c.linger = false
 		c.mu.Unlock()
 		c.reply("+OK will not linger")
-	case strings.HasPrefix(lower, "nolog"):
+	case hasPrefixFold(line, "nolog"):
 		c.reply("-ERR not loging")
-	case strings.HasPrefix(lower, "log"):
+	case hasPrefixFold(line, "log"):
 		level := strings.TrimSpace(line[3:])
 		if level == "" {
 			level = "debug"
 		}
 		c.reply("+OK log level " + level + " [7]")
-	case strings.HasPrefix(lower, "nixevent"):
+	case hasPrefixFold(line, "nixevent"):
 		c.cmdNixevent(line)
-	case strings.HasPrefix(lower, "noevents"):
+	case hasPrefixFold(line, "noevents"):
 		c.cmdNoevents()
-	case strings.HasPrefix(lower, "event"):
+	case hasPrefixFold(line, "event"):
 		c.cmdEvent(line)
 	default:
 		c.reply("-ERR command not found")
@@ -758,4 +757,9 @@ func init() {
 	CALL_DETAIL DEVICE_STATE TEXT SHUTDOWN_REQUESTED ALL`) {
 		knownEvents[n] = true
 	}
+}
+
+// hasPrefixFold is strncasecmp(line, prefix, len(prefix)) == 0.
+func hasPrefixFold(line, prefix string) bool {
+	return len(line) >= len(prefix) && strings.EqualFold(line[:len(prefix)], prefix)
 }
