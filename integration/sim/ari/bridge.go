@@ -117,7 +117,6 @@ func (e *engine) bridgeConnectedLines(b *bridge) {
 			continue
 		}
 		c.snap.Connected = o.snap.Caller
-		c.touch()
 		e.emit(encChannelEvent(nil, "ChannelConnectedLine", e.now(), &c.snap), nil, c)
 		// A Local half passes its connected line on as the caller of the
 		// other half.

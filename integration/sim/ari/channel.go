@@ -28,7 +28,6 @@ var outgoingLine = cep{AppName: "AppDial2", AppData: "(Outgoing Line)"}
 type channel struct {
 	e    *engine
 	snap chanSnap
-	enc  []byte // cached encoding of snap; nil after a change
 
 	tech  techKind
 	half  int      // Local: 1 or 2
@@ -109,8 +108,6 @@ func (e *engine) newChannel(id, name string, tech techKind, state string, dp cep
 	return c
 }
 
-func (c *channel) touch() { c.enc = nil }
-
 func (c *channel) subscribed(app string) bool {
 	for _, s := range c.subs {
 		if s == app {
@@ -168,7 +165,6 @@ func (e *engine) setState(c *channel, state string) {
 	if state == stateUp {
 		c.wasUp = true
 	}
-	c.touch()
 	e.emit(encChannelEvent(nil, "ChannelStateChange", e.now(), &c.snap), nil, c)
 }
 
@@ -177,7 +173,6 @@ func (e *engine) runApp(c *channel, prio int, app, data string) {
 	c.snap.Dialplan.Priority = prio
 	c.snap.Dialplan.AppName = app
 	c.snap.Dialplan.AppData = data
-	c.touch()
 	e.emit(encDialplan(nil, e.now(), app, data, &c.snap), nil, c)
 }
 
@@ -192,7 +187,6 @@ func (e *engine) setCaller(c *channel, p party, connected bool) {
 	if connected {
 		c.snap.Connected = p
 	}
-	c.touch()
 	ts := e.now()
 	e.emit(encCallerID(nil, ts, 0, &c.snap), nil, c)
 	if connected {
@@ -215,7 +209,6 @@ func (e *engine) enterStasis(c *channel, app string, args []string, replace *cha
 	}
 	c.snap.Dialplan.AppName = "Stasis"
 	c.snap.Dialplan.AppData = data
-	c.touch()
 	if e.activeApp(app) == nil {
 		e.varset(c, "STASISSTATUS", "FAILED")
 		e.log.Debug("stasis application not active, dialplan continues", "app", app, "call", c.snap.ID)
@@ -428,7 +421,6 @@ func (e *engine) finishChannel(c *channel, cause int) {
 	case c.outgoing:
 		c.snap.Dialplan.AppName, c.snap.Dialplan.AppData = outgoingLine.AppName, outgoingLine.AppData
 	}
-	c.touch()
 	e.emit(encDestroyed(nil, e.now(), cause, &c.snap), nil, c)
 	e.removeChannel(c)
 }

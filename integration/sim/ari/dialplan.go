@@ -211,7 +211,6 @@ func (e *engine) invalidExten(c *channel) {
 func (e *engine) runStasisContext(c *channel, context, exten string, prio int) {
 	c.snap.Dialplan.Context = context
 	c.snap.Dialplan.Exten = exten
-	c.touch()
 	if prio <= 1 {
 		e.runApp(c, 1, "NoOp", fmt.Sprintf("%s: \"%s\" <%s> -> %s", context, c.snap.Caller.Name, c.snap.Caller.Number, exten))
 		prio = 2
@@ -248,13 +247,11 @@ func (e *engine) continueDialplan(c *channel, context, exten string, prio int) {
 	switch {
 	case context == targetsContext:
 		c.snap.Dialplan.Context, c.snap.Dialplan.Exten = context, exten
-		c.touch()
 		e.runTarget(c, exten)
 	case e.cfg.isStasisContext(context):
 		e.runStasisContext(c, context, exten, prio)
 	default:
 		c.snap.Dialplan.Context, c.snap.Dialplan.Exten = context, exten
-		c.touch()
 		e.invalidExten(c)
 	}
 }

@@ -44,7 +44,6 @@ func (s *Server) Inbound(call InboundCall) (LegEvents, error) {
 	c.remoteAddr = call.RemoteAddr
 	c.snap.ProtocolID = callID
 	c.snap.Caller = call.Caller
-	c.touch()
 	if len(call.Headers) > 0 {
 		c.hdrIn = make(map[string]string, len(call.Headers))
 		for k, v := range call.Headers {

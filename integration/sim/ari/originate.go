@@ -153,7 +153,6 @@ func (s *Server) originateLocal(r originateReq, resource string, args []string, 
 	c1, c2 := e.newLocalPair(exten, context, r.id, r.otherID)
 	caller := parseCallerID(r.callerID)
 	c1.snap.Caller, c1.snap.Connected = caller, caller
-	c1.touch()
 	for k, v := range r.variables {
 		if err := e.setVariable(c1, k, v, false); err != nil {
 			e.log.Debug("originate variable refused", "variable", k, "err", err)
@@ -352,7 +351,6 @@ func (s *Server) dialCreated(id, callerID string, timeoutSec int) *apiError {
 	if caller != nil {
 		// The callee inherits the caller's identity as its connected line.
 		c.snap.Connected = caller.snap.Caller
-		c.touch()
 	}
 	d := &dialing{dialstring: c.createdDial, caller: caller}
 	c.createdDial = ""

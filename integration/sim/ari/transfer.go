@@ -80,7 +80,6 @@ func (s *Server) BlindTransfer(id, exten string) error {
 	// ;1 is dialing ;2 (the Dial started before anyone watched ;1).
 	l1.dial = &dialing{} // the recorded Dial ANSWER has an empty dialstring
 	l1.snap.Dialplan.AppName, l1.snap.Dialplan.AppData = "", ""
-	l1.touch()
 
 	// ;2 runs the dialplan: NoOp, Stasis(app,ctx,exten).
 	e.runStasisContext(l2, ctx, exten, 1)
@@ -90,7 +89,6 @@ func (s *Server) BlindTransfer(id, exten string) error {
 	// ;1 enters the transferer's application in its place.
 	replaceSnap := l1.snap
 	l1.snap.Dialplan.AppName, l1.snap.Dialplan.AppData = "Stasis", c.stasis
-	l1.touch()
 	app := c.stasis
 	if app == "" {
 		app = e.cfg.App

@@ -87,7 +87,6 @@ func (e *engine) writeFunction(c *channel, fn, args, value string, report bool) 
 			e.setCaller(c, p, false)
 		} else {
 			c.snap.Caller = p
-			c.touch()
 		}
 		return nil
 	case "CONNECTEDLINE":
@@ -103,7 +102,6 @@ func (e *engine) writeFunction(c *channel, fn, args, value string, report bool) 
 			return errFunction
 		}
 		c.snap.Connected = p
-		c.touch()
 		if report {
 			e.emit(encChannelEvent(nil, "ChannelConnectedLine", e.now(), &c.snap), nil, c)
 		}
