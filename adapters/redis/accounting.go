@@ -38,9 +38,18 @@ func (s *Store) Acquire(ctx context.Context, h accounting.Hold) error {
 		return s.unavailable(h, false, errors.New("Redis is down"))
 	}
 	for try := 0; ; try++ {
+		// The read lock keeps a reconciliation of this node's legs from
+		// seeing the hold in Redis before it is in s.local.
+		s.sync.RLock()
 		r, err := s.runScript(ctx, acquireScript,
 			[]string{s.holdsKey, s.tag + "s:" + h.Leg.Server, s.tag + "o:" + h.Leg.Org, s.tag + "l:" + s.lease, s.leaseKey, s.tag + "t:" + h.ID},
 			h.ID, h.Leg.Server, h.Leg.Org, s.lease, h.Channel, h.Limit.Server, h.Limit.Org)
+		if err == nil && r == 1 {
+			s.mu.Lock()
+			s.local[h.ID] = &localHold{h: h, state: held}
+			s.mu.Unlock()
+		}
+		s.sync.RUnlock()
 		if err != nil {
 			if failed(ctx, err) {
 				s.markDown(err)
@@ -49,9 +58,6 @@ func (s *Store) Acquire(ctx context.Context, h accounting.Hold) error {
 		}
 		switch r {
 		case 1:
-			s.mu.Lock()
-			s.local[h.ID] = &localHold{h: h, state: held}
-			s.mu.Unlock()
 			return nil
 		case -1:
 			return &accounting.LimitError{Scope: "server", Name: h.Leg.Server, Limit: h.Limit.Server}

@@ -3,12 +3,21 @@
 // UniversalClient): channel counts tied to node leases, ownership of media
 // servers, the provisioning plan and the call record stream.
 //
+// A node's counted legs are tied to its lease (node id plus a per-process
+// incarnation). Another node releases them once the lease has expired and
+// stayed expired for a heartbeat: lease_ttl plus at most two heartbeat
+// intervals after the node's last heartbeat, or at once through Reconcile
+// when the media server confirms the channels are gone.
+//
 // Redis going away: new counted legs are refused (ErrUnavailable) or, with
 // fail_open, let through and counted once Redis is back; releases and call
 // records wait in memory and are retried; calls already up are not touched.
-// The node notices Redis is back by itself. No count is lost across a Redis
-// restart when Redis persists every write: appendonly yes with appendfsync
-// always (everysec can lose the last second of acquires and releases).
+// The node notices Redis is back by itself. No count is lost or doubled
+// across a Redis restart: with appendonly yes and appendfsync always Redis
+// keeps every count (everysec can lose the last second of them, which the
+// nodes then put back); without persistence the live nodes put their legs
+// back from what they hold. The plan, the records not yet read and the
+// events claimed by media server owners need persistence to survive.
 package redis
 
 import (
@@ -299,6 +308,13 @@ func (s *Store) tick(ctx context.Context) {
 		n := len(s.local)
 		s.mu.Unlock()
 		s.log.Info("Redis reachable again: counting legs", "legs_known", n)
+		// Redis may have lost writes (a restart with appendfsync everysec,
+		// a failover to a replica that lagged): make its view of this node's
+		// legs match the node's own.
+		if err := s.reconcileOwn(ctx); err != nil {
+			s.markDown(err)
+			return
+		}
 	}
 	s.syncPending(ctx)
 	s.sweep(ctx)
@@ -307,14 +323,85 @@ func (s *Store) tick(ctx context.Context) {
 // beat renews the lease; when the lease was new (reaped while this node was
 // cut off, or Redis lost it) the node's legs are put back.
 func (s *Store) beat(ctx context.Context) error {
-	renewed, err := heartbeatScript.Run(ctx, s.rdb, []string{s.leaseKey}, s.lease, s.cfg.LeaseTTL.Milliseconds()).Int()
+	before := s.heldCount()
+	res, err := heartbeatScript.Run(ctx, s.rdb, []string{s.leaseKey, s.tag + "l:" + s.lease}, s.lease,
+		s.cfg.LeaseTTL.Milliseconds()).Int64Slice()
 	if err != nil {
 		return fmt.Errorf("heartbeat: %w", err)
 	}
-	if renewed == 0 {
+	if len(res) != 2 {
+		return fmt.Errorf("heartbeat: unexpected reply %v", res)
+	}
+	if res[0] == 0 {
 		return s.resync(ctx, false)
 	}
+	if int(res[1]) != before && int(res[1]) != s.heldCount() {
+		// Usually acquires and releases in flight; checkOwn looks again
+		// with none.
+		return s.checkOwn(ctx)
+	}
 	return nil
+}
+
+// reconcileOwn releases the legs Redis counts for this node's lease that the
+// node does not hold (their release was lost), and puts back those it holds
+// that Redis lost.
+func (s *Store) reconcileOwn(ctx context.Context) error {
+	s.sync.Lock()
+	defer s.sync.Unlock()
+	return s.reconcileOwnLocked(ctx)
+}
+
+// checkOwn compares, with no acquire or release in flight, how many legs
+// Redis counts for this node with how many it holds, and reconciles them if
+// they differ (Redis restarted and lost its last writes, unnoticed).
+func (s *Store) checkOwn(ctx context.Context) error {
+	s.sync.Lock()
+	defer s.sync.Unlock()
+	n, err := s.rdb.SCard(ctx, s.tag+"l:"+s.lease).Result()
+	if err != nil {
+		return fmt.Errorf("check own legs: %w", err)
+	}
+	if int(n) == s.heldCount() {
+		return nil
+	}
+	s.log.Warn("Redis counts a different number of legs for this node than it holds: reconciling",
+		"redis", n, "held", s.heldCount())
+	return s.reconcileOwnLocked(ctx)
+}
+
+func (s *Store) heldCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, lh := range s.local {
+		if lh.state == held {
+			n++
+		}
+	}
+	return n
+}
+
+func (s *Store) reconcileOwnLocked(ctx context.Context) error {
+	ids, err := s.rdb.SMembers(ctx, s.tag+"l:"+s.lease).Result()
+	if err != nil {
+		return fmt.Errorf("reconcile own legs: %w", err)
+	}
+	var extra []string
+	s.mu.Lock()
+	for _, id := range ids {
+		if lh := s.local[id]; lh == nil || lh.state == releasing {
+			extra = append(extra, id)
+		}
+	}
+	s.mu.Unlock()
+	for _, id := range extra {
+		if err := s.release(ctx, id); err != nil {
+			return fmt.Errorf("reconcile own legs: %w", err)
+		}
+		s.log.Warn("released a leg Redis still counted for this node after its release was lost", "call", callOf(id), "hold", id)
+	}
+	return s.resyncLocked(ctx, false)
 }
 
 // resync puts back the legs this node holds (all of them, or only those let
@@ -322,6 +409,11 @@ func (s *Store) beat(ctx context.Context) error {
 func (s *Store) resync(ctx context.Context, onlyUncounted bool) error {
 	s.sync.Lock()
 	defer s.sync.Unlock()
+	return s.resyncLocked(ctx, onlyUncounted)
+}
+
+// resyncLocked is resync with s.sync held.
+func (s *Store) resyncLocked(ctx context.Context, onlyUncounted bool) error {
 	s.mu.Lock()
 	var hs []*localHold
 	for _, lh := range s.local {

@@ -60,16 +60,17 @@ redis.call('SREM', ARGV[3] .. 'l:' .. l, ARGV[1])
 return 1
 `)
 
-// heartbeatScript: KEYS leases; ARGV lease, ttl ms.
-// Returns 1 renewed, 0 created (first beat, or the lease had been reaped:
-// the node must put its legs back).
+// heartbeatScript: KEYS leases, lease set; ARGV lease, ttl ms.
+// Returns {1 renewed or 0 created (first beat, or the lease had been reaped:
+// the node must put its legs back), legs counted for the lease}.
 var heartbeatScript = goredis.NewScript(`
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local had = redis.call('ZSCORE', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[1], string.format('%d', now + tonumber(ARGV[2])), ARGV[1])
-if had then return 1 end
-return 0
+local n = redis.call('SCARD', KEYS[2])
+if had then return {1, n} end
+return {0, n}
 `)
 
 // expiredScript: KEYS leases. Returns lease, score pairs of expired leases.
