@@ -303,6 +303,27 @@ func (r *Router) route(req *Request) Decision {
 		return reject(d, CauseInvalid, "dialed string is not 1-32 of 0-9 * # + (optionally ending in T)")
 	}
 	trunk := entry.Source(req.Source)
+	if req.Transfer != NoTransfer {
+		// A user transferred the call: it routes as dialed by that user,
+		// while the transferred party's channel still crosses the server's
+		// edge as it did (a PSTN call transferred to another server counts
+		// 2 + 1, SPEC §5).
+		if u := p.Caller(entry.Name, req.Domain, req.Caller); u != nil {
+			d.Origin = FromPhone
+			d.Caller = u
+			d.CallerOrg = u.Org
+			d.Billing = u.Org.ID
+			switch {
+			case trunk != nil && trunk.Peer != nil:
+				d.InLegs.Add(accounting.Leg{Server: entry.Name, Org: u.Org.ID, Kind: accounting.TrunkIn})
+			case trunk != nil:
+				d.InLegs.Add(accounting.Leg{Server: entry.Name, Org: u.Org.ID, Kind: accounting.PSTNIn})
+			}
+			return r.fromUser(d, req, entry, u)
+		}
+		// Nobody known transferred it (an operator's uuid_transfer): it
+		// routes as the transferred party's own call.
+	}
 	switch {
 	case trunk != nil && trunk.Peer != nil:
 		d.Origin = FromTrunk

@@ -259,12 +259,21 @@ func TestAccountingExamples(t *testing.T) {
 	}
 	// ... transferred (blind) by 3999 to server 2: server 1: 2, server 2: 1,
 	// and 2099 sees the original caller.
-	tr := r.Route(&routing.Request{Server: "srv11", Caller: "3999", Dialed: "122099", Transfer: routing.Blind,
-		OriginalCaller: "+4915112345678"})
-	s1 := in.InLegs.Count("srv11") + in.Target.Legs.Count("srv11") + tr.Target.Legs.Count("srv11")
+	// The transferred channel still comes from the PSTN: the call that
+	// continues after the transfer counts its inbound leg and the trunk leg,
+	// the first call's count having ended with it.
+	tr := r.Route(&routing.Request{Server: "srv11", Source: "127.0.0.99", Caller: "3999", Dialed: "122099",
+		Transfer: routing.Blind, OriginalCaller: "+4915112345678"})
+	if tr.Kind != routing.InterServer || tr.InLegs.String() != "srv11:pstn-in(acme)" {
+		t.Fatalf("transfer: %s %s in-legs %s (%s)", tr.Kind, tr.Target.Number, tr.InLegs, tr.Reason)
+	}
+	s1 := tr.InLegs.Count("srv11") + tr.Target.Legs.Count("srv11")
 	s2 := tr.Target.Legs.Count("srv12")
 	if s1 != 2 || s2 != 1 {
 		t.Errorf("transfer counts srv11=%d srv12=%d, want 2 and 1", s1, s2)
+	}
+	if in.InLegs.Count("srv11") != 1 {
+		t.Errorf("before the transfer srv11 counts %d, want 1", in.InLegs.Count("srv11"))
 	}
 	if tr.Target.CallerID != "+4915112345678" {
 		t.Errorf("blind transfer shows %q, want the original caller", tr.Target.CallerID)

@@ -1,0 +1,320 @@
+// Package node wires a callctl node together: the controller's engine, the
+// media-server adapters for the servers of the plan (FreeSWITCH over the
+// Event Socket, Asterisk over ARI) and the state backend (in-memory for one
+// node, Redis for a cluster). The command's serve and the scenario suite both
+// start nodes through it, so what is tested is what runs.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/callctl/callctl/adapters/asterisk"
+	"github.com/callctl/callctl/adapters/freeswitch"
+	"github.com/callctl/callctl/controller"
+	"github.com/callctl/callctl/controller/accounting"
+	"github.com/callctl/callctl/controller/provision"
+)
+
+// State is what a node keeps in its state backend (adapters/memory or
+// adapters/redis).
+type State interface {
+	accounting.Limiter
+	controller.Reconciler
+	controller.Owners
+	controller.RecordSink
+	controller.PlanStore
+}
+
+// Options configure a node.
+type Options struct {
+	// ID names the node in the cluster.
+	ID string
+	// ESLListen is where FreeSWITCH's socket application connects; empty
+	// when the node serves no FreeSWITCH.
+	ESLListen string
+	// Servers are the plan's servers this node serves; empty means all.
+	Servers []string
+	State   State
+	Logger  *slog.Logger
+	Metrics *controller.Metrics
+	// ReconcileEvery is how often the owner of a media server releases the
+	// counted legs of channels the server no longer has (30 s).
+	ReconcileEvery time.Duration
+	// LegGrace, see controller.Options.
+	LegGrace time.Duration
+	// FreeSWITCH tunes the outbound-socket server; FreeSWITCHConn and
+	// Asterisk tune each server's connection (tests shorten backoffs).
+	FreeSWITCH     freeswitch.Options
+	FreeSWITCHConn func(*freeswitch.MediaServerConfig)
+	Asterisk       func(*asterisk.Config)
+}
+
+// Node is a running callctl node.
+type Node struct {
+	opt    Options
+	log    *slog.Logger
+	engine *controller.Engine
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	fsServer *freeswitch.Server
+	fsMS     map[string]*freeswitch.MediaServer
+	serveErr chan error
+
+	mu      sync.Mutex
+	ariLive map[string]*asterisk.Client
+}
+
+// Start starts a node serving plan. It returns once the listeners are bound;
+// connections to media servers are made (and remade) in the background.
+func Start(ctx context.Context, plan *provision.Plan, opt Options) (*Node, error) {
+	if opt.State == nil {
+		return nil, errors.New("node: no state backend")
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	if opt.ReconcileEvery <= 0 {
+		opt.ReconcileEvery = 30 * time.Second
+	}
+	if opt.FreeSWITCH.Logger == nil {
+		opt.FreeSWITCH.Logger = opt.Logger
+	}
+	n := &Node{opt: opt, log: opt.Logger, fsMS: map[string]*freeswitch.MediaServer{},
+		ariLive: map[string]*asterisk.Client{}, serveErr: make(chan error, 1)}
+	n.ctx, n.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	n.engine = controller.NewEngine(plan, controller.Options{Node: opt.ID, Limiter: opt.State, Records: opt.State,
+		Logger: opt.Logger, Metrics: opt.Metrics, LegGrace: opt.LegGrace})
+
+	var fsList []*freeswitch.MediaServer
+	for _, s := range plan.Servers {
+		if len(opt.Servers) > 0 && !slices.Contains(opt.Servers, s.Name) {
+			continue
+		}
+		switch s.Kind {
+		case provision.KindFreeSWITCH:
+			fsList = append(fsList, n.startFreeSWITCH(s))
+		case provision.KindAsterisk:
+			if err := n.startAsterisk(s); err != nil {
+				n.cancel()
+				n.wg.Wait()
+				return nil, err
+			}
+		}
+	}
+	if len(fsList) > 0 {
+		if opt.ESLListen == "" {
+			n.cancel()
+			n.wg.Wait()
+			return nil, errors.New("node: the plan has FreeSWITCH servers but no listen address for their socket application")
+		}
+		n.fsServer = freeswitch.NewServer(n.engine, fsList, opt.FreeSWITCH)
+		if err := n.fsServer.Listen(n.ctx, opt.ESLListen); err != nil {
+			n.cancel()
+			n.wg.Wait()
+			return nil, fmt.Errorf("node: listen for FreeSWITCH: %w", err)
+		}
+		go func() { n.serveErr <- n.fsServer.Serve() }()
+		n.log.Info("listening for FreeSWITCH socket connections", "addr", n.fsServer.Addr().String())
+	}
+	return n, nil
+}
+
+// Engine is the node's engine.
+func (n *Node) Engine() *controller.Engine { return n.engine }
+
+// ESLAddr is the address FreeSWITCH's socket application connects to, nil
+// when the node serves no FreeSWITCH.
+func (n *Node) ESLAddr() net.Addr {
+	if n.fsServer == nil {
+		return nil
+	}
+	return n.fsServer.Addr()
+}
+
+// SetPlan switches the node to a new plan: new calls route with it.
+// Connections follow the plan the node started with; a server added or
+// moved in a new plan needs a restart of the node, which it says.
+func (n *Node) SetPlan(p *provision.Plan) {
+	old := n.engine.Plan()
+	n.engine.SetPlan(p)
+	for _, s := range p.Servers {
+		o := old.Server(s.Name)
+		if o == nil || o.Kind != s.Kind || !sameConn(o, s) {
+			n.log.Warn("the new plan adds or changes a media server connection: restart the node to use it", "server", s.Name)
+		}
+	}
+}
+
+func sameConn(a, b *provision.ServerInfo) bool {
+	switch {
+	case a.ESL != nil && b.ESL != nil:
+		return *a.ESL == *b.ESL
+	case a.ARI != nil && b.ARI != nil:
+		return *a.ARI == *b.ARI
+	}
+	return a.ESL == nil && b.ESL == nil && a.ARI == nil && b.ARI == nil
+}
+
+func (n *Node) startFreeSWITCH(s *provision.ServerInfo) *freeswitch.MediaServer {
+	cfg := freeswitch.MediaServerConfig{Name: s.Name, Address: s.ESL.Address, Password: s.ESL.Password,
+		Context: s.ESL.Context, Logger: n.log}
+	if n.opt.FreeSWITCHConn != nil {
+		n.opt.FreeSWITCHConn(&cfg)
+	}
+	ms := freeswitch.NewMediaServer(cfg)
+	n.fsMS[s.Name] = ms
+	n.wg.Add(2)
+	go func() {
+		defer n.wg.Done()
+		_ = ms.Run(n.ctx)
+	}()
+	// Every node keeps its own Event Socket connection (its calls need it);
+	// only the owner reconciles the server's counted legs.
+	go func() {
+		defer n.wg.Done()
+		_ = n.opt.State.Run(n.ctx, s.Name, func(ctx context.Context, t controller.Term) {
+			n.log.Info("owner of media server", "server", s.Name, "term", t.Token)
+			n.reconcileLoop(ctx, ms)
+		})
+	}()
+	return ms
+}
+
+func (n *Node) startAsterisk(s *provision.ServerInfo) error {
+	cfg, err := asterisk.FromServer(s, n.log)
+	if err != nil {
+		return fmt.Errorf("node: server %s: %w", s.Name, err)
+	}
+	if n.opt.Asterisk != nil {
+		n.opt.Asterisk(&cfg)
+	}
+	if _, err := asterisk.New(cfg); err != nil {
+		return fmt.Errorf("node: server %s: %w", s.Name, err)
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		// Asterisk lets one WebSocket serve an application: only the owner
+		// connects, and hands calls to the engine under its term.
+		_ = n.opt.State.Run(n.ctx, s.Name, func(ctx context.Context, t controller.Term) {
+			client, err := asterisk.New(cfg)
+			if err != nil {
+				n.log.Error("asterisk client", "server", s.Name, "err", err)
+				return
+			}
+			n.log.Info("owner of media server: connecting its ARI application", "server", s.Name, "term", t.Token)
+			n.mu.Lock()
+			n.ariLive[s.Name] = client
+			n.mu.Unlock()
+			defer func() {
+				n.mu.Lock()
+				delete(n.ariLive, s.Name)
+				n.mu.Unlock()
+			}()
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				n.reconcileLoop(ctx, client)
+			}()
+			if err := client.Run(ctx, &fenced{engine: n.engine, owners: n.opt.State, term: t, log: n.log}); err != nil && ctx.Err() == nil {
+				n.log.Error("asterisk application stopped", "server", s.Name, "err", err)
+			}
+			wg.Wait()
+			n.log.Info("no longer the owner of media server", "server", s.Name, "term", t.Token)
+		})
+	}()
+	return nil
+}
+
+// fenced hands a call to the engine only once across owners: a handover
+// never processes a call twice.
+type fenced struct {
+	engine *controller.Engine
+	owners controller.Owners
+	term   controller.Term
+	log    *slog.Logger
+}
+
+func (f *fenced) Handle(ms controller.MediaServer, call controller.Call) error {
+	ctx, cancel := context.WithTimeout(call.Context(), 3*time.Second)
+	first, err := f.owners.Claim(ctx, f.term, "call:"+call.ID())
+	cancel()
+	switch {
+	case errors.Is(err, controller.ErrNotOwner):
+		f.log.Warn("call arrived after this node lost the server; left to the new owner", "call", call.ID(), "server", ms.Name())
+		return nil
+	case err != nil:
+		// The state store is unreachable: the call is still ours (we hold
+		// the application's only connection), so handle it.
+		f.log.Warn("could not record the call's claim; handling it", "call", call.ID(), "err", err)
+	case !first:
+		f.log.Info("call already handled by an earlier owner", "call", call.ID())
+		return nil
+	}
+	return f.engine.Handle(ms, call)
+}
+
+// reconcileLoop releases counted legs whose channels the server no longer
+// has: at once when ownership begins, then periodically.
+func (n *Node) reconcileLoop(ctx context.Context, ms controller.MediaServer) {
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if _, err := controller.ReconcileServer(rctx, ms, n.opt.State, n.log); err != nil && ctx.Err() == nil {
+			n.log.Debug("reconcile skipped", "server", ms.Name(), "err", err)
+			t.Reset(time.Second)
+		} else {
+			t.Reset(n.opt.ReconcileEvery)
+		}
+		cancel()
+	}
+}
+
+// Shutdown drains the node: FreeSWITCH gets no new connections (its
+// dialplan falls back to the next node), new Asterisk calls are refused,
+// and the calls in progress end by themselves until ctx ends; then they are
+// ended. Connections close last.
+func (n *Node) Shutdown(ctx context.Context) error {
+	var fsErr error
+	var wg sync.WaitGroup
+	if n.fsServer != nil {
+		// Closing the listener first sends new FreeSWITCH calls to the next
+		// node of the dialplan; the connections in progress are waited for.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := n.fsServer.Shutdown(ctx); err != nil {
+				fsErr = fmt.Errorf("freeswitch listener: %w", err)
+			}
+		}()
+	}
+	err := n.engine.Drain(ctx)
+	wg.Wait()
+	n.cancel()
+	n.wg.Wait()
+	return errors.Join(err, fsErr)
+}
+
+// Close stops the node at once: active calls are ended.
+func (n *Node) Close() {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = n.Shutdown(ctx)
+}
