@@ -16,7 +16,7 @@ import (
 // simulator sends with what FreeSWITCH 1.10.12 sent.
 
 // speed is how much faster than real time the scenarios run.
-const speed = 20
+const speed = 10
 
 // simEvents are the events the simulator raises. Everything else in the
 // recordings (CODEC, API, CALL_UPDATE, PLAYBACK_*, *_SCHEDULE,
