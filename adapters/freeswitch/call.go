@@ -54,6 +54,24 @@ type call struct {
 	stepAt    time.Time
 	stepKind  string
 	stepArmed bool
+	// extWait is the time spent waiting for the media server (registration
+	// checks) since stepAt: not callctl's own.
+	extWait time.Duration
+}
+
+// ctxCallKey carries the call in its Context, so that work the engine does
+// for the call through the MediaServer (registration checks) can be told
+// apart from callctl's own time in the dial-step measurement.
+type ctxCallKey struct{}
+
+// addExternal records time spent waiting for the media server on behalf of
+// the call whose context ctx derives from.
+func addExternal(ctx context.Context, d time.Duration) {
+	if c, ok := ctx.Value(ctxCallKey{}).(*call); ok {
+		c.mu.Lock()
+		c.extWait += d
+		c.mu.Unlock()
+	}
 }
 
 // dialState is one bridge in progress.
@@ -381,7 +399,7 @@ func (c *call) finishAttempt(d *dialState, w *legWatch, kill bool, o hunt.Outcom
 		at = time.Now()
 	}
 	c.mu.Lock()
-	c.stepAt, c.stepKind, c.stepArmed = at, "step", false
+	c.stepAt, c.stepKind, c.stepArmed, c.extWait = at, "step", false, 0
 	c.mu.Unlock()
 	return controller.DialResult{Outcome: o, Cause: cause}
 }
@@ -394,6 +412,7 @@ func (c *call) awaitGone(w *legWatch) {
 		return
 	}
 	if ok, err := c.exists(w.id); err == nil && !ok {
+		// The answer to uuid_exists is the outcome's last piece.
 		c.ms.markGone(w, "")
 		return
 	}
@@ -583,10 +602,11 @@ func (c *call) afterWrite() {
 		c.mu.Unlock()
 		return
 	}
-	d := time.Since(c.stepAt)
+	d := time.Since(c.stepAt) - c.extWait
 	kind := c.stepKind
 	c.stepArmed = false
 	c.stepAt = time.Time{}
+	c.extWait = 0
 	c.mu.Unlock()
 	if f := c.srv.opt.ObserveStep; f != nil {
 		f(kind, d)

@@ -197,6 +197,10 @@ func SanitizeName(s string) string {
 	return b.String()
 }
 
+// legMarkVar is set on every leg callctl creates; the inbound connection
+// filters on it.
+const legMarkVar = "callctl_leg"
+
 // dialVars is what a bridge sets on the leg it creates.
 type dialVars struct {
 	legID   string
@@ -208,7 +212,7 @@ type dialVars struct {
 
 // BridgeArg builds the bridge argument for spec:
 //
-//	{origination_uuid=<leg>,originate_timeout=<s>,origination_caller_id_number=<n>,
+//	{origination_uuid=<leg>,callctl_leg=true,originate_timeout=<s>,origination_caller_id_number=<n>,
 //	 origination_caller_id_name=<name>[,sip_h_X-Callctl-Org=<org>]}<target>
 //
 // The target, leg id and org must be valid (else an error wrapping
@@ -240,6 +244,11 @@ func BridgeArg(spec controller.DialSpec) (arg string, dropped string, err error)
 	b.Grow(160 + len(spec.Target))
 	b.WriteString("{origination_uuid=")
 	b.WriteString(v.legID)
+	// Marks the leg so the inbound connection's filter passes its events
+	// and nobody else's.
+	b.WriteString(",")
+	b.WriteString(legMarkVar)
+	b.WriteString("=true")
 	if v.timeout > 0 {
 		secs := int((v.timeout + time.Second - 1) / time.Second)
 		b.WriteString(",originate_timeout=")

@@ -45,14 +45,14 @@ func TestBridgeArg(t *testing.T) {
 	if err != nil || dropped != "" {
 		t.Fatal(err, dropped)
 	}
-	want := "{origination_uuid=" + legID + ",originate_timeout=2,origination_caller_id_number=113999," +
+	want := "{origination_uuid=" + legID + ",callctl_leg=true,originate_timeout=2,origination_caller_id_number=113999," +
 		"origination_caller_id_name=Aiko Sato,sip_h_X-Callctl-Org=acme}sofia/gateway/srv12/2099"
 	if arg != want {
 		t.Errorf("got  %s\nwant %s", arg, want)
 	}
 	// The org mark goes on trunk calls only.
 	arg, _, _ = BridgeArg(controller.DialSpec{LegID: legID, Target: "user/1000", MarkOrg: "acme"})
-	if strings.Contains(arg, "X-Callctl-Org") || arg != "{origination_uuid="+legID+"}user/1000" {
+	if strings.Contains(arg, "X-Callctl-Org") || arg != "{origination_uuid="+legID+",callctl_leg=true}user/1000" {
 		t.Errorf("local call: %s", arg)
 	}
 }
@@ -85,7 +85,7 @@ func TestBridgeArgInjection(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if strings.Count(arg, "{") != 1 || strings.Count(arg, "}") != 1 || strings.Count(arg, ",") > 1 ||
+		if strings.Count(arg, "{") != 1 || strings.Count(arg, "}") != 1 || strings.Count(arg, ",") > 2 ||
 			strings.ContainsAny(arg, "|\n\r$'[]^&") || !strings.HasSuffix(arg, "}user/1000") {
 			t.Errorf("caller name %q gave %q", in, arg)
 		}

@@ -96,6 +96,7 @@ type testLab struct {
 	runs      sync.WaitGroup
 	serveDone chan error
 	closeOnce sync.Once
+	proc      *simProcess
 }
 
 type labOptions struct {
@@ -106,6 +107,8 @@ type labOptions struct {
 	logger       *slog.Logger
 	engineOpts   func(*controller.Options)
 	simConfig    func(*simesl.Config)
+	// remote runs the simulator in a child process (benchmarks).
+	remote *childConfig
 }
 
 func quietLogger() *slog.Logger {
@@ -150,32 +153,46 @@ func newTestLab(t testing.TB, o labOptions) *testLab {
 	if err := l.srv.Listen(l.ctx, "127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
-	l.fleet = callmodel.NewFleet(callmodel.WithLogger(o.logger))
-	l.events = &eventLog{}
-	gateways := map[string]string{}
-	for _, s := range o.servers {
-		gateways[s.name] = s.name
+	addrs := map[string]string{}
+	if o.remote != nil {
+		cfg := *o.remote
+		cfg.Controller = l.srv.Addr().String()
+		for _, s := range o.servers {
+			cfg.Servers = append(cfg.Servers, childServer{s.name, s.ip})
+		}
+		l.proc = startSimProcess(t, cfg)
+		addrs = l.proc.addrs
+	} else {
+		l.fleet = callmodel.NewFleet(callmodel.WithLogger(o.logger))
+		l.events = &eventLog{}
+		gateways := map[string]string{}
+		for _, s := range o.servers {
+			gateways[s.name] = s.name
+		}
+		for _, s := range o.servers {
+			m, err := l.fleet.AddServer(callmodel.ServerConfig{Name: s.name, Kind: callmodel.FreeSWITCH, IP: s.ip})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.Subscribe(l.events.observe)
+			cfg := simesl.Config{Switchname: s.name, Controllers: []string{l.srv.Addr().String()},
+				Gateways: gateways, Heartbeat: -1, Logger: o.logger}
+			if o.simConfig != nil {
+				o.simConfig(&cfg)
+			}
+			sim, err := simesl.New(m, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := sim.Start(); err != nil {
+				t.Fatal(err)
+			}
+			l.sims[s.name] = sim
+			addrs[s.name] = sim.Addr()
+		}
 	}
 	for _, s := range o.servers {
-		m, err := l.fleet.AddServer(callmodel.ServerConfig{Name: s.name, Kind: callmodel.FreeSWITCH, IP: s.ip})
-		if err != nil {
-			t.Fatal(err)
-		}
-		m.Subscribe(l.events.observe)
-		cfg := simesl.Config{Switchname: s.name, Controllers: []string{l.srv.Addr().String()},
-			Gateways: gateways, Heartbeat: -1, Logger: o.logger}
-		if o.simConfig != nil {
-			o.simConfig(&cfg)
-		}
-		sim, err := simesl.New(m, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := sim.Start(); err != nil {
-			t.Fatal(err)
-		}
-		l.sims[s.name] = sim
-		ms := NewMediaServer(MediaServerConfig{Name: s.name, Address: sim.Addr(), Password: "ClueCon",
+		ms := NewMediaServer(MediaServerConfig{Name: s.name, Address: addrs[s.name], Password: "ClueCon",
 			Logger: o.logger, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
 		l.ms[s.name] = ms
 		l.srv.servers = append(l.srv.servers, ms)
@@ -211,7 +228,12 @@ func (l *testLab) doClose() {
 	for _, s := range l.sims {
 		_ = s.Close()
 	}
-	l.fleet.Close()
+	if l.fleet != nil {
+		l.fleet.Close()
+	}
+	if l.proc != nil {
+		l.proc.stop()
+	}
 }
 
 // call places a call from phone ext of server to dialed.

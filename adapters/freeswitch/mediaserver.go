@@ -219,11 +219,20 @@ func (m *MediaServer) connect(ctx context.Context) (*conn, error) {
 	if err := m.exchange(nc, rd, msg, "auth"); err != nil {
 		return fail(err)
 	}
-	// Only what callctl uses: the end of the legs it creates, background job
-	// results, and heartbeats to notice a silent peer.
-	msg, _ = esl.AppendCommand(nil, "event", "plain", "CHANNEL_HANGUP_COMPLETE", "BACKGROUND_JOB", "HEARTBEAT")
-	if err := m.exchange(nc, rd, msg, "event"); err != nil {
-		return fail(err)
+	// Only what callctl uses: the end of the legs it creates (marked with
+	// callctl_leg, so a busy server's other channels are filtered out by
+	// FreeSWITCH itself: positive filters pass an event that matches any of
+	// them), background job results, and heartbeats to notice a silent peer.
+	for _, cmd := range [][]string{
+		{"event", "plain", "CHANNEL_HANGUP_COMPLETE", "BACKGROUND_JOB", "HEARTBEAT"},
+		{"filter", "variable_" + legMarkVar, "true"},
+		{"filter", "Event-Name", "BACKGROUND_JOB"},
+		{"filter", "Event-Name", "HEARTBEAT"},
+	} {
+		msg, _ = esl.AppendCommand(nil, cmd...)
+		if err := m.exchange(nc, rd, msg, cmd[0]); err != nil {
+			return fail(err)
+		}
 	}
 	_ = nc.SetDeadline(time.Time{})
 
@@ -499,7 +508,9 @@ func (m *MediaServer) Registered(ctx context.Context, endpoint string) (bool, er
 	if !isUser {
 		return true, nil
 	}
+	t0 := time.Now()
 	out, err := m.API(ctx, "sofia_contact", arg)
+	addExternal(ctx, time.Since(t0))
 	out = strings.TrimSpace(out)
 	if strings.Contains(out, "user_not_registered") {
 		return false, nil

@@ -69,7 +69,9 @@ type Options struct {
 	// ObserveStep, when set, receives callctl's own latency between an
 	// outcome reaching it and the command acting on it leaving: kind "setup"
 	// (connect reply to first bridge) or "step" (a member's outcome to the
-	// next bridge or the final hangup).
+	// next bridge or the final hangup). Time spent meanwhile waiting for the
+	// media server (the next member's registration check) is not callctl's
+	// and is left out.
 	ObserveStep func(kind string, d time.Duration)
 }
 
@@ -304,7 +306,6 @@ func (s *Server) handshake(nc net.Conn) (*call, error) {
 		}
 		s.log.Debug("frame before the connect reply", "content_type", f.ContentType(), "body", string(f.Body))
 	}
-	readAt := time.Now()
 	h := f.Header
 	if r := h.Get("Reply-Text"); !strings.HasPrefix(r, "+OK") {
 		rd.Release()
@@ -326,9 +327,10 @@ func (s *Server) handshake(nc net.Conn) (*call, error) {
 	}
 	info := callInfo(h, ms.Name())
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &call{srv: s, ms: ms, id: id, info: info, ctx: ctx, cancel: cancel, handled: make(chan struct{}),
+	c := &call{srv: s, ms: ms, id: id, info: info, cancel: cancel, handled: make(chan struct{}),
 		log: s.log.With("call", id, "server", ms.Name())}
-	c.stepAt, c.stepKind = readAt, "setup"
+	c.ctx = context.WithValue(ctx, ctxCallKey{}, c)
+	c.stepKind = "setup"
 	c.conn = newConn(nc, rd)
 	c.conn.onEvent = c.onEvent
 	c.conn.onNotice = c.onNotice
@@ -349,6 +351,12 @@ func (s *Server) handshake(nc net.Conn) (*call, error) {
 		}
 	}
 	_ = nc.SetDeadline(time.Time{})
+	// The setup clock starts once the subscription is confirmed: from there
+	// on, what the first command waits for is callctl's own work (and any
+	// registration check, which is the media server's and left out).
+	c.mu.Lock()
+	c.stepAt = time.Now()
+	c.mu.Unlock()
 	if err != nil {
 		c.log.Warn("event subscription failed: ending the session", "err", err)
 		c.conn.Close()
