@@ -100,6 +100,10 @@ func (l *Lab) place(ctx context.Context, server string, call callmodel.InboundCa
 }
 
 func (c *Call) observe(tx *callmodel.Tx, ev *callmodel.Event) bool {
+	if ev.Kind == callmodel.Note {
+		// a front's own facts (dialplan applications and the like)
+		return true
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.events = append(c.events, *ev)
@@ -135,7 +139,8 @@ func (c *Call) UUID() string { return c.uuid }
 // Server is the server the call arrived on.
 func (c *Call) Server() string { return c.server.Name }
 
-// Events returns what happened to the caller's channel so far.
+// Events returns what happened to the caller's channel so far (the
+// model's events; a front's notes are left out).
 func (c *Call) Events() []callmodel.Event {
 	c.mu.Lock()
 	defer c.mu.Unlock()

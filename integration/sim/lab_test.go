@@ -534,3 +534,31 @@ func TestLabStopLeavesNoGoroutine(t *testing.T) {
 }
 
 var _ = esl.MalformedJSON
+
+func TestRespondAndEarlyMedia(t *testing.T) {
+	ctl := newController(t)
+	lab := startLab(t, Config{Servers: []ServerConfig{{Name: "fs1", Kind: "freeswitch", Controllers: []string{ctl.addr()}}}})
+	call, err := lab.Call(ctx(t), "fs1", "3999", "5000", CallOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := ctl.accept()
+	c.send("myevents")
+	c.execute("pre_answer", "")
+	c.waitEvent("CHANNEL_PROGRESS_MEDIA")
+	c.execute("respond", "503 Service Unavailable")
+	res, err := call.WaitEnded(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Answered || res.SIPStatus != 503 || res.Cause != callmodel.CauseNormalTemporaryFailure {
+		t.Fatalf("result %+v", res)
+	}
+	var kinds []string
+	for _, ev := range call.Events() {
+		kinds = append(kinds, ev.Kind.String())
+	}
+	if strings.Join(kinds, " ") != "ChannelCreated ChannelEarlyMedia ChannelHangup ChannelDestroyed" {
+		t.Fatalf("caller's events: %v", kinds)
+	}
+}
