@@ -38,29 +38,38 @@ func (o *owners) server(name string) *ownedServer {
 }
 
 // Run leads server whenever no other Run in this process does, until ctx
-// ends.
+// ends. A lead that returns on its own is called again (new term) after a
+// pause, so a lead that fails at once does not spin.
 func (s *Store) Run(ctx context.Context, server string, lead func(ctx context.Context, t controller.Term)) error {
 	s.own.mu.Lock()
 	srv := s.own.server(server)
 	s.own.mu.Unlock()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-srv.free:
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-srv.free:
+		}
+		s.own.mu.Lock()
+		srv.token++
+		srv.leader = true
+		t := controller.Term{Server: server, Node: s.opt.Node, Token: srv.token}
+		s.own.mu.Unlock()
+		s.log.Info("media server owned", "server", server, "node", t.Node, "token", t.Token)
+		lead(ctx, t)
+		s.own.mu.Lock()
+		srv.leader = false
+		s.own.mu.Unlock()
+		srv.free <- struct{}{}
+		s.log.Info("media server released", "server", server, "token", t.Token)
+		pause := time.NewTimer(250 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			pause.Stop()
+			return ctx.Err()
+		case <-pause.C:
+		}
 	}
-	s.own.mu.Lock()
-	srv.token++
-	srv.leader = true
-	t := controller.Term{Server: server, Node: s.opt.Node, Token: srv.token}
-	s.own.mu.Unlock()
-	s.log.Info("media server owned", "server", server, "node", t.Node, "token", t.Token)
-	lead(ctx, t)
-	s.own.mu.Lock()
-	srv.leader = false
-	s.own.mu.Unlock()
-	srv.free <- struct{}{}
-	s.log.Info("media server released", "server", server, "token", t.Token)
-	return ctx.Err()
 }
 
 // Claim records that term t handled event.

@@ -489,4 +489,20 @@ func testOwners(t *testing.T, b Backend) {
 	}
 	stop()
 	<-ran
+
+	// A lead that returns on its own gets a new term later, not a spin.
+	short, cancelShort := context.WithTimeout(ctx, time.Second)
+	defer cancelShort()
+	var ends atomic.Int64
+	if err := n.Run(short, "ast2", func(_ context.Context, term controller.Term) {
+		ends.Add(1)
+		if term.Token == 0 || term.Server != "ast2" {
+			t.Errorf("term %+v", term)
+		}
+	}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("run returned %v, want the context's error", err)
+	}
+	if e := ends.Load(); e < 1 || e > 10 {
+		t.Fatalf("a lead returning at once ran %d times in a second", e)
+	}
 }
