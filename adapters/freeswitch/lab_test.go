@@ -53,6 +53,7 @@ orgs:
     international_prefix: "00"
     default_outgoing_number: "+4930100100"
     hunt: {ring_timeout: %s}
+    feature_codes: ["*97"]
     outbound_rules:
       - name: world
         countries: ["*"]
@@ -109,6 +110,8 @@ type labOptions struct {
 	simConfig    func(*simesl.Config)
 	// remote runs the simulator in a child process (benchmarks).
 	remote *childConfig
+	// handler replaces the engine as the server's handler.
+	handler Handler
 }
 
 func quietLogger() *slog.Logger {
@@ -149,7 +152,11 @@ func newTestLab(t testing.TB, o labOptions) *testLab {
 	if o.options.Logger == nil {
 		o.options.Logger = o.logger
 	}
-	l.srv = NewServer(l.engine, nil, o.options)
+	var h Handler = l.engine
+	if o.handler != nil {
+		h = o.handler
+	}
+	l.srv = NewServer(h, nil, o.options)
 	if err := l.srv.Listen(l.ctx, "127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}

@@ -228,6 +228,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// closingNow reports whether Shutdown has begun.
+func (s *Server) closingNow() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
 // ActiveCalls is the number of outbound connections being served.
 func (s *Server) ActiveCalls() int {
 	s.mu.Lock()

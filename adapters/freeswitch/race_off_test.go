@@ -1,0 +1,5 @@
+//go:build !race
+
+package freeswitch
+
+const raceEnabled = false
