@@ -221,8 +221,9 @@ func (c *call) onClose(err error) {
 }
 
 // transferredAway records that the channel is no longer this connection's:
-// the handler sees the call end (Context done, cause TRANSFERRED), and the
-// connection asks for no more events but stays open until the linger notice.
+// the handler sees the call end (Context done, cause TRANSFERRED); once it has
+// returned, the connection asks for no more events but stays open until the
+// linger notice.
 func (c *call) transferredAway(why string) {
 	c.mu.Lock()
 	if c.transferred || c.hungup {
@@ -234,8 +235,6 @@ func (c *call) transferredAway(why string) {
 	c.mu.Unlock()
 	c.log.Info("call transferred: this connection lets go of it", "reason", why)
 	c.cancel()
-	msg, _ := esl.AppendCommand(nil, "noevents")
-	_ = c.conn.post(msg)
 }
 
 // --- controller.Call ---
@@ -304,6 +303,7 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 	timer := time.NewTimer(limit + c.srv.opt.DialGrace)
 	defer timer.Stop()
 	ctxDone := ctx.Done()
+	var legGone <-chan struct{} // watched once the attempt is being cancelled
 	var retry <-chan time.Time
 	var retryTicker *time.Ticker
 	defer func() {
@@ -337,12 +337,21 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 			// again until the bridge reports its end (the leg may not exist
 			// yet when the first kill arrives).
 			ctxDone = nil
+			legGone = w.gone
 			c.cancelLeg(w.id)
 			retryTicker = time.NewTicker(250 * time.Millisecond)
 			retry = retryTicker.C
 			timer.Reset(c.srv.opt.LegGoneWait)
 		case <-retry:
 			c.cancelLeg(w.id)
+		case <-legGone:
+			// Cancelled and its leg is gone: the attempt is over even if the
+			// bridge's own end is not seen here (a transfer ends it silently).
+			cause := w.cause
+			if cause == "" {
+				cause = "ORIGINATOR_CANCEL"
+			}
+			return nil, c.finishAttempt(d, w, false, hunt.Cancelled, cause), nil
 		case <-c.conn.done:
 			// The socket is gone: the bridge's end cannot be seen here.
 			res := c.finishAttempt(d, w, true, hunt.Cancelled, "CONNECTION_LOST")
@@ -627,7 +636,10 @@ func (c *call) handlerReturned() {
 	case !up:
 		c.closeIfDone()
 	case keep:
-		// The channel lives on elsewhere: wait for its linger notice.
+		// The channel lives on elsewhere: stop its events (they now belong to
+		// its new owner) and wait for the linger notice at its hangup.
+		msg, _ := esl.AppendCommand(nil, "noevents")
+		_ = c.conn.post(msg)
 	default:
 		if safety {
 			// Nothing must stay up that callctl no longer handles.

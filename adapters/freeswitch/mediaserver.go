@@ -167,8 +167,8 @@ func (m *MediaServer) Run(ctx context.Context) error {
 			continue
 		}
 		m.log.Info("freeswitch inbound connection up", "attempt", attempt, "core_uuid", m.coreUUIDValue())
+		up := time.Now()
 		attempt = 0
-		backoff = m.cfg.MinBackoff
 		m.reconcile(ctx)
 		select {
 		case <-c.done:
@@ -176,7 +176,20 @@ func (m *MediaServer) Run(ctx context.Context) error {
 			c.Close()
 			<-c.done
 		}
-		m.log.Warn("freeswitch inbound connection down", "err", c.err)
+		m.log.Warn("freeswitch inbound connection down", "err", c.err, "was_up", time.Since(up).Round(time.Millisecond))
+		if time.Since(up) > m.cfg.MaxBackoff {
+			backoff = m.cfg.MinBackoff
+			continue
+		}
+		// A connection that drops at once must not turn into a tight loop.
+		d := backoff/2 + rand.N(backoff/2+1)
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+		backoff = min(2*backoff, m.cfg.MaxBackoff)
 	}
 	return ctx.Err()
 }
