@@ -220,3 +220,32 @@ func TestDialRefusesInjectedTargets(t *testing.T) {
 		l.close()
 	}
 }
+
+func TestOriginate(t *testing.T) {
+	l := newTestLab(t, labOptions{})
+	defer l.close()
+	ms := l.ms["srv11"]
+	l.fleet.SetPhone("srv11", "1001", callmodel.Answer(50*time.Millisecond))
+	l.fleet.SetPhone("srv11", "1002", callmodel.Busy())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	leg := controller.NewID()
+	id, err := ms.Originate(ctx, controller.DialSpec{LegID: leg, Target: "user/1001", CallerIDNumber: "3999", Timeout: 5 * time.Second})
+	if err != nil || id != leg {
+		t.Fatalf("originate: %q %v", id, err)
+	}
+	if r := l.fleet.RingsOf("srv11", "1001"); len(r) != 1 || r[0].Caller.Number != "3999" {
+		t.Errorf("1001 rings %+v", r)
+	}
+	if err := ms.Kill(ctx, id, "NORMAL_CLEARING"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = ms.Originate(ctx, controller.DialSpec{LegID: controller.NewID(), Target: "user/1002"})
+	if !errors.Is(err, ErrCommandFailed) || !strings.Contains(err.Error(), "USER_BUSY") {
+		t.Errorf("busy originate: %v", err)
+	}
+	if _, err := ms.Originate(ctx, controller.DialSpec{LegID: controller.NewID(), Target: "user/1001 &bridge(user/1002)"}); !errors.Is(err, ErrUnsafeInput) {
+		t.Errorf("injected originate: %v", err)
+	}
+	l.waitIdle(10 * time.Second)
+}

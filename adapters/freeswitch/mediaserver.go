@@ -569,6 +569,29 @@ func parseChannels(out string) ([]string, error) {
 	return ids, nil
 }
 
+// Originate places a call from the server to spec.Target and parks it once
+// answered ("bgapi originate {...}<target> &park()", with callctl's own
+// Job-UUID: an originate can ring for the whole ring time, which an api
+// command would spend holding up every event and reply of the connection).
+// It returns the new channel's uuid (spec.LegID) once answered, or an error
+// wrapping ErrCommandFailed with FreeSWITCH's cause (-ERR USER_BUSY, ...).
+// The dial string is built and checked exactly as for a bridge.
+func (m *MediaServer) Originate(ctx context.Context, spec controller.DialSpec) (string, error) {
+	arg, _, err := BridgeArg(spec)
+	if err != nil {
+		return "", fmt.Errorf("originate: %w", err)
+	}
+	out, err := m.BGAPI(ctx, "originate "+arg+" &park()")
+	if err != nil {
+		return "", fmt.Errorf("originate %s: %w", spec.Target, err)
+	}
+	id := strings.TrimSpace(strings.TrimPrefix(out, "+OK"))
+	if id != spec.LegID {
+		return id, fmt.Errorf("originate %s: unexpected reply %q", spec.Target, strings.TrimSpace(out))
+	}
+	return id, nil
+}
+
 // Kill hangs a channel up through the inbound connection, waiting up to ctx
 // for the connection to be up. A channel that no longer exists is not an
 // error.
