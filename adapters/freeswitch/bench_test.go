@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
@@ -128,6 +129,13 @@ func BenchmarkActiveCallMemory(b *testing.B) {
 				b.Fatalf("engine has %d calls, want %d", n, calls)
 			}
 			h1, s1 := liveBytes()
+			if path := os.Getenv("CALLCTL_BENCH_HEAPPROFILE"); path != "" {
+				// The heap while every call is up, for a closer look.
+				if f, err := os.Create(path); err == nil {
+					_ = pprof.WriteHeapProfile(f)
+					_ = f.Close()
+				}
+			}
 			perCall := float64(h1+s1-h0-s0) / float64(calls)
 			goroutines := float64(runtime.NumGoroutine()-withLab) / float64(calls)
 			b.ReportMetric(perCall, "B/active-call")

@@ -28,7 +28,7 @@ type call struct {
 	conn *conn
 	id   string
 	info controller.CallInfo
-	log  *slog.Logger
+	log  callLog
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -73,6 +73,23 @@ func addExternal(ctx context.Context, d time.Duration) {
 		c.mu.Unlock()
 	}
 }
+
+// callLog logs about one call: every line carries call=<uuid> and the
+// server. It adds the attributes at each (rare) line instead of cloning a
+// handler per call, which would cost every active call half a kilobyte.
+type callLog struct {
+	l          *slog.Logger
+	id, server string
+}
+
+func (g callLog) with(args []any) []any {
+	return append([]any{"call", g.id, "server", g.server}, args...)
+}
+
+func (g callLog) Debug(msg string, args ...any) { g.l.Debug(msg, g.with(args)...) }
+func (g callLog) Info(msg string, args ...any)  { g.l.Info(msg, g.with(args)...) }
+func (g callLog) Warn(msg string, args ...any)  { g.l.Warn(msg, g.with(args)...) }
+func (g callLog) Error(msg string, args ...any) { g.l.Error(msg, g.with(args)...) }
 
 // dialState is one bridge in progress.
 type dialState struct {

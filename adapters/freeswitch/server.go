@@ -335,7 +335,7 @@ func (s *Server) handshake(nc net.Conn) (*call, error) {
 	info := callInfo(h, ms.Name())
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &call{srv: s, ms: ms, id: id, info: info, cancel: cancel, handled: make(chan struct{}),
-		log: s.log.With("call", id, "server", ms.Name())}
+		log: callLog{l: s.log, id: id, server: ms.Name()}}
 	c.ctx = context.WithValue(ctx, ctxCallKey{}, c)
 	c.stepKind = "setup"
 	c.conn = newConn(nc, rd)
