@@ -71,6 +71,7 @@ func BenchmarkHunt3(b *testing.B) {
 		remote: &childConfig{Phones: map[string]string{
 			"srv11/77721401": "busy", "srv11/77721402": "busy", "srv11/77721403": "answer"}}})
 	defer l.close()
+	b.ReportAllocs()
 	workers := envInt("CALLCTL_BENCH_WORKERS", 32)
 	cmd := fmt.Sprintf("load %d %d srv11 3999 8008001 20ms", b.N, workers)
 	if r := envInt("CALLCTL_BENCH_RATE", 0); r > 0 {

@@ -37,7 +37,8 @@ type conn struct {
 
 	done chan struct{} // closed when the reader has stopped
 
-	// onEvent and onNotice run on the reader goroutine; they must not block.
+	// onEvent and onNotice run on the reader goroutine; they must not block,
+	// nor keep the event or frame they are given.
 	onEvent  func(ev *esl.Event, at time.Time)
 	onNotice func(f *esl.Frame, at time.Time)
 	// onClose runs once on the reader goroutine after the socket is closed.
@@ -82,6 +83,9 @@ func (c *conn) start() { go c.readLoop() }
 
 func (c *conn) readLoop() {
 	var err error
+	// One Event for the connection's life: handlers must not keep it (nor
+	// the slices in it) after they return.
+	ev := new(esl.Event)
 	for {
 		if c.readIdle > 0 {
 			_ = c.nc.SetReadDeadline(time.Now().Add(c.readIdle))
@@ -99,13 +103,13 @@ func (c *conn) readLoop() {
 		case esl.TypeAPIResponse:
 			c.deliver(reply{text: string(f.Body)})
 		case esl.TypeEventPlain, esl.TypeEventJSON:
-			ev, perr := esl.ParseEvent(&f)
-			if perr != nil {
+			var perr error
+			if *ev, perr = esl.ParseEvent(&f); perr != nil {
 				// One bad event is dropped; the stream itself is still in step.
 				continue
 			}
 			if c.onEvent != nil {
-				c.onEvent(&ev, at)
+				c.onEvent(ev, at)
 			}
 		case esl.TypeDisconnect, esl.TypeRudeReject, esl.TypeAuthRequest:
 			if c.onNotice != nil {
