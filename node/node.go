@@ -318,3 +318,43 @@ func (n *Node) Close() {
 	cancel()
 	_ = n.Shutdown(ctx)
 }
+
+// Ready waits until every FreeSWITCH inbound connection of the node is up and
+// every Asterisk server it serves has a connected application (on this node
+// or, in a cluster, wherever its owner is: only this node's are checked when
+// it owns them).
+func (n *Node) Ready(ctx context.Context, asteriskHere ...string) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		ready := true
+		for _, ms := range n.fsMS {
+			if !ms.Connected() {
+				ready = false
+			}
+		}
+		n.mu.Lock()
+		for _, name := range asteriskHere {
+			if c := n.ariLive[name]; c == nil || !c.Connected() {
+				ready = false
+			}
+		}
+		n.mu.Unlock()
+		if ready {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("node %s not ready: %w", n.opt.ID, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// Owns says whether this node holds the Asterisk application of server now.
+func (n *Node) Owns(server string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	c := n.ariLive[server]
+	return c != nil && c.Connected()
+}

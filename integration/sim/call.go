@@ -242,6 +242,8 @@ func (c *Call) WaitEnded(ctx context.Context) (Result, error) {
 	switch {
 	case r.Answered:
 		r.SIPStatus = 200
+	case c.server.Kind == callmodel.Asterisk:
+		r.SIPStatus = AsteriskSIPStatus(c.final.Cause)
 	default:
 		r.SIPStatus = SIPStatus(c.final.Cause)
 		if v, ok := c.final.Vars.Get("sip_term_status"); ok {
@@ -284,6 +286,41 @@ func (c *Call) HangupAfterAnswer(d time.Duration) error {
 		}
 		return nil
 	})
+}
+
+// AsteriskSIPStatus is the SIP final response Asterisk's PJSIP channel
+// driver sends for a hangup cause of an unanswered call (hangup_cause2sip in
+// chan_pjsip.c); causes it has no mapping for end in 603.
+func AsteriskSIPStatus(c callmodel.Cause) int {
+	switch c.Code {
+	case 1, 2, 3:
+		return 404
+	case 34, 42, 66:
+		return 503
+	case 18:
+		return 408
+	case 19, 20, 31:
+		return 480
+	case 21:
+		return 403
+	case 22:
+		return 410
+	case 28:
+		return 484
+	case 17:
+		return 486
+	case 38, 127:
+		return 500
+	case 29:
+		return 501
+	case 27:
+		return 502
+	case 58:
+		return 488
+	case 487:
+		return 487
+	}
+	return 603
 }
 
 // SIPStatus is the SIP final response FreeSWITCH sends for a hangup cause

@@ -1,0 +1,482 @@
+package integration
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/callctl/callctl/controller"
+	"github.com/callctl/callctl/controller/provision"
+	"github.com/callctl/callctl/integration/sim"
+	"github.com/callctl/callctl/integration/sim/callmodel"
+)
+
+// The scenario suite: each scenario is a real call through a callctl node
+// and simulated media servers, on every fleet (all FreeSWITCH, all
+// Asterisk, and server 11 FreeSWITCH with server 12 Asterisk). It asserts
+// what the caller, the rung phones, the counters and the call record see.
+
+func logger() *slog.Logger {
+	if os.Getenv("CALLCTL_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// scenario runs fn on every fleet, each in its own lab and node.
+func scenario(t *testing.T, opt Options, fn func(t *testing.T, e *Env)) {
+	t.Helper()
+	for _, f := range Fleets {
+		t.Run(f.Name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			o := opt
+			o.Logger = logger()
+			e, err := Start(ctx, f, o)
+			if err != nil {
+				t.Fatalf("start %s lab: %v", f.Name, err)
+			}
+			defer e.Close()
+			fn(t, e)
+			// Whatever happened, nothing stays counted once the lab is quiet.
+			e.waitIdle(t)
+			for _, s := range []string{"srv11", "srv12"} {
+				e.waitCount(t, "server", s, 0)
+			}
+		})
+	}
+}
+
+func phones(pairs ...any) []sim.PhoneConfig {
+	var out []sim.PhoneConfig
+	for i := 0; i+2 < len(pairs); i += 3 {
+		out = append(out, sim.PhoneConfig{Server: pairs[i].(string), Ext: pairs[i+1].(string), Behaviour: pairs[i+2].(sim.Behaviour)})
+	}
+	return out
+}
+
+var (
+	answers    = sim.Behaviour{Mode: "answer", RingFor: 100 * time.Millisecond}
+	busy       = sim.Behaviour{Mode: "busy", RingFor: 20 * time.Millisecond}
+	ringing    = sim.Behaviour{Mode: "ring"}
+	unregister = sim.Behaviour{Mode: "unregistered"}
+)
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// placed is a call the lab placed, with what identifies its record (the
+// channel id callctl sees is the media server's, which for Asterisk is not
+// the simulator's own id).
+type placed struct {
+	*sim.Call
+	server, from, dialed string
+	at                   time.Time
+}
+
+func (e *Env) call(t *testing.T, server, from, dialed string) *placed {
+	t.Helper()
+	at := time.Now()
+	c, err := e.Lab.Call(ctxT(t), server, from, dialed, sim.CallOptions{})
+	if err != nil {
+		t.Fatalf("call %s -> %s on %s: %v", from, dialed, server, err)
+	}
+	return &placed{Call: c, server: server, from: from, dialed: dialed, at: at}
+}
+
+func (e *Env) pstnCall(t *testing.T, server, did, caller string) *placed {
+	t.Helper()
+	at := time.Now()
+	c, err := e.Lab.CallFromPSTN(ctxT(t), server, did, caller, sim.CallOptions{})
+	if err != nil {
+		t.Fatalf("pstn call %s -> %s on %s: %v", caller, did, server, err)
+	}
+	return &placed{Call: c, server: server, from: caller, dialed: did, at: at}
+}
+
+// of matches the record of the call.
+func of(p *placed) func(*controller.Record) bool {
+	return func(r *controller.Record) bool {
+		return r.Server == p.server && r.Caller == p.from && r.Dialed == p.dialed && !r.Start.Before(p.at.Add(-time.Second))
+	}
+}
+
+func bridged(t *testing.T, c *placed) callmodel.Snapshot {
+	t.Helper()
+	s, err := c.WaitBridged(ctxT(t))
+	if err != nil {
+		t.Fatalf("caller was never connected: %v", err)
+	}
+	return s
+}
+
+func ended(t *testing.T, c *placed) sim.Result {
+	t.Helper()
+	r, err := c.WaitEnded(ctxT(t))
+	if err != nil {
+		t.Fatalf("call did not end: %v", err)
+	}
+	return r
+}
+
+func hangup(t *testing.T, c *placed) sim.Result {
+	t.Helper()
+	if err := c.Hangup(); err != nil {
+		t.Fatal(err)
+	}
+	return ended(t, c)
+}
+
+// rang lists, in order, the phones of server that rang since the start.
+func (e *Env) rang(server string, exts ...string) map[string][]callmodel.Ring {
+	out := map[string][]callmodel.Ring{}
+	for _, x := range exts {
+		out[x] = e.Lab.Rings(server, x)
+	}
+	return out
+}
+
+func (e *Env) record(t *testing.T, match func(*controller.Record) bool) controller.Record {
+	t.Helper()
+	r, err := e.Records.Wait(ctxT(t), match)
+	if err != nil {
+		t.Fatalf("%v; records so far: %+v", err, e.Records.All())
+	}
+	return r
+}
+
+func attempts(r controller.Record) string {
+	var s []string
+	for _, a := range r.Attempts {
+		s = append(s, a.Target+":"+a.Outcome.String())
+	}
+	return strings.Join(s, " ")
+}
+
+func (e *Env) waitCount(t *testing.T, scope, name string, want int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	got := -1
+	for time.Now().Before(deadline) {
+		if got = e.Count(context.Background(), scope, name); got == want {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%s %s counts %d, want %d", scope, name, got, want)
+}
+
+func (e *Env) waitIdle(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := e.Lab.WaitIdle(ctx); err != nil {
+		t.Fatalf("lab not idle: %v", err)
+	}
+}
+
+func ringCount(rs []callmodel.Ring) int { return len(rs) }
+
+// Seed 002, example 1: 8008003 starts at 77721403; 03 is busy, 04 does not
+// answer, 05 is not registered (skipped without ringing), 06 answers.
+func TestSeed002ServiceNumberHunt(t *testing.T) {
+	scenario(t, Options{Phones: phones(
+		"srv11", "77721403", busy,
+		"srv11", "77721404", ringing,
+		"srv11", "77721405", unregister,
+		"srv11", "77721406", answers,
+	)}, func(t *testing.T, e *Env) {
+		c := e.call(t, "srv11", "1100", "8008003")
+		peer := bridged(t, c)
+		res := hangup(t, c)
+		if !res.Answered {
+			t.Fatalf("caller not answered: %+v", res)
+		}
+		r := e.rang("srv11", "77721401", "77721402", "77721403", "77721404", "77721405", "77721406")
+		for x, want := range map[string]int{"77721401": 0, "77721402": 0, "77721403": 1, "77721404": 1, "77721405": 0, "77721406": 1} {
+			if got := ringCount(r[x]); got != want {
+				t.Errorf("%s rang %d times, want %d", x, got, want)
+			}
+		}
+		if rs := r["77721404"]; len(rs) == 1 {
+			if d := rs[0].End.Sub(rs[0].Start); d < 2500*time.Millisecond || d > 6*time.Second {
+				t.Errorf("77721404 rang %s, want the 3 s ring timeout", d)
+			}
+		}
+		if rs := r["77721406"]; len(rs) == 1 && rs[0].Caller.Number != "1100" {
+			t.Errorf("77721406 saw caller %q, want 1100", rs[0].Caller.Number)
+		}
+		_ = peer
+		rec := e.record(t, of(c))
+		if got := attempts(rec); got != "77721403:busy 77721404:no-answer 77721405:not-registered 77721406:answered" {
+			t.Errorf("record attempts: %s", got)
+		}
+		if rec.Route != "hunt" || rec.Answered != "77721406" || rec.Billing != "grp1" || rec.Org != "grp1" {
+			t.Errorf("record: route %s answered %s billing %s org %s", rec.Route, rec.Answered, rec.Billing, rec.Org)
+		}
+	})
+}
+
+// Seed 002: a member dialed directly still hunts on; with T only it rings.
+func TestSeed002DirectMemberAndT(t *testing.T) {
+	scenario(t, Options{Phones: phones(
+		"srv11", "77721402", busy,
+		"srv11", "77721403", answers,
+	)}, func(t *testing.T, e *Env) {
+		c := e.call(t, "srv11", "1100", "77721402")
+		bridged(t, c)
+		hangup(t, c)
+		rec := e.record(t, of(c))
+		if got := attempts(rec); got != "77721402:busy 77721403:answered" {
+			t.Errorf("dialing 77721402: %s", got)
+		}
+		// T: 02 only; busy, so the caller hears busy and 03 does not ring again.
+		before := len(e.Lab.Rings("srv11", "77721403"))
+		c = e.call(t, "srv11", "1100", "77721402T")
+		res := ended(t, c)
+		if res.Answered || res.SIPStatus != 486 {
+			t.Errorf("77721402T: answered %v, SIP %d; want 486 busy", res.Answered, res.SIPStatus)
+		}
+		if after := len(e.Lab.Rings("srv11", "77721403")); after != before {
+			t.Errorf("77721403 rang after 77721402T")
+		}
+		rec = e.record(t, of(c))
+		if got := attempts(rec); got != "77721402:busy" || rec.Route != "member" {
+			t.Errorf("77721402T record: %s %s", rec.Route, got)
+		}
+	})
+}
+
+// Seed 002, examples 2 and 3: each service number starts at its start number.
+func TestSeed002Examples2And3(t *testing.T) {
+	scenario(t, Options{Phones: phones(
+		"srv11", "77721401", answers,
+	)}, func(t *testing.T, e *Env) {
+		for _, tc := range []struct{ caller, dialed, org string }{{"1200", "8008002", "grp2"}, {"1300", "8008001", "grp3"}} {
+			c := e.call(t, "srv11", tc.caller, tc.dialed)
+			bridged(t, c)
+			hangup(t, c)
+			rec := e.record(t, of(c))
+			if attempts(rec) != "77721401:answered" || rec.Org != tc.org {
+				t.Errorf("%s of %s: %s in %s", tc.dialed, tc.caller, attempts(rec), rec.Org)
+			}
+		}
+	})
+}
+
+// Seed 002, example 4, nobody answers: the caller gets busy, the record lists
+// the attempt with its outcome and ring time.
+func TestSeed002NobodyAnswers(t *testing.T) {
+	scenario(t, Options{Phones: phones("srv11", "77721401", ringing)}, func(t *testing.T, e *Env) {
+		c := e.call(t, "srv11", "1400", "8008001")
+		res := ended(t, c)
+		if res.Answered || res.SIPStatus != 486 {
+			t.Errorf("answered %v, SIP %d; want 486", res.Answered, res.SIPStatus)
+		}
+		rec := e.record(t, of(c))
+		if attempts(rec) != "77721401:no-answer" || rec.HangupCause != "USER_BUSY" {
+			t.Errorf("record: %s, cause %s", attempts(rec), rec.HangupCause)
+		}
+		if len(rec.Attempts) == 1 && rec.Attempts[0].Ring < 2500*time.Millisecond {
+			t.Errorf("ring time %s, want about 3 s", rec.Attempts[0].Ring)
+		}
+	})
+}
+
+// The caller hangs up mid-hunt: the ringing leg is cancelled at once and
+// nothing rings after.
+func TestCallerHangsUpMidHunt(t *testing.T) {
+	scenario(t, Options{Phones: phones(
+		"srv11", "77721401", busy,
+		"srv11", "77721402", ringing,
+		"srv11", "77721403", answers,
+	)}, func(t *testing.T, e *Env) {
+		c := e.call(t, "srv11", "1300", "8008001")
+		deadline := time.Now().Add(10 * time.Second)
+		for len(e.Lab.Rings("srv11", "77721402")) == 0 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		hung := time.Now()
+		hangup(t, c)
+		rec := e.record(t, of(c))
+		if got := attempts(rec); got != "77721401:busy 77721402:cancelled" {
+			t.Errorf("attempts %s", got)
+		}
+		rs := e.Lab.Rings("srv11", "77721402")
+		if len(rs) != 1 || !rs[0].Ended() || rs[0].End.Sub(hung) > time.Second {
+			t.Errorf("77721402's ring was not cancelled at once: %+v", rs)
+		}
+		time.Sleep(300 * time.Millisecond)
+		if n := len(e.Lab.Rings("srv11", "77721403")); n != 0 {
+			t.Errorf("77721403 rang %d times after the caller left", n)
+		}
+	})
+}
+
+// Seed 003: 3999 on server 11 dials 122099; 2099 on server 12 rings showing
+// 113999; the call counts 1 on each server while up. And back.
+func TestSeed003InterServer(t *testing.T) {
+	scenario(t, Options{Phones: phones("srv12", "2099", answers, "srv11", "3999", answers)}, func(t *testing.T, e *Env) {
+		c := e.call(t, "srv11", "3999", "122099")
+		bridged(t, c)
+		rs := e.Lab.Rings("srv12", "2099")
+		if len(rs) != 1 || rs[0].Caller.Number != "113999" {
+			t.Fatalf("2099 rings: %+v, want one showing 113999", rs)
+		}
+		e.waitCount(t, "server", "srv11", 1)
+		e.waitCount(t, "server", "srv12", 1)
+		hangup(t, c)
+		rec := e.record(t, of(c))
+		if rec.Route != "inter-server" || rec.CallerID != "113999" || len(rec.Legs) != 1 || rec.Legs[0].Server != "srv11" {
+			t.Errorf("srv11 record: route %s caller id %s legs %+v", rec.Route, rec.CallerID, rec.Legs)
+		}
+		far := e.record(t, func(r *controller.Record) bool { return r.Server == "srv12" && r.Dialed == "2099" })
+		if far.Origin != "trunk" || far.Caller != "113999" || len(far.Legs) != 1 || far.Legs[0].Kind.String() != "trunk-in" {
+			t.Errorf("srv12 record: origin %s caller %s legs %+v", far.Origin, far.Caller, far.Legs)
+		}
+		e.waitCount(t, "server", "srv11", 0)
+		e.waitCount(t, "server", "srv12", 0)
+
+		c = e.call(t, "srv12", "2099", "113999")
+		bridged(t, c)
+		if rs := e.Lab.Rings("srv11", "3999"); len(rs) != 1 || rs[0].Caller.Number != "122099" {
+			t.Errorf("3999 rings: %+v, want one showing 122099", rs)
+		}
+		hangup(t, c)
+	})
+}
+
+// Seed 000: agent 124 of org A dials 1201, extension 201 of org B rings
+// showing 2124; and back, 1201.
+func TestSeed000OrgConnect(t *testing.T) {
+	scenario(t, Options{Phones: phones("srv11", "201", answers, "srv11", "124", answers)}, func(t *testing.T, e *Env) {
+		c := e.call(t, "srv11", "124", "1201")
+		bridged(t, c)
+		hangup(t, c)
+		if rs := e.Lab.Rings("srv11", "201"); len(rs) != 1 || rs[0].Caller.Number != "2124" {
+			t.Errorf("201 rings: %+v, want one showing 2124", rs)
+		}
+		rec := e.record(t, of(c))
+		if rec.Route != "org-connect" || rec.Org != "orgB" || rec.Billing != "orgA" {
+			t.Errorf("record: %s %s %s", rec.Route, rec.Org, rec.Billing)
+		}
+		c = e.call(t, "srv11", "201", "2124")
+		bridged(t, c)
+		hangup(t, c)
+		if rs := e.Lab.Rings("srv11", "124"); len(rs) != 1 || rs[0].Caller.Number != "1201" {
+			t.Errorf("124 rings: %+v, want one showing 1201", rs)
+		}
+	})
+}
+
+// Seed 004: the 0044 rule presents the +44 number; the org default otherwise.
+func TestSeed004CallerID(t *testing.T) {
+	scenario(t, Options{}, func(t *testing.T, e *Env) {
+		c := e.call(t, "srv11", "3999", "00442079460000")
+		bridged(t, c)
+		hangup(t, c)
+		if rs := e.Lab.PSTNRings("+442079460000"); len(rs) != 1 || rs[0].Caller.Number != "+442071234567" {
+			t.Errorf("+442079460000 rings: %+v, want one showing +442071234567", rs)
+		}
+		rec := e.record(t, of(c))
+		if rec.Route != "external" || rec.CallerID != "+442071234567" || rec.Billing != "acme" || rec.External != "+442079460000" {
+			t.Errorf("record: %+v", rec)
+		}
+		c = e.call(t, "srv11", "3999", "030123456")
+		bridged(t, c)
+		hangup(t, c)
+		if rs := e.Lab.PSTNRings("+4930123456"); len(rs) != 1 || rs[0].Caller.Number != "+4930100100" {
+			t.Errorf("+4930123456 rings: %+v, want the org default +4930100100", rs)
+		}
+	})
+}
+
+// Seed 001: a number of account A used in account B's PBX is billed to A,
+// both ways.
+func TestSeed001SharedNumber(t *testing.T) {
+	scenario(t, Options{Phones: phones("srv11", "300", answers)}, func(t *testing.T, e *Env) {
+		c := e.call(t, "srv11", "300", "030999888")
+		bridged(t, c)
+		hangup(t, c)
+		if rs := e.Lab.PSTNRings("+4930999888"); len(rs) != 1 || rs[0].Caller.Number != "+4930555001" {
+			t.Errorf("PSTN rings: %+v, want one showing +4930555001", rs)
+		}
+		if rec := e.record(t, of(c)); rec.Billing != "kundeA" || rec.Org != "kundeB" {
+			t.Errorf("outbound record billed to %s (org %s), want kundeA", rec.Billing, rec.Org)
+		}
+		in := e.pstnCall(t, "srv11", "+4930555001", "+4915112345678")
+		bridged(t, in)
+		hangup(t, in)
+		if rs := e.Lab.Rings("srv11", "300"); len(rs) != 1 || rs[0].Caller.Number != "+4915112345678" {
+			t.Errorf("300 rings: %+v", rs)
+		}
+		rec := e.record(t, of(in))
+		if rec.Billing != "kundeA" || rec.Origin != "pstn" || len(rec.Legs) != 1 || rec.Legs[0].Kind.String() != "pstn-in" {
+			t.Errorf("inbound record: billing %s origin %s legs %+v", rec.Billing, rec.Origin, rec.Legs)
+		}
+	})
+}
+
+// SPEC §5: a limit refuses the next counted leg with 503; the call up is
+// untouched.
+func TestLimitRefusesTheNextCall(t *testing.T) {
+	opt := Options{Edit: func(d *provision.Document) {
+		for i := range d.Servers {
+			if d.Servers[i].Name == "srv11" {
+				d.Servers[i].ChannelLimit = 1
+			}
+		}
+	}}
+	scenario(t, opt, func(t *testing.T, e *Env) {
+		first := e.call(t, "srv11", "3999", "030111111")
+		bridged(t, first)
+		e.waitCount(t, "server", "srv11", 1)
+		second := e.call(t, "srv11", "3998", "030222222")
+		res := ended(t, second)
+		if res.Answered || res.SIPStatus != 503 {
+			t.Errorf("second call: answered %v SIP %d, want 503", res.Answered, res.SIPStatus)
+		}
+		if rs := e.Lab.PSTNRings("+4930222222"); len(rs) != 0 {
+			t.Errorf("the refused call rang the PSTN: %+v", rs)
+		}
+		if first.Answered() == false {
+			t.Error("the first call was disturbed")
+		}
+		rec := e.record(t, of(second))
+		if rec.HangupCause != "NORMAL_CIRCUIT_CONGESTION" {
+			t.Errorf("record cause %s", rec.HangupCause)
+		}
+		e.waitCount(t, "server", "srv11", 1)
+		hangup(t, first)
+	})
+}
+
+// Rejections carry the right cause to the caller.
+func TestRejections(t *testing.T) {
+	scenario(t, Options{}, func(t *testing.T, e *Env) {
+		for _, tc := range []struct {
+			server, from, dialed string
+			sip                  int
+		}{
+			{"srv11", "3999", "555", 404},            // nothing answers to it
+			{"srv12", "2099", "00442079460000", 403}, // not in 2099's country whitelist
+			{"srv11", "3999", "09001234567", 403},    // a deny pattern
+			{"srv11", "9999", "3998", 403},           // not a user
+			{"srv11", "3999", "1000,user/evil", 484}, // not a number at all
+		} {
+			c := e.call(t, tc.server, tc.from, tc.dialed)
+			res := ended(t, c)
+			if res.Answered || res.SIPStatus != tc.sip {
+				t.Errorf("%s dials %q: answered %v SIP %d, want %d", tc.from, tc.dialed, res.Answered, res.SIPStatus, tc.sip)
+			}
+		}
+	})
+}
