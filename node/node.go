@@ -358,3 +358,33 @@ func (n *Node) Owns(server string) bool {
 	c := n.ariLive[server]
 	return c != nil && c.Connected()
 }
+
+// Status says, per media server the node serves, how its connection is:
+// "connected", "disconnected", or for an Asterisk this node does not own,
+// "standby" (another node holds its application).
+func (n *Node) Status() map[string]string {
+	out := map[string]string{}
+	for name, ms := range n.fsMS {
+		out[name] = "disconnected"
+		if ms.Connected() {
+			out[name] = "connected"
+		}
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, s := range n.engine.Plan().Servers {
+		if s.Kind != provision.KindAsterisk || (len(n.opt.Servers) > 0 && !slices.Contains(n.opt.Servers, s.Name)) {
+			continue
+		}
+		c := n.ariLive[s.Name]
+		switch {
+		case c == nil:
+			out[s.Name] = "standby"
+		case c.Connected():
+			out[s.Name] = "connected"
+		default:
+			out[s.Name] = "disconnected"
+		}
+	}
+	return out
+}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/spf13/viper"
+
+	"github.com/callctl/callctl/adapters/redis"
 )
 
 // Config is a node's configuration: a YAML file plus CALLCTL_* environment
@@ -50,7 +52,8 @@ type ListenConfig struct {
 
 // StateConfig chooses where shared state lives.
 type StateConfig struct {
-	Backend string `mapstructure:"backend"` // memory, redis
+	Backend string       `mapstructure:"backend"` // memory, redis
+	Redis   redis.Config `mapstructure:"redis"`
 }
 
 func defaults(v *viper.Viper) {
@@ -65,6 +68,22 @@ func defaults(v *viper.Viper) {
 	v.SetDefault("listen.esl", "127.0.0.1:8084")
 	v.SetDefault("listen.http", "127.0.0.1:9464")
 	v.SetDefault("state.backend", "memory")
+	// Every Redis key has a default so that CALLCTL_STATE_REDIS_* variables
+	// reach it (viper only maps variables of keys it knows).
+	var rc redis.Config
+	rc.Defaults()
+	for k, val := range map[string]any{
+		"addrs": rc.Addrs, "mode": rc.Mode, "master_name": rc.MasterName, "username": rc.Username,
+		"password": rc.Password, "sentinel_username": rc.SentinelUsername, "sentinel_password": rc.SentinelPassword,
+		"db": rc.DB, "dial_timeout": rc.DialTimeout, "read_timeout": rc.ReadTimeout, "write_timeout": rc.WriteTimeout,
+		"pool_size": rc.PoolSize, "prefix": rc.Prefix, "lease_ttl": rc.LeaseTTL, "heartbeat_interval": rc.HeartbeatInterval,
+		"owner_ttl": rc.OwnerTTL, "fail_open": rc.FailOpen, "reconcile_min_age": rc.ReconcileMinAge,
+		"plan_check_interval": rc.PlanCheckInterval, "record_stream": rc.RecordStream, "record_cap": rc.RecordCap,
+		"record_buffer": rc.RecordBuffer, "tls.enabled": false, "tls.ca_file": "", "tls.cert_file": "",
+		"tls.key_file": "", "tls.server_name": "", "tls.insecure_skip_verify": false,
+	} {
+		v.SetDefault("state.redis."+k, val)
+	}
 	v.SetDefault("media_servers", []string{})
 	v.SetDefault("drain_timeout", "30s")
 	v.SetDefault("plan_check", "1s")
@@ -112,6 +131,11 @@ func (c *Config) validate() error {
 	}
 	if c.State.Backend != "memory" && c.State.Backend != "redis" {
 		errs = append(errs, fmt.Errorf("state.backend %q: want memory or redis", c.State.Backend))
+	}
+	if c.State.Backend == "redis" {
+		if err := c.State.Redis.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("state.redis: %w", err))
+		}
 	}
 	for name, addr := range map[string]string{"listen.esl": c.Listen.ESL, "listen.http": c.Listen.HTTP} {
 		if addr == "" {

@@ -147,6 +147,7 @@ func TestServeReloadsAndStops(t *testing.T) {
 	}
 	cfg.Plan = path
 	cfg.Listen.HTTP = "127.0.0.1:0"
+	cfg.Listen.ESL = "127.0.0.1:0"
 	cfg.PlanCheck = 50 * time.Millisecond
 	cfg.DrainTimeout = time.Second
 	ctx, cancel := context.WithCancel(context.Background())
@@ -154,7 +155,7 @@ func TestServeReloadsAndStops(t *testing.T) {
 	var logs syncBuffer
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx, cfg, hup, &logs) }()
-	waitFor(t, &logs, "callctl node starting")
+	waitFor(t, &logs, "callctl node started")
 	waitFor(t, &logs, "http listening")
 	addr := regexp.MustCompile(`addr=(127\.0\.0\.1:\d+)`).FindStringSubmatch(logs.String())
 	if addr == nil {
