@@ -1,0 +1,285 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/callctl/callctl/adapters/redis"
+	"github.com/callctl/callctl/adapters/redis/redistest"
+	"github.com/callctl/callctl/integration/sim"
+)
+
+// Tests that run callctl as its own process: the binary is built once.
+var (
+	buildOnce sync.Once
+	binDir    string
+	binPath   string
+	buildErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+func callctlBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "callctl-it-")
+		if buildErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "callctl")
+		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/callctl").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// lockedBuffer collects a process's output.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// nodeProc is a callctl serve process.
+type nodeProc struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	out  *lockedBuffer
+	http string
+	done chan struct{}
+}
+
+// clusterNode writes a node config and starts callctl serve with it.
+func clusterNode(t *testing.T, dir, id, plan, esl, redisAddr string) *nodeProc {
+	t.Helper()
+	httpAddr, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`node: %s
+plan: %s
+log: {level: debug, format: text}
+listen: {esl: "%s", http: "%s"}
+state:
+  backend: redis
+  redis:
+    addrs: ["%s"]
+    lease_ttl: 2s
+    owner_ttl: 1s
+    reconcile_min_age: 1s
+drain_timeout: 5s
+`, id, plan, esl, httpAddr, redisAddr)
+	path := filepath.Join(dir, id+".yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := &nodeProc{t: t, out: &lockedBuffer{}, http: httpAddr, done: make(chan struct{})}
+	p.cmd = exec.Command(callctlBinary(t), "serve", "--config", path)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			t.Logf("node %s output:\n%s", id, tail(p.out.String(), 60))
+		}
+	})
+	return p
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// kill ends the process with SIGKILL: nothing of it runs afterwards.
+func (p *nodeProc) kill() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// waitReady waits until /readyz lists every media server as want.
+func (p *nodeProc) waitReady(servers map[string]string) {
+	p.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	body := ""
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + p.http + "/readyz")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			body = string(b)
+			ok := resp.StatusCode == http.StatusOK
+			for name, st := range servers {
+				if !strings.Contains(body, name+"="+st+"\n") {
+					ok = false
+				}
+			}
+			if ok {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	p.t.Fatalf("node not ready (want %v); /readyz said %q", servers, body)
+}
+
+// observer reads the cluster's counts from Redis.
+func observer(t *testing.T, addr string) *redis.Store {
+	t.Helper()
+	st, err := redis.New(context.Background(), redis.Config{Addrs: []string{addr}, LeaseTTL: 2 * time.Second}, "observer", logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	return st
+}
+
+func waitCount(t *testing.T, st *redis.Store, scope, name string, want int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	got := -1
+	for time.Now().Before(deadline) {
+		n, err := st.Count(context.Background(), scope, name)
+		if err == nil {
+			got = n
+			if n == want {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s %s counts %d, want %d (within %s)", scope, name, got, want, within)
+}
+
+// callctl killed (SIGKILL) mid-call and started again with the same id: the
+// counted leg of the call it held is released (lease expiry or the media
+// server confirming the channel is gone), nothing is released twice, and the
+// restarted node takes calls again.
+func TestControllerRestartedMidCall(t *testing.T) {
+	for _, f := range Fleets {
+		t.Run(f.Name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			rs := redistest.Start(t, redistest.Options{})
+			esl, err := freePort()
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := LabConfig(f, []string{esl})
+			cfg.PSTNDefault = &sim.Behaviour{Mode: "answer", RingFor: 50 * time.Millisecond}
+			cfg.Phones = []sim.PhoneConfig{{Server: "srv11", Ext: "3998", Behaviour: answers}}
+			cfg.Logger = logger()
+			lab, err := sim.StartLab(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer lab.Close()
+			doc, err := LabDocument(f, func(name string) (string, string) {
+				return lab.Server(name).ESLAddr(), lab.Server(name).ARIURL()
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, err := DocumentYAML(doc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			planPath := filepath.Join(dir, "plan.yaml")
+			if err := os.WriteFile(planPath, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			ready := map[string]string{"srv11": "connected", "srv12": "connected"}
+			obs := observer(t, rs.Addr)
+
+			n1 := clusterNode(t, dir, "n1", planPath, esl, rs.Addr)
+			n1.waitReady(ready)
+			c, err := lab.Call(ctx, "srv11", "3999", "030123456", sim.CallOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.WaitBridged(ctx); err != nil {
+				t.Fatalf("external call not connected: %v\n%s", err, tail(n1.out.String(), 40))
+			}
+			waitCount(t, obs, "server", "srv11", 1, 5*time.Second)
+
+			n1.kill()
+			restarted := time.Now()
+			n1b := clusterNode(t, dir, "n1", planPath, esl, rs.Addr)
+			n1b.waitReady(ready)
+			// The dead incarnation's leg goes within its lease (2 s), or at once
+			// when the media server says the channel is gone.
+			waitCount(t, obs, "server", "srv11", 0, 10*time.Second)
+			t.Logf("%s: count released %s after the restart", f.Name, time.Since(restarted).Round(time.Millisecond))
+			if n, _ := obs.Count(ctx, "org", "acme"); n != 0 {
+				t.Errorf("org acme counts %d, want 0", n)
+			}
+
+			// The restarted node works, and counts the new call once.
+			c2, err := lab.Call(ctx, "srv11", "3999", "3998", sim.CallOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c2.WaitBridged(ctx); err != nil {
+				t.Fatalf("call after the restart not connected: %v\n%s", err, tail(n1b.out.String(), 40))
+			}
+			_ = c2.Hangup()
+			c3, err := lab.Call(ctx, "srv11", "3999", "030777777", sim.CallOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c3.WaitBridged(ctx); err != nil {
+				t.Fatalf("external call after the restart not connected: %v", err)
+			}
+			waitCount(t, obs, "server", "srv11", 1, 5*time.Second)
+			_ = c3.Hangup()
+			_ = c.Hangup()
+			waitCount(t, obs, "server", "srv11", 0, 10*time.Second)
+		})
+	}
+}
