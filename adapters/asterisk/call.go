@@ -424,7 +424,10 @@ func (l *leg) answered(at time.Time) bool {
 	return true
 }
 
-func (l *leg) destroyed(half2 bool, cause int, at time.Time) {
+// destroyed records a ChannelDestroyed of the leg (or of its ;2 half). It
+// reports whether that completed the attempt's end: the channel Dial waits
+// on last was closed.
+func (l *leg) destroyed(half2 bool, cause int, at time.Time) bool {
 	l.c.mu.Lock()
 	defer l.c.mu.Unlock()
 	if half2 {
@@ -433,15 +436,18 @@ func (l *leg) destroyed(half2 bool, cause int, at time.Time) {
 			l.cause2 = cause
 			l.lastAt = at
 			close(l.ended2Ch)
+			return l.isEnded
 		}
-		return
+		return false
 	}
 	if !l.isEnded {
 		l.isEnded = true
 		l.cause = cause
 		l.lastAt = at
 		close(l.endedCh)
+		return !l.local || l.isEnded2
 	}
+	return false
 }
 
 // lost ends the leg without its events: it vanished while the WebSocket
@@ -555,7 +561,9 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 	if spec.Timeout > 0 {
 		q.Set("timeout", strconv.Itoa(int((spec.Timeout+time.Second-1)/time.Second)))
 	}
-	rctx, cancel := context.WithTimeout(ctx, c.timeout())
+	// The originate runs to its end even if the caller leaves meanwhile, so
+	// that callctl knows whether the channel exists.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout())
 	err = c.rest().do(rctx, http.MethodPost, "/channels", q, body, nil)
 	cancel()
 	if err != nil {
@@ -699,7 +707,9 @@ func (c *call) connect(ctx context.Context, l *leg) (controller.Leg, controller.
 		}
 		return nil, controller.DialResult{Outcome: hunt.Failed, Cause: "BRIDGE_FAILED"}, fmt.Errorf("connect leg %s: %s: %w", l.id, step, err)
 	}
-	rctx, cancel := context.WithTimeout(ctx, c.timeout())
+	// These requests run to their end even if the caller leaves meanwhile:
+	// a bridge created by a request cut off halfway would be nobody's.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout())
 	defer cancel()
 	c.mu.Lock()
 	up := c.up

@@ -44,133 +44,195 @@ const ariTime = "2006-01-02T15:04:05.000-0700"
 // errNoType is returned for a frame without an event type.
 var errNoType = errors.New("event has no type")
 
-// rawEvent holds the fields callctl reads, undecoded: json.RawMessage takes
-// any JSON value, so a field of an unexpected type cannot fail the frame.
-type rawEvent struct {
-	Type           json.RawMessage `json:"type"`
-	Application    json.RawMessage `json:"application"`
-	Channel        json.RawMessage `json:"channel"`
-	Peer           json.RawMessage `json:"peer"`
-	ReplaceChannel json.RawMessage `json:"replace_channel"`
-	Args           json.RawMessage `json:"args"`
-	Cause          json.RawMessage `json:"cause"`
-	Soft           json.RawMessage `json:"soft"`
-	DialStatus     json.RawMessage `json:"dialstatus"`
-	Bridge         json.RawMessage `json:"bridge"`
+// wireEvent is decoded in one pass. For a field of an unexpected JSON type,
+// encoding/json reports an *json.UnmarshalTypeError but still fills every
+// other field: a ChannelDestroyed is never lost to an odd field next to its
+// channel id.
+type wireEvent struct {
+	Type           string       `json:"type"`
+	Application    string       `json:"application"`
+	Channel        *wireChannel `json:"channel"`
+	Peer           *wireChannel `json:"peer"`
+	ReplaceChannel *wireChannel `json:"replace_channel"`
+	Args           []string     `json:"args"`
+	Cause          *int         `json:"cause"`
+	Soft           bool         `json:"soft"`
+	DialStatus     string       `json:"dialstatus"`
+	Bridge         *struct {
+		ID string `json:"id"`
+	} `json:"bridge"`
 }
 
-type rawChannel struct {
-	ID           json.RawMessage `json:"id"`
-	Name         json.RawMessage `json:"name"`
-	State        json.RawMessage `json:"state"`
-	Caller       json.RawMessage `json:"caller"`
-	Dialplan     json.RawMessage `json:"dialplan"`
-	Creationtime json.RawMessage `json:"creationtime"`
+type wireChannel struct {
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	State  string `json:"state"`
+	Caller struct {
+		Name   string `json:"name"`
+		Number string `json:"number"`
+	} `json:"caller"`
+	Dialplan struct {
+		Context string `json:"context"`
+		Exten   string `json:"exten"`
+	} `json:"dialplan"`
+	Creationtime string `json:"creationtime"`
+}
+
+// bodyTypes are the event types whose content callctl reads; the others
+// (most of the stream: ChannelVarset, ChannelDialplan, ...) are only
+// recognised by their type.
+var bodyTypes = map[string]bool{
+	"StasisStart": true, "StasisEnd": true, "ChannelDestroyed": true, "ChannelHangupRequest": true,
+	"Dial": true, "BridgeBlindTransfer": true, "BridgeAttendedTransfer": true,
 }
 
 // decodeEvent reads one WebSocket frame. It fails only when the frame is
 // not a JSON object or has no type; odd fields are skipped.
 func decodeEvent(data []byte) (event, error) {
-	var raw rawEvent
-	if err := json.Unmarshal(data, &raw); err != nil {
-		return event{}, err
+	if t, ok := topLevelType(data); ok && !bodyTypes[t] {
+		return event{Type: t}, nil
 	}
-	var e event
-	str(raw.Type, &e.Type)
-	if e.Type == "" {
+	var w wireEvent
+	if err := json.Unmarshal(data, &w); err != nil {
+		var te *json.UnmarshalTypeError
+		if !errors.As(err, &te) {
+			return event{}, err
+		}
+	}
+	if w.Type == "" {
 		return event{}, errNoType
 	}
-	str(raw.Application, &e.Application)
-	switch e.Type {
-	case "StasisStart":
-		e.Channel = decodeChannel(raw.Channel)
-		e.ReplaceChannel = decodeChannel(raw.ReplaceChannel)
-		e.Args = strs(raw.Args)
-	case "StasisEnd", "ChannelStateChange":
-		e.Channel = decodeChannel(raw.Channel)
-	case "ChannelDestroyed", "ChannelHangupRequest":
-		e.Channel = decodeChannel(raw.Channel)
-		e.HasCause = num(raw.Cause, &e.Cause)
-		boolean(raw.Soft, &e.Soft)
-	case "Dial":
-		e.Peer = decodeChannel(raw.Peer)
-		str(raw.DialStatus, &e.DialStatus)
-	case "ChannelEnteredBridge", "ChannelLeftBridge":
-		e.Channel = decodeChannel(raw.Channel)
-		e.BridgeID = bridgeID(raw.Bridge)
-	case "BridgeDestroyed", "BridgeBlindTransfer", "BridgeAttendedTransfer":
-		e.BridgeID = bridgeID(raw.Bridge)
+	e := event{Type: w.Type, Application: w.Application, Args: w.Args, Soft: w.Soft, DialStatus: w.DialStatus}
+	e.Channel = w.Channel.data()
+	e.Peer = w.Peer.data()
+	e.ReplaceChannel = w.ReplaceChannel.data()
+	if w.Cause != nil {
+		e.Cause, e.HasCause = *w.Cause, true
+	}
+	if w.Bridge != nil {
+		e.BridgeID = w.Bridge.ID
 	}
 	return e, nil
 }
 
-func decodeChannel(m json.RawMessage) channelData {
-	var c channelData
-	var raw rawChannel
-	if len(m) == 0 || json.Unmarshal(m, &raw) != nil {
-		return c
+func (w *wireChannel) data() channelData {
+	if w == nil {
+		return channelData{}
 	}
-	str(raw.ID, &c.ID)
-	str(raw.Name, &c.Name)
-	str(raw.State, &c.State)
-	if len(raw.Caller) > 0 {
-		var party struct{ Number, Name json.RawMessage }
-		if json.Unmarshal(raw.Caller, &party) == nil {
-			str(party.Number, &c.CallerNumber)
-			str(party.Name, &c.CallerName)
-		}
-	}
-	if len(raw.Dialplan) > 0 {
-		var dp struct{ Context, Exten json.RawMessage }
-		if json.Unmarshal(raw.Dialplan, &dp) == nil {
-			str(dp.Context, &c.Context)
-			str(dp.Exten, &c.Exten)
-		}
-	}
-	var created string
-	if str(raw.Creationtime, &created) {
-		if t, err := time.Parse(ariTime, created); err == nil {
+	c := channelData{ID: w.ID, Name: w.Name, State: w.State, CallerNumber: w.Caller.Number, CallerName: w.Caller.Name,
+		Context: w.Dialplan.Context, Exten: w.Dialplan.Exten}
+	if w.Creationtime != "" {
+		if t, err := time.Parse(ariTime, w.Creationtime); err == nil {
 			c.Created = t
 		}
 	}
 	return c
 }
 
-func bridgeID(m json.RawMessage) string {
-	var b struct{ ID json.RawMessage }
-	if len(m) == 0 || json.Unmarshal(m, &b) != nil {
-		return ""
+// topLevelType finds the value of the "type" key of a JSON object without
+// decoding the rest of it. ok is false when it cannot tell (not an object,
+// no type, escapes, malformed): the full decoder then decides.
+func topLevelType(b []byte) (string, bool) {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return "", false
 	}
-	var id string
-	str(b.ID, &id)
-	return id
-}
-
-func str(m json.RawMessage, dst *string) bool {
-	return len(m) > 0 && json.Unmarshal(m, dst) == nil
-}
-
-func num(m json.RawMessage, dst *int) bool {
-	return len(m) > 0 && json.Unmarshal(m, dst) == nil
-}
-
-func boolean(m json.RawMessage, dst *bool) bool {
-	return len(m) > 0 && json.Unmarshal(m, dst) == nil
-}
-
-func strs(m json.RawMessage) []string {
-	var raw []json.RawMessage
-	if len(m) == 0 || json.Unmarshal(m, &raw) != nil {
-		return nil
+	i++
+	for {
+		i = skipSpace(b, i)
+		if i >= len(b) || b[i] != '"' {
+			return "", false
+		}
+		end, ok := stringEnd(b, i)
+		if !ok {
+			return "", false
+		}
+		key := b[i+1 : end]
+		i = skipSpace(b, end+1)
+		if i >= len(b) || b[i] != ':' {
+			return "", false
+		}
+		i = skipSpace(b, i+1)
+		if string(key) == "type" {
+			if i >= len(b) || b[i] != '"' {
+				return "", false
+			}
+			vend, ok := stringEnd(b, i)
+			if !ok {
+				return "", false
+			}
+			v := b[i+1 : vend]
+			for _, c := range v {
+				if c == '\\' || c < 0x20 {
+					return "", false
+				}
+			}
+			return string(v), len(v) > 0
+		}
+		if i, ok = skipValue(b, i); !ok {
+			return "", false
+		}
+		i = skipSpace(b, i)
+		if i >= len(b) || b[i] != ',' {
+			return "", false
+		}
+		i++
 	}
-	out := make([]string, 0, len(raw))
-	for _, r := range raw {
-		var s string
-		if str(r, &s) {
-			out = append(out, s)
-		} else {
-			out = append(out, "")
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// stringEnd returns the index of the quote closing the string opening at i.
+func stringEnd(b []byte, i int) (int, bool) {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			return j, true
 		}
 	}
-	return out
+	return 0, false
+}
+
+// skipValue returns the index just after the JSON value starting at i.
+func skipValue(b []byte, i int) (int, bool) {
+	if i >= len(b) {
+		return 0, false
+	}
+	switch b[i] {
+	case '"':
+		end, ok := stringEnd(b, i)
+		return end + 1, ok
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				end, ok := stringEnd(b, j)
+				if !ok {
+					return 0, false
+				}
+				j = end
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1, true
+				}
+			}
+		}
+		return 0, false
+	}
+	j := i
+	for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\n' && b[j] != '\r' && b[j] != '\t' {
+		j++
+	}
+	return j, j > i
 }

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -117,7 +119,17 @@ func newLab(t testing.TB, o labOptions) *lab {
 		recs: &recordSink{}, logs: &logBuffer{}, obs: newObserver()}
 	log := o.logger
 	if log == nil {
-		log = slog.New(slog.NewTextHandler(l.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		var w io.Writer = l.logs
+		if path := os.Getenv("CALLCTL_TEST_LOG"); path != "" {
+			// The whole log, for a failure the tail does not explain.
+			f, err := os.Create(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { f.Close() })
+			w = io.MultiWriter(l.logs, f)
+		}
+		log = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	l.fleet = callmodel.NewFleet(callmodel.WithLogger(quietLogger()))
 	urls := map[string]string{}
@@ -355,6 +367,23 @@ func (s *recordSink) find(caller, dialed string) *controller.Record {
 	return nil
 }
 
+// unanswered summarises the records of calls nobody answered.
+func (s *recordSink) unanswered() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]int{}
+	for _, r := range s.recs {
+		if r.Answer == nil {
+			k := r.HangupCause
+			for _, a := range r.Attempts {
+				k += " " + a.Outcome.String() + "(" + a.Cause + ")"
+			}
+			out[k]++
+		}
+	}
+	return out
+}
+
 func (s *recordSink) count() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -417,9 +446,19 @@ type seen struct {
 	bridged  string
 	hungup   time.Time
 	cause    callmodel.Cause
+	changed  chan struct{} // closed and replaced on every change
 }
 
 func newObserver() *observer { return &observer{chans: map[string]*seen{}} }
+
+func (o *observer) entry(id string) *seen {
+	s := o.chans[id]
+	if s == nil {
+		s = &seen{changed: make(chan struct{})}
+		o.chans[id] = s
+	}
+	return s
+}
 
 func (o *observer) observe(_ *callmodel.Tx, ev *callmodel.Event) {
 	o.mu.Lock()
@@ -428,22 +467,24 @@ func (o *observer) observe(_ *callmodel.Tx, ev *callmodel.Event) {
 	if id == "" {
 		return
 	}
-	s := o.chans[id]
-	if s == nil {
-		s = &seen{server: ev.Server}
-		o.chans[id] = s
-	}
+	s := o.entry(id)
+	s.server = ev.Server
 	switch ev.Kind {
 	case callmodel.ChannelAnswered:
 		s.answered = ev.Time
 	case callmodel.ChannelBridged:
 		s.bridged = ev.Other.UUID
-		if other := o.chans[ev.Other.UUID]; other != nil {
-			other.bridged = id
-		}
+		other := o.entry(ev.Other.UUID)
+		other.bridged = id
+		close(other.changed)
+		other.changed = make(chan struct{})
 	case callmodel.ChannelHangup:
 		s.hungup, s.cause = ev.Time, ev.Channel.Cause
+	default:
+		return
 	}
+	close(s.changed)
+	s.changed = make(chan struct{})
 }
 
 func (o *observer) get(id string) seen {
@@ -453,6 +494,33 @@ func (o *observer) get(id string) seen {
 		return *s
 	}
 	return seen{}
+}
+
+// wait blocks until cond holds for channel id or timeout passes, and
+// returns the last state seen.
+func (o *observer) wait(id string, timeout time.Duration, cond func(seen) bool) (seen, bool) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		o.mu.Lock()
+		s := *o.entry(id)
+		o.mu.Unlock()
+		if cond(s) {
+			return s, true
+		}
+		select {
+		case <-s.changed:
+		case <-t.C:
+			return s, false
+		}
+	}
+}
+
+// forget drops what was seen of a channel.
+func (o *observer) forget(id string) {
+	o.mu.Lock()
+	delete(o.chans, id)
+	o.mu.Unlock()
 }
 
 // goroutines counts goroutines; leaked compares with a baseline, polling
