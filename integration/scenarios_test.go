@@ -174,6 +174,21 @@ func (e *Env) waitCount(t *testing.T, scope, name string, want int) {
 	t.Fatalf("%s %s counts %d, want %d", scope, name, got, want)
 }
 
+// waitAnswered waits until callctl has connected one of its calls to target.
+func (e *Env) waitAnswered(t *testing.T, target string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, c := range e.Node.Engine().Calls() {
+			if c.Answered == target {
+				return
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("no call of callctl was connected to %s", target)
+}
+
 func (e *Env) waitIdle(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -477,6 +492,78 @@ func TestRejections(t *testing.T) {
 			if res.Answered || res.SIPStatus != tc.sip {
 				t.Errorf("%s dials %q: answered %v SIP %d, want %d", tc.from, tc.dialed, res.Answered, res.SIPStatus, tc.sip)
 			}
+		}
+	})
+}
+
+// SPEC §5: an external call into server 11 transferred (blind) by the user
+// who took it to server 12 counts 2 on server 11 (inbound + transfer leg) and
+// 1 on server 12; the phone there sees the original caller.
+func TestTransferredExternalCallCounts2Plus1(t *testing.T) {
+	scenario(t, Options{Phones: phones("srv11", "3999", answers, "srv12", "2099", answers)}, func(t *testing.T, e *Env) {
+		if e.Fleet.Kinds["srv11"] != provision.KindFreeSWITCH {
+			t.Skip("the simulator transfers calls of FreeSWITCH servers (a REFER); Asterisk transfers are covered in adapters/asterisk")
+		}
+		in := e.pstnCall(t, "srv11", "+4930100100", "+4915112345678")
+		bridged(t, in)
+		e.waitCount(t, "server", "srv11", 1)
+		time.Sleep(300 * time.Millisecond) // 3999 talks a moment, then transfers
+		if err := e.Lab.BlindTransfer("srv11", in.UUID(), "122099"); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for len(e.Lab.Rings("srv12", "2099")) == 0 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		rs := e.Lab.Rings("srv12", "2099")
+		if len(rs) != 1 || rs[0].Caller.Number != "+4915112345678" {
+			t.Fatalf("2099 rings: %+v, want one showing the original caller", rs)
+		}
+		e.waitAnswered(t, "2099")
+		e.waitCount(t, "server", "srv11", 2)
+		e.waitCount(t, "server", "srv12", 1)
+		hangup(t, in)
+		first := e.record(t, of(in))
+		if first.HangupCause != "TRANSFERRED" || first.Answered != "3999" {
+			t.Errorf("first record: %+v", first)
+		}
+		rec := e.record(t, func(r *controller.Record) bool { return r.Transfer == "blind" })
+		if rec.Route != "inter-server" || rec.Caller != "3999" || len(rec.Legs) != 2 || rec.Answered != "2099" {
+			t.Errorf("transfer record: route %s caller %s answered %s legs %+v", rec.Route, rec.Caller, rec.Answered, rec.Legs)
+		}
+	})
+}
+
+// The media server drops every control connection mid-call: nothing is
+// leaked (counts, calls), and callctl takes new calls once it reconnected.
+func TestMediaServerDropsMidCall(t *testing.T) {
+	scenario(t, Options{Phones: phones("srv11", "3998", answers)}, func(t *testing.T, e *Env) {
+		c := e.call(t, "srv11", "3999", "030123456")
+		bridged(t, c)
+		e.waitCount(t, "server", "srv11", 1)
+		if _, err := e.Lab.DropConnections("srv11"); err != nil {
+			t.Fatal(err)
+		}
+		if e.Fleet.Kinds["srv11"] == provision.KindFreeSWITCH {
+			// FreeSWITCH ends a call whose socket is gone (no other node in
+			// its dialplan here).
+			ended(t, c)
+		} else {
+			// Asterisk keeps the call; callctl reconnects and reconciles.
+			time.Sleep(300 * time.Millisecond)
+			hangup(t, c)
+		}
+		e.waitCount(t, "server", "srv11", 0)
+		rctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		if err := e.Node.Ready(rctx, e.asteriskServers()...); err != nil {
+			t.Fatal(err)
+		}
+		c2 := e.call(t, "srv11", "3999", "3998")
+		bridged(t, c2)
+		hangup(t, c2)
+		if rec := e.record(t, of(c2)); rec.Answered != "3998" {
+			t.Errorf("call after the drop: %+v", rec)
 		}
 	})
 }

@@ -528,6 +528,7 @@ func (s *Server) transfer(tx *callmodel.Tx, uuid, dest, dialplan, context string
 	s.endApps(tx, uuid, false)
 	fc.dp = nil
 	if snap.BridgedTo != "" {
+		fc.transferring = true
 		tx.Unbridge(uuid)
 	}
 	fc.v.cs, fc.v.csNumber = csRouting, csRouting

@@ -217,6 +217,20 @@ func (s *Server) bridgeEnded(tx *callmodel.Tx, ev *callmodel.Event) {
 		return
 	}
 	br := fa.bridge
+	if fa.transferring {
+		// The channel left the bridge for the dialplan (a REFER, a
+		// uuid_transfer): it lives on; the other side, whose bridge ended,
+		// is hung up as FreeSWITCH does with the originated leg.
+		fa.transferring = false
+		fa.bridge = nil
+		if br != nil {
+			br.bridged = false
+		}
+		if tx.Exists(b) {
+			tx.Hangup(b, callmodel.CauseNormalClearing, callmodel.ByRequest)
+		}
+		return
+	}
 	bCause := ev.Other.Cause
 	if ev.Other.State != callmodel.StateHangup {
 		bCause = ev.Channel.Cause

@@ -40,6 +40,10 @@ type fsChan struct {
 
 	// originate / bridge bookkeeping
 	bridge *bridgeRun // the bridge application running on this channel
+	// transferring is set while a transfer takes the channel out of its
+	// bridge: hangup_after_bridge does not apply then (FreeSWITCH skips it
+	// for CF_TRANSFER channels in switch_ivr_multi_threaded_bridge).
+	transferring bool
 }
 
 type action struct{ app, data string }
