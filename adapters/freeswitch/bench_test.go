@@ -64,6 +64,7 @@ func envInt(name string, def int) int {
 // simultaneous callers (default 32: a closed loop, which finds the highest
 // rate); CALLCTL_BENCH_RATE instead offers calls at that many per second
 // whatever happens to them (an open loop, for latency at a given load).
+// CALLCTL_SIM_GOMAXPROCS sets the simulator process's GOMAXPROCS.
 func BenchmarkHunt3(b *testing.B) {
 	rec := &stepRecorder{}
 	l := newTestLab(b, labOptions{logger: benchLogger(), channelLimit: 100000,

@@ -286,7 +286,8 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 	c.stepArmed = !c.stepAt.IsZero()
 	c.mu.Unlock()
 
-	msg := make([]byte, 0, 256+len(arg))
+	buf := getMsg()
+	msg := *buf
 	n := 1
 	if first {
 		// A failed bridge must leave the caller up for the next member, and an
@@ -295,13 +296,17 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 		msg, _ = esl.AppendExecute(msg, "", "set", "hangup_after_bridge=true", "")
 		n = 3
 	}
-	if msg, err = esl.AppendExecute(msg, "", "bridge", arg, d.appUUID); err != nil {
+	msg, err = esl.AppendExecute(msg, "", "bridge", arg, d.appUUID)
+	*buf = msg
+	if err != nil {
+		putMsg(buf)
 		c.abandonDial(d, w)
 		return nil, controller.DialResult{Outcome: hunt.Failed, Cause: "INVALID_DIAL_STRING"}, fmt.Errorf("dial: %w", err)
 	}
 	sctx, scancel := context.WithTimeout(context.Background(), c.srv.opt.CommandTimeout)
 	replies, err := c.conn.send(sctx, n, msg)
 	scancel()
+	putMsg(buf) // written: the buffer is free again
 	for _, r := range replies {
 		if err == nil && strings.HasPrefix(r.text, "-ERR") {
 			err = fmt.Errorf("%w: %s", ErrCommandFailed, strings.TrimSpace(r.text))
@@ -469,8 +474,10 @@ func (c *call) exists(id string) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.srv.opt.CommandTimeout)
 	defer cancel()
 	if !c.conn.isClosed() {
-		msg, _ := esl.AppendCommand(make([]byte, 0, 64), "api", "uuid_exists", id)
-		r, err := c.conn.command(ctx, msg)
+		buf := getMsg()
+		*buf, _ = esl.AppendCommand(*buf, "api", "uuid_exists", id)
+		r, err := c.conn.command(ctx, *buf)
+		putMsg(buf)
 		if err == nil {
 			return strings.TrimSpace(r.text) == "true", nil
 		}
@@ -484,8 +491,11 @@ func (c *call) cancelLeg(id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.srv.opt.CommandTimeout)
 	defer cancel()
 	if !c.conn.isClosed() {
-		msg, _ := esl.AppendCommand(make([]byte, 0, 80), "api", "uuid_kill", id, "ORIGINATOR_CANCEL")
-		if _, err := c.conn.send(ctx, 1, msg); err == nil {
+		buf := getMsg()
+		*buf, _ = esl.AppendCommand(*buf, "api", "uuid_kill", id, "ORIGINATOR_CANCEL")
+		_, err := c.conn.send(ctx, 1, *buf)
+		putMsg(buf)
+		if err == nil {
 			return
 		}
 	}
@@ -533,11 +543,13 @@ func (c *call) hangup(ctx context.Context, cause routing.Cause, what string) err
 	c.hangupSent = true
 	c.stepArmed = !c.stepAt.IsZero()
 	c.mu.Unlock()
-	msg, err := esl.AppendHangup(make([]byte, 0, 80), "", name)
-	if err != nil {
+	buf := getMsg()
+	defer putMsg(buf)
+	var err error
+	if *buf, err = esl.AppendHangup(*buf, "", name); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	if _, err := c.conn.command(ctx, msg); err != nil {
+	if _, err := c.conn.command(ctx, *buf); err != nil {
 		if c.conn.isClosed() || isGoneErr(err) {
 			return controller.ErrCallGone
 		}

@@ -270,3 +270,15 @@ func (c *conn) post(msg []byte) error {
 	}
 	return nil
 }
+
+// msgPool holds command buffers: a command is encoded, written and done with
+// before send returns, so its buffer can serve the next one.
+var msgPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+func getMsg() *[]byte { b := msgPool.Get().(*[]byte); *b = (*b)[:0]; return b }
+
+func putMsg(b *[]byte) {
+	if cap(*b) <= 4096 {
+		msgPool.Put(b)
+	}
+}

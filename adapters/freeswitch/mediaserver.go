@@ -453,11 +453,14 @@ func (m *MediaServer) API(ctx context.Context, cmd string, args ...string) (stri
 	if err != nil {
 		return "", err
 	}
-	msg, err := esl.AppendCommand(make([]byte, 0, 64), append([]string{"api", cmd}, args...)...)
-	if err != nil {
+	buf := getMsg()
+	defer putMsg(buf)
+	parts := make([]string, 0, 2+len(args))
+	parts = append(append(parts, "api", cmd), args...)
+	if *buf, err = esl.AppendCommand(*buf, parts...); err != nil {
 		return "", err
 	}
-	r, err := c.command(ctx, msg)
+	r, err := c.command(ctx, *buf)
 	if err != nil {
 		return r.text, fmt.Errorf("api %s: %w", cmd, err)
 	}

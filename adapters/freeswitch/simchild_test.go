@@ -307,6 +307,9 @@ func startSimProcess(tb testing.TB, cfg childConfig) *simProcess {
 	raw, _ := json.Marshal(cfg)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), simChildEnv+"="+string(raw))
+	if n := os.Getenv("CALLCTL_SIM_GOMAXPROCS"); n != "" {
+		cmd.Env = append(cmd.Env, "GOMAXPROCS="+n)
+	}
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
