@@ -76,6 +76,7 @@ func (l *lockedBuffer) String() string {
 // nodeProc is a callctl serve process.
 type nodeProc struct {
 	t    *testing.T
+	id   string
 	cmd  *exec.Cmd
 	out  *lockedBuffer
 	http string
@@ -106,7 +107,7 @@ drain_timeout: 5s
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := &nodeProc{t: t, out: &lockedBuffer{}, http: httpAddr, done: make(chan struct{})}
+	p := &nodeProc{t: t, id: id, out: &lockedBuffer{}, http: httpAddr, done: make(chan struct{})}
 	p.cmd = exec.Command(callctlBinary(t), "serve", "--config", path)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
@@ -282,4 +283,113 @@ func TestControllerRestartedMidCall(t *testing.T) {
 			waitCount(t, obs, "server", "srv11", 0, 10*time.Second)
 		})
 	}
+}
+
+// Two callctl processes sharing Redis serve a mixed fleet: FreeSWITCH hands
+// calls to the first node and falls back to the second; exactly one node
+// holds the Asterisk application, and when it is killed the other takes it
+// over within seconds. `callctl records` lists the calls of both.
+func TestTwoNodeCluster(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	rs := redistest.Start(t, redistest.Options{})
+	esl1, _ := freePort()
+	esl2, _ := freePort()
+	f := MixedFleet
+	cfg := LabConfig(f, []string{esl1, esl2})
+	cfg.PSTNDefault = &sim.Behaviour{Mode: "answer", RingFor: 50 * time.Millisecond}
+	cfg.Phones = []sim.PhoneConfig{{Server: "srv11", Ext: "3998", Behaviour: answers}, {Server: "srv12", Ext: "2099", Behaviour: answers}}
+	cfg.Logger = logger()
+	lab, err := sim.StartLab(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lab.Close()
+	doc, err := LabDocument(f, func(name string) (string, string) {
+		return lab.Server(name).ESLAddr(), lab.Server(name).ARIURL()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := DocumentYAML(doc)
+	dir := t.TempDir()
+	planPath := filepath.Join(dir, "plan.yaml")
+	os.WriteFile(planPath, data, 0o600)
+
+	n1 := clusterNode(t, dir, "n1", planPath, esl1, rs.Addr)
+	n1.waitReady(map[string]string{"srv11": "connected"})
+	n2 := clusterNode(t, dir, "n2", planPath, esl2, rs.Addr)
+	n2.waitReady(map[string]string{"srv11": "connected"})
+	owner, other := n1, n2
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if readyz(n2.http, "srv12=connected") {
+			owner, other = n2, n1
+			break
+		}
+		if readyz(n1.http, "srv12=connected") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no node connected the Asterisk application")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !readyz(other.http, "srv12=standby") {
+		t.Fatal("both nodes hold the Asterisk application")
+	}
+
+	call := func(server, from, dialed string) {
+		t.Helper()
+		c, err := lab.Call(ctx, server, from, dialed, sim.CallOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.WaitBridged(ctx); err != nil {
+			t.Fatalf("%s -> %s on %s not connected: %v", from, dialed, server, err)
+		}
+		_ = c.Hangup()
+		if _, err := c.WaitEnded(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	call("srv11", "3999", "3998")   // FreeSWITCH: the first node of its dialplan
+	call("srv12", "2099", "113998") // Asterisk: the owner, across to srv11
+
+	owner.kill()
+	killed := time.Now()
+	deadline = time.Now().Add(10 * time.Second)
+	for !readyz(other.http, "srv12=connected") {
+		if time.Now().After(deadline) {
+			t.Fatal("the surviving node did not take the Asterisk application over")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("Asterisk application taken over %s after the owner was killed", time.Since(killed).Round(time.Millisecond))
+	call("srv12", "2099", "113998")
+	call("srv11", "3999", "3998") // FreeSWITCH falls back to whichever node is alive
+
+	out, err := exec.Command(callctlBinary(t), "records", "--config", filepath.Join(dir, other.id+".yaml")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("callctl records: %v\n%s", err, out)
+	}
+	nodes := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if strings.Contains(line, "answered_by=3998") || strings.Contains(line, "answered_by=2099") {
+			nodes[line] = true
+		}
+	}
+	if len(nodes) < 4 {
+		t.Errorf("records list %d answered calls, want at least 4:\n%s", len(nodes), out)
+	}
+}
+
+func readyz(addr, want string) bool {
+	resp, err := http.Get("http://" + addr + "/readyz")
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode == http.StatusOK && strings.Contains(string(b), want+"\n")
 }

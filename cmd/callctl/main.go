@@ -50,7 +50,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newValidate(), newRoute(), newServe(), newCalls())
+	root.AddCommand(newValidate(), newRoute(), newServe(), newCalls(), newRecords())
 	return root
 }
 

@@ -10,6 +10,7 @@ package accounting
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 )
 
@@ -40,6 +41,17 @@ func (k Kind) String() string {
 
 // MarshalText writes the kind's name.
 func (k Kind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// UnmarshalText reads a kind's name (records read back from a stream).
+func (k *Kind) UnmarshalText(b []byte) error {
+	for c := PSTNIn; c <= TrunkOut; c++ {
+		if c.String() == string(b) {
+			*k = c
+			return nil
+		}
+	}
+	return errors.New("unknown leg kind " + strconv.Quote(string(b)))
+}
 
 // Leg is one counted leg: on which server, for which org, and why.
 type Leg struct {

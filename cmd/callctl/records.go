@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
+
+	"github.com/callctl/callctl/adapters/redis"
+	"github.com/callctl/callctl/controller"
+)
+
+func newRecords() *cobra.Command {
+	var cfgPath, from string
+	var follow, asJSON bool
+	cmd := &cobra.Command{
+		Use:   "records --config NODE.yaml [--follow] [--from ID|TIME|all]",
+		Short: "Print the cluster's call records (state: redis), and with --follow the new ones as they come",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cfgPath)
+			if err != nil {
+				return &exitError{code: 2, err: err}
+			}
+			if cfg.State.Backend != "redis" {
+				return &exitError{code: 2, err: errors.New("call records are kept in Redis (state.backend: redis); a node with in-memory state writes them to its log")}
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+			print := printer(cmd.OutOrStdout(), asJSON)
+			if follow {
+				// Following needs the stream reader of a node's state; the reader
+				// takes a lease of its own, which it drops when it stops.
+				st, err := redis.New(ctx, cfg.State.Redis, "records-"+strconv.Itoa(os.Getpid()), log)
+				if err != nil {
+					return &exitError{code: 1, err: err}
+				}
+				defer st.Close(context.Background())
+				if from == "" {
+					from = "$"
+				}
+				return st.Follow(ctx, from, print)
+			}
+			return listRecords(ctx, cfg.State.Redis, from, print)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfgPath, "config", "", "node configuration with state.redis (CALLCTL_* variables override it)")
+	f.BoolVar(&follow, "follow", false, "keep printing new records until interrupted")
+	f.StringVar(&from, "from", "", "start after a stream id, at an RFC 3339 time, or 'all' (default: all, or only new ones with --follow)")
+	f.BoolVar(&asJSON, "json", false, "one JSON record per line")
+	return cmd
+}
+
+// listRecords prints the records kept in the stream and returns.
+func listRecords(ctx context.Context, rc redis.Config, from string, print func(controller.Record) error) error {
+	rc.Defaults()
+	rdb, err := redis.NewClient(rc, "callctl-records")
+	if err != nil {
+		return &exitError{code: 1, err: err}
+	}
+	defer rdb.Close()
+	start := "-"
+	switch {
+	case from == "" || from == "all" || from == "0":
+	default:
+		if t, err := time.Parse(time.RFC3339, from); err == nil {
+			start = strconv.FormatInt(t.UnixMilli(), 10)
+		} else {
+			start = "(" + from
+		}
+	}
+	key := rc.Prefix + ":" + rc.RecordStream
+	for {
+		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		msgs, err := rdb.XRangeN(qctx, key, start, "+", 500).Result()
+		cancel()
+		if err != nil && !errors.Is(err, goredis.Nil) {
+			return &exitError{code: 1, err: fmt.Errorf("reading %s: %w", key, err)}
+		}
+		for _, m := range msgs {
+			raw, _ := m.Values["record"].(string)
+			var r controller.Record
+			if err := json.Unmarshal([]byte(raw), &r); err != nil {
+				fmt.Fprintf(os.Stderr, "record %s does not decode: %v\n", m.ID, err)
+				continue
+			}
+			if err := print(r); err != nil {
+				return err
+			}
+		}
+		if len(msgs) < 500 {
+			return nil
+		}
+		start = "(" + msgs[len(msgs)-1].ID
+	}
+}
+
+func printer(w io.Writer, asJSON bool) func(controller.Record) error {
+	enc := json.NewEncoder(w)
+	return func(r controller.Record) error {
+		if asJSON {
+			return enc.Encode(r)
+		}
+		answered := "-"
+		if r.Answered != "" {
+			answered = r.Answered
+		}
+		_, err := fmt.Fprintf(w, "%s call=%s server=%s %s -> %s route=%s org=%s billing=%s answered_by=%s attempts=%d cause=%s legs=%d\n",
+			r.Start.UTC().Format(time.RFC3339), r.CallID, r.Server, r.Caller, r.Dialed, r.Route, r.Org, r.Billing,
+			answered, len(r.Attempts), r.HangupCause, len(r.Legs))
+		return err
+	}
+}
