@@ -1,13 +1,16 @@
 package freeswitch
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -248,4 +251,83 @@ func TestOriginate(t *testing.T) {
 		t.Errorf("injected originate: %v", err)
 	}
 	l.waitIdle(10 * time.Second)
+}
+
+// A peer that sends nothing (heartbeats off) is probed, not dropped: the
+// inbound connection stays up across several idle periods.
+func TestInboundIdleProbe(t *testing.T) {
+	l := newTestLab(t, labOptions{})
+	defer l.close()
+	ms := NewMediaServer(MediaServerConfig{Name: "srv11", Address: l.sims["srv11"].Addr(), Password: "ClueCon",
+		Logger: quietLogger(), IdleTimeout: 300 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ms.Run(ctx) }()
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	if err := ms.WaitConnected(wctx); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := ms.current()
+	time.Sleep(1500 * time.Millisecond) // five idle periods without a heartbeat
+	if c2, err := ms.current(); err != nil || c2 != c {
+		t.Errorf("the idle connection was replaced (%v)", err)
+	}
+	if _, err := ms.API(wctx, "status"); err != nil {
+		t.Errorf("api after idling: %v", err)
+	}
+	cancel()
+	<-done
+}
+
+// A peer that accepts the handshake and then answers nothing (a hung
+// process) is closed after the probe goes unanswered, and the connection is
+// made again.
+func TestInboundSilentPeerIsDropped(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var accepted atomic.Int32
+	var wg sync.WaitGroup
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer nc.Close()
+				_, _ = nc.Write([]byte("Content-Type: auth/request\n\n"))
+				rd := bufio.NewReader(nc)
+				for {
+					line, err := rd.ReadString('\n')
+					if err != nil {
+						return
+					}
+					switch {
+					case strings.HasPrefix(line, "auth "), strings.HasPrefix(line, "event "), strings.HasPrefix(line, "filter "):
+						_, _ = nc.Write([]byte("Content-Type: command/reply\nReply-Text: +OK\n\n"))
+					}
+					// anything else (the probe) gets no answer
+				}
+			}()
+		}
+	}()
+	ms := NewMediaServer(MediaServerConfig{Name: "srv11", Address: ln.Addr().String(), Password: "ClueCon",
+		Logger: quietLogger(), IdleTimeout: 100 * time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ms.Run(ctx) }()
+	if !waitFor(10*time.Second, func() bool { return accepted.Load() >= 3 }) {
+		t.Errorf("the silent peer was not dropped and redialled (%d connections)", accepted.Load())
+	}
+	cancel()
+	<-done
+	ln.Close()
+	wg.Wait()
 }

@@ -45,8 +45,9 @@ type conn struct {
 	onClose func(err error)
 	// afterWrite runs after every successful write (dial-step latency).
 	afterWrite func()
-	// readIdle, when set, closes a connection that sends nothing for that
-	// long (the inbound connection gets a HEARTBEAT every 20 s).
+	// readIdle, when set, probes a connection that sent nothing for that long
+	// and closes it if it stays silent as long again (the inbound connection
+	// normally gets a HEARTBEAT every 20 s).
 	readIdle time.Duration
 }
 
@@ -86,6 +87,7 @@ func (c *conn) readLoop() {
 	// One Event for the connection's life: handlers must not keep it (nor
 	// the slices in it) after they return.
 	ev := new(esl.Event)
+	probing := false
 	for {
 		if c.readIdle > 0 {
 			_ = c.nc.SetReadDeadline(time.Now().Add(c.readIdle))
@@ -93,8 +95,18 @@ func (c *conn) readLoop() {
 		var f esl.Frame
 		f, err = c.rd.ReadFrame()
 		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && !probing && c.readIdle > 0 {
+				// Silent for a while (heartbeats may be turned off): ask
+				// something; a live peer answers within another period.
+				probing = true
+				if c.post([]byte("api status\n\n")) == nil {
+					continue
+				}
+			}
 			break
 		}
+		probing = false
 		at := time.Now()
 		ct, _ := f.Header.Lookup("Content-Type")
 		switch string(ct) {
