@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -516,11 +517,35 @@ func (c *call) dropWatch(w *legWatch) {
 	c.mu.Unlock()
 }
 
-// Reject ends the unanswered call with cause; FreeSWITCH answers the caller
-// with the matching SIP code (USER_BUSY 486, UNALLOCATED_NUMBER 404,
-// CALL_REJECTED 403, NORMAL_CIRCUIT_CONGESTION 503).
+// Reject ends the unanswered call with cause, and the caller gets the cause's
+// SIP code (USER_BUSY 486, UNALLOCATED_NUMBER 404, CALL_REJECTED 403,
+// NORMAL_CIRCUIT_CONGESTION 503). FreeSWITCH derives the SIP code from the
+// hangup cause by itself, but not always the code callctl means: it answers
+// CALL_REJECTED with 603 and NORMAL_TEMPORARY_FAILURE with 503 (mod_sofia's
+// hangup_cause_to_sip). For those, "respond <code>" sends the code first.
 func (c *call) Reject(ctx context.Context, cause routing.Cause) error {
 	return c.hangup(ctx, cause, "reject")
+}
+
+// fsSIP is the SIP response FreeSWITCH sends to an unanswered caller hung up
+// with a cause (mod_sofia hangup_cause_to_sip), for the causes callctl uses.
+var fsSIP = map[string]int{
+	"UNALLOCATED_NUMBER": 404, "USER_BUSY": 486, "NO_ANSWER": 480, "CALL_REJECTED": 603,
+	"DESTINATION_OUT_OF_ORDER": 502, "INVALID_NUMBER_FORMAT": 484, "NORMAL_CIRCUIT_CONGESTION": 503,
+	"NORMAL_TEMPORARY_FAILURE": 503,
+}
+
+// respondCode is the SIP code to send before hanging up with cause, or 0
+// when FreeSWITCH's own mapping already gives the code callctl means.
+func respondCode(cause routing.Cause) int {
+	want := cause.SIP()
+	if want < 400 || want > 699 {
+		return 0
+	}
+	if fsSIP[cause.String()] == want {
+		return 0
+	}
+	return want
 }
 
 // Hangup ends the call with cause; with hangup_after_bridge the bridged leg
@@ -545,17 +570,40 @@ func (c *call) hangup(ctx context.Context, cause routing.Cause, what string) err
 	c.mu.Unlock()
 	buf := getMsg()
 	defer putMsg(buf)
+	n := 1
+	code := 0
+	if what == "reject" {
+		code = respondCode(cause)
+	}
+	if code != 0 {
+		// respond sends the code and hangs the caller up; the hangup after it
+		// ends the call anyway if respond could not (an answered channel).
+		*buf, _ = esl.AppendExecute(*buf, "", "respond", strconv.Itoa(code), "")
+		n = 2
+	}
 	var err error
 	if *buf, err = esl.AppendHangup(*buf, "", name); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	if _, err := c.conn.command(ctx, *buf); err != nil {
+	rs, err := c.conn.send(ctx, n, *buf)
+	if err == nil {
+		for _, r := range rs {
+			if strings.HasPrefix(r.text, "-ERR") {
+				err = fmt.Errorf("%w: %s", ErrCommandFailed, strings.TrimSpace(r.text))
+				break
+			}
+		}
+	}
+	if err != nil {
 		if c.conn.isClosed() || isGoneErr(err) {
 			return controller.ErrCallGone
 		}
 		return fmt.Errorf("%s %s: %w", what, name, err)
 	}
-	c.log.Info("hangup sent", "cause", name, "sip", cause.SIP())
+	if code == 0 {
+		code = fsSIP[name]
+	}
+	c.log.Info("hangup sent", "cause", name, "sip", code)
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/callctl/callctl/adapters/memory"
 	"github.com/callctl/callctl/controller"
 	"github.com/callctl/callctl/controller/provision"
+	simlab "github.com/callctl/callctl/integration/sim"
 	"github.com/callctl/callctl/integration/sim/callmodel"
 	simesl "github.com/callctl/callctl/integration/sim/esl"
 )
@@ -323,6 +325,7 @@ func waitFor(within time.Duration, cond func() bool) bool {
 type eventLog struct {
 	mu     sync.Mutex
 	hangup map[string]string
+	sip    map[string]int // the SIP final response an unanswered caller got
 	events []loggedEvent
 }
 
@@ -348,10 +351,31 @@ func (e *eventLog) observe(tx *callmodel.Tx, ev *callmodel.Event) {
 	le.server, le.uuid, le.name, le.cause = ev.Server, ev.Channel.UUID, ev.Channel.Name, ev.Channel.Cause.Name
 	if ev.Kind == callmodel.ChannelHangup {
 		e.hangup[le.uuid] = le.cause
+		if e.sip == nil {
+			e.sip = map[string]int{}
+		}
+		// As the simulator's Lab reads it: the code "respond" sent, else
+		// FreeSWITCH's mapping of the cause.
+		code := simlab.SIPStatus(ev.Channel.Cause)
+		if v, ok := ev.Channel.Vars.Get("sip_term_status"); ok {
+			if n, err := strconv.Atoi(v); err == nil {
+				code = n
+			}
+		}
+		if !ev.Channel.Answered.IsZero() {
+			code = 200
+		}
+		e.sip[le.uuid] = code
 	}
 	if len(e.events) < 100000 {
 		e.events = append(e.events, le)
 	}
+}
+
+func (e *eventLog) sipStatus(uuid string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.sip[uuid]
 }
 
 func (e *eventLog) hangupCause(uuid string) (string, bool) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/callctl/callctl/adapters/freeswitch/esl"
 	"github.com/callctl/callctl/controller/hunt"
+	"github.com/callctl/callctl/controller/routing"
 )
 
 const tracesDir = "../../../shared/traces"
@@ -157,5 +158,24 @@ func TestCallInfoFromTransferReplies(t *testing.T) {
 	}
 	if second.Start.IsZero() || !second.Start.Equal(first.Start) {
 		t.Errorf("start times %v / %v", first.Start, second.Start)
+	}
+}
+
+// The SIP code the caller gets is the cause's (routing.Cause.SIP): where
+// FreeSWITCH's own mapping differs, respond sends it.
+func TestRespondCode(t *testing.T) {
+	for cause, want := range map[routing.Cause]int{
+		routing.CauseUnallocated: 0,   // FreeSWITCH sends 404 itself
+		routing.CauseBusy:        0,   // 486
+		routing.CauseCongestion:  0,   // 503
+		routing.CauseInvalid:     0,   // 484
+		routing.CauseOutOfOrder:  0,   // 502
+		routing.CauseRejected:    403, // FreeSWITCH would send 603
+		routing.CauseFailure:     500, // FreeSWITCH would send 503
+		routing.CauseNormal:      0,
+	} {
+		if got := respondCode(cause); got != want {
+			t.Errorf("respondCode(%s) = %d, want %d", cause, got, want)
+		}
 	}
 }

@@ -131,7 +131,10 @@ func TestRejections(t *testing.T) {
 	for _, tc := range cases {
 		id := l.call("srv11", tc.from, "", tc.dialed, callmodel.CallerPlan{})
 		if got := l.waitHangup(id, 10*time.Second); got != tc.cause.String() {
-			t.Errorf("%s dials %s: caller hung up with %s, want %s (SIP %d)", tc.from, tc.dialed, got, tc.cause, tc.cause.SIP())
+			t.Errorf("%s dials %s: caller hung up with %s, want %s", tc.from, tc.dialed, got, tc.cause)
+		}
+		if got := l.events.sipStatus(id); got != tc.cause.SIP() {
+			t.Errorf("%s dials %s: caller got SIP %d, want %d", tc.from, tc.dialed, got, tc.cause.SIP())
 		}
 	}
 	// srv11 allows one counted leg: a first external call holds it, a second
@@ -146,6 +149,9 @@ func TestRejections(t *testing.T) {
 	second := l.call("srv11", "3998", "", "030555123", callmodel.CallerPlan{})
 	if got := l.waitHangup(second, 10*time.Second); got != routing.CauseCongestion.String() {
 		t.Errorf("second external call: %s, want %s", got, routing.CauseCongestion)
+	}
+	if got := l.events.sipStatus(second); got != 503 {
+		t.Errorf("second external call: SIP %d, want 503", got)
 	}
 	if r := l.fleet.RingsOf("", "+4930555123"); len(r) != 1 {
 		t.Errorf("the refused call rang the PSTN: %d rings", len(r))
