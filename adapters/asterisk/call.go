@@ -49,17 +49,22 @@ type call struct {
 	hangupCause int
 	handedOff   bool
 	lost        bool // gone for callctl because the server is lost
-	up          bool
-	rung        bool
-	bridge      string
-	bridgeGone  bool
-	legs        []*leg
-	standIns    []string
-	finished    bool
+	// callerReplaced: a transfer took the caller's place in the bridge.
+	callerReplaced bool
+	// name is the caller channel's name (PJSIP/sipp-00000001), by which a
+	// transfer names its transferer.
+	name       string
+	up         bool
+	rung       bool
+	bridge     string
+	bridgeGone bool
+	legs       []*leg
+	standIns   []string
+	finished   bool
 }
 
 func newCall(cl *Client, ch *channelData, args []string) *call {
-	c := &call{cl: cl, id: ch.ID, hangupCause: -1}
+	c := &call{cl: cl, id: ch.ID, name: ch.Name, hangupCause: -1}
 	c.info = controller.CallInfo{
 		Server:     cl.cfg.Server,
 		Source:     pjsipEndpoint(ch.Name),
@@ -155,6 +160,56 @@ func (c *call) readMark() {
 	c.info.MarkOrg = r.Value
 }
 
+// readTransfer recognises the ;2 half of the Local pair Asterisk creates
+// for a blind transfer (core transfer handling: it re-enters Stasis through
+// the dialplan with the transfer's destination). BLINDTRANSFER names the
+// transferer's channel; if that is a party of one of callctl's calls, the
+// call routes as dialed by the transferring user, passing the transferred
+// party through (SPEC §4), and its channel counts as it did.
+func (c *call) readTransfer() {
+	if !strings.HasPrefix(c.name, "Local/") {
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, c.timeout())
+	defer cancel()
+	var r struct {
+		Value string `json:"value"`
+	}
+	err := c.rest().do(ctx, http.MethodGet, c.path("/variable"), url.Values{"variable": {"BLINDTRANSFER"}}, nil, &r)
+	if err != nil || r.Value == "" {
+		if err != nil && statusOf(err) != http.StatusNotFound {
+			c.log.Warn("reading the transfer variable failed", "err", err)
+		}
+		return
+	}
+	x, l := c.cl.findParty(r.Value)
+	if x == nil {
+		c.log.Info("transfer by a channel callctl does not know", "transferer", r.Value)
+		return
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	c.info.Transfer = routing.Blind
+	if l != nil {
+		// The far end of x transferred x's caller.
+		c.info.Caller, c.info.CallerName = l.number, ""
+		c.info.OriginalCaller, c.info.OriginalName = x.info.Caller, x.info.CallerName
+		c.info.Source = x.info.Source
+	} else {
+		// x's caller transferred its far end.
+		c.info.Caller, c.info.CallerName = x.info.Caller, x.info.CallerName
+		c.info.Source = ""
+		for _, o := range x.legs {
+			if o.isAnswered && !o.isEnded {
+				c.info.OriginalCaller = o.number
+				c.info.Source = o.at
+			}
+		}
+	}
+	c.log.Info("blind transfer", "transferer", r.Value, "from_call", x.id, "user", c.info.Caller,
+		"transferred", c.info.OriginalCaller, "dialed", c.info.Dialed)
+}
+
 // noteHangupCause keeps the cause of a hangup request about the caller.
 func (c *call) noteHangupCause(cause int) {
 	c.mu.Lock()
@@ -174,6 +229,8 @@ func (c *call) callerGone(cause int, at time.Time) {
 	}
 	c.gone = true
 	switch {
+	case c.callerReplaced:
+		c.endCause = "TRANSFERRED"
 	case cause > 0:
 		c.endCause = causeName(cause)
 	case c.hangupCause > 0:
@@ -182,20 +239,24 @@ func (c *call) callerGone(cause int, at time.Time) {
 		c.endCause = causeName(causeNormal)
 	}
 	var legs []*leg
+	var standIns []string
 	bridge := ""
-	if len(c.standIns) == 0 {
+	if !c.callerReplaced {
+		// Everything the caller was connected to goes with it, including
+		// a transfer's stand-in (its other half is another call).
 		for _, l := range c.legs {
 			if l.isAnswered && !l.isEnded {
 				legs = append(legs, l)
 			}
 		}
+		standIns = append(standIns, c.standIns...)
 		bridge = c.bridge
 	}
 	c.mu.Unlock()
 	c.cancel()
-	if len(legs) > 0 || bridge != "" {
+	if len(legs) > 0 || len(standIns) > 0 || bridge != "" {
 		// The handler may be waiting on the connected leg: end it now.
-		c.cl.background(func(context.Context) { c.cleanup(legs, bridge) })
+		c.cl.background(func(context.Context) { c.cleanup(legs, standIns, bridge) })
 	}
 }
 
@@ -220,7 +281,12 @@ func (c *call) lose(at time.Time) {
 
 // teardown hangs legs up and deletes the bridge, once each; errors are
 // logged (a channel that is already gone answers 404).
-func (c *call) teardown(ctx context.Context, legs []*leg, bridge string) {
+func (c *call) teardown(ctx context.Context, legs []*leg, bridge string, standIns ...string) {
+	for _, id := range standIns {
+		if err := c.cl.deleteChannel(ctx, id, causeNormal); err != nil && statusOf(err) != http.StatusNotFound {
+			c.log.Warn("hanging up a transfer's stand-in failed", "channel", id, "err", err)
+		}
+	}
 	for _, l := range legs {
 		if err := c.hangupLeg(ctx, l); err != nil {
 			c.log.Warn("hanging up a leg failed", "leg", l.id, "err", err)
@@ -235,7 +301,16 @@ func (c *call) teardown(ctx context.Context, legs []*leg, bridge string) {
 
 // cleanup is teardown that insists: ARI may answer 5xx for a while, and a
 // leg or bridge left behind would live on in Asterisk.
-func (c *call) cleanup(legs []*leg, bridge string) {
+func (c *call) cleanup(legs []*leg, standIns []string, bridge string) {
+	for _, id := range standIns {
+		c.persist("hanging up stand-in "+id, nil, func(ctx context.Context) error {
+			err := c.cl.deleteChannel(ctx, id, causeNormal)
+			if statusOf(err) == http.StatusNotFound {
+				return nil
+			}
+			return err
+		})
+	}
 	for _, l := range legs {
 		c.mu.Lock()
 		var done <-chan struct{} = l.endedCh
@@ -322,21 +397,40 @@ func (c *call) persist(what string, done <-chan struct{}, op func(ctx context.Co
 }
 
 // adoptStandIn records a channel a transfer swapped into this call's
-// bridge (a Local half replacing the transferer): the bridge now belongs
-// to the transfer and stays until that channel goes.
-func (c *call) adoptStandIn(id string) {
+// bridge in place of replaced (the Local ;1 half Asterisk creates for a
+// blind transfer, or the link of an attended one). The bridge now carries
+// the transfer: it stays until the stand-in or the party left with it goes.
+//   - replaced is the caller (the caller transferred the far end away): the
+//     call ends for callctl when the caller hangs up (cause TRANSFERRED),
+//     and the bridge is left to the transfer.
+//   - replaced is a leg (the far end transferred the caller): the leg ends
+//     for callctl only when the stand-in goes (the transfer target hung
+//     up), and the caller is then hung up as after any connected leg.
+func (c *call) adoptStandIn(id, replaced string) {
 	ref := &chanRef{call: c, standIn: true}
 	if !c.cl.register(id, ref) {
 		return
 	}
 	c.mu.Lock()
 	c.standIns = append(c.standIns, id)
+	role := "caller"
+	if replaced == c.id {
+		c.callerReplaced = true
+	} else {
+		role = "leg"
+		for _, l := range c.legs {
+			if l.id == replaced {
+				l.replacedBy = id
+			}
+		}
+	}
 	c.mu.Unlock()
-	c.log.Info("transfer: a channel replaced a party in the call's bridge", "channel", id)
+	c.log.Info("transfer: a channel replaced a party in the call's bridge", "channel", id, "replaced", replaced, "role", role)
 }
 
-// standInGone ends what the transfer left: once its stand-in is gone the
-// bridge and the legs in it are torn down.
+// standInGone ends what the transfer left once its stand-in is gone: the
+// legs it stood in for end, and if the caller is gone too the bridge and
+// what is left in it are torn down.
 func (c *call) standInGone(id string) {
 	c.mu.Lock()
 	for i, s := range c.standIns {
@@ -345,16 +439,16 @@ func (c *call) standInGone(id string) {
 			break
 		}
 	}
-	last := len(c.standIns) == 0
+	for _, l := range c.legs {
+		if l.replacedBy == id {
+			l.closeEnded()
+		}
+	}
+	end := len(c.standIns) == 0 && c.gone
 	var legs []*leg
 	bridge := ""
-	end := last && c.gone
 	if end {
-		for _, l := range c.legs {
-			if !l.isEnded {
-				legs = append(legs, l)
-			}
-		}
+		legs = c.liveLegs()
 		bridge = c.bridge
 	}
 	finished := c.finished
@@ -364,13 +458,38 @@ func (c *call) standInGone(id string) {
 	}
 	if end {
 		c.cl.background(func(context.Context) {
-			c.cleanup(legs, bridge)
+			c.cleanup(legs, nil, bridge)
 			if finished {
 				c.waitLegs(legs, c.timeout())
 				c.release()
 			}
 		})
 	}
+}
+
+// legGone runs when a leg's channel is destroyed: after a transfer of the
+// caller, the leg that stayed is the last party of the bridge, and the
+// stand-ins left with nobody to talk to are hung up.
+func (c *call) legGone(l *leg) {
+	c.mu.Lock()
+	orphaned := c.callerReplaced && len(c.standIns) > 0 && len(c.liveLegs()) == 0
+	standIns := append([]string(nil), c.standIns...)
+	bridge := c.bridge
+	c.mu.Unlock()
+	if orphaned {
+		c.cl.background(func(context.Context) { c.cleanup(nil, standIns, bridge) })
+	}
+}
+
+// liveLegs lists the legs whose channels are up; c.mu is held.
+func (c *call) liveLegs() []*leg {
+	var out []*leg
+	for _, l := range c.legs {
+		if !l.isEnded {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 func (c *call) isGone() bool {
@@ -402,6 +521,16 @@ type leg struct {
 	isEnded2   bool
 	vanished   bool
 	unknown    bool // ended for callctl, but maybe still up on the server
+	// replacedBy is the stand-in a transfer put in this leg's place: the
+	// leg ends for callctl when that channel goes, not its own.
+	replacedBy  string
+	endedClosed bool
+	// name is the channel's name, number what was dialed (the resource of
+	// the endpoint), at the endpoint's trunk part: a transfer by this leg
+	// routes as dialed by number.
+	name       string
+	number     string
+	at         string
 	hangupSent bool
 	lastAt     time.Time
 }
@@ -412,7 +541,7 @@ func (l *leg) String() string         { return l.id }
 
 // answered records the leg's StasisStart: it answered and is in the
 // application. It reports whether this was news.
-func (l *leg) answered(at time.Time) bool {
+func (l *leg) answered(at time.Time, name string) bool {
 	l.c.mu.Lock()
 	defer l.c.mu.Unlock()
 	if l.isAnswered || l.isEnded {
@@ -420,6 +549,9 @@ func (l *leg) answered(at time.Time) bool {
 	}
 	l.isAnswered = true
 	l.lastAt = at
+	if name != "" {
+		l.name = name
+	}
 	close(l.answeredCh)
 	return true
 }
@@ -444,10 +576,22 @@ func (l *leg) destroyed(half2 bool, cause int, at time.Time) bool {
 		l.isEnded = true
 		l.cause = cause
 		l.lastAt = at
-		close(l.endedCh)
+		if l.replacedBy != "" {
+			// A transfer's stand-in carries on for this leg.
+			return false
+		}
+		l.closeEnded()
 		return !l.local || l.isEnded2
 	}
 	return false
+}
+
+// closeEnded closes Ended() once; the call's mutex is held.
+func (l *leg) closeEnded() {
+	if !l.endedClosed {
+		l.endedClosed = true
+		close(l.endedCh)
+	}
 }
 
 // lost ends the leg without its events: it vanished while the WebSocket
@@ -462,6 +606,12 @@ func (l *leg) lost(at time.Time, confirmed bool) {
 	l.c.mu.Unlock()
 	l.destroyed(false, causeUnknown, at)
 	l.destroyed(true, causeUnknown, at)
+	if !confirmed {
+		// The server is lost: no stand-in will report its end either.
+		l.c.mu.Lock()
+		l.closeEnded()
+		l.c.mu.Unlock()
+	}
 }
 
 func (l *leg) dialStatus(s string) {
@@ -545,6 +695,14 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 		return nil, controller.DialResult{Outcome: hunt.Cancelled, Cause: "CALLER_GONE"}, nil
 	}
 	l, err := c.newLeg(spec.LegID, ep.tech == "Local")
+	if err == nil {
+		c.mu.Lock()
+		l.number, l.at = strings.TrimSuffix(ep.resource, "T"), ""
+		if ep.trunk() {
+			l.at = ep.at
+		}
+		c.mu.Unlock()
+	}
 	if err != nil {
 		return nil, controller.DialResult{Outcome: hunt.Failed, Cause: "BAD_LEG_ID"}, fmt.Errorf("dial %s: %w", ep, err)
 	}
@@ -770,8 +928,9 @@ func (c *call) Hangup(ctx context.Context, cause routing.Cause) error {
 		}
 	}
 	bridge := c.bridge
+	standIns := append([]string(nil), c.standIns...)
 	c.mu.Unlock()
-	c.teardown(ctx, legs, "")
+	c.teardown(ctx, legs, "", standIns...)
 	err := c.cl.deleteChannel(ctx, c.id, cause.Q850())
 	if bridge != "" {
 		if berr := c.cl.deleteBridge(ctx, bridge); berr != nil && statusOf(berr) != http.StatusNotFound {
@@ -844,7 +1003,7 @@ func (c *call) finish() {
 		// A transfer owns the bridge now; standInGone cleans up.
 		return
 	}
-	c.cleanup(legs, bridge)
+	c.cleanup(legs, nil, bridge)
 	c.waitLegs(legs, c.timeout())
 	if !handedOff && !lost {
 		t := time.NewTimer(c.timeout())

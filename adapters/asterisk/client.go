@@ -461,6 +461,9 @@ func (c *Client) handleFrame(data []byte, at time.Time) {
 			if ref.leg.destroyed(half2, e.Cause, at) {
 				stepDecided()
 			}
+			if !half2 {
+				ref.call.legGone(ref.leg)
+			}
 		case ref.standIn:
 			ref.call.standInGone(e.Channel.ID)
 		default:
@@ -516,15 +519,15 @@ func (c *Client) onStasisStart(e *event, at time.Time) {
 		return
 	}
 	if ref, half2 := c.lookup(id); ref != nil {
-		if ref.leg != nil && !half2 && ref.leg.answered(at) {
+		if ref.leg != nil && !half2 && ref.leg.answered(at, e.Channel.Name) {
 			stepDecided()
 		}
 		return
 	}
 	if rid := e.ReplaceChannel.ID; rid != "" {
 		// A transfer put this channel into a bridge in place of rid.
-		if ref, _ := c.lookup(rid); ref != nil {
-			ref.call.adoptStandIn(id)
+		if ref, _ := c.lookup(rid); ref != nil && !ref.standIn {
+			ref.call.adoptStandIn(id, rid)
 			return
 		}
 	}
@@ -579,9 +582,35 @@ func (c *Client) runCall(cl *call) {
 	defer c.callsWG.Done()
 	defer cl.finish()
 	cl.readMark()
+	cl.readTransfer()
 	if err := c.handler.Handle(c, cl); err != nil {
 		cl.log.Warn("call handler returned an error", "err", err)
 	}
+}
+
+// findParty finds the call whose caller or leg channel is named name.
+func (c *Client) findParty(name string) (*call, *leg) {
+	c.mu.RLock()
+	calls := make([]*call, 0, len(c.calls))
+	for cl := range c.calls {
+		calls = append(calls, cl)
+	}
+	c.mu.RUnlock()
+	for _, cl := range calls {
+		cl.mu.Lock()
+		if cl.name == name {
+			cl.mu.Unlock()
+			return cl, nil
+		}
+		for _, l := range cl.legs {
+			if l.name == name {
+				cl.mu.Unlock()
+				return cl, l
+			}
+		}
+		cl.mu.Unlock()
+	}
+	return nil, nil
 }
 
 // --- reconcile and loss ---------------------------------------------------------
@@ -660,7 +689,7 @@ func (c *Client) reconcile(ctx context.Context) {
 			if _, up2 := live[it.id+";2"]; !up2 && l.local {
 				l.destroyed(true, causeUnknown, now)
 			}
-			if state == "Up" && l.answered(now) {
+			if state == "Up" && l.answered(now, "") {
 				answered++
 			}
 		case it.ref.standIn:

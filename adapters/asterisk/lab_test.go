@@ -57,6 +57,7 @@ orgs:
     users:
       - {extension: "2001", name: "Ann Caller", server: srv12, endpoint: "PJSIP/2001", outbound_rule: world}
       - {extension: "2002", name: "Bob", server: srv12, endpoint: "PJSIP/2002", outbound_rule: world}
+      - {extension: "2003", name: "Dora", server: srv12, endpoint: "PJSIP/2003"}
       - {extension: "2005", name: "Local Five", server: srv12, endpoint: "Local/501@targets"}
       - {extension: "3001", name: "Cem", server: srv13, endpoint: "PJSIP/3001"}
     sip_numbers:
@@ -241,6 +242,19 @@ func (l *lab) callOn(server, ext, dialed string, plan callmodel.CallerPlan) stri
 		l.t.Fatalf("place call %s -> %s: %v", ext, dialed, err)
 	}
 	return uuid
+}
+
+// ariCaller returns the ARI channel id of the tracked call from caller.
+func (l *lab) ariCaller(server, caller string) string {
+	c := l.cli[server]
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for cl := range c.calls {
+		if cl.info.Caller == caller {
+			return cl.id
+		}
+	}
+	return ""
 }
 
 // hangup makes the caller's phone hang up now.
