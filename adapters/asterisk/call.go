@@ -35,7 +35,10 @@ type call struct {
 	cl   *Client
 	id   string
 	info controller.CallInfo
-	log  *slog.Logger
+	// lg is made on the first line logged about the call: most calls log
+	// nothing here (the engine logs them), and a logger per call costs.
+	lg     *slog.Logger
+	lgOnce sync.Once
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -83,7 +86,6 @@ func newCall(cl *Client, ch *channelData, args []string) *call {
 	if c.info.Start.IsZero() {
 		c.info.Start = time.Now()
 	}
-	c.log = cl.log.With("call", c.id)
 	ctx := context.WithValue(context.Background(), callKey{}, c)
 	c.ctx, c.cancel = context.WithCancel(ctx)
 	return c
@@ -101,6 +103,12 @@ func pjsipEndpoint(name string) string {
 		return ""
 	}
 	return rest[:i]
+}
+
+// logger is the call's logger, with call=<channel id> on every line.
+func (c *call) logger() *slog.Logger {
+	c.lgOnce.Do(func() { c.lg = c.cl.log.With("call", c.id) })
+	return c.lg
 }
 
 func withCall(ctx context.Context, c *call) context.Context {
@@ -147,14 +155,14 @@ func (c *call) readMark() {
 	case statusOf(err) == http.StatusNotFound:
 		return
 	case err != nil:
-		c.log.Warn("reading the org mark failed", "source", src, "err", err)
+		c.logger().Warn("reading the org mark failed", "source", src, "err", err)
 		return
 	}
 	if r.Value == "" {
 		return
 	}
 	if !validName(r.Value) {
-		c.log.Warn("ignoring a malformed org mark", "source", src, "mark", r.Value)
+		c.logger().Warn("ignoring a malformed org mark", "source", src, "mark", r.Value)
 		return
 	}
 	c.info.MarkOrg = r.Value
@@ -178,13 +186,13 @@ func (c *call) readTransfer() {
 	err := c.rest().do(ctx, http.MethodGet, c.path("/variable"), url.Values{"variable": {"BLINDTRANSFER"}}, nil, &r)
 	if err != nil || r.Value == "" {
 		if err != nil && statusOf(err) != http.StatusNotFound {
-			c.log.Warn("reading the transfer variable failed", "err", err)
+			c.logger().Warn("reading the transfer variable failed", "err", err)
 		}
 		return
 	}
 	x, l := c.cl.findParty(r.Value)
 	if x == nil {
-		c.log.Info("transfer by a channel callctl does not know", "transferer", r.Value)
+		c.logger().Info("transfer by a channel callctl does not know", "transferer", r.Value)
 		return
 	}
 	x.mu.Lock()
@@ -206,7 +214,7 @@ func (c *call) readTransfer() {
 			}
 		}
 	}
-	c.log.Info("blind transfer", "transferer", r.Value, "from_call", x.id, "user", c.info.Caller,
+	c.logger().Info("blind transfer", "transferer", r.Value, "from_call", x.id, "user", c.info.Caller,
 		"transferred", c.info.OriginalCaller, "dialed", c.info.Dialed)
 }
 
@@ -284,17 +292,17 @@ func (c *call) lose(at time.Time) {
 func (c *call) teardown(ctx context.Context, legs []*leg, bridge string, standIns ...string) {
 	for _, id := range standIns {
 		if err := c.cl.deleteChannel(ctx, id, causeNormal); err != nil && statusOf(err) != http.StatusNotFound {
-			c.log.Warn("hanging up a transfer's stand-in failed", "channel", id, "err", err)
+			c.logger().Warn("hanging up a transfer's stand-in failed", "channel", id, "err", err)
 		}
 	}
 	for _, l := range legs {
 		if err := c.hangupLeg(ctx, l); err != nil {
-			c.log.Warn("hanging up a leg failed", "leg", l.id, "err", err)
+			c.logger().Warn("hanging up a leg failed", "leg", l.id, "err", err)
 		}
 	}
 	if bridge != "" {
 		if err := c.removeBridge(ctx, bridge); err != nil {
-			c.log.Warn("deleting the bridge failed", "bridge", bridge, "err", err)
+			c.logger().Warn("deleting the bridge failed", "bridge", bridge, "err", err)
 		}
 	}
 }
@@ -381,10 +389,10 @@ func (c *call) persist(what string, done <-chan struct{}, op func(ctx context.Co
 			return
 		}
 		if time.Now().After(budget) {
-			c.log.Error(what+" failed; giving up", "err", err)
+			c.logger().Error(what+" failed; giving up", "err", err)
 			return
 		}
-		c.log.Warn(what+" failed; retrying", "err", err, "retry_in", wait)
+		c.logger().Warn(what+" failed; retrying", "err", err, "retry_in", wait)
 		t := time.NewTimer(wait)
 		select {
 		case <-done:
@@ -425,7 +433,7 @@ func (c *call) adoptStandIn(id, replaced string) {
 		}
 	}
 	c.mu.Unlock()
-	c.log.Info("transfer: a channel replaced a party in the call's bridge", "channel", id, "replaced", replaced, "role", role)
+	c.logger().Info("transfer: a channel replaced a party in the call's bridge", "channel", id, "replaced", replaced, "role", role)
 }
 
 // standInGone ends what the transfer left once its stand-in is gone: the
@@ -760,7 +768,7 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 		c.abandon(l)
 		return nil, controller.DialResult{Outcome: hunt.Cancelled, Cause: "CALLER_GONE"}, nil
 	case <-safety.C:
-		c.log.Warn("leg neither answered nor ended in time; hanging it up", "leg", l.id)
+		c.logger().Warn("leg neither answered nor ended in time; hanging it up", "leg", l.id)
 		c.abandon(l)
 		return nil, controller.DialResult{Outcome: hunt.NoAnswer, Cause: "CALLCTL_TIMEOUT"}, nil
 	}
@@ -775,7 +783,7 @@ func (c *call) unanswered(l *leg) (controller.Leg, controller.DialResult, error)
 		select {
 		case <-l.ended2Ch:
 		case <-t.C:
-			c.log.Warn("local leg's second half did not report its end", "leg", l.id)
+			c.logger().Warn("local leg's second half did not report its end", "leg", l.id)
 		}
 		t.Stop()
 	}
@@ -801,7 +809,7 @@ func (c *call) abandon(l *leg) {
 		// way, but nothing rings.
 		l.lost(time.Now(), true)
 	} else if err != nil {
-		c.log.Warn("hanging up a leg failed", "leg", l.id, "err", err)
+		c.logger().Warn("hanging up a leg failed", "leg", l.id, "err", err)
 	}
 	t := time.NewTimer(c.timeout())
 	defer t.Stop()
@@ -811,7 +819,7 @@ func (c *call) abandon(l *leg) {
 		if err := c.rest().do(ctx, http.MethodGet, "/channels/"+seg(l.id), nil, nil, nil); statusOf(err) == http.StatusNotFound {
 			l.lost(time.Now(), true)
 		} else {
-			c.log.Error("leg did not end after hangup", "leg", l.id, "err", err)
+			c.logger().Error("leg did not end after hangup", "leg", l.id, "err", err)
 		}
 	}
 	if l.local {
@@ -837,7 +845,7 @@ func (c *call) ringCaller(ctx context.Context) {
 	rctx, cancel := context.WithTimeout(ctx, c.timeout())
 	defer cancel()
 	if err := c.rest().do(rctx, http.MethodPost, c.path("/ring"), nil, nil, nil); err != nil && ctx.Err() == nil {
-		c.log.Debug("ring indication failed", "err", err)
+		c.logger().Debug("ring indication failed", "err", err)
 	}
 }
 
@@ -934,7 +942,7 @@ func (c *call) Hangup(ctx context.Context, cause routing.Cause) error {
 	err := c.cl.deleteChannel(ctx, c.id, cause.Q850())
 	if bridge != "" {
 		if berr := c.cl.deleteBridge(ctx, bridge); berr != nil && statusOf(berr) != http.StatusNotFound {
-			c.log.Warn("deleting the bridge failed", "bridge", bridge, "err", berr)
+			c.logger().Warn("deleting the bridge failed", "bridge", bridge, "err", berr)
 		}
 	}
 	if statusOf(err) == http.StatusNotFound {
@@ -1012,7 +1020,7 @@ func (c *call) finish() {
 		case <-t.C:
 			ctx, cancel := c.bg()
 			if err := c.rest().do(ctx, http.MethodGet, c.path(), nil, nil, nil); statusOf(err) != http.StatusNotFound {
-				c.log.Error("caller's channel still up after the call ended", "err", err)
+				c.logger().Error("caller's channel still up after the call ended", "err", err)
 			}
 			cancel()
 		}
@@ -1032,7 +1040,7 @@ func (c *call) waitLegs(legs []*leg, d time.Duration) {
 		select {
 		case <-l.endedCh:
 		case <-t.C:
-			c.log.Warn("leg did not report its end", "leg", l.id)
+			c.logger().Warn("leg did not report its end", "leg", l.id)
 			return
 		}
 	}

@@ -560,7 +560,7 @@ func (c *Client) newCall(e *event, at time.Time) {
 	c.mu.Lock()
 	if !c.accepting {
 		c.mu.Unlock()
-		cl.log.Warn("refusing call: shutting down", "caller", ch.CallerNumber)
+		cl.logger().Warn("refusing call: shutting down", "caller", ch.CallerNumber)
 		c.background(func(ctx context.Context) { _ = c.deleteChannel(ctx, ch.ID, causeOutOfOrder) })
 		return
 	}
@@ -584,7 +584,7 @@ func (c *Client) runCall(cl *call) {
 	cl.readMark()
 	cl.readTransfer()
 	if err := c.handler.Handle(c, cl); err != nil {
-		cl.log.Warn("call handler returned an error", "err", err)
+		cl.logger().Warn("call handler returned an error", "err", err)
 	}
 }
 
@@ -699,7 +699,7 @@ func (c *Client) reconcile(ctx context.Context) {
 		default:
 			if !up {
 				gone++
-				it.ref.call.log.Warn("caller's channel vanished while events were missed")
+				it.ref.call.logger().Warn("caller's channel vanished while events were missed")
 				it.ref.call.callerGone(-1, now)
 			}
 		}
