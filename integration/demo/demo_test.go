@@ -1,0 +1,361 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The demo runs end to end here, on every fleet, so that what `make demo`
+// shows a newcomer cannot silently rot: each worked example must still
+// produce its calls, what the phones see and its call records.
+
+// output collects what the demo prints; it may cancel the run once a
+// string appears (an operator pressing Ctrl-C at that moment).
+type output struct {
+	mu      sync.Mutex
+	b       bytes.Buffer
+	trigger string
+	cancel  context.CancelFunc
+}
+
+func (o *output) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n, err := o.b.Write(p)
+	if o.trigger != "" && bytes.Contains(p, []byte(o.trigger)) {
+		o.cancel()
+	}
+	return n, err
+}
+
+func (o *output) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.b.String()
+}
+
+// record is what the test reads back of a printed call record.
+type record struct {
+	CallID      string `json:"call_id"`
+	Server      string `json:"server"`
+	Caller      string `json:"caller"`
+	Dialed      string `json:"dialed"`
+	Route       string `json:"route"`
+	Org         string `json:"org"`
+	Billing     string `json:"billing"`
+	CallerID    string `json:"caller_id_presented"`
+	HangupCause string `json:"hangup_cause"`
+	Answered    string `json:"answered_by"`
+	Transfer    string `json:"transfer"`
+	Attempts    []struct {
+		Target  string `json:"target"`
+		Outcome string `json:"outcome"`
+	} `json:"attempts"`
+	Legs []struct {
+		Server string `json:"server"`
+		Kind   string `json:"kind"`
+	} `json:"counted_legs"`
+}
+
+func (r record) attempts() string {
+	var s []string
+	for _, a := range r.Attempts {
+		s = append(s, a.Target+":"+a.Outcome)
+	}
+	return strings.Join(s, " ")
+}
+
+// records parses every call record the demo printed.
+func records(t *testing.T, out string) []record {
+	t.Helper()
+	var recs []record
+	var block []string
+	in := false
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "   call record ("):
+			in, block = true, nil
+		case in:
+			block = append(block, line)
+			if line == "   }" {
+				var r record
+				if err := json.Unmarshal([]byte(strings.Join(block, "\n")), &r); err != nil {
+					t.Fatalf("a printed call record is not JSON: %v\n%s", err, strings.Join(block, "\n"))
+				}
+				recs = append(recs, r)
+				in = false
+			}
+		}
+	}
+	return recs
+}
+
+// find returns the one record of server with caller and dialed (a
+// transferred call's second record aside).
+func find(t *testing.T, recs []record, server, caller, dialed string) record {
+	t.Helper()
+	var found []record
+	for _, r := range recs {
+		if r.Server == server && r.Caller == caller && r.Dialed == dialed && r.Transfer == "" {
+			found = append(found, r)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("%d records of %s dialing %s on %s, want 1: %+v", len(found), caller, dialed, server, found)
+	}
+	return found[0]
+}
+
+// has fails unless out has a line matching the pattern.
+func has(t *testing.T, out, pattern string) {
+	t.Helper()
+	if !regexp.MustCompile("(?m)" + pattern).MatchString(out) {
+		t.Errorf("no line matches %q", pattern)
+	}
+}
+
+// noLeak waits until the goroutines started since before are gone.
+func noLeak(t *testing.T, before int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			n := runtime.Stack(buf, true)
+			t.Fatalf("%d goroutines left, %d before the demo:\n%s", runtime.NumGoroutine(), before, buf[:n])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func runDemoT(t *testing.T, ctx context.Context, out *output, args ...string) (int, string) {
+	t.Helper()
+	var stderr output
+	code := run(ctx, args, out, &stderr)
+	return code, stderr.String()
+}
+
+func TestDemoEveryFleet(t *testing.T) {
+	before := runtime.NumGoroutine()
+	t.Run("fleets", func(t *testing.T) {
+		for _, tc := range []struct {
+			fleet string
+			json  bool
+		}{{"mixed", false}, {"freeswitch", true}, {"asterisk", false}} {
+			t.Run(tc.fleet, func(t *testing.T) {
+				t.Parallel()
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+				defer cancel()
+				args := []string{"-fleet", tc.fleet}
+				if tc.json {
+					args = append(args, "-json-logs")
+				}
+				out := &output{}
+				code, stderr := runDemoT(t, ctx, out, args...)
+				text := out.String()
+				if code != 0 {
+					t.Fatalf("exit %d; stderr: %s\noutput:\n%s", code, stderr, text)
+				}
+				checkStory(t, tc.fleet, text)
+				checkLogs(t, text, tc.json)
+			})
+		}
+	})
+	noLeak(t, before)
+}
+
+// checkStory asserts what each worked example showed.
+func checkStory(t *testing.T, fleet, out string) {
+	has(t, out, `THIS IS A SIMULATION, fleet "`+fleet+`"`)
+	recs := records(t, out)
+
+	// Seed 002, example 1.
+	r := find(t, recs, "srv11", "1100", "8008003")
+	if got := r.attempts(); got != "77721403:busy 77721404:no-answer 77721405:not-registered 77721406:answered" || r.Billing != "grp1" {
+		t.Errorf("8008003: attempts %s, billing %s", got, r.Billing)
+	}
+	has(t, out, `^     srv11 77721405 +did not ring$`)
+	has(t, out, `^     srv11 77721404 +rang, showing 1100 "Caller One": not answered, cancelled after 2\.\d s$`)
+	// Example 2.
+	if r := find(t, recs, "srv11", "1200", "8008002"); r.attempts() != "77721401:busy 77721402:answered" || r.Org != "grp2" {
+		t.Errorf("8008002: %s in %s", r.attempts(), r.Org)
+	}
+	// Example 3: a member dialed directly hunts on; with T it does not.
+	if r := find(t, recs, "srv11", "1300", "77721402"); r.attempts() != "77721402:busy 77721403:answered" {
+		t.Errorf("77721402: %s", r.attempts())
+	}
+	if r := find(t, recs, "srv11", "1300", "77721402T"); r.attempts() != "77721402:busy" || r.Route != "member" || r.HangupCause != "USER_BUSY" {
+		t.Errorf("77721402T: %s route %s cause %s", r.attempts(), r.Route, r.HangupCause)
+	}
+	// Example 4: nobody answers, the caller hears busy.
+	if r := find(t, recs, "srv11", "1400", "8008001"); r.attempts() != "77721401:no-answer" || r.HangupCause != "USER_BUSY" {
+		t.Errorf("8008001 of grp4: %s cause %s", r.attempts(), r.HangupCause)
+	}
+	has(t, out, `^   caller: not connected, SIP 486 \(USER_BUSY\)$`)
+
+	// Seed 003: 122099 shown on srv12 as 113999; one counted leg on each side.
+	has(t, out, `^   2099's phone on srv12 shows the caller as 113999( "Aiko Sato")?$`)
+	has(t, out, `^   counted legs now: srv11 1, srv12 1 `)
+	if r := find(t, recs, "srv11", "3999", "122099"); r.Route != "inter-server" || r.CallerID != "113999" || r.Answered != "2099" {
+		t.Errorf("122099: route %s caller id %s answered by %s", r.Route, r.CallerID, r.Answered)
+	}
+	if r := find(t, recs, "srv12", "113999", "2099"); len(r.Legs) != 1 || r.Legs[0].Kind != "trunk-in" {
+		t.Errorf("srv12's record of 113999: legs %+v", r.Legs)
+	}
+
+	// Seed 000: 1201 reaches 201 of org B, shown as 2124, billed to org A.
+	has(t, out, `^     srv11 201 +rang, showing 2124 "Agent 124": answered`)
+	if r := find(t, recs, "srv11", "124", "1201"); r.Route != "org-connect" || r.Org != "orgB" || r.Billing != "orgA" {
+		t.Errorf("1201: route %s org %s billing %s", r.Route, r.Org, r.Billing)
+	}
+
+	// Seed 004: the 0044 rule, and the org default otherwise.
+	has(t, out, `^     PSTN \+442079460000 rang, showing \+442071234567[ :]`)
+	has(t, out, `^     PSTN \+4930123456 +rang, showing \+4930100100[ :]`)
+	if r := find(t, recs, "srv11", "3999", "00442079460000"); r.CallerID != "+442071234567" || r.Billing != "acme" {
+		t.Errorf("00442079460000: caller id %s billing %s", r.CallerID, r.Billing)
+	}
+
+	// Seed 001: kundeB uses kundeA's number; both directions bill kundeA.
+	has(t, out, `^     PSTN \+4930999888 +rang, showing \+4930555001[ :]`)
+	if r := find(t, recs, "srv11", "300", "030999888"); r.Billing != "kundeA" || r.Org != "kundeB" {
+		t.Errorf("030999888 of kundeB: billing %s org %s", r.Billing, r.Org)
+	}
+	if r := find(t, recs, "srv11", "+4915112345678", "+4930555001"); r.Billing != "kundeA" || r.Answered != "300" {
+		t.Errorf("+4930555001 from the PSTN: billing %s answered by %s", r.Billing, r.Answered)
+	}
+
+	// Seed 003 §4: the transferred external call counts 2 + 1, where the
+	// simulator can transfer (FreeSWITCH srv11).
+	if fleet == "asterisk" {
+		has(t, out, `^   not shown on this fleet: the simulator transfers calls of FreeSWITCH servers only`)
+	} else {
+		has(t, out, `^   counted legs now: srv11 2, srv12 1 `)
+		var transferred []record
+		for _, r := range recs {
+			if r.Transfer == "blind" {
+				transferred = append(transferred, r)
+			}
+		}
+		if len(transferred) != 1 || transferred[0].Answered != "2099" || len(transferred[0].Legs) != 2 {
+			t.Errorf("transferred call records: %+v", transferred)
+		}
+		has(t, out, `^     srv12 2099 +rang, showing \+4915112345678: answered`)
+	}
+
+	// The channel limit refuses the second call with 503; the first is untouched.
+	has(t, out, `^   caller: not connected, SIP 503 \(NORMAL_CIRCUIT_CONGESTION\)$`)
+	has(t, out, `^     PSTN \+4930222222 +did not ring$`)
+	has(t, out, `^   counted legs now: srv11 1, srv12 0 \(the first call is untouched\)$`)
+	if r := find(t, recs, "srv11", "3998", "030222222"); r.HangupCause != "NORMAL_CIRCUIT_CONGESTION" || len(r.Attempts) > 1 {
+		t.Errorf("refused call: cause %s attempts %s", r.HangupCause, r.attempts())
+	}
+	if r := find(t, recs, "srv11", "3999", "030111111"); r.HangupCause != "NORMAL_CLEARING" || r.Answered != "+4930111111" {
+		t.Errorf("first call under the limit: cause %s answered by %s", r.HangupCause, r.Answered)
+	}
+
+	has(t, out, `^   counted legs now: srv11 0, srv12 0: nothing leaked$`)
+	has(t, out, `^── callctl stopped`)
+}
+
+// checkLogs asserts that callctl's log lines are there, in the chosen
+// format, with call=<id> on the lines about a call, and that the
+// simulator's own lines are not.
+func checkLogs(t *testing.T, out string, asJSON bool) {
+	dialing := 0
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if asJSON {
+			if !strings.HasPrefix(line, `{"time":`) {
+				continue
+			}
+			var m map[string]any
+			if err := json.Unmarshal([]byte(line), &m); err != nil {
+				t.Errorf("log line is not JSON: %v: %s", err, line)
+				continue
+			}
+			if _, sim := m["sim"]; sim {
+				t.Errorf("a simulator line: %s", line)
+			}
+			if m["msg"] == "dialing" || m["msg"] == "call record" {
+				dialing++
+				if id, _ := m["call"].(string); id == "" {
+					t.Errorf("no call id: %s", line)
+				}
+			}
+			continue
+		}
+		if !strings.HasPrefix(line, "time=") {
+			continue
+		}
+		if strings.Contains(line, " sim=") {
+			t.Errorf("a simulator line: %s", line)
+		}
+		if strings.Contains(line, "msg=dialing ") || strings.Contains(line, `msg="call record"`) {
+			dialing++
+			if !regexp.MustCompile(` call=\S+`).MatchString(line) {
+				t.Errorf("no call id: %s", line)
+			}
+		}
+	}
+	if dialing < 20 {
+		t.Errorf("%d dialing and call record log lines, want callctl's log of every call", dialing)
+	}
+}
+
+// Ctrl-C in the middle of a call: the demo hangs up, stops the node and the
+// lab, and returns 130 without leaving anything running.
+func TestDemoInterrupted(t *testing.T) {
+	before := runtime.NumGoroutine()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	ictx, interrupt := context.WithCancel(ctx)
+	defer interrupt()
+	out := &output{trigger: "2099's phone on srv12 shows", cancel: interrupt}
+	start := time.Now()
+	code, stderr := runDemoT(t, ictx, out, "-fleet", "mixed")
+	if code != 130 {
+		t.Fatalf("exit %d, want 130; stderr: %s\noutput:\n%s", code, stderr, out.String())
+	}
+	if !strings.Contains(stderr, "interrupted") {
+		t.Errorf("stderr: %q", stderr)
+	}
+	if strings.Contains(out.String(), "seed 000") {
+		t.Error("the demo went on after the interrupt")
+	}
+	t.Logf("stopped %s after the start", time.Since(start).Round(time.Millisecond))
+	noLeak(t, before)
+}
+
+func TestDemoUsage(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		says string
+	}{
+		{[]string{"-fleet", "kamailio"}, 2, `-fleet "kamailio": want freeswitch, asterisk or mixed`},
+		{[]string{"extra"}, 2, `unexpected argument "extra"`},
+		{[]string{"-nope"}, 2, "flag provided but not defined"},
+		{[]string{"-h"}, 0, "usage: go run ./integration/demo"},
+	} {
+		var out, stderr output
+		if code := run(context.Background(), tc.args, &out, &stderr); code != tc.code || !strings.Contains(stderr.String(), tc.says) {
+			t.Errorf("%v: exit %d, stderr %q; want %d saying %q", tc.args, code, stderr.String(), tc.code, tc.says)
+		}
+		if out.String() != "" {
+			t.Errorf("%v: printed %q before starting anything", tc.args, out.String())
+		}
+	}
+}
