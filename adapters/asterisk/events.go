@@ -23,7 +23,6 @@ type event struct {
 	Soft           bool
 	DialStatus     string
 	BridgeID       string
-	Application    string
 }
 
 // channelData is the part of an ARI Channel that callctl reads.
@@ -50,7 +49,6 @@ var errNoType = errors.New("event has no type")
 // channel id.
 type wireEvent struct {
 	Type           string       `json:"type"`
-	Application    string       `json:"application"`
 	Channel        *wireChannel `json:"channel"`
 	Peer           *wireChannel `json:"peer"`
 	ReplaceChannel *wireChannel `json:"replace_channel"`
@@ -102,7 +100,7 @@ func decodeEvent(data []byte) (event, error) {
 	if w.Type == "" {
 		return event{}, errNoType
 	}
-	e := event{Type: w.Type, Application: w.Application, Args: w.Args, Soft: w.Soft, DialStatus: w.DialStatus}
+	e := event{Type: w.Type, Args: w.Args, Soft: w.Soft, DialStatus: w.DialStatus}
 	e.Channel = w.Channel.data()
 	e.Peer = w.Peer.data()
 	e.ReplaceChannel = w.ReplaceChannel.data()
