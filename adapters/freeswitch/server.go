@@ -14,8 +14,27 @@
 // next caller), its event listeners run one goroutine per event (a call's
 // events are handled out of order), its outbound listener cannot be stopped,
 // and its inbound connection does not reconnect. Here each connection has one
-// reader goroutine that applies frames in order, commands are matched to
-// replies through a FIFO, and both sides can be shut down and reconnect.
+// reader goroutine that applies frames in the order FreeSWITCH sent them (so
+// a call's events are handled in Event-Sequence order without sorting),
+// commands are matched to replies through a FIFO, and both sides can be shut
+// down and reconnect.
+//
+// Events of one call arrive on two connections (the caller's channel on its
+// outbound connection, the legs' hangups on the inbound one), whose relative
+// order is not guaranteed: where it matters the adapter asks FreeSWITCH
+// (uuid_exists) or waits, bounded, for the other side's event rather than
+// assume an order.
+//
+// One call, one owner: when a channel this node owns arrives on a second
+// connection (after a transfer FreeSWITCH runs the dialplan, hence socket,
+// again), the first owner lets go without hanging up and keeps its
+// connection open until FreeSWITCH's linger notice, and the second
+// connection is handed to the handler as a transferred call once the first
+// handler has returned.
+//
+// Per call the adapter costs one reader goroutine (about 2 KiB of stack) and
+// a few KiB of heap; the handler's goroutine is the engine's. Frame buffers
+// are pooled and held only while a connection has unread bytes.
 package freeswitch
 
 import (
