@@ -1,0 +1,5 @@
+//go:build !race
+
+package asterisk
+
+const raceEnabled = false
