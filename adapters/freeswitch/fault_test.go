@@ -142,7 +142,6 @@ func TestMalformedFrames(t *testing.T) {
 // go without hanging up; the new connection is routed as a blind transfer by
 // the transferring user, passing the original caller through.
 func TestBlindTransferOfBridgedCall(t *testing.T) {
-	t.Skip("the simulator hangs up a transferred channel that has hangup_after_bridge=true, unlike FreeSWITCH (/work/briefs/sim_bugs.md, FreeSWITCH adapter #1)")
 	base := runtime.NumGoroutine()
 	func() {
 		l := newTestLab(t, labOptions{})
@@ -177,9 +176,14 @@ func TestBlindTransferOfBridgedCall(t *testing.T) {
 		l.waitIdle(15 * time.Second)
 		// Two records for the channel: the first owner's ends TRANSFERRED
 		// (it did not hang the call up), the second is the transferred call.
-		l.records.mu.Lock()
-		rec := l.records.byCall[id]
-		l.records.mu.Unlock()
+		recs := l.recordsOf(id)
+		if len(recs) != 2 {
+			t.Fatalf("%d records for the channel, want 2", len(recs))
+		}
+		if first := recs[0]; first.HangupCause != "TRANSFERRED" || !slices.Equal(outcomes(first), []string{"3998:answered"}) {
+			t.Errorf("first owner's record: cause %q attempts %v", first.HangupCause, outcomes(first))
+		}
+		rec := recs[1]
 		if rec.Transfer != "blind" || rec.Caller != "3998" || rec.Dialed != "77721403" {
 			t.Errorf("last record: transfer %q caller %q dialed %q", rec.Transfer, rec.Caller, rec.Dialed)
 		}
