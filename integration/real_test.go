@@ -1,0 +1,763 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/callctl/callctl/controller"
+	"github.com/callctl/callctl/controller/provision"
+	"github.com/callctl/callctl/integration/sim"
+)
+
+// The scenario suite in its real-server mode: the seeds' worked examples as
+// calls placed on real FreeSWITCH / Asterisk servers (the lab convention of
+// traces/README.md), with a callctl node serving them. TestRealServers runs
+// it on the servers named in the environment (README: "Running the
+// scenario suite against real servers"); TestRealModeOnSimulator runs the
+// very same code against simulated servers, which speak the real protocols
+// and follow the same lab convention, so every part of the mode is exercised
+// here.
+
+// TestRealServers runs the suite on the servers of the environment; each
+// scenario skips, naming the variables, when its servers are not set.
+func TestRealServers(t *testing.T) {
+	cfg, err := RealConfigFrom(os.Getenv)
+	if err != nil {
+		t.Fatalf("real-server mode misconfigured: %v", err)
+	}
+	runRealSuite(t, cfg)
+}
+
+// TestRealModeOnSimulator is the proof of the real-server mode: each fleet
+// gets a simulated lab, configured through the same variables an operator
+// sets (read by RealConfigFrom, never from the process environment), and the
+// suite runs on it unchanged.
+func TestRealModeOnSimulator(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the real-server suite on simulated servers takes a while")
+	}
+	before := runtime.NumGoroutine()
+	t.Run("labs", func(t *testing.T) {
+		for _, fleet := range []string{RealFreeSWITCH, RealAsterisk, RealMixed} {
+			t.Run(fleet, func(t *testing.T) {
+				t.Parallel()
+				cfg := simulatedRealLab(t, fleet)
+				runRealSuite(t, cfg)
+			})
+		}
+	})
+	// Nodes, relays, the suite's connections and the labs are all gone.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		n := runtime.NumGoroutine()
+		if n <= before {
+			return
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			t.Fatalf("%d goroutines before, %d after:\n%s", before, n, buf)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// simulatedRealLab starts simulated servers named and wired like the
+// recorded lab (fs1, fs2, ast1, ast2; gateways and trunk endpoints named
+// after the peer; Asterisk's dialplan application "controller"; each
+// FreeSWITCH's socket application on its own port) and returns the
+// configuration its variables give.
+func simulatedRealLab(t *testing.T, fleet string) RealConfig {
+	t.Helper()
+	listen1, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen2, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := func(name, ip, ctl, peer string) sim.ServerConfig {
+		return sim.ServerConfig{Name: name, Kind: provision.KindFreeSWITCH, IP: ip, Controllers: []string{ctl},
+			Trunks: map[string]string{peer: peer}}
+	}
+	ast := func(name, ip, peer string) sim.ServerConfig {
+		return sim.ServerConfig{Name: name, Kind: provision.KindAsterisk, IP: ip, App: defaultARIApp,
+			Trunks: map[string]string{peer: peer}}
+	}
+	var cfg sim.Config
+	switch fleet {
+	case RealFreeSWITCH:
+		cfg.Servers = []sim.ServerConfig{fs("fs1", "127.0.0.11", listen1, "fs2"), fs("fs2", "127.0.0.12", listen2, "fs1")}
+	case RealAsterisk:
+		cfg.Servers = []sim.ServerConfig{ast("ast1", "127.0.0.11", "ast2"), ast("ast2", "127.0.0.12", "ast1")}
+	case RealMixed:
+		cfg.Servers = []sim.ServerConfig{fs("fs1", "127.0.0.11", listen1, "ast1"), ast("ast1", "127.0.0.12", "fs1")}
+	}
+	cfg.Logger = logger()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	lab, err := sim.StartLab(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(lab.Close)
+	env := map[string]string{EnvFleets: fleet, EnvESLListen: listen1 + "," + listen2}
+	for i, sc := range cfg.Servers {
+		s := lab.Server(sc.Name)
+		// The simulator's SIP traffic comes from its servers' fake addresses.
+		sip := sc.IP + ":5060"
+		if sc.Kind == provision.KindFreeSWITCH {
+			v := []string{EnvFS1, EnvFS2}[len(serverNames(cfg.Servers[:i], provision.KindFreeSWITCH))]
+			env[v], env[v+envSIPSuffix] = s.ESLAddr(), sip
+		} else {
+			v := []string{EnvAST1, EnvAST2}[len(serverNames(cfg.Servers[:i], provision.KindAsterisk))]
+			env[v] = strings.Replace(s.ARIURL(), "http://", "http://ari:ari@", 1)
+			env[v+envSIPSuffix] = sip
+		}
+	}
+	rc, err := RealConfigFrom(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatalf("configuration of the simulated lab: %v (%v)", err, env)
+	}
+	return rc
+}
+
+func serverNames(ss []sim.ServerConfig, kind string) []string {
+	var out []string
+	for _, s := range ss {
+		if s.Kind == kind {
+			out = append(out, s.Name)
+		}
+	}
+	return out
+}
+
+// realScenario is one scenario of the real-server suite.
+type realScenario struct {
+	name string
+	two  bool // needs both servers (srv11 and srv12)
+	eps  Endpoints
+	run  func(t *testing.T, e *RealEnv)
+}
+
+func runRealSuite(t *testing.T, cfg RealConfig) {
+	for _, sc := range realScenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			fleets := []string{RealFreeSWITCH, RealAsterisk}
+			if sc.two {
+				fleets = append(fleets, RealMixed)
+			}
+			// One fleet after the other: they share the servers, the
+			// socket address and the Stasis application.
+			for _, fleet := range fleets {
+				t.Run(fleet, func(t *testing.T) {
+					f, why := cfg.Fleet(fleet, sc.two)
+					if why != "" {
+						t.Skip(why)
+					}
+					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+					defer cancel()
+					e, err := StartReal(ctx, cfg, f, sc.eps, logger())
+					if err != nil {
+						t.Fatalf("start the %s fleet: %v", fleet, err)
+					}
+					defer e.Close()
+					sc.run(t, e)
+					// Whatever happened, the servers end up quiet and nothing
+					// stays counted.
+					qctx, qcancel := context.WithTimeout(context.Background(), 20*time.Second)
+					defer qcancel()
+					if err := e.Quiet(qctx); err != nil {
+						t.Fatal(err)
+					}
+					for _, s := range f.Served() {
+						e.waitCount(t, "server", s, 0)
+					}
+				})
+			}
+		})
+	}
+}
+
+// Seed 002's group 1 (service number 8008003 starts at 77721403): 01
+// answers, 02 and 03 are busy, 04 does not answer, 05 is not registered,
+// 06 answers.
+var grp1Endpoints = Endpoints{"grp1": {
+	"77721401": Answers, "77721402": Busy, "77721403": Busy,
+	"77721404": Rings, "77721405": Unregistered, "77721406": Answers,
+}}
+
+var realScenarios = []realScenario{
+	{name: "Seed002ServiceNumberHunt", eps: grp1Endpoints, run: realSeed002Hunt},
+	{name: "Seed002DirectMemberAndT", eps: grp1Endpoints, run: realSeed002DirectAndT},
+	{name: "Seed002NobodyAnswers", eps: Endpoints{"grp4": {"77721401": Rings}}, run: realNobodyAnswers},
+	{name: "CallerHangsUpMidHunt", eps: Endpoints{"grp3": {"77721401": Busy, "77721402": Rings, "77721403": Answers}},
+		run: realCallerHangsUpMidHunt},
+	{name: "Rejections", run: realRejections},
+	{name: "Seed003InterServer", two: true, eps: Endpoints{"acme": {"2099": Answers, "3999": Answers}},
+		run: realSeed003InterServer},
+}
+
+// Seed 002, example 1 on real servers: 8008003 from 1100 rings 03 (busy),
+// 04 (no answer, 3 s), skips 05 (not registered) and connects 06.
+func realSeed002Hunt(t *testing.T, e *RealEnv) {
+	c := e.call(t, "srv11", "1100", "8008003")
+	e.answered(t, c)
+	e.waitRing(t, "srv11", e.target("srv11", Answers, "77721406"), "1100")
+	e.hangup(t, c)
+	rec := e.record(t, c)
+	if got := attempts(rec); got != "77721403:busy 77721404:no-answer 77721405:not-registered 77721406:answered" {
+		t.Errorf("record attempts: %s", got)
+	}
+	if rec.Route != "hunt" || rec.Answered != "77721406" || rec.Billing != "grp1" || rec.Org != "grp1" {
+		t.Errorf("record: route %s answered %s billing %s org %s", rec.Route, rec.Answered, rec.Billing, rec.Org)
+	}
+	// What the server saw ring, independently of callctl's record.
+	e.sync(t)
+	for n, want := range map[string]int{"77721401": 0, "77721402": 0, "77721403": 1, "77721404": 1, "77721405": 0, "77721406": 1} {
+		if got := len(e.TargetChannels("srv11", e.target("srv11", grp1Endpoints["grp1"][n], n))); got != want {
+			t.Errorf("%s rang %d times on the server, want %d", n, got, want)
+		}
+	}
+	if rs := e.TargetChannels("srv11", e.target("srv11", Rings, "77721404")); len(rs) == 1 {
+		e.waitEnded(t, "srv11", rs[0].ID)
+		rs = e.TargetChannels("srv11", e.target("srv11", Rings, "77721404"))
+		if d := rs[0].Ended.Sub(rs[0].Created); d < 2500*time.Millisecond || d > 8*time.Second {
+			t.Errorf("77721404 rang %s, want the 3 s ring timeout", d)
+		}
+	}
+}
+
+// Seed 002: a member dialed directly still hunts on; with T only it rings.
+func realSeed002DirectAndT(t *testing.T, e *RealEnv) {
+	c := e.call(t, "srv11", "1100", "77721402")
+	e.answered(t, c)
+	e.hangup(t, c)
+	rec := e.record(t, c)
+	if got := attempts(rec); got != "77721402:busy 77721403:busy 77721404:no-answer 77721405:not-registered 77721406:answered" {
+		t.Errorf("dialing 77721402: %s", got)
+	}
+	busy03 := e.target("srv11", Busy, "77721403")
+	before := len(e.TargetChannels("srv11", busy03))
+	c = e.call(t, "srv11", "1100", "77721402T")
+	if o := e.ended(t, c); o.Answered || o.Cause != 17 {
+		t.Errorf("77721402T: answered %v, cause %d %s; want busy (17)", o.Answered, o.Cause, o.CauseName)
+	}
+	rec = e.record(t, c)
+	if got := attempts(rec); got != "77721402:busy" || rec.Route != "member" {
+		t.Errorf("77721402T record: %s %s", rec.Route, got)
+	}
+	e.sync(t)
+	if after := len(e.TargetChannels("srv11", busy03)); after != before {
+		t.Errorf("77721403 rang after 77721402T")
+	}
+}
+
+// Seed 002, example 4: nobody answers; the caller gets busy and the record
+// lists the attempt with its ring time.
+func realNobodyAnswers(t *testing.T, e *RealEnv) {
+	c := e.call(t, "srv11", "1400", "8008001")
+	if o := e.ended(t, c); o.Answered || o.Cause != 17 {
+		t.Errorf("answered %v, cause %d %s; want busy (17)", o.Answered, o.Cause, o.CauseName)
+	}
+	rec := e.record(t, c)
+	if attempts(rec) != "77721401:no-answer" || rec.HangupCause != "USER_BUSY" {
+		t.Errorf("record: %s, cause %s", attempts(rec), rec.HangupCause)
+	}
+	if len(rec.Attempts) == 1 && rec.Attempts[0].Ring < 2500*time.Millisecond {
+		t.Errorf("ring time %s, want about 3 s", rec.Attempts[0].Ring)
+	}
+	if rs := e.TargetChannels("srv11", e.target("srv11", Rings, "77721401")); len(rs) != 1 {
+		t.Errorf("77721401 rang %d times on the server, want 1", len(rs))
+	}
+}
+
+// The caller hangs up mid-hunt: the ringing leg is cancelled at once and
+// nothing rings after; nothing stays counted.
+func realCallerHangsUpMidHunt(t *testing.T, e *RealEnv) {
+	c := e.call(t, "srv11", "1300", "8008001")
+	ringing := e.waitTarget(t, "srv11", e.target("srv11", Rings, "77721402"))
+	hung := time.Now()
+	e.hangup(t, c)
+	rec := e.record(t, c)
+	if got := attempts(rec); got != "77721401:busy 77721402:cancelled" {
+		t.Errorf("attempts %s", got)
+	}
+	end := e.waitEnded(t, "srv11", ringing.ID)
+	if d := end.Ended.Sub(hung); d > 2*time.Second {
+		t.Errorf("77721402's leg ended %s after the caller left, want at once", d)
+	}
+	// The record is written once the call is over: nothing can ring after it.
+	e.sync(t)
+	if rs := e.TargetChannels("srv11", e.target("srv11", Answers, "77721403")); len(rs) != 0 {
+		t.Errorf("77721403 rang after the caller left: %+v", rs)
+	}
+	e.waitCount(t, "server", "srv11", 0)
+}
+
+// Rejections reach the caller with their cause.
+func realRejections(t *testing.T, e *RealEnv) {
+	for _, tc := range []struct {
+		from, dialed string
+		cause        int
+		name         string
+	}{
+		{"3999", "555", 1, "UNALLOCATED_NUMBER"},     // nothing answers to it
+		{"3999", "09001234567", 21, "CALL_REJECTED"}, // a deny pattern of 3999's rule
+		{"9999", "3998", 21, "CALL_REJECTED"},        // not a user
+	} {
+		c := e.call(t, "srv11", tc.from, tc.dialed)
+		o := e.ended(t, c)
+		if o.Answered || o.Cause != tc.cause {
+			t.Errorf("%s dials %s: answered %v, cause %d %s; want %d %s", tc.from, tc.dialed, o.Answered, o.Cause, o.CauseName, tc.cause, tc.name)
+		}
+		if rec := e.record(t, c); rec.HangupCause != tc.name || len(rec.Attempts) != 0 {
+			t.Errorf("%s dials %s: record cause %s attempts %q", tc.from, tc.dialed, rec.HangupCause, attempts(rec))
+		}
+	}
+}
+
+// Seed 003: 3999 on server 11 dials 122099; 2099 on server 12 rings showing
+// 113999; the call counts 1 on each server while up. And back.
+func realSeed003InterServer(t *testing.T, e *RealEnv) {
+	c := e.call(t, "srv11", "3999", "122099")
+	e.answered(t, c)
+	e.waitRing(t, "srv12", e.target("srv12", Answers, "2099"), "113999")
+	e.waitCount(t, "server", "srv11", 1)
+	e.waitCount(t, "server", "srv12", 1)
+	e.hangup(t, c)
+	rec := e.record(t, c)
+	if rec.Route != "inter-server" || rec.CallerID != "113999" || len(rec.Legs) != 1 || rec.Legs[0].Server != "srv11" {
+		t.Errorf("srv11 record: route %s caller id %s legs %+v", rec.Route, rec.CallerID, rec.Legs)
+	}
+	far := e.recordWhere(t, func(r *controller.Record) bool { return r.Server == "srv12" && r.Dialed == "2099" })
+	if far.Origin != "trunk" || far.Caller != "113999" || len(far.Legs) != 1 || far.Legs[0].Kind.String() != "trunk-in" {
+		t.Errorf("srv12 record: origin %s caller %s legs %+v", far.Origin, far.Caller, far.Legs)
+	}
+	e.waitCount(t, "server", "srv11", 0)
+	e.waitCount(t, "server", "srv12", 0)
+
+	c = e.call(t, "srv12", "2099", "113999")
+	e.answered(t, c)
+	e.waitRing(t, "srv11", e.target("srv11", Answers, "3999"), "122099")
+	e.hangup(t, c)
+	if rec := e.record(t, c); rec.Route != "inter-server" || rec.CallerID != "122099" {
+		t.Errorf("srv12 record of the call back: route %s caller id %s", rec.Route, rec.CallerID)
+	}
+}
+
+// Helpers of the real-server scenarios.
+
+func realCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func (e *RealEnv) target(server string, tg Target, number string) string {
+	return TargetEndpoint(e.Fleet.Kinds[server], tg, number)
+}
+
+func (e *RealEnv) call(t *testing.T, server, from, dialed string) *RealCall {
+	t.Helper()
+	c, err := e.Place(realCtx(t), server, from, dialed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// answered waits until the caller is answered and callctl has the call
+// connected (its bridge is up): a caller that hangs up at the very moment
+// of the answer is another scenario.
+func (e *RealEnv) answered(t *testing.T, c *RealCall) {
+	t.Helper()
+	if err := c.WaitAnswered(realCtx(t)); err != nil {
+		t.Fatalf("caller was never connected: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, v := range e.Node.Engine().Calls() {
+			if v.Server == c.Server && v.Caller == c.From && v.Dialed == c.Dialed && v.Answered != "" {
+				return
+			}
+		}
+		if c.Ended() {
+			t.Fatalf("call %s -> %s ended right after its answer: %+v", c.From, c.Dialed, c.Outcome())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("callctl never had %s -> %s connected", c.From, c.Dialed)
+}
+
+func (e *RealEnv) ended(t *testing.T, c *RealCall) Outcome {
+	t.Helper()
+	o, err := c.WaitEnded(realCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+func (e *RealEnv) hangup(t *testing.T, c *RealCall) Outcome {
+	t.Helper()
+	if err := c.Hangup(realCtx(t)); err != nil {
+		t.Fatalf("hang up %s -> %s: %v", c.From, c.Dialed, err)
+	}
+	return e.ended(t, c)
+}
+
+// record is the call record of a test call: its server, caller and dialed
+// string, started after it was placed (the server's clock may lag a little).
+func (e *RealEnv) record(t *testing.T, c *RealCall) controller.Record {
+	t.Helper()
+	return e.recordWhere(t, func(r *controller.Record) bool {
+		return r.Server == c.Server && r.Caller == c.From && r.Dialed == c.Dialed && !r.Start.Before(c.At.Add(-5*time.Second))
+	})
+}
+
+func (e *RealEnv) recordWhere(t *testing.T, match func(*controller.Record) bool) controller.Record {
+	t.Helper()
+	r, err := e.Record(realCtx(t), match)
+	if err != nil {
+		t.Fatalf("%v; records so far: %+v", err, e.Records.All())
+	}
+	return r
+}
+
+// sync catches up with the servers' events before a check that something
+// did not happen.
+func (e *RealEnv) sync(t *testing.T) {
+	t.Helper()
+	if err := e.Sync(realCtx(t)); err != nil {
+		t.Fatalf("sync with the servers' events: %v", err)
+	}
+	for name, p := range e.phones {
+		if a, ok := p.(*ariSide); ok {
+			a.mu.Lock()
+			misses := a.syncMisses
+			a.mu.Unlock()
+			if misses > 0 {
+				e.Log.Warn("the sync bridge was not reported: absence checks waited 5 s instead", "server", name)
+			}
+		}
+	}
+}
+
+func (e *RealEnv) waitCount(t *testing.T, scope, name string, want int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	got := -1
+	for time.Now().Before(deadline) {
+		if got = e.Count(context.Background(), scope, name); got == want {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s %s counts %d, want %d", scope, name, got, want)
+}
+
+// waitTarget waits until a channel rings endpoint on server.
+func (e *RealEnv) waitTarget(t *testing.T, server, endpoint string) Channel {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if rs := e.TargetChannels(server, endpoint); len(rs) > 0 {
+			return rs[0]
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("nothing rang %s on %s", endpoint, server)
+	return Channel{}
+}
+
+// waitRing waits until endpoint of server has rung once, showing caller.
+// Each server's events come on their own connection, so what one server did
+// may be seen after what the caller's server reported.
+func (e *RealEnv) waitRing(t *testing.T, server, endpoint, caller string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	var rs []Channel
+	for time.Now().Before(deadline) {
+		rs = e.TargetChannels(server, endpoint)
+		if len(rs) > 1 {
+			break
+		}
+		if len(rs) == 1 && rs[0].Caller == caller {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Errorf("%s on %s rang %+v, want once showing %s", endpoint, server, rs, caller)
+}
+
+// waitEnded waits until the channel id of server has ended.
+func (e *RealEnv) waitEnded(t *testing.T, server, id string) Channel {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, c := range e.Channels(server) {
+			if c.ID == id && !c.Ended.IsZero() {
+				return c
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("channel %s on %s did not end", id, server)
+	return Channel{}
+}
+
+// Pieces of the mode that need no server.
+
+func TestRealConfigFromEnvironment(t *testing.T) {
+	env := map[string]string{
+		EnvFS1:            "127.0.0.1:8021",
+		EnvFS2:            "127.0.0.1:8022",
+		EnvAST1:           "http://ari:secret@127.0.0.1:8088/ari/",
+		EnvAST2:           "http://u2:p2@127.0.0.1:8089/ari",
+		EnvAST2 + "_NAME": "pbx2",
+		EnvESLListen:      "127.0.0.1:18084, 127.0.0.1:18085",
+	}
+	cfg, err := RealConfigFrom(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.FS1.Addr != "127.0.0.1:8021" || cfg.FS1.Password != "ClueCon" || cfg.FS1.Name != "fs1" ||
+		cfg.FS1.SIP != "127.0.0.1:5060" || cfg.FS2.SIP != "127.0.0.1:5062" || cfg.FS1.Context != "default" {
+		t.Errorf("FS1 %+v FS2 %+v", cfg.FS1, cfg.FS2)
+	}
+	if a := cfg.AST1; a.URL != "http://127.0.0.1:8088/ari" || a.User != "ari" || a.Password != "secret" ||
+		a.App != "controller" || a.Name != "ast1" || a.SIP != "127.0.0.1:5080" || a.Context != "from-sipp" {
+		t.Errorf("AST1 %+v", a)
+	}
+	if a := cfg.AST2; a.User != "u2" || a.Name != "pbx2" || a.SIP != "127.0.0.1:5082" {
+		t.Errorf("AST2 %+v", a)
+	}
+	if fmt.Sprint(cfg.ESLListen) != "[127.0.0.1:18084 127.0.0.1:18085]" || cfg.CallerApp != "callctl-it-caller" {
+		t.Errorf("listen %v caller app %s", cfg.ESLListen, cfg.CallerApp)
+	}
+
+	none, err := RealConfigFrom(func(string) string { return "" })
+	if err != nil || none.Any() || fmt.Sprint(none.ESLListen) != "[127.0.0.1:18084]" {
+		t.Errorf("nothing set: %+v %v", none, err)
+	}
+
+	for _, bad := range []map[string]string{
+		{EnvFS1: "8021"},
+		{EnvAST1: "http://127.0.0.1:8088/ari"},
+		{EnvAST1: "ftp://a:b@127.0.0.1/ari"},
+		{EnvFS1: "127.0.0.1:8021", EnvFS1 + "_NAME": "fs 1"},
+		{EnvFleets: "freeswitch,sip"},
+		{EnvESLListen: "18084"},
+		{EnvARICaller: "bad app"},
+	} {
+		if _, err := RealConfigFrom(func(k string) string { return bad[k] }); err == nil {
+			t.Errorf("%v accepted", bad)
+		} else {
+			for k := range bad {
+				if !strings.Contains(err.Error(), strings.TrimSuffix(k, "_NAME")) {
+					t.Errorf("%v: error %q does not name %s", bad, err, k)
+				}
+			}
+		}
+	}
+}
+
+// Each scenario skips with a message naming what to set.
+func TestRealFleetNeedsItsServers(t *testing.T) {
+	none := RealConfig{}
+	for _, tc := range []struct {
+		fleet string
+		two   bool
+		want  []string
+	}{
+		{RealFreeSWITCH, false, []string{EnvFS1}},
+		{RealFreeSWITCH, true, []string{EnvFS1, EnvFS2}},
+		{RealAsterisk, false, []string{EnvAST1}},
+		{RealAsterisk, true, []string{EnvAST1, EnvAST2}},
+		{RealMixed, false, []string{EnvFS1, EnvAST1}},
+	} {
+		_, why := none.Fleet(tc.fleet, tc.two)
+		for _, v := range tc.want {
+			if !strings.Contains(why, v) {
+				t.Errorf("%s (two %v): %q does not name %s", tc.fleet, tc.two, why, v)
+			}
+		}
+	}
+	fs1 := &RealServer{Var: EnvFS1, Kind: provision.KindFreeSWITCH, Addr: "127.0.0.1:8021", Name: "fs1", SIP: "127.0.0.1:5060"}
+	cfg := RealConfig{FS1: fs1}
+	f, why := cfg.Fleet(RealFreeSWITCH, false)
+	if why != "" || f.Servers["srv11"] != fs1 || fmt.Sprint(f.Served()) != "[srv11]" {
+		t.Errorf("one FreeSWITCH: %+v %q", f, why)
+	}
+	if _, why := cfg.Fleet(RealFreeSWITCH, true); !strings.Contains(why, EnvFS2) || strings.Contains(why, EnvFS1+" ") {
+		t.Errorf("two FreeSWITCH with FS1 only: %q", why)
+	}
+	cfg.Fleets = []string{RealAsterisk}
+	if _, why := cfg.Fleet(RealFreeSWITCH, false); !strings.Contains(why, EnvFleets) {
+		t.Errorf("fleet left out: %q", why)
+	}
+}
+
+// The plan of a real fleet: the servers' connections, trunks through the
+// lab's gateways and endpoints, the scenario's lab targets.
+func TestRealPlan(t *testing.T) {
+	fs1 := &RealServer{Var: EnvFS1, Kind: provision.KindFreeSWITCH, Addr: "10.1.0.1:8021", Password: "pw",
+		Context: "default", Name: "fs1", SIP: "10.1.0.1:5060"}
+	ast1 := &RealServer{Var: EnvAST1, Kind: provision.KindAsterisk, URL: "http://10.1.0.2:8088/ari", User: "u",
+		Password: "p", App: "controller", Context: "from-sipp", Name: "ast1", SIP: "10.1.0.2:5080"}
+	f, why := RealConfig{FS1: fs1, AST1: ast1}.Fleet(RealMixed, true)
+	if why != "" {
+		t.Fatal(why)
+	}
+	doc, err := RealDocument(f, Endpoints{"grp1": grp1Endpoints["grp1"], "acme": {"2099": Answers}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan, probs := provision.Compile(doc, nil); plan == nil {
+		t.Fatalf("plan does not compile: %v", probs)
+	}
+	for _, s := range doc.Servers {
+		switch s.Name {
+		case "srv11":
+			if s.FreeSWITCH == nil || s.FreeSWITCH.Address != "10.1.0.1:8021" || s.FreeSWITCH.Password != "pw" ||
+				s.Trunks["srv12"].Dial != "sofia/gateway/ast1/{dest}" || fmt.Sprint(s.Trunks["srv12"].From) != "[10.1.0.2:5080]" {
+				t.Errorf("srv11: %+v %+v", s.FreeSWITCH, s.Trunks)
+			}
+		case "srv12":
+			if s.Asterisk == nil || s.Asterisk.URL != "http://10.1.0.2:8088/ari" || s.Asterisk.App != "controller" ||
+				s.Trunks["srv11"].Dial != "PJSIP/{dest}@fs1" || fmt.Sprint(s.Trunks["srv11"].From) != "[fs1]" {
+				t.Errorf("srv12: %+v %+v", s.Asterisk, s.Trunks)
+			}
+		}
+	}
+	eps := map[string]string{}
+	for _, o := range doc.Orgs {
+		for _, n := range o.SIPNumbers {
+			eps[o.ID+"/"+n.Number] = n.Endpoint
+		}
+		for _, u := range o.Users {
+			eps[o.ID+"/"+u.Extension] = u.Endpoint
+		}
+	}
+	for k, want := range map[string]string{
+		"grp1/77721403": "loopback/203/targets", "grp1/77721404": "loopback/304/targets",
+		"grp1/77721405": "user/77721405", "grp1/77721406": "loopback/506/targets",
+		"acme/2099": "Local/599@targets", "grp2/77721403": "", "acme/3999": "",
+	} {
+		if eps[k] != want {
+			t.Errorf("%s endpoint %q, want %q", k, eps[k], want)
+		}
+	}
+	if _, err := RealDocument(f, Endpoints{"grp1": {"555": Answers}}); err == nil {
+		t.Error("an endpoint for a number the plan does not have was accepted")
+	}
+	if got := TargetEndpoint(provision.KindAsterisk, Unregistered, "77721405"); got != "PJSIP/77721405" {
+		t.Errorf("unregistered Asterisk endpoint %q", got)
+	}
+}
+
+// The relay passes bytes both ways and the end of each direction.
+func TestRelayPassesConnections(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	served := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			served <- err
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 64)
+		n, err := c.Read(buf)
+		if err != nil {
+			served <- err
+			return
+		}
+		_, err = c.Write([]byte("echo " + string(buf[:n])))
+		served <- err
+	}()
+	r, err := startRelay("127.0.0.1:0", ln.Addr().String(), logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	c, err := net.Dial("tcp", r.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte("connect")); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 0, 64)
+	buf := make([]byte, 64)
+	for {
+		n, err := c.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			break // the far end closed: its end was passed on
+		}
+	}
+	if string(got) != "echo connect" {
+		t.Errorf("relayed %q", got)
+	}
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+	// A relay whose target is gone closes the connection at once.
+	ln.Close()
+	c2, err := net.Dial("tcp", r.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	_ = c2.SetDeadline(time.Now().Add(10 * time.Second))
+	if n, err := c2.Read(buf); err == nil {
+		t.Errorf("read %d bytes through a relay with no target", n)
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Error("the relay kept a connection it could not pass on")
+	}
+}
+
+// Sync's barrier is a bridge created and destroyed; the simulated Asterisk
+// reports it to an application subscribed to everything, as Asterisk does.
+func TestARISyncSeesItsBridge(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	lab, err := sim.StartLab(ctx, sim.Config{Servers: []sim.ServerConfig{{Name: "ast1", Kind: provision.KindAsterisk, App: defaultARIApp}},
+		Logger: logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lab.Close()
+	rs := &RealServer{Var: EnvAST1, Kind: provision.KindAsterisk, URL: lab.Server("ast1").ARIURL(), User: "ari", Password: "ari",
+		App: defaultARIApp, Context: defaultARICtx, Name: "ast1", SIP: "127.0.0.1:5080"}
+	a, err := dialARI(ctx, "srv11", rs, defaultCaller, logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	for i := 0; i < 3; i++ {
+		if err := a.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.syncMisses != 0 || len(a.syncs) != 0 {
+		t.Errorf("sync bridges not reported: %d misses, %d waiting", a.syncMisses, len(a.syncs))
+	}
+}
