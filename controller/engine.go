@@ -46,9 +46,9 @@ type Engine struct {
 	mu     sync.Mutex
 	active map[string]*callState
 	wg     sync.WaitGroup
-	// stopCtx is cancelled when the engine must end every call now; each
-	// call's context follows it through context.AfterFunc, so no goroutine
-	// per call watches it.
+	// stopCtx is cancelled when the engine must end every call now: ringing
+	// legs follow it through context.AfterFunc, connected calls watch it
+	// where they wait; no goroutine per call watches it.
 	stopCtx  context.Context
 	stopNow  context.CancelFunc
 	draining atomic.Bool
@@ -142,9 +142,10 @@ func (e *Engine) Drain(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
+		left := e.Active()
 		e.Stop()
 		<-done
-		return fmt.Errorf("drain: %d calls ended by shutdown: %w", e.Active(), ctx.Err())
+		return fmt.Errorf("drain: %d calls ended by shutdown: %w", left, ctx.Err())
 	}
 }
 
@@ -178,6 +179,20 @@ func NewID() string {
 // Handle owns call until it ends: route, count, dial, bridge, record. It
 // blocks for the whole call and never panics on what the media server does.
 func (e *Engine) Handle(ms MediaServer, call Call) error {
+	c, err := e.begin(ms, call)
+	if c == nil {
+		return err
+	}
+	defer e.end(c)
+	defer c.recoverPanic()
+	return c.handle()
+}
+
+// begin takes the call on, or says why not. Handle stays a small frame: it
+// is on the stack for the whole call.
+//
+//go:noinline
+func (e *Engine) begin(ms MediaServer, call Call) (*run, error) {
 	id := call.ID()
 	log := e.log.With("call", id)
 	if e.draining.Load() {
@@ -185,10 +200,8 @@ func (e *Engine) Handle(ms MediaServer, call Call) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = call.Reject(ctx, routing.CauseOutOfOrder)
-		return ErrDraining
+		return nil, ErrDraining
 	}
-	e.wg.Add(1)
-	defer e.wg.Done()
 	e.mu.Lock()
 	if _, dup := e.active[id]; dup {
 		e.mu.Unlock()
@@ -196,28 +209,36 @@ func (e *Engine) Handle(ms MediaServer, call Call) error {
 		// transfer, a second hand-off of the same channel): the first owner
 		// keeps it.
 		log.Info("call already owned by this node; second hand-off left to the owner")
-		return nil
+		return nil, nil
 	}
 	e.active[id] = &callState{call: call, start: e.opt.Now()}
+	e.wg.Add(1)
 	e.mu.Unlock()
-	defer func() {
-		e.mu.Lock()
-		delete(e.active, id)
-		e.mu.Unlock()
-	}()
 	if m := e.opt.Metrics; m != nil {
 		m.active.Inc()
-		defer m.active.Dec()
 	}
-	c := &run{e: e, ms: ms, call: call, log: log, router: e.router.Load()}
-	defer func() {
-		if r := recover(); r != nil {
-			// A bug must cost one call, not the node and every other call.
-			log.Error("call handler panicked", "panic", fmt.Sprint(r))
-			c.fail(routing.CauseFailure, fmt.Sprint("internal error: ", r))
-		}
-	}()
-	return c.handle()
+	return &run{e: e, ms: ms, call: call, log: log, router: e.router.Load()}, nil
+}
+
+// end lets the call go.
+//
+//go:noinline
+func (e *Engine) end(c *run) {
+	e.mu.Lock()
+	delete(e.active, c.call.ID())
+	e.mu.Unlock()
+	if m := e.opt.Metrics; m != nil {
+		m.active.Dec()
+	}
+	e.wg.Done()
+}
+
+// recoverPanic makes a bug cost one call, not the node and every other call.
+func (c *run) recoverPanic() {
+	if r := recover(); r != nil {
+		c.log.Error("call handler panicked", "panic", fmt.Sprint(r))
+		c.fail(routing.CauseFailure, fmt.Sprint("internal error: ", r))
+	}
 }
 
 // run is one call being handled.
@@ -228,45 +249,84 @@ type run struct {
 	log    *slog.Logger
 	router *routing.Router
 
-	ctx    context.Context // done when the caller is gone or the engine stops
-	cancel context.CancelFunc
-	held   []string
-	rec    Record
-	dec    routing.Decision
-	ended  bool
+	ctx  context.Context // the call's: done when the caller is gone
+	held []string
+	rec  Record
+	req  routing.Request
+	dec  routing.Decision
+	// answered is set once a target took the call.
+	answered answered
+	ended    bool
 }
 
 func (c *run) handle() error {
-	info := c.call.Info()
-	now := c.e.opt.Now()
-	c.ctx, c.cancel = context.WithCancel(c.call.Context())
-	defer c.cancel()
-	defer context.AfterFunc(c.e.stopCtx, c.cancel)()
+	// The call's own context is used as is: a context per call derived from
+	// it (and from the engine's) would cost memory for the whole call. The
+	// engine's stop is watched where the call waits.
+	c.ctx = c.call.Context()
+	defer c.finish()
+	// The work is split into small frames so that the one that stays on the
+	// stack while the call is up is small: the goroutine's stack then shrinks
+	// back to a few KiB and ten thousand calls fit in little memory.
+	if !c.decide() || !c.admit() {
+		return nil
+	}
+	d := &c.dec
+	if d.Kind == routing.Feature {
+		c.handoff()
+		return nil
+	}
+	if c.dialAll(d.Members()) {
+		// Waiting for the end of the call happens here, with only this small
+		// frame below: the stack that stays for the whole call is short.
+		c.connected()
+		return nil
+	}
+	if c.over() {
+		return nil
+	}
+	// Nobody answered: the fallback target, else busy (SPEC §3).
+	if d.Kind == routing.Hunt && d.Fallback != "" && c.fallback() {
+		c.connected()
+		return nil
+	}
+	if !c.over() {
+		c.nobodyAnswered()
+	}
+	return nil
+}
 
+// decide routes the call and starts its record; false when it is rejected.
+//
+//go:noinline
+func (c *run) decide() bool {
+	info := c.call.Info()
 	start := info.Start
 	if start.IsZero() {
-		start = now
+		start = c.e.opt.Now()
 	}
 	c.rec = Record{CallID: c.call.ID(), Node: c.e.opt.Node, Server: info.Server, Caller: info.Caller,
 		CallerName: info.CallerName, Dialed: info.Dialed, Start: start, PlanVersion: c.router.Plan.Version,
 		Attempts: []hunt.Attempt{}, Legs: []accounting.Leg{}}
-	if info.Transfer != routing.NoTransfer {
-		c.rec.Transfer = map[routing.Transfer]string{routing.Attended: "attended", routing.Blind: "blind"}[info.Transfer]
+	switch info.Transfer {
+	case routing.Attended:
+		c.rec.Transfer = "attended"
+	case routing.Blind:
+		c.rec.Transfer = "blind"
 	}
-	req := routing.Request{Server: info.Server, Source: info.Source, Caller: info.Caller, CallerName: info.CallerName,
+	c.req = routing.Request{Server: info.Server, Source: info.Source, Caller: info.Caller, CallerName: info.CallerName,
 		Domain: info.Domain, MarkOrg: info.MarkOrg, Dialed: info.Dialed, Transfer: info.Transfer,
 		OriginalCaller: info.OriginalCaller, OriginalName: info.OriginalName}
-	c.dec = c.router.Route(&req)
+	c.router.RouteInto(&c.req, &c.dec)
 	d := &c.dec
 	c.fillRecord()
-	c.e.note(c.call.ID(), func(cs *callState) { cs.route = d.Kind.String() })
-	defer c.finish()
-
+	kind := d.Kind.String()
+	c.e.note(c.call.ID(), func(cs *callState) { cs.route = kind })
 	if d.Kind == routing.Rejected {
 		c.log.Info("call rejected", "server", info.Server, "caller", info.Caller, "dialed", info.Dialed,
 			"origin", d.Origin, "cause", d.Cause, "reason", d.Reason)
 		c.reject(d.Cause, d.Reason)
-		return nil
+		return false
 	}
 	c.log.Info("call routed", "server", info.Server, "origin", d.Origin, "caller", info.Caller, "dialed", info.Dialed,
 		"route", d.Kind, "org", orgID(d.Org), "targets", d.HuntSize(), "caller_id", d.Target.CallerID,
@@ -274,54 +334,73 @@ func (c *run) handle() error {
 	if d.CallerIDWarning != "" {
 		c.log.Warn("caller id not usable", "warning", d.CallerIDWarning)
 	}
-	// Legs counted on arrival (PSTN or trunk inbound).
+	return true
+}
+
+// admit counts the legs a call costs on arrival (PSTN or trunk inbound);
+// false when a limit refuses it.
+//
+//go:noinline
+func (c *run) admit() bool {
+	d := &c.dec
 	for i := 0; i < d.InLegs.Len(); i++ {
-		leg := d.InLegs.At(i)
-		if err := c.acquire(c.call.ID()+"/in/"+string(rune('0'+i)), c.call.ID(), leg); err != nil {
+		if err := c.acquire(c.call.ID()+"/in/"+string(rune('0'+i)), c.call.ID(), d.InLegs.At(i)); err != nil {
 			c.reject(routing.CauseCongestion, err.Error())
-			return nil
+			return false
 		}
 	}
-	if d.Kind == routing.Feature {
-		c.log.Info("feature code: returning the call to the media server's dialplan", "code", d.Target.Number)
-		ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
-		defer cancel()
-		if err := c.call.Handoff(ctx, d.Target.Number); err != nil {
-			c.log.Warn("feature hand-off failed", "err", err)
-			c.fail(routing.CauseFailure, err.Error())
-		}
-		c.rec.HangupCause = "HANDOFF"
-		return nil
+	return true
+}
+
+// handoff returns a feature code to the media server's dialplan.
+//
+//go:noinline
+func (c *run) handoff() {
+	code := c.dec.Target.Number
+	c.log.Info("feature code: returning the call to the media server's dialplan", "code", code)
+	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+	defer cancel()
+	if err := c.call.Handoff(ctx, code); err != nil {
+		c.log.Warn("feature hand-off failed", "err", err)
+		c.fail(routing.CauseFailure, err.Error())
+		return
 	}
-	members := d.Members()
-	if c.dialAll(members) {
-		return nil
-	}
-	if c.ctx.Err() != nil {
-		return nil
-	}
-	// Nobody answered: the fallback target, else busy (SPEC §3).
-	if d.Kind == routing.Hunt && d.Fallback != "" {
-		freq := req
-		freq.Dialed = d.Fallback
-		fd := c.router.Route(&freq)
-		if fd.Kind != routing.Rejected && fd.Kind != routing.Feature {
-			c.log.Info("nobody answered: fallback", "fallback", d.Fallback, "route", fd.Kind)
-			if c.dialAll(fd.Members()) {
-				return nil
-			}
-			if c.ctx.Err() != nil {
-				return nil
-			}
-		}
-	}
+	c.rec.HangupCause = "HANDOFF"
+}
+
+// nobodyAnswered ends a call no target answered: busy for a hunt (SPEC §3),
+// the target's own outcome for a single one.
+//
+//go:noinline
+func (c *run) nobodyAnswered() {
 	cause := routing.CauseBusy
-	if d.Kind != routing.Hunt && len(c.rec.Attempts) == 1 {
+	if c.dec.Kind != routing.Hunt && len(c.rec.Attempts) == 1 {
 		cause = causeFor(c.rec.Attempts[0].Outcome)
 	}
 	c.log.Info("nobody answered", "attempts", len(c.rec.Attempts), "cause", cause)
 	c.reject(cause, "nobody answered")
-	return nil
+}
+
+// over says the call is over for the engine: the caller left or the engine
+// stops.
+func (c *run) over() bool { return c.ctx.Err() != nil || c.e.stopCtx.Err() != nil }
+
+// fallback dials the org's fallback target of a hunt nobody answered; true
+// when it answered. The second decision lives on the heap with the call,
+// not in the handler's frame that stays on the stack for the whole call.
+//
+//go:noinline
+func (c *run) fallback() bool {
+	freq := c.req
+	freq.Dialed = c.dec.Fallback
+	fd := new(routing.Decision)
+	c.router.RouteInto(&freq, fd)
+	if fd.Kind == routing.Rejected || fd.Kind == routing.Feature {
+		c.log.Warn("fallback does not route", "fallback", c.dec.Fallback, "cause", fd.Cause, "reason", fd.Reason)
+		return false
+	}
+	c.log.Info("nobody answered: fallback", "fallback", c.dec.Fallback, "route", fd.Kind)
+	return c.dialAll(fd.Members())
 }
 
 func orgID(o *provision.OrgInfo) string {
@@ -369,7 +448,7 @@ func (c *run) dialAll(members []routing.Target) bool {
 		if !ok {
 			break
 		}
-		if c.ctx.Err() != nil {
+		if c.over() {
 			h.Abort()
 			break
 		}
@@ -384,12 +463,22 @@ func (c *run) dialAll(members []routing.Target) bool {
 			c.release(held)
 			continue
 		}
-		c.connected(t, leg, held)
+		c.answered = answered{t: t, leg: leg, held: held}
+		c.note(t)
 		return true
 	}
 	return false
 }
 
+// answered is the target that took the call.
+type answered struct {
+	t    *routing.Target
+	leg  Leg
+	held []string
+}
+
+// note records the answer.
+//
 // attempt rings one target. It returns the counted holds of the attempt,
 // still held when it answered.
 func (c *run) attempt(t *routing.Target) (hunt.Attempt, Leg, []string) {
@@ -449,12 +538,17 @@ func (c *run) attempt(t *routing.Target) (hunt.Attempt, Leg, []string) {
 		}
 	}
 	log.Info("dialing", "leg", legID, "endpoint", dial, "caller_id", spec.CallerIDNumber, "timeout", t.RingTimeout)
-	leg, res, err := c.call.Dial(c.ctx, spec)
+	// Ringing ends when the caller leaves or the engine stops; this context
+	// lives only while the target rings.
+	dctx, cancel := context.WithCancel(c.ctx)
+	defer cancel()
+	defer context.AfterFunc(c.e.stopCtx, cancel)()
+	leg, res, err := c.call.Dial(dctx, spec)
 	a.Ring = c.e.opt.Now().Sub(a.Start)
 	a.Outcome = res.Outcome
 	a.Cause = res.Cause
 	switch {
-	case c.ctx.Err() != nil && res.Outcome != hunt.Answered:
+	case dctx.Err() != nil && res.Outcome != hunt.Answered:
 		a.Outcome = hunt.Cancelled
 		log.Info("caller left while ringing: leg cancelled", "leg", legID)
 	case err != nil:
@@ -478,28 +572,39 @@ func (c *run) attempt(t *routing.Target) (hunt.Attempt, Leg, []string) {
 	return a, leg, held
 }
 
-// connected waits for the end of an answered call, then releases the leg's
-// counts once the leg itself is gone.
-func (c *run) connected(t *routing.Target, leg Leg, held []string) {
+//go:noinline
+func (c *run) note(t *routing.Target) {
 	now := c.e.opt.Now()
 	c.rec.Answer = &now
 	c.rec.Answered = t.Number
 	c.e.note(c.call.ID(), func(cs *callState) { cs.answered = t.Number })
 	c.rec.CallerID = t.CallerID
-	c.log.Info("answered: connected", "target", t.Number, "leg", leg.ID())
+	c.log.Info("answered: connected", "target", t.Number, "leg", c.answered.leg.ID())
+}
+
+func (c *run) connected() {
+	leg := c.answered.leg
 	select {
 	case <-c.ctx.Done():
 	case <-leg.Ended():
+	case <-c.e.stopCtx.Done():
 	}
+	c.afterConnected()
+}
+
+// afterConnected ends the caller's side when the leg went first (or the
+// engine stops), then releases the leg's counts once its channel is gone.
+//
+//go:noinline
+func (c *run) afterConnected() {
+	leg := c.answered.leg
 	if c.call.Context().Err() == nil {
-		// The leg went first (or the engine stops): end the caller's side too.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := c.call.Hangup(ctx, routing.CauseNormal); err != nil && !errors.Is(err, ErrCallGone) {
 			c.log.Warn("hangup after the leg ended failed", "err", err)
 		}
 		cancel()
 	}
-	// The leg's counts go when its channel is gone, not before.
 	timer := time.NewTimer(c.e.opt.LegGrace)
 	select {
 	case <-leg.Ended():
@@ -507,7 +612,7 @@ func (c *run) connected(t *routing.Target, leg Leg, held []string) {
 		c.log.Warn("connected leg did not report its end; releasing its count", "leg", leg.ID())
 	}
 	timer.Stop()
-	c.release(held)
+	c.release(c.answered.held)
 }
 
 func (c *run) acquire(id, channel string, leg accounting.Leg) error {

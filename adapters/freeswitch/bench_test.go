@@ -130,7 +130,27 @@ func BenchmarkActiveCallMemory(b *testing.B) {
 			if n := l.engine.Active(); n != calls {
 				b.Fatalf("engine has %d calls, want %d", n, calls)
 			}
+			// The simulator reports a call bridged as soon as it is; callctl
+			// may still be reading the event. Measure once every call is
+			// connected on callctl's side too.
+			if !waitFor(60*time.Second, func() bool {
+				for _, c := range l.engine.Calls() {
+					if c.Answered == "" {
+						return false
+					}
+				}
+				return true
+			}) {
+				b.Fatal("callctl did not see every call connected")
+			}
 			h1, s1 := liveBytes()
+			if path := os.Getenv("CALLCTL_BENCH_GOROUTINES"); path != "" {
+				// Where every goroutine waits while the calls are up.
+				if f, err := os.Create(path); err == nil {
+					_ = pprof.Lookup("goroutine").WriteTo(f, 1)
+					_ = f.Close()
+				}
+			}
 			if path := os.Getenv("CALLCTL_BENCH_HEAPPROFILE"); path != "" {
 				// The heap while every call is up, for a closer look.
 				if f, err := os.Create(path); err == nil {

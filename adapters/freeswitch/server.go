@@ -299,17 +299,24 @@ func (s *Server) serveConn(nc net.Conn) {
 	}
 	c.log.Info("call handed over by FreeSWITCH", "dialed", c.info.Dialed, "caller", c.info.Caller,
 		"source", c.info.Source, "handshake", time.Since(start).Round(time.Microsecond))
-	func() {
-		defer func() {
-			if r := recover(); r != nil {
-				c.log.Error("call handler panicked", "panic", fmt.Sprint(r))
-			}
-		}()
-		if err := s.h.Handle(c.ms, c); err != nil {
-			c.log.Info("handler returned", "err", err)
+	// The handler runs on a goroutine of its own, started here so that the
+	// handshake's deep frames are not under it for the whole call: the stack
+	// that stays while the call is up is then a few frames, and the runtime
+	// shrinks it back to a few KiB.
+	go s.runHandler(c)
+}
+
+// runHandler hands the call to the handler until it returns.
+func (s *Server) runHandler(c *call) {
+	defer c.handlerReturned()
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("call handler panicked", "panic", fmt.Sprint(r))
 		}
 	}()
-	c.handlerReturned()
+	if err := s.h.Handle(c.ms, c); err != nil {
+		c.log.Info("handler returned", "err", err)
+	}
 }
 
 // handshake sends connect, reads the channel data, subscribes to the

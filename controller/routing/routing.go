@@ -263,11 +263,10 @@ func (d *Decision) setCallerID(t *Target) {
 // HuntSize is the number of members a hunt rings at most.
 func (d *Decision) HuntSize() int { return d.walk }
 
-func reject(d Decision, c Cause, reason string) Decision {
+func reject(d *Decision, c Cause, reason string) {
 	d.Kind = Rejected
 	d.Cause = c
 	d.Reason = reason
-	return d
 }
 
 // Router routes calls over one plan. It is a value: a reload builds a new one.
@@ -281,26 +280,36 @@ func New(plan *provision.Plan) *Router { return &Router{Plan: plan} }
 // Route decides what happens to a call. It never fails: a call that cannot be
 // placed gets a Rejected decision with a cause and a reason.
 func (r *Router) Route(req *Request) Decision {
-	d := r.route(req)
+	var d Decision
+	r.RouteInto(req, &d)
+	return d
+}
+
+// RouteInto is Route filling d in place: the engine keeps decisions off its
+// goroutines' stacks, which stay small for the whole call.
+func (r *Router) RouteInto(req *Request, d *Decision) {
+	*d = Decision{}
+	r.route(d, req)
 	if d.Kind != Rejected {
 		if d.TrunkCallerID == "" {
 			d.TrunkCallerID = d.CallerIDNumber
 		}
 		d.setCallerID(&d.Target)
 	}
-	return d
 }
 
-func (r *Router) route(req *Request) Decision {
+func (r *Router) route(d *Decision, req *Request) {
 	p := r.Plan
-	d := Decision{Dialed: req.Dialed}
+	d.Dialed = req.Dialed
 	entry := p.Server(req.Server)
 	if entry == nil {
-		return reject(d, CauseFailure, "call on unknown server "+req.Server)
+		reject(d, CauseFailure, "call on unknown server "+req.Server)
+		return
 	}
 	d.Entry = entry
 	if !provision.ValidDialed(req.Dialed) {
-		return reject(d, CauseInvalid, "dialed string is not 1-32 of 0-9 * # + (optionally ending in T)")
+		reject(d, CauseInvalid, "dialed string is not 1-32 of 0-9 * # + (optionally ending in T)")
+		return
 	}
 	trunk := entry.Source(req.Source)
 	if req.Transfer != NoTransfer {
@@ -319,7 +328,8 @@ func (r *Router) route(req *Request) Decision {
 			case trunk != nil:
 				d.InLegs.Add(accounting.Leg{Server: entry.Name, Org: u.Org.ID, Kind: accounting.PSTNIn})
 			}
-			return r.fromUser(d, req, entry, u)
+			r.fromUser(d, req, entry, u)
+			return
 		}
 		// Nobody known transferred it (an operator's uuid_transfer): it
 		// routes as the transferred party's own call.
@@ -328,54 +338,61 @@ func (r *Router) route(req *Request) Decision {
 	case trunk != nil && trunk.Peer != nil:
 		d.Origin = FromTrunk
 		d.PeerServer = trunk.Peer
-		return r.fromTrunk(d, req, entry)
+		r.fromTrunk(d, req, entry)
+		return
 	case trunk != nil:
 		d.Origin = FromPSTN
-		return r.fromPSTN(d, req, entry)
+		r.fromPSTN(d, req, entry)
+		return
 	}
 	d.Origin = FromPhone
 	caller := p.Caller(entry.Name, req.Domain, req.Caller)
 	if caller == nil {
-		return reject(d, CauseRejected, "caller "+req.Caller+" is not a user of server "+entry.Name)
+		reject(d, CauseRejected, "caller "+req.Caller+" is not a user of server "+entry.Name)
+		return
 	}
 	d.Caller = caller
 	d.CallerOrg = caller.Org
 	d.Billing = caller.Org.ID
-	return r.fromUser(d, req, entry, caller)
+	r.fromUser(d, req, entry, caller)
+	return
 }
 
 // fromTrunk routes a call that another server sent over its trunk: the mark
 // names the destination org, the dialed string is that org's extension, group
 // or SIP number (steps 1–3, 6), and the presented caller is kept.
-func (r *Router) fromTrunk(d Decision, req *Request, entry *provision.ServerInfo) Decision {
+func (r *Router) fromTrunk(d *Decision, req *Request, entry *provision.ServerInfo) {
 	org := r.Plan.Org(req.MarkOrg)
 	if org == nil {
-		return reject(d, CauseRejected, "trunk call from server "+d.PeerServer.Name+" names unknown org "+req.MarkOrg)
+		reject(d, CauseRejected, "trunk call from server "+d.PeerServer.Name+" names unknown org "+req.MarkOrg)
+		return
 	}
 	d.Org = org
 	d.Billing = org.ID
 	d.CallerIDNumber = req.Caller
 	d.CallerIDName = req.CallerName
 	d.InLegs.Add(accounting.Leg{Server: entry.Name, Org: org.ID, Kind: accounting.TrunkIn})
-	d = r.internal(d, org, req.Dialed, entry, org.ID)
+	r.internal(d, org, req.Dialed, entry, org.ID)
 	if d.Kind != Hunt && d.Target.Trunk != nil {
 		// The sender routes to the target's home server: a trunk call for a
 		// target that lives elsewhere means the plans disagree; sending it on
 		// could loop between servers.
-		return reject(d, CauseUnallocated, req.Dialed+" of org "+org.ID+" is not on server "+entry.Name)
+		reject(d, CauseUnallocated, req.Dialed+" of org "+org.ID+" is not on server "+entry.Name)
+		return
 	}
-	return d
+	return
 }
 
 // fromPSTN routes a DID to its destination in the org that uses the number.
-func (r *Router) fromPSTN(d Decision, req *Request, entry *provision.ServerInfo) Decision {
+func (r *Router) fromPSTN(d *Decision, req *Request, entry *provision.ServerInfo) {
 	n := r.Plan.Number(req.Dialed)
 	if n == nil && len(req.Dialed) > 0 && req.Dialed[0] != '+' {
 		// Carriers often deliver the DID without the plus.
 		n = r.Plan.Number("+" + req.Dialed)
 	}
 	if n == nil || n.Destination == nil {
-		return reject(d, CauseUnallocated, "number "+req.Dialed+" is not allocated")
+		reject(d, CauseUnallocated, "number "+req.Dialed+" is not allocated")
+		return
 	}
 	d.Org = n.User
 	// Inbound calls over a number are billed to its owner (seed 001).
@@ -383,10 +400,11 @@ func (r *Router) fromPSTN(d Decision, req *Request, entry *provision.ServerInfo)
 	d.CallerIDNumber = req.Caller
 	d.CallerIDName = req.CallerName
 	d.InLegs.Add(accounting.Leg{Server: entry.Name, Org: n.User.ID, Kind: accounting.PSTNIn})
-	return r.target(d, n.User, n.Destination, entry, n.User.ID)
+	r.target(d, n.User, n.Destination, entry, n.User.ID)
+	return
 }
 
-func (r *Router) fromUser(d Decision, req *Request, entry *provision.ServerInfo, caller *provision.UserInfo) Decision {
+func (r *Router) fromUser(d *Decision, req *Request, entry *provision.ServerInfo, caller *provision.UserInfo) {
 	org := caller.Org
 	s := req.Dialed
 	// Caller ID of internal calls: the caller's extension. A blind transfer
@@ -400,56 +418,66 @@ func (r *Router) fromUser(d Decision, req *Request, entry *provision.ServerInfo,
 
 	// Steps 1–3 and 6: the org's own dialed strings.
 	if s[len(s)-1] == 'T' || org.Lookup(s) != nil {
-		d = r.internal(d, org, s, entry, org.ID)
+		r.internal(d, org, s, entry, org.ID)
 		if d.Kind != Rejected || d.Cause != CauseUnallocated {
-			return r.internalCallerID(d, caller, req)
+			r.internalCallerID(d, caller, req)
+			return
 		}
+		// Not the org's after all: the next steps decide.
+		d.Cause, d.Reason = CauseNone, ""
 	}
 	// Step 4: org-connect prefix + extension of a linked org.
 	if dest, n := caller.Rule.OrgConnect(s); dest != nil {
 		if t := dest.Lookup(s[n:]); t != nil && t.Kind != provision.TargetFeature {
-			d = r.target(d, dest, t, entry, org.ID)
+			r.target(d, dest, t, entry, org.ID)
 			if d.Kind == Local {
 				d.Kind = OrgConnect // a group of the other org hunts as usual
 			}
-			return r.orgConnectCallerID(d, caller, dest, req)
+			r.orgConnectCallerID(d, caller, dest, req)
+			return
 		}
 	}
 	// Step 5: server prefix + destination on that server, same org.
 	if sv, n := r.Plan.ServerByPrefix(s); sv != nil {
 		if t := org.Lookup(s[n:]); t != nil && t.Kind != provision.TargetFeature && t.Home() == sv {
-			d = r.internal(d, org, s[n:], entry, org.ID)
-			return r.internalCallerID(d, caller, req)
+			r.internal(d, org, s[n:], entry, org.ID)
+			r.internalCallerID(d, caller, req)
+			return
 		}
 	}
 	// Step 7: external.
 	if e164, ok := org.Normalize(s); ok {
-		return r.external(d, req, org, caller, e164)
+		r.external(d, req, org, caller, e164)
+		return
 	}
-	return reject(d, CauseUnallocated, "nothing in org "+org.ID+" answers to "+s)
+	reject(d, CauseUnallocated, "nothing in org "+org.ID+" answers to "+s)
+	return
 }
 
 // internal routes s among org's own dialed strings.
-func (r *Router) internal(d Decision, org *provision.OrgInfo, s string, entry *provision.ServerInfo, legOrg string) Decision {
+func (r *Router) internal(d *Decision, org *provision.OrgInfo, s string, entry *provision.ServerInfo, legOrg string) {
 	d.Org = org
 	if s[len(s)-1] == 'T' {
 		m := org.SIPNumbers[s[:len(s)-1]]
 		if m == nil {
-			return reject(d, CauseUnallocated, s[:len(s)-1]+" is not a sip number of org "+org.ID)
+			reject(d, CauseUnallocated, s[:len(s)-1]+" is not a sip number of org "+org.ID)
+			return
 		}
 		d.Kind = Member
 		d.Target = d.memberTarget(m)
-		return d
+		return
 	}
 	t := org.Lookup(s)
 	if t == nil {
-		return reject(d, CauseUnallocated, "nothing in org "+org.ID+" answers to "+s)
+		reject(d, CauseUnallocated, "nothing in org "+org.ID+" answers to "+s)
+		return
 	}
-	return r.target(d, org, t, entry, legOrg)
+	r.target(d, org, t, entry, legOrg)
+	return
 }
 
 // target fills the decision for an internal target of org.
-func (r *Router) target(d Decision, org *provision.OrgInfo, t *provision.DialTarget, entry *provision.ServerInfo, legOrg string) Decision {
+func (r *Router) target(d *Decision, org *provision.OrgInfo, t *provision.DialTarget, entry *provision.ServerInfo, legOrg string) {
 	d.Org = org
 	switch t.Kind {
 	case provision.TargetExtension:
@@ -461,24 +489,26 @@ func (r *Router) target(d Decision, org *provision.OrgInfo, t *provision.DialTar
 			d.Kind = InterServer
 		}
 	case provision.TargetService:
-		return r.hunt(d, org, t.Service.Start)
+		r.hunt(d, org, t.Service.Start)
+		return
 	case provision.TargetSIP:
-		return r.hunt(d, org, t.SIP)
+		r.hunt(d, org, t.SIP)
+		return
 	case provision.TargetFeature:
 		d.Kind = Feature
 		d.Target = Target{Number: t.Code, Kind: t.Kind, Server: entry, Registered: true}
 	}
-	return d
+	return
 }
 
-func (r *Router) hunt(d Decision, org *provision.OrgInfo, start *provision.SIPInfo) Decision {
+func (r *Router) hunt(d *Decision, org *provision.OrgInfo, start *provision.SIPInfo) {
 	d.Kind = Hunt
 	d.Org = org
 	d.start = start
 	d.walk = start.Walk
 	d.Fallback = org.Fallback
 	d.Target = d.memberTarget(start)
-	return d
+	return
 }
 
 // memberTarget builds the target for one member of a group.
@@ -511,22 +541,22 @@ func placeOn(entry *provision.ServerInfo, t *Target, endpoint, dest, legOrg, des
 // internalCallerID sets the caller ID shown for a call between extensions of
 // one org: the extension on the same server, prefix + extension on another
 // server (SPEC §4) so that a call-back works.
-func (r *Router) internalCallerID(d Decision, caller *provision.UserInfo, req *Request) Decision {
+func (r *Router) internalCallerID(d *Decision, caller *provision.UserInfo, req *Request) {
 	if d.Kind == Rejected {
-		return d
+		return
 	}
 	if req.Transfer != Blind {
 		d.TrunkCallerID = caller.Prefixed
 	}
-	return d
+	return
 }
 
 // orgConnectCallerID shows the caller as the callee's prefix back to the
 // caller's org + extension (seed 000: 2124); without a prefix back, the bare
 // extension with the caller org's name.
-func (r *Router) orgConnectCallerID(d Decision, caller *provision.UserInfo, dest *provision.OrgInfo, req *Request) Decision {
+func (r *Router) orgConnectCallerID(d *Decision, caller *provision.UserInfo, dest *provision.OrgInfo, req *Request) {
 	if d.Kind == Rejected || req.Transfer == Blind {
-		return d
+		return
 	}
 	back := ""
 	if u, ok := d.calleeUser(dest); ok && u.Rule != nil {
@@ -544,7 +574,7 @@ func (r *Router) orgConnectCallerID(d Decision, caller *provision.UserInfo, dest
 		d.CallerIDNumber = caller.Ext
 		d.CallerIDName = caller.Org.Name
 	}
-	return d
+	return
 }
 
 func (d *Decision) calleeUser(dest *provision.OrgInfo) (*provision.UserInfo, bool) {
@@ -566,27 +596,31 @@ func anyPrefixFor(org *provision.OrgInfo, id string) string {
 }
 
 // external routes to the PSTN after the outbound rule allows it (step 7).
-func (r *Router) external(d Decision, req *Request, org *provision.OrgInfo, caller *provision.UserInfo, e164 string) Decision {
+func (r *Router) external(d *Decision, req *Request, org *provision.OrgInfo, caller *provision.UserInfo, e164 string) {
 	d.Org = org
 	d.External = e164
 	if !provision.IsE164(e164, r.Plan.MinExternalDigits) {
-		return reject(d, CauseUnallocated, req.Dialed+" is too short or long for an external number ("+e164+")")
+		reject(d, CauseUnallocated, req.Dialed+" is too short or long for an external number ("+e164+")")
+		return
 	}
 	if caller.Rule == nil {
-		return reject(d, CauseRejected, "user "+caller.Ext+" has no outbound rule: external calls are not allowed")
+		reject(d, CauseRejected, "user "+caller.Ext+" has no outbound rule: external calls are not allowed")
+		return
 	}
 	if ok, why := caller.Rule.Permits(e164); !ok {
-		return reject(d, CauseRejected, why)
+		reject(d, CauseRejected, why)
+		return
 	}
 	if d.Entry.PSTN == nil {
-		return reject(d, CauseRejected, "server "+d.Entry.Name+" has no PSTN trunk")
+		reject(d, CauseRejected, "server "+d.Entry.Name+" has no PSTN trunk")
+		return
 	}
 	d.Kind = External
 	d.Target = Target{Number: e164, Server: d.Entry, Trunk: d.Entry.PSTN, Dest: e164, Registered: true, RingTimeout: 0}
 	d.Target.Legs.Add(accounting.Leg{Server: d.Entry.Name, Org: org.ID, Kind: accounting.PSTNOut})
 	if req.Transfer == Blind {
 		// A blind transfer to the PSTN keeps the original caller's number.
-		return d
+		return
 	}
 	ch := callerid.Choose(org, caller.Number, e164)
 	d.CallerIDNumber = ch.Number
@@ -597,5 +631,5 @@ func (r *Router) external(d Decision, req *Request, org *provision.OrgInfo, call
 	if n := org.Usable(ch.Number); n != nil {
 		d.Billing = n.Owner.ID
 	}
-	return d
+	return
 }
