@@ -14,6 +14,12 @@ build:
 run:
 	$(GO) run ./cmd/callctl serve
 
+# A first look without FreeSWITCH or Asterisk: callctl against simulated servers
+# (integration/sim), placing the lab plan's worked examples as calls.
+# DEMOFLAGS="-fleet freeswitch -json-logs" picks the fleet and the log format.
+demo:
+	$(GO) run ./integration/demo $(DEMOFLAGS)
+
 # The whole suite: formatting, vet, and every test (unit, simulator scenarios,
 # real Redis) with the race detector.
 test: check

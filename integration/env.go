@@ -66,6 +66,8 @@ type Options struct {
 	// 50 ms and stay up).
 	PSTNDefault *sim.Behaviour
 	Logger      *slog.Logger
+	// LabLogger logs the simulated servers (nil: Logger).
+	LabLogger *slog.Logger
 	// State replaces the in-memory state (a cluster test brings Redis).
 	State node.State
 	// NodeID names the node (n1).
@@ -162,6 +164,9 @@ func Start(ctx context.Context, fleet Fleet, opt Options) (*Env, error) {
 		cfg.PSTNDefault = &sim.Behaviour{Mode: "answer", RingFor: 50 * time.Millisecond}
 	}
 	cfg.Logger = opt.Logger
+	if opt.LabLogger != nil {
+		cfg.Logger = opt.LabLogger
+	}
 	lab, err := sim.StartLab(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("lab: %w", err)

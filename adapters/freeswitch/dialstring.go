@@ -234,6 +234,11 @@ func BridgeArg(spec controller.DialSpec) (arg string, dropped string, err error)
 			dropped = spec.CallerIDNumber
 		}
 	}
+	if v.cidName == "" {
+		// No name chosen (external calls present a number only): without
+		// one the new leg would take the caller's own name.
+		v.cidName = v.cidNum
+	}
 	if spec.Trunk && spec.MarkOrg != "" {
 		if !validName(spec.MarkOrg) {
 			return "", "", fmt.Errorf("%w: org mark %q", ErrUnsafeInput, spec.MarkOrg)
