@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"runtime"
@@ -75,14 +76,10 @@ func TestRealModeOnSimulator(t *testing.T) {
 // configuration its variables give.
 func simulatedRealLab(t *testing.T, fleet string) RealConfig {
 	t.Helper()
-	listen1, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	listen2, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The node listens anew on the same address for every scenario: take
+	// ports outside the kernel's ephemeral range, which no connection of a
+	// parallel test can be holding meanwhile.
+	listen1, listen2 := stablePort(t), stablePort(t)
 	fs := func(name, ip, ctl, peer string) sim.ServerConfig {
 		return sim.ServerConfig{Name: name, Kind: provision.KindFreeSWITCH, IP: ip, Controllers: []string{ctl},
 			Trunks: map[string]string{peer: peer}}
@@ -108,7 +105,11 @@ func simulatedRealLab(t *testing.T, fleet string) RealConfig {
 		t.Fatal(err)
 	}
 	t.Cleanup(lab.Close)
-	env := map[string]string{EnvFleets: fleet, EnvESLListen: listen1 + "," + listen2}
+	env := map[string]string{EnvFleets: fleet, EnvESLListen: listen1}
+	if fleet == RealFreeSWITCH {
+		// fs2 connects to its own port, relayed to the node's.
+		env[EnvESLListen] = listen1 + "," + listen2
+	}
 	for i, sc := range cfg.Servers {
 		s := lab.Server(sc.Name)
 		// The simulator's SIP traffic comes from its servers' fake addresses.
@@ -127,6 +128,21 @@ func simulatedRealLab(t *testing.T, fleet string) RealConfig {
 		t.Fatalf("configuration of the simulated lab: %v (%v)", err, env)
 	}
 	return rc
+}
+
+// stablePort returns a free loopback address whose port is below the
+// ephemeral range (32768-60999 on Linux).
+func stablePort(t *testing.T) string {
+	t.Helper()
+	for i := 0; i < 100; i++ {
+		addr := fmt.Sprintf("127.0.0.1:%d", 20000+mrand.IntN(12000))
+		if ln, err := net.Listen("tcp", addr); err == nil {
+			ln.Close()
+			return addr
+		}
+	}
+	t.Fatal("no free port between 20000 and 32000")
+	return ""
 }
 
 func serverNames(ss []sim.ServerConfig, kind string) []string {
