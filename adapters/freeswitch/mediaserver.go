@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/percipia/eslgo/command"
+
 	"github.com/callctl/callctl/adapters/freeswitch/esl"
 	"github.com/callctl/callctl/controller"
 )
@@ -225,25 +227,19 @@ func (m *MediaServer) connect(ctx context.Context) (*conn, error) {
 	if ct := f.ContentType(); ct != esl.TypeAuthRequest {
 		return fail(fmt.Errorf("greeting is %q, not auth/request", ct))
 	}
-	msg, err := esl.AppendCommand(nil, "auth", m.cfg.Password)
+	msg, err := setup(command.Auth{Password: m.cfg.Password})
 	if err != nil {
 		return fail(fmt.Errorf("password: %w", err))
 	}
 	if err := m.exchange(nc, rd, msg, "auth"); err != nil {
 		return fail(err)
 	}
-	// Only what callctl uses: the end of the legs it creates (marked with
-	// callctl_leg, so a busy server's other channels are filtered out by
-	// FreeSWITCH itself: positive filters pass an event that matches any of
-	// them), background job results, and heartbeats to notice a silent peer.
-	for _, cmd := range [][]string{
-		{"event", "plain", "CHANNEL_HANGUP_COMPLETE", "BACKGROUND_JOB", "HEARTBEAT"},
-		{"filter", "variable_" + legMarkVar, "true"},
-		{"filter", "Event-Name", "BACKGROUND_JOB"},
-		{"filter", "Event-Name", "HEARTBEAT"},
-	} {
-		msg, _ = esl.AppendCommand(nil, cmd...)
-		if err := m.exchange(nc, rd, msg, cmd[0]); err != nil {
+	for _, cmd := range inboundSubscriptions() {
+		msg, err := setup(cmd)
+		if err != nil {
+			return fail(err)
+		}
+		if err := m.exchange(nc, rd, msg, strings.Fields(cmd.BuildMessage())[0]); err != nil {
 			return fail(err)
 		}
 	}

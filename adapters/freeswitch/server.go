@@ -323,7 +323,7 @@ func (s *Server) runHandler(c *call) {
 // channel's events and turns lingering on.
 func (s *Server) handshake(nc net.Conn) (*call, error) {
 	_ = nc.SetDeadline(time.Now().Add(s.opt.HandshakeTimeout))
-	if _, err := nc.Write([]byte("connect\n\n")); err != nil {
+	if _, err := nc.Write(connectCmd); err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
 	rd := esl.NewReader(nc)
@@ -375,7 +375,7 @@ func (s *Server) handshake(nc net.Conn) (*call, error) {
 	c.conn.start()
 	// myevents: this channel's events only; linger: keep the socket after the
 	// hangup until callctl closes it, so no event of the end is lost.
-	replies, err := c.conn.send(ctx, 2, []byte("myevents plain\n\nlinger\n\n"))
+	replies, err := c.conn.send(ctx, 2, eventsAndLinger)
 	if err == nil {
 		for _, r := range replies {
 			if !strings.HasPrefix(r.text, "+OK") {
