@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/CyCoreSystems/ari/v5"
+
 	"github.com/callctl/callctl/controller"
 	"github.com/callctl/callctl/controller/hunt"
 	"github.com/callctl/callctl/controller/routing"
@@ -675,6 +677,26 @@ type originateBody struct {
 	Variables map[string]string `json:"variables"`
 }
 
+// originateQuery lays an originate request (ari/v5's model of POST
+// /channels) out as the request's query parameters; the channel variables
+// go in the JSON body, where ARI takes them.
+func originateQuery(r ari.OriginateRequest) (url.Values, any) {
+	q := url.Values{"endpoint": {r.Endpoint}, "app": {r.App}}
+	for k, v := range map[string]string{"appArgs": r.AppArgs, "channelId": r.ChannelID,
+		"originator": r.Originator, "callerId": r.CallerID} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if r.Timeout > 0 {
+		q.Set("timeout", strconv.Itoa(r.Timeout))
+	}
+	if len(r.Variables) == 0 {
+		return q, nil
+	}
+	return q, originateBody{Variables: r.Variables}
+}
+
 // Dial originates spec.Target into the application and, once it answers
 // (its StasisStart), bridges it with the caller in a mixing bridge. A
 // non-answer returns only once the attempt's channel is destroyed, with the
@@ -691,12 +713,12 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 	if !validLegID(spec.LegID) {
 		return nil, controller.DialResult{Outcome: hunt.Failed, Cause: "BAD_LEG_ID"}, fmt.Errorf("dial %s: leg id %q: %w", ep, spec.LegID, ErrUnsafe)
 	}
-	var body any
+	var vars map[string]string
 	if spec.MarkOrg != "" && ep.trunk() {
 		if !validName(spec.MarkOrg) {
 			return nil, controller.DialResult{Outcome: hunt.Failed, Cause: "UNSAFE_MARK"}, fmt.Errorf("dial %s: org mark %q: %w", ep, spec.MarkOrg, ErrUnsafe)
 		}
-		body = originateBody{Variables: map[string]string{markAdd: spec.MarkOrg}}
+		vars = map[string]string{markAdd: spec.MarkOrg}
 	}
 	ctx = withCall(ctx, c)
 	if ctx.Err() != nil || c.isGone() {
@@ -714,19 +736,12 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 	if err != nil {
 		return nil, controller.DialResult{Outcome: hunt.Failed, Cause: "BAD_LEG_ID"}, fmt.Errorf("dial %s: %w", ep, err)
 	}
-	q := url.Values{
-		"endpoint":   {ep.String()},
-		"app":        {c.cl.cfg.App},
-		"appArgs":    {legMarker},
-		"channelId":  {l.id},
-		"originator": {c.id},
-	}
-	if cid != "" {
-		q.Set("callerId", cid)
-	}
+	req := ari.OriginateRequest{Endpoint: ep.String(), App: c.cl.cfg.App, AppArgs: legMarker, ChannelID: l.id,
+		Originator: c.id, CallerID: cid, Variables: vars}
 	if spec.Timeout > 0 {
-		q.Set("timeout", strconv.Itoa(int((spec.Timeout+time.Second-1)/time.Second)))
+		req.Timeout = int((spec.Timeout + time.Second - 1) / time.Second)
 	}
+	q, body := originateQuery(req)
 	// The originate runs to its end even if the caller leaves meanwhile, so
 	// that callctl knows whether the channel exists.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout())

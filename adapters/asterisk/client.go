@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/CyCoreSystems/ari/v5"
+
 	"github.com/callctl/callctl/controller"
 	"github.com/callctl/callctl/controller/provision"
 )
@@ -434,10 +436,12 @@ func (c *Client) handleFrame(data []byte, at time.Time) {
 		c.log.Warn("ARI: ignoring a frame that is not an event", "err", err, "size", len(data), "head", head(data))
 		return
 	}
+	// The event names are ari/v5's (generated from Asterisk's ARI model);
+	// the frames themselves are decoded by callctl (events.go).
 	switch e.Type {
-	case "StasisStart":
+	case ari.Events.StasisStart:
 		c.onStasisStart(&e, at)
-	case "StasisEnd":
+	case ari.Events.StasisEnd:
 		// Channels that entered Stasis from the dialplan get no
 		// ChannelDestroyed after StasisEnd (subscribeAll=false, trace e1):
 		// for them StasisEnd is the end.
@@ -448,12 +452,12 @@ func (c *Client) handleFrame(data []byte, at time.Time) {
 		default:
 			ref.call.callerGone(-1, at)
 		}
-	case "ChannelHangupRequest":
+	case ari.Events.ChannelHangupRequest:
 		// A soft request (cause 32 after DELETE) is a flag, not a cause.
 		if ref, _ := c.lookup(e.Channel.ID); ref != nil && ref.leg == nil && !ref.standIn && e.HasCause && !e.Soft {
 			ref.call.noteHangupCause(e.Cause)
 		}
-	case "ChannelDestroyed":
+	case ari.Events.ChannelDestroyed:
 		ref, half2 := c.lookup(e.Channel.ID)
 		switch {
 		case ref == nil:
@@ -473,17 +477,17 @@ func (c *Client) handleFrame(data []byte, at time.Time) {
 			}
 			ref.call.callerGone(cause, at)
 		}
-	case "Dial":
+	case ari.Events.Dial:
 		if ref, half2 := c.lookup(e.Peer.ID); ref != nil && ref.leg != nil && !half2 && e.DialStatus != "" {
 			ref.leg.dialStatus(e.DialStatus)
 		}
-	case "ChannelStateChange", "ChannelEnteredBridge", "ChannelLeftBridge", "ChannelVarset", "ChannelDialplan",
-		"ChannelCallerId", "ChannelConnectedLine", "BridgeDestroyed", "BridgeCreated", "ChannelCreated":
+	case ari.Events.ChannelStateChange, ari.Events.ChannelEnteredBridge, ari.Events.ChannelLeftBridge, ari.Events.ChannelVarset, ari.Events.ChannelDialplan,
+		ari.Events.ChannelCallerID, ari.Events.ChannelConnectedLine, ari.Events.BridgeDestroyed, ari.Events.BridgeCreated, ari.Events.ChannelCreated:
 		// Known and not needed to drive calls.
-	case "ApplicationReplaced":
+	case ari.Events.ApplicationReplaced:
 		c.log.Error("ARI: another client took over application " + c.cfg.App +
 			"; two callctl nodes must not share an application name")
-	case "BridgeBlindTransfer", "BridgeAttendedTransfer":
+	case ari.Events.BridgeBlindTransfer, ari.Events.BridgeAttendedTransfer:
 		c.log.Info("ARI: transfer in a bridge", "type", e.Type, "bridge", e.BridgeID)
 	default:
 		// Event types newer than callctl (ChannelTransfer, CallBroadcast,

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"time"
+
+	"github.com/CyCoreSystems/ari/v5"
 )
 
 // event is the part of an ARI event that callctl reads. It is decoded
@@ -80,8 +82,9 @@ type wireChannel struct {
 // (most of the stream: ChannelVarset, ChannelDialplan, ...) are only
 // recognised by their type.
 var bodyTypes = map[string]bool{
-	"StasisStart": true, "StasisEnd": true, "ChannelDestroyed": true, "ChannelHangupRequest": true,
-	"Dial": true, "BridgeBlindTransfer": true, "BridgeAttendedTransfer": true,
+	ari.Events.StasisStart: true, ari.Events.StasisEnd: true, ari.Events.ChannelDestroyed: true,
+	ari.Events.ChannelHangupRequest: true, ari.Events.Dial: true, ari.Events.BridgeBlindTransfer: true,
+	ari.Events.BridgeAttendedTransfer: true,
 }
 
 // decodeEvent reads one WebSocket frame. It fails only when the frame is
