@@ -98,7 +98,8 @@ type runningNode struct {
 // calls, active ones end by themselves until drain_timeout, then are ended. A
 // second signal during the drain ends them at once.
 func serve(ctx context.Context, cfg *Config, hup <-chan os.Signal, logOut io.Writer) error {
-	log := newLogger(cfg.Log, logOut).With("node", cfg.Node)
+	base := newLogger(cfg.Log, logOut)
+	log := base.With("node", cfg.Node)
 	n := &runningNode{cfg: cfg, log: log, reg: prometheus.NewRegistry(), ready: make(chan struct{})}
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -108,7 +109,8 @@ func serve(ctx context.Context, cfg *Config, hup <-chan os.Signal, logOut io.Wri
 		return &exitError{code: 1, err: err}
 	}
 	n.planHash = sha256.Sum256(data)
-	st, err := openState(ctx, cfg, log)
+	// The state backend names the node on its lines itself.
+	st, err := openState(ctx, cfg, base)
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
