@@ -67,9 +67,8 @@ func TestRoundTripsPerLeg(t *testing.T) {
 			} else {
 				cfg = fastConfig([]string{standalone(t).Addr}, false, randPrefix())
 			}
-			s := open(t, cfg, "n1")
 			counter := &cmdCounter{byID: map[string]int{}, names: map[string]bool{}}
-			s.Client().AddHook(counter)
+			s := openHooked(t, cfg, "n1", counter)
 			ctx := context.Background()
 			const legs = 50
 			var wg sync.WaitGroup

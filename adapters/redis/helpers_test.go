@@ -1,6 +1,8 @@
 package redis
 
 import (
+	goredis "github.com/redis/go-redis/v9"
+
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -46,6 +48,27 @@ func fastConfig(addrs []string, cluster bool, prefix string) Config {
 func open(t testing.TB, cfg Config, node string) *Store {
 	t.Helper()
 	s, err := New(context.Background(), cfg, node, testLogger().With("test", t.Name()))
+	if err != nil {
+		t.Fatalf("new store: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.Close(ctx)
+	})
+	return s
+}
+
+// openHooked is open with a go-redis hook installed before the store starts
+// using its client (adding one later races with the heartbeat).
+func openHooked(t testing.TB, cfg Config, node string, hook goredis.Hook) *Store {
+	t.Helper()
+	rdb, err := NewClient(cfg, "callctl-"+node)
+	if err != nil {
+		t.Fatalf("client: %v", err)
+	}
+	rdb.AddHook(hook)
+	s, err := NewWithClient(context.Background(), cfg, rdb, node, testLogger().With("test", t.Name()))
 	if err != nil {
 		t.Fatalf("new store: %v", err)
 	}

@@ -212,10 +212,9 @@ func TestPlanAcrossNodes(t *testing.T) {
 // back, except those it released meanwhile.
 func TestCutOffNodePutsLegsBack(t *testing.T) {
 	cfg := fastConfig([]string{standalone(t).Addr}, false, randPrefix())
-	a := open(t, cfg, "a")
-	b := open(t, cfg, "b")
 	p := &partition{}
-	a.Client().AddHook(p)
+	a := openHooked(t, cfg, "a", p)
+	b := open(t, cfg, "b")
 	ctx := context.Background()
 	for i := 0; i < 6; i++ {
 		if err := a.Acquire(ctx, hold(fmt.Sprintf("p%d/in/0", i), "fs1")); err != nil {

@@ -202,9 +202,8 @@ func TestOwnershipNoOverlap(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for _, name := range []string{"a", "b", "c"} {
-		s := open(t, cfg, name)
 		p := &partition{}
-		s.Client().AddHook(p)
+		s := openHooked(t, cfg, name, p)
 		nodes[name], parts[name] = s, p
 		wg.Add(1)
 		go func() {
