@@ -196,6 +196,37 @@ func waitCount(t *testing.T, st *redis.Store, scope, name string, want int, with
 	t.Fatalf("%s %s counts %d, want %d (within %s)", scope, name, got, want, within)
 }
 
+// processLab starts a simulated lab whose FreeSWITCH servers hand calls to
+// controllers, and writes the lab plan pointed at it to a file for callctl
+// processes; the lab stops with the test.
+func processLab(ctx context.Context, t *testing.T, f Fleet, controllers []string, phones ...sim.PhoneConfig) (*sim.Lab, string) {
+	t.Helper()
+	cfg := LabConfig(f, controllers)
+	cfg.PSTNDefault = &sim.Behaviour{Mode: "answer", RingFor: 50 * time.Millisecond}
+	cfg.Phones = phones
+	cfg.Logger = logger()
+	lab, err := sim.StartLab(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(lab.Close)
+	doc, err := LabDocument(f, func(name string) (string, string) {
+		return lab.Server(name).ESLAddr(), lab.Server(name).ARIURL()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := DocumentYAML(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	planPath := filepath.Join(t.TempDir(), "plan.yaml")
+	if err := os.WriteFile(planPath, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return lab, planPath
+}
+
 // callctl killed (SIGKILL) mid-call and started again with the same id: the
 // counted leg of the call it held is released (lease expiry or the media
 // server confirming the channel is gone), nothing is released twice, and the
@@ -211,30 +242,8 @@ func TestControllerRestartedMidCall(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cfg := LabConfig(f, []string{esl})
-			cfg.PSTNDefault = &sim.Behaviour{Mode: "answer", RingFor: 50 * time.Millisecond}
-			cfg.Phones = []sim.PhoneConfig{{Server: "srv11", Ext: "3998", Behaviour: answers}}
-			cfg.Logger = logger()
-			lab, err := sim.StartLab(ctx, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer lab.Close()
-			doc, err := LabDocument(f, func(name string) (string, string) {
-				return lab.Server(name).ESLAddr(), lab.Server(name).ARIURL()
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			data, err := DocumentYAML(doc)
-			if err != nil {
-				t.Fatal(err)
-			}
-			dir := t.TempDir()
-			planPath := filepath.Join(dir, "plan.yaml")
-			if err := os.WriteFile(planPath, data, 0o600); err != nil {
-				t.Fatal(err)
-			}
+			lab, planPath := processLab(ctx, t, f, []string{esl}, sim.PhoneConfig{Server: "srv11", Ext: "3998", Behaviour: answers})
+			dir := filepath.Dir(planPath)
 			ready := map[string]string{"srv11": "connected", "srv12": "connected"}
 			obs := observer(t, rs.Addr)
 
@@ -296,25 +305,9 @@ func TestTwoNodeCluster(t *testing.T) {
 	esl1, _ := freePort()
 	esl2, _ := freePort()
 	f := MixedFleet
-	cfg := LabConfig(f, []string{esl1, esl2})
-	cfg.PSTNDefault = &sim.Behaviour{Mode: "answer", RingFor: 50 * time.Millisecond}
-	cfg.Phones = []sim.PhoneConfig{{Server: "srv11", Ext: "3998", Behaviour: answers}, {Server: "srv12", Ext: "2099", Behaviour: answers}}
-	cfg.Logger = logger()
-	lab, err := sim.StartLab(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lab.Close()
-	doc, err := LabDocument(f, func(name string) (string, string) {
-		return lab.Server(name).ESLAddr(), lab.Server(name).ARIURL()
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, _ := DocumentYAML(doc)
-	dir := t.TempDir()
-	planPath := filepath.Join(dir, "plan.yaml")
-	os.WriteFile(planPath, data, 0o600)
+	lab, planPath := processLab(ctx, t, f, []string{esl1, esl2},
+		sim.PhoneConfig{Server: "srv11", Ext: "3998", Behaviour: answers}, sim.PhoneConfig{Server: "srv12", Ext: "2099", Behaviour: answers})
+	dir := filepath.Dir(planPath)
 
 	n1 := clusterNode(t, dir, "n1", planPath, esl1, rs.Addr)
 	n1.waitReady(map[string]string{"srv11": "connected"})

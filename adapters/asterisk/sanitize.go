@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/callctl/callctl/controller/provision"
 )
 
 // Digits from the network are data, never syntax. An Asterisk dial string
@@ -17,7 +19,7 @@ import (
 var ErrUnsafe = errors.New("refused: not a safe value for Asterisk")
 
 // maxResource bounds the dialed part of an endpoint (E.164 plus prefixes).
-const maxResource = 40
+const maxResource = provision.MaxDialed
 
 // endpoint is a checked dial target.
 type endpoint struct {
@@ -66,30 +68,10 @@ func parseEndpoint(s string) (endpoint, error) {
 	return endpoint{tech: tech, resource: res, at: at}, nil
 }
 
-// validDigits reports whether s is a dialed string: 0-9 * # +, '+' only
-// first, an optional final 'T' (ring this member only).
-func validDigits(s string) bool {
-	if s == "" || len(s) > maxResource {
-		return false
-	}
-	end := len(s)
-	if s[end-1] == 'T' {
-		end--
-	}
-	if end == 0 {
-		return false
-	}
-	for i := 0; i < end; i++ {
-		c := s[i]
-		switch {
-		case c >= '0' && c <= '9', c == '*', c == '#':
-		case c == '+' && i == 0 && end > 1:
-		default:
-			return false
-		}
-	}
-	return true
-}
+// validDigits reports whether s is a dialed string: routing's own gate,
+// checked again at the edge (0-9 * # +, '+' only first, an optional final
+// 'T').
+func validDigits(s string) bool { return provision.ValidDialed(s) }
 
 // validName reports whether s is a plan identifier (a PJSIP endpoint, a
 // context, an org id): letters, digits, '_', '-', '.', at most 64.

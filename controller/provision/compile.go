@@ -129,17 +129,7 @@ func (c *compiler) servers() {
 		s := &c.doc.Servers[i]
 		path := "servers[" + strconv.Itoa(i) + "]"
 		obj := "server " + s.Name
-		if s.Name == "" {
-			obj = "server #" + strconv.Itoa(i+1)
-			c.errf(obj, path, "name", "is required")
-			continue
-		}
-		if !reName.MatchString(s.Name) {
-			c.errf(obj, path, "name", "%q must be letters, digits, . _ - (at most 63)", s.Name)
-			continue
-		}
-		if c.plan.servers[s.Name] != nil {
-			c.errf(obj, path, "name", "duplicate server name %q", s.Name)
+		if !c.identifier("server", i, s.Name, path, "name", c.plan.servers[s.Name] != nil) {
 			continue
 		}
 		si := &ServerInfo{Name: s.Name, Kind: s.Kind, Prefix: s.Prefix, ChannelLimit: s.ChannelLimit,
@@ -225,6 +215,23 @@ func (c *compiler) servers() {
 		}
 		c.trunks(si, s, path)
 	}
+}
+
+// identifier checks the name of the i-th object of a kind (server name, org
+// id): present, well formed, not taken.
+func (c *compiler) identifier(kind string, i int, name, path, field string, taken bool) bool {
+	obj := kind + " " + name
+	switch {
+	case name == "":
+		c.errf(kind+" #"+strconv.Itoa(i+1), path, field, "is required")
+	case !reName.MatchString(name):
+		c.errf(obj, path, field, "%q must be letters, digits, . _ - (at most 63)", name)
+	case taken:
+		c.errf(obj, path, field, "duplicate %s %s %q", kind, field, name)
+	default:
+		return true
+	}
+	return false
 }
 
 func (c *compiler) serverPath(name string) string {
@@ -341,16 +348,7 @@ func (c *compiler) orgs() {
 		o := &c.doc.Orgs[i]
 		path := "orgs[" + strconv.Itoa(i) + "]"
 		obj := "org " + o.ID
-		if o.ID == "" {
-			c.errf("org #"+strconv.Itoa(i+1), path, "id", "is required")
-			continue
-		}
-		if !reName.MatchString(o.ID) {
-			c.errf(obj, path, "id", "%q must be letters, digits, . _ - (at most 63)", o.ID)
-			continue
-		}
-		if c.plan.orgs[o.ID] != nil {
-			c.errf(obj, path, "id", "duplicate org id %q", o.ID)
+		if !c.identifier("org", i, o.ID, path, "id", c.plan.orgs[o.ID] != nil) {
 			continue
 		}
 		oi := &OrgInfo{ID: o.ID, Name: o.Name, Domain: o.Domain, CountryCode: o.CountryCode,

@@ -160,6 +160,12 @@ func TestValidationRules(t *testing.T) {
 		{"hostile endpoint", `{extension: "101", server: s2}`, `{extension: "101", server: s2, endpoint: "PJSIP/x&PJSIP/y"}`, "org a user 101", "endpoint", "only letters", 0},
 		{"trunk template without dest", `dial: "sofia/gateway/s2/{dest}"`, `dial: "sofia/gateway/s2/1000"`, "server s1", "dial", "{dest}", 0},
 		{"unknown media server kind", `kind: asterisk`, `kind: yate`, "server s2", "kind", "not a media server kind", 0},
+		{"duplicate server name", `  - name: s2
+    kind: asterisk`, `  - name: s1
+    kind: asterisk`, "server s1", "name", "duplicate server name", 0},
+		{"org without id", `  - id: b
+`, `  - id: ""
+`, "org #2", "id", "is required", 0},
 		{"number destination elsewhere", `{number: "+4930111111", owner: a, destination: "100"}`, `{number: "+4930111111", owner: a, destination: "200"}`,
 			"number +4930111111", "destination", "not an extension", 0},
 		{"assignment without assignee", `{number: "+4930222222", owner: b}`, `{number: "+4930222222", owner: b, assignment: active}`,
