@@ -309,9 +309,19 @@ func TestTwoNodeCluster(t *testing.T) {
 		sim.PhoneConfig{Server: "srv11", Ext: "3998", Behaviour: answers}, sim.PhoneConfig{Server: "srv12", Ext: "2099", Behaviour: answers})
 	dir := filepath.Dir(planPath)
 
+	// Each node has its own copy of the plan file: a change reaches the
+	// other node through Redis, not through the file.
+	data, err := os.ReadFile(planPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan2 := filepath.Join(dir, "plan2.yaml")
+	if err := os.WriteFile(plan2, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	n1 := clusterNode(t, dir, "n1", planPath, esl1, rs.Addr)
 	n1.waitReady(map[string]string{"srv11": "connected"})
-	n2 := clusterNode(t, dir, "n2", planPath, esl2, rs.Addr)
+	n2 := clusterNode(t, dir, "n2", plan2, esl2, rs.Addr)
 	n2.waitReady(map[string]string{"srv11": "connected"})
 	owner, other := n1, n2
 	deadline := time.Now().Add(15 * time.Second)
@@ -346,8 +356,37 @@ func TestTwoNodeCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The records of the cluster as they come, from the surviving node's
+	// view of Redis.
+	follow := exec.Command(callctlBinary(t), "records", "--config", filepath.Join(dir, other.id+".yaml"), "--follow", "--json")
+	followed := &lockedBuffer{}
+	follow.Stdout, follow.Stderr = followed, followed
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = follow.Process.Kill(); _ = follow.Wait() }()
+	time.Sleep(300 * time.Millisecond) // it reads what comes after it started
+
 	call("srv11", "3999", "3998")   // FreeSWITCH: the first node of its dialplan
 	call("srv12", "2099", "113998") // Asterisk: the owner, across to srv11
+
+	// A plan changed on n1 is published and n2 runs it within a second or so
+	// (n1 checks its file every second).
+	changed := strings.Replace(string(data), "channel_limit: 30", "channel_limit: 29", 1)
+	if changed == string(data) {
+		t.Fatal("the plan has no channel_limit: 30 to change")
+	}
+	if err := os.WriteFile(planPath, []byte(changed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	edited := time.Now()
+	for !strings.Contains(n2.out.String(), "plan switched") {
+		if time.Since(edited) > 5*time.Second {
+			t.Fatalf("n2 did not switch to the plan n1 published:\n%s", tail(n2.out.String(), 20))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("n2 runs the plan edited on n1 %s after the edit", time.Since(edited).Round(time.Millisecond))
 
 	owner.kill()
 	killed := time.Now()
@@ -374,6 +413,13 @@ func TestTwoNodeCluster(t *testing.T) {
 	}
 	if len(nodes) < 4 {
 		t.Errorf("records list %d answered calls, want at least 4:\n%s", len(nodes), out)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for strings.Count(followed.String(), `"answered_by":`) < 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("records --follow printed:\n%s", followed.String())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
