@@ -1,7 +1,7 @@
 // Package ari simulates the Asterisk REST Interface of Asterisk 22.10.1 so
 // that callctl's Asterisk adapter can be tested without an Asterisk. It is
 // an independent reading of the protocol from the recorded transcripts in
-// /work/shared/traces/asterisk and /work/shared/traces/transfers: it
+// ../shared/traces (beside the repository)/asterisk and ../shared/traces (beside the repository)/transfers: it
 // imports nothing of callctl and no ARI client library.
 //
 // # Starting one

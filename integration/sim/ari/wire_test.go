@@ -11,7 +11,7 @@ import (
 )
 
 // tracesDir is where the recorded Asterisk transcripts live, relative to this
-// package directory (integration/sim/ari in /work/main).
+// package directory (integration/sim/ari).
 var tracesDir = filepath.Join("..", "..", "..", "..", "shared", "traces")
 
 func traceFile(t testing.TB, parts ...string) string {
