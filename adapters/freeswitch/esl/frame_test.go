@@ -15,7 +15,7 @@ import (
 )
 
 // The recorded transcripts of real FreeSWITCH 1.10 servers live outside the
-// repository (see ../shared/traces (beside the repository)/README.md); tests that need them skip
+// repository (see ../shared/traces/README.md); tests that need them skip
 // when they are absent.
 const tracesDir = "../../../../shared/traces"
 

@@ -1,7 +1,7 @@
 // Package ari simulates the Asterisk REST Interface of Asterisk 22.10.1 so
 // that callctl's Asterisk adapter can be tested without an Asterisk. It is
 // an independent reading of the protocol from the recorded transcripts in
-// ../shared/traces (beside the repository)/asterisk and ../shared/traces (beside the repository)/transfers: it
+// ../shared/traces/asterisk and ../shared/traces/transfers: it
 // imports nothing of callctl and no ARI client library.
 //
 // # Starting one

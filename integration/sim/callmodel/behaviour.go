@@ -140,7 +140,7 @@ func (b Behaviour) refusal() Cause {
 }
 
 // TargetBehaviour is the lab convention for the extensions of the targets
-// context (../shared/traces (beside the repository)/README.md): 1XX answers and hangs up after
+// context (../shared/traces/README.md): 1XX answers and hangs up after
 // 30 s, 2XX is busy, 3XX rings for ever, 4XX fails, 5XX answers and stays
 // up. It reports false for anything else.
 //

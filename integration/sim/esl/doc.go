@@ -2,7 +2,7 @@
 // FreeSWITCH 1.10 that speaks the event socket over TCP on loopback, over
 // the protocol-neutral call model of package callmodel. It is written from
 // the transcripts recorded from real FreeSWITCH servers
-// (../shared/traces (beside the repository)/freeswitch and transfers/freeswitch) and from
+// (../shared/traces/freeswitch and transfers/freeswitch) and from
 // mod_event_socket's behaviour; it imports nothing of callctl.
 //
 //	srv, _ := esl.New(modelServer, esl.Config{Controllers: []string{"127.0.0.1:8084"}})

@@ -19,7 +19,7 @@ const tracesDir = "../../../../shared/traces/freeswitch"
 func traceDir(t *testing.T) string {
 	t.Helper()
 	if _, err := os.Stat(tracesDir); err != nil {
-		t.Skipf("recorded traces not found at %s (%v): the fidelity test needs ../shared/traces (beside the repository)", tracesDir, err)
+		t.Skipf("recorded traces not found at %s (%v): the fidelity test needs ../shared/traces", tracesDir, err)
 	}
 	return tracesDir
 }
