@@ -28,6 +28,8 @@ type compiler struct {
 	src      *Source
 	plan     *Plan
 	problems Problems
+	// orgIndex is the document position each compiled org came from.
+	orgIndex map[string]int
 }
 
 func (c *compiler) add(sev Severity, object, path, field, format string, args ...any) {
@@ -57,7 +59,7 @@ func Compile(doc *Document, src *Source) (*Plan, Problems) {
 	if doc == nil {
 		return nil, Problems{{Object: "document", Reason: "empty"}}
 	}
-	c := &compiler{doc: doc, src: src, plan: &Plan{
+	c := &compiler{doc: doc, src: src, orgIndex: map[string]int{}, plan: &Plan{
 		Doc:      doc,
 		servers:  map[string]*ServerInfo{},
 		byPrefix: map[string]*ServerInfo{},
@@ -364,6 +366,7 @@ func (c *compiler) orgs() {
 			oi.Domain = o.ID
 		}
 		c.plan.orgs[o.ID] = oi
+		c.orgIndex[o.ID] = i
 		c.plan.Orgs = append(c.plan.Orgs, oi)
 		if prev := c.plan.byDomain[oi.Domain]; prev != nil {
 			c.errf(obj, path, "domain", "domain %q is also org %s's", oi.Domain, prev.ID)
@@ -374,12 +377,10 @@ func (c *compiler) orgs() {
 	}
 	// Second pass: things that refer to other orgs or to the org's own objects.
 	for i := range c.doc.Orgs {
-		o := &c.doc.Orgs[i]
-		oi := c.plan.orgs[o.ID]
-		if oi == nil || c.orgPath(o.ID) != "orgs["+strconv.Itoa(i)+"]" {
+		o, oi, path, ok := c.org(i)
+		if !ok {
 			continue
 		}
-		path := "orgs[" + strconv.Itoa(i) + "]"
 		for j, l := range o.LinkedOrgs {
 			lo := c.plan.orgs[l]
 			if lo == nil || lo == oi {
@@ -391,24 +392,22 @@ func (c *compiler) orgs() {
 		}
 	}
 	for i := range c.doc.Orgs {
-		o := &c.doc.Orgs[i]
-		oi := c.plan.orgs[o.ID]
-		if oi == nil || c.orgPath(o.ID) != "orgs["+strconv.Itoa(i)+"]" {
+		o, oi, path, ok := c.org(i)
+		if !ok {
 			continue
 		}
-		path := "orgs[" + strconv.Itoa(i) + "]"
 		c.rules(oi, o, path)
 		c.members(oi, o, path)
 	}
 }
 
-func (c *compiler) orgPath(id string) string {
-	for i := range c.doc.Orgs {
-		if c.doc.Orgs[i].ID == id {
-			return "orgs[" + strconv.Itoa(i) + "]"
-		}
-	}
-	return "orgs"
+// org returns the i-th org of the document with its compiled form and path;
+// ok is false for an org that was not compiled (no id, a duplicate).
+func (c *compiler) org(i int) (o *Org, oi *OrgInfo, path string, ok bool) {
+	o = &c.doc.Orgs[i]
+	oi = c.plan.orgs[o.ID]
+	path = "orgs[" + strconv.Itoa(i) + "]"
+	return o, oi, path, oi != nil && c.orgIndex[o.ID] == i
 }
 
 func (c *compiler) orgSettings(oi *OrgInfo, o *Org, path string) {
@@ -791,10 +790,8 @@ func (c *compiler) usableReason(oi *OrgInfo, n string) string {
 
 func (c *compiler) callerIDs() {
 	for i := range c.doc.Orgs {
-		o := &c.doc.Orgs[i]
-		oi := c.plan.orgs[o.ID]
-		path := "orgs[" + strconv.Itoa(i) + "]"
-		if oi == nil || c.orgPath(o.ID) != path {
+		o, oi, path, ok := c.org(i)
+		if !ok {
 			continue
 		}
 		org := "org " + oi.ID
@@ -841,10 +838,8 @@ func (c *compiler) callerIDs() {
 // no group has more service numbers than members.
 func (c *compiler) chains() {
 	for i := range c.doc.Orgs {
-		o := &c.doc.Orgs[i]
-		oi := c.plan.orgs[o.ID]
-		path := "orgs[" + strconv.Itoa(i) + "]"
-		if oi == nil || c.orgPath(o.ID) != path {
+		o, oi, path, ok := c.org(i)
+		if !ok {
 			continue
 		}
 		// Walk lengths over the functional graph "next": a node on a cycle
@@ -951,10 +946,8 @@ func (c *compiler) sipPath(o *Org, path, number string) string {
 // are shadowing them, which is allowed but worth a warning.
 func (c *compiler) ambiguity() {
 	for i := range c.doc.Orgs {
-		o := &c.doc.Orgs[i]
-		oi := c.plan.orgs[o.ID]
-		path := "orgs[" + strconv.Itoa(i) + "]"
-		if oi == nil || c.orgPath(o.ID) != path {
+		o, oi, path, ok := c.org(i)
+		if !ok {
 			continue
 		}
 		org := "org " + oi.ID
