@@ -237,7 +237,7 @@ func (e *Engine) end(c *run) {
 func (c *run) recoverPanic() {
 	if r := recover(); r != nil {
 		c.log.Error("call handler panicked", "panic", fmt.Sprint(r))
-		c.fail(routing.CauseFailure, fmt.Sprint("internal error: ", r))
+		c.reject(routing.CauseFailure, fmt.Sprint("internal error: ", r))
 	}
 }
 
@@ -362,7 +362,7 @@ func (c *run) handoff() {
 	defer cancel()
 	if err := c.call.Handoff(ctx, code); err != nil {
 		c.log.Warn("feature hand-off failed", "err", err)
-		c.fail(routing.CauseFailure, err.Error())
+		c.reject(routing.CauseFailure, err.Error())
 		return
 	}
 	c.rec.HangupCause = "HANDOFF"
@@ -689,10 +689,6 @@ func (c *run) reject(cause routing.Cause, reason string) {
 	if err := c.call.Reject(ctx, cause); err != nil && !errors.Is(err, ErrCallGone) {
 		c.log.Warn("reject failed", "cause", cause, "err", err)
 	}
-}
-
-func (c *run) fail(cause routing.Cause, reason string) {
-	c.reject(cause, reason)
 }
 
 // finish releases whatever is still held, and writes the record once.

@@ -358,7 +358,7 @@ func (c *compiler) orgs() {
 			ChannelLimit: o.ChannelLimit, Override: o.CallerID.Override, Fallback: o.Hunt.Fallback,
 			Users: map[string]*UserInfo{}, SIPNumbers: map[string]*SIPInfo{}, ServiceNumbers: map[string]*ServiceInfo{},
 			Rules: map[string]*RuleInfo{}, Linked: map[string]*OrgInfo{},
-			dial: map[string]*DialTarget{}, usable: map[string]*NumberInfo{}}
+			dial: map[string]*DialTarget{}, usable: map[string]*NumberInfo{}, back: map[string]string{}}
 		if oi.Name == "" {
 			oi.Name = o.ID
 		}
@@ -519,6 +519,9 @@ func (c *compiler) rules(oi *OrgInfo, o *Org, path string) {
 			ri.connect[oc.Prefix] = dest
 			if _, ok := ri.back[dest.ID]; !ok {
 				ri.back[dest.ID] = oc.Prefix
+			}
+			if p, ok := oi.back[dest.ID]; !ok || oc.Prefix < p {
+				oi.back[dest.ID] = oc.Prefix
 			}
 			if !slices.Contains(ri.connectLens, len(oc.Prefix)) {
 				ri.connectLens = append(ri.connectLens, len(oc.Prefix))

@@ -169,7 +169,14 @@ type OrgInfo struct {
 	cidRules cidTrie
 	// usable are the numbers the org may present as caller ID.
 	usable map[string]*NumberInfo
+	// back is, per linked org, the smallest prefix any rule of this org
+	// reaches it with.
+	back map[string]string
 }
+
+// PrefixBack is the prefix with which some outbound rule of the org reaches
+// org id (the smallest, when several do), or "".
+func (o *OrgInfo) PrefixBack(id string) string { return o.back[id] }
 
 // Lookup returns the internal target dialed as s in the org, or nil.
 func (o *OrgInfo) Lookup(s string) *DialTarget { return o.dial[s] }

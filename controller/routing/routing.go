@@ -202,7 +202,7 @@ type Decision struct {
 	// InLegs are counted when the call arrives (PSTN or trunk inbound).
 	InLegs accounting.Legs
 
-	// RingTimeout and Fallback apply to hunts.
+	// Fallback is dialed when nobody in a hunt answered.
 	Fallback string
 }
 
@@ -355,7 +355,6 @@ func (r *Router) route(d *Decision, req *Request) {
 	d.CallerOrg = caller.Org
 	d.Billing = caller.Org.ID
 	r.fromUser(d, req, entry, caller)
-	return
 }
 
 // fromTrunk routes a call that another server sent over its trunk: the mark
@@ -380,7 +379,6 @@ func (r *Router) fromTrunk(d *Decision, req *Request, entry *provision.ServerInf
 		reject(d, CauseUnallocated, req.Dialed+" of org "+org.ID+" is not on server "+entry.Name)
 		return
 	}
-	return
 }
 
 // fromPSTN routes a DID to its destination in the org that uses the number.
@@ -401,7 +399,6 @@ func (r *Router) fromPSTN(d *Decision, req *Request, entry *provision.ServerInfo
 	d.CallerIDName = req.CallerName
 	d.InLegs.Add(accounting.Leg{Server: entry.Name, Org: n.User.ID, Kind: accounting.PSTNIn})
 	r.target(d, n.User, n.Destination, entry, n.User.ID)
-	return
 }
 
 func (r *Router) fromUser(d *Decision, req *Request, entry *provision.ServerInfo, caller *provision.UserInfo) {
@@ -451,7 +448,6 @@ func (r *Router) fromUser(d *Decision, req *Request, entry *provision.ServerInfo
 		return
 	}
 	reject(d, CauseUnallocated, "nothing in org "+org.ID+" answers to "+s)
-	return
 }
 
 // internal routes s among org's own dialed strings.
@@ -473,7 +469,6 @@ func (r *Router) internal(d *Decision, org *provision.OrgInfo, s string, entry *
 		return
 	}
 	r.target(d, org, t, entry, legOrg)
-	return
 }
 
 // target fills the decision for an internal target of org.
@@ -498,7 +493,6 @@ func (r *Router) target(d *Decision, org *provision.OrgInfo, t *provision.DialTa
 		d.Kind = Feature
 		d.Target = Target{Number: t.Code, Kind: t.Kind, Server: entry, Registered: true}
 	}
-	return
 }
 
 func (r *Router) hunt(d *Decision, org *provision.OrgInfo, start *provision.SIPInfo) {
@@ -508,7 +502,6 @@ func (r *Router) hunt(d *Decision, org *provision.OrgInfo, start *provision.SIPI
 	d.walk = start.Walk
 	d.Fallback = org.Fallback
 	d.Target = d.memberTarget(start)
-	return
 }
 
 // memberTarget builds the target for one member of a group.
@@ -548,7 +541,6 @@ func (r *Router) internalCallerID(d *Decision, caller *provision.UserInfo, req *
 	if req.Transfer != Blind {
 		d.TrunkCallerID = caller.Prefixed
 	}
-	return
 }
 
 // orgConnectCallerID shows the caller as the callee's prefix back to the
@@ -565,7 +557,7 @@ func (r *Router) orgConnectCallerID(d *Decision, caller *provision.UserInfo, des
 	if back == "" {
 		// No single callee (a group) or no user rule: any rule of the
 		// destination org that reaches the caller's org.
-		back = anyPrefixFor(dest, caller.Org.ID)
+		back = dest.PrefixBack(caller.Org.ID)
 	}
 	if back != "" {
 		d.CallerIDNumber = back + caller.Ext
@@ -574,7 +566,6 @@ func (r *Router) orgConnectCallerID(d *Decision, caller *provision.UserInfo, des
 		d.CallerIDNumber = caller.Ext
 		d.CallerIDName = caller.Org.Name
 	}
-	return
 }
 
 func (d *Decision) calleeUser(dest *provision.OrgInfo) (*provision.UserInfo, bool) {
@@ -583,16 +574,6 @@ func (d *Decision) calleeUser(dest *provision.OrgInfo) (*provision.UserInfo, boo
 	}
 	u := dest.Users[d.Target.Number]
 	return u, u != nil
-}
-
-func anyPrefixFor(org *provision.OrgInfo, id string) string {
-	best := ""
-	for _, r := range org.Rules {
-		if p := r.PrefixFor(id); p != "" && (best == "" || p < best) {
-			best = p
-		}
-	}
-	return best
 }
 
 // external routes to the PSTN after the outbound rule allows it (step 7).
@@ -631,5 +612,4 @@ func (r *Router) external(d *Decision, req *Request, org *provision.OrgInfo, cal
 	if n := org.Usable(ch.Number); n != nil {
 		d.Billing = n.Owner.ID
 	}
-	return
 }
