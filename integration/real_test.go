@@ -349,14 +349,7 @@ func realSeed003InterServer(t *testing.T, e *RealEnv) {
 	e.waitCount(t, "server", "srv11", 1)
 	e.waitCount(t, "server", "srv12", 1)
 	e.hangup(t, c)
-	rec := e.record(t, c)
-	if rec.Route != "inter-server" || rec.CallerID != "113999" || len(rec.Legs) != 1 || rec.Legs[0].Server != "srv11" {
-		t.Errorf("srv11 record: route %s caller id %s legs %+v", rec.Route, rec.CallerID, rec.Legs)
-	}
-	far := e.recordWhere(t, func(r *controller.Record) bool { return r.Server == "srv12" && r.Dialed == "2099" })
-	if far.Origin != "trunk" || far.Caller != "113999" || len(far.Legs) != 1 || far.Legs[0].Kind.String() != "trunk-in" {
-		t.Errorf("srv12 record: origin %s caller %s legs %+v", far.Origin, far.Caller, far.Legs)
-	}
+	checkInterServerRecords(t, e.record(t, c), e.recordWhere(t, farEnd))
 	e.waitCount(t, "server", "srv11", 0)
 	e.waitCount(t, "server", "srv12", 0)
 

@@ -349,14 +349,7 @@ func TestSeed003InterServer(t *testing.T) {
 		e.waitCount(t, "server", "srv11", 1)
 		e.waitCount(t, "server", "srv12", 1)
 		hangup(t, c)
-		rec := e.record(t, of(c))
-		if rec.Route != "inter-server" || rec.CallerID != "113999" || len(rec.Legs) != 1 || rec.Legs[0].Server != "srv11" {
-			t.Errorf("srv11 record: route %s caller id %s legs %+v", rec.Route, rec.CallerID, rec.Legs)
-		}
-		far := e.record(t, func(r *controller.Record) bool { return r.Server == "srv12" && r.Dialed == "2099" })
-		if far.Origin != "trunk" || far.Caller != "113999" || len(far.Legs) != 1 || far.Legs[0].Kind.String() != "trunk-in" {
-			t.Errorf("srv12 record: origin %s caller %s legs %+v", far.Origin, far.Caller, far.Legs)
-		}
+		checkInterServerRecords(t, e.record(t, of(c)), e.record(t, farEnd))
 		e.waitCount(t, "server", "srv11", 0)
 		e.waitCount(t, "server", "srv12", 0)
 
@@ -367,6 +360,21 @@ func TestSeed003InterServer(t *testing.T) {
 		}
 		hangup(t, c)
 	})
+}
+
+// farEnd matches the record of 122099's arrival on server 12.
+func farEnd(r *controller.Record) bool { return r.Server == "srv12" && r.Dialed == "2099" }
+
+// checkInterServerRecords checks the two records of 3999 on server 11
+// dialing 122099: the call out over the trunk, and its arrival on server 12.
+func checkInterServerRecords(t *testing.T, rec, far controller.Record) {
+	t.Helper()
+	if rec.Route != "inter-server" || rec.CallerID != "113999" || len(rec.Legs) != 1 || rec.Legs[0].Server != "srv11" {
+		t.Errorf("srv11 record: route %s caller id %s legs %+v", rec.Route, rec.CallerID, rec.Legs)
+	}
+	if far.Origin != "trunk" || far.Caller != "113999" || len(far.Legs) != 1 || far.Legs[0].Kind.String() != "trunk-in" {
+		t.Errorf("srv12 record: origin %s caller %s legs %+v", far.Origin, far.Caller, far.Legs)
+	}
 }
 
 // Seed 000: agent 124 of org A dials 1201, extension 201 of org B rings
