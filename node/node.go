@@ -327,19 +327,14 @@ func (n *Node) Ready(ctx context.Context, asteriskHere ...string) error {
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	for {
+		st := n.Status()
 		ready := true
-		for _, ms := range n.fsMS {
-			if !ms.Connected() {
-				ready = false
-			}
+		for name := range n.fsMS {
+			ready = ready && st[name] == "connected"
 		}
-		n.mu.Lock()
 		for _, name := range asteriskHere {
-			if c := n.ariLive[name]; c == nil || !c.Connected() {
-				ready = false
-			}
+			ready = ready && st[name] == "connected"
 		}
-		n.mu.Unlock()
 		if ready {
 			return nil
 		}
@@ -349,14 +344,6 @@ func (n *Node) Ready(ctx context.Context, asteriskHere ...string) error {
 		case <-t.C:
 		}
 	}
-}
-
-// Owns says whether this node holds the Asterisk application of server now.
-func (n *Node) Owns(server string) bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	c := n.ariLive[server]
-	return c != nil && c.Connected()
 }
 
 // Status says, per media server the node serves, how its connection is:
