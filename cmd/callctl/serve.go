@@ -139,7 +139,7 @@ func serve(ctx context.Context, cfg *Config, hup <-chan os.Signal, logOut io.Wri
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
-	log.Info("callctl node started", "plan", planName(cfg.Plan), "plan_version", plan.Version,
+	log.Info("callctl node started", "plan", name(cfg.Plan), "plan_version", plan.Version,
 		"servers", len(plan.Servers), "orgs", len(plan.Orgs), "state", cfg.State.Backend)
 	close(n.ready)
 
@@ -190,13 +190,6 @@ loop:
 	}
 	log.Info("callctl node stopped")
 	return nil
-}
-
-func planName(p string) string {
-	if p == "" {
-		return "embedded lab plan"
-	}
-	return p
 }
 
 // readPlan reads and compiles the node's own plan (its file, or the embedded
