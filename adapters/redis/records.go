@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -225,19 +226,65 @@ func (s *Store) Follow(ctx context.Context, from string, fn func(controller.Reco
 		for _, st := range res {
 			for _, m := range st.Messages {
 				last = m.ID
-				raw, _ := m.Values["record"].(string)
-				var r controller.Record
-				if err := json.Unmarshal([]byte(raw), &r); err != nil {
-					s.log.Warn("call record in the stream does not decode: skipped", "id", m.ID, "err", err)
-					continue
-				}
-				if err := fn(r); err != nil {
+				if err := deliver(m, fn, s.log); err != nil {
 					return err
 				}
 			}
 		}
 	}
 	return nil
+}
+
+// deliver decodes one stream entry and hands it to fn; an entry that does
+// not decode is logged and skipped.
+func deliver(m goredis.XMessage, fn func(controller.Record) error, log *slog.Logger) error {
+	raw, _ := m.Values["record"].(string)
+	var r controller.Record
+	if err := json.Unmarshal([]byte(raw), &r); err != nil {
+		log.Warn("call record in the stream does not decode: skipped", "id", m.ID, "err", err)
+		return nil
+	}
+	return fn(r)
+}
+
+// List calls fn with each record kept in the stream after from (as for
+// Follow; "" and "$" mean from the oldest here), in order, and returns. It
+// reads with a client of its own: a reader is not a node and takes no lease.
+func List(ctx context.Context, cfg Config, from string, fn func(controller.Record) error, log *slog.Logger) error {
+	if from == "" || from == "$" {
+		from = "0"
+	}
+	ms, seq, _, err := memory.ParseFrom(from)
+	if err != nil {
+		return err
+	}
+	cfg.Defaults()
+	rdb, err := NewClient(cfg, "callctl-records")
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	if log == nil {
+		log = slog.Default()
+	}
+	key := cfg.Prefix + ":" + cfg.RecordStream
+	start := "(" + strconv.FormatUint(ms, 10) + "-" + strconv.FormatUint(seq, 10)
+	const page = 500
+	for {
+		msgs, err := rdb.XRangeN(ctx, key, start, "+", page).Result()
+		if err != nil && !isNil(err) {
+			return fmt.Errorf("reading %s: %w", key, err)
+		}
+		for _, m := range msgs {
+			if err := deliver(m, fn, log); err != nil {
+				return err
+			}
+		}
+		if len(msgs) < page {
+			return nil
+		}
+		start = "(" + msgs[len(msgs)-1].ID
+	}
 }
 
 // followWait logs a read failure and waits before the next try; false when

@@ -13,7 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	goredis "github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/callctl/callctl/adapters/redis"
@@ -52,7 +51,10 @@ func newRecords() *cobra.Command {
 				}
 				return st.Follow(ctx, from, print)
 			}
-			return listRecords(ctx, cfg.State.Redis, from, print)
+			if err := redis.List(ctx, cfg.State.Redis, from, print, log); err != nil {
+				return &exitError{code: 1, err: err}
+			}
+			return nil
 		},
 	}
 	f := cmd.Flags()
@@ -61,50 +63,6 @@ func newRecords() *cobra.Command {
 	f.StringVar(&from, "from", "", "start after a stream id, at an RFC 3339 time, or 'all' (default: all, or only new ones with --follow)")
 	f.BoolVar(&asJSON, "json", false, "one JSON record per line")
 	return cmd
-}
-
-// listRecords prints the records kept in the stream and returns.
-func listRecords(ctx context.Context, rc redis.Config, from string, print func(controller.Record) error) error {
-	rc.Defaults()
-	rdb, err := redis.NewClient(rc, "callctl-records")
-	if err != nil {
-		return &exitError{code: 1, err: err}
-	}
-	defer rdb.Close()
-	start := "-"
-	switch {
-	case from == "" || from == "all" || from == "0":
-	default:
-		if t, err := time.Parse(time.RFC3339, from); err == nil {
-			start = strconv.FormatInt(t.UnixMilli(), 10)
-		} else {
-			start = "(" + from
-		}
-	}
-	key := rc.Prefix + ":" + rc.RecordStream
-	for {
-		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		msgs, err := rdb.XRangeN(qctx, key, start, "+", 500).Result()
-		cancel()
-		if err != nil && !errors.Is(err, goredis.Nil) {
-			return &exitError{code: 1, err: fmt.Errorf("reading %s: %w", key, err)}
-		}
-		for _, m := range msgs {
-			raw, _ := m.Values["record"].(string)
-			var r controller.Record
-			if err := json.Unmarshal([]byte(raw), &r); err != nil {
-				fmt.Fprintf(os.Stderr, "record %s does not decode: %v\n", m.ID, err)
-				continue
-			}
-			if err := print(r); err != nil {
-				return err
-			}
-		}
-		if len(msgs) < 500 {
-			return nil
-		}
-		start = "(" + msgs[len(msgs)-1].ID
-	}
 }
 
 func printer(w io.Writer, asJSON bool) func(controller.Record) error {
