@@ -56,9 +56,6 @@ func (p *Plan) Server(name string) *ServerInfo { return p.servers[name] }
 // Org returns the org with id.
 func (p *Plan) Org(id string) *OrgInfo { return p.orgs[id] }
 
-// OrgByDomain returns the org whose domain (or id) is d.
-func (p *Plan) OrgByDomain(d string) *OrgInfo { return p.byDomain[d] }
-
 // Number returns the DID with the E.164 number n.
 func (p *Plan) Number(n string) *NumberInfo { return p.numbers[n] }
 
@@ -310,9 +307,6 @@ func (r *RuleInfo) PrefixFor(id string) string {
 	}
 	return r.back[id]
 }
-
-// Connects lists the rule's org-connect prefixes and the orgs they reach.
-func (r *RuleInfo) Connects() map[string]*OrgInfo { return r.connect }
 
 // NumberInfo is a compiled DID.
 type NumberInfo struct {
