@@ -129,6 +129,9 @@ func (e *Engine) Active() int {
 	return len(e.active)
 }
 
+// errRingTimeout ends an attempt whose target rang for its ring timeout.
+var errRingTimeout = errors.New("ring timeout")
+
 // ErrDraining is returned by Handle when the engine takes no new calls.
 var ErrDraining = errors.New("controller is draining: no new calls")
 
@@ -538,9 +541,18 @@ func (c *run) attempt(t *routing.Target) (hunt.Attempt, Leg, []string) {
 		}
 	}
 	log.Info("dialing", "leg", legID, "endpoint", dial, "caller_id", spec.CallerIDNumber, "timeout", t.RingTimeout)
-	// Ringing ends when the caller leaves or the engine stops; this context
-	// lives only while the target rings.
-	dctx, cancel := context.WithCancel(c.ctx)
+	// Ringing ends when the caller leaves, the engine stops, or the ring
+	// timeout passes: callctl times the ring itself, because media servers
+	// count it in whole seconds (FreeSWITCH's originate_timeout can end a
+	// 3 s ring after 2.1 s); their own timer stays as a backstop. This
+	// context lives only while the target rings.
+	var dctx context.Context
+	var cancel context.CancelFunc
+	if t.RingTimeout > 0 {
+		dctx, cancel = context.WithTimeoutCause(c.ctx, t.RingTimeout, errRingTimeout)
+	} else {
+		dctx, cancel = context.WithCancel(c.ctx)
+	}
 	defer cancel()
 	defer context.AfterFunc(c.e.stopCtx, cancel)()
 	leg, res, err := c.call.Dial(dctx, spec)
@@ -548,6 +560,11 @@ func (c *run) attempt(t *routing.Target) (hunt.Attempt, Leg, []string) {
 	a.Outcome = res.Outcome
 	a.Cause = res.Cause
 	switch {
+	case dctx.Err() != nil && res.Outcome != hunt.Answered && context.Cause(dctx) == errRingTimeout && c.ctx.Err() == nil:
+		a.Outcome = hunt.NoAnswer
+		a.Cause = "NO_ANSWER"
+		log.Info("dial result: ring timeout, leg cancelled", "leg", legID, "outcome", a.Outcome,
+			"ring", a.Ring.Round(time.Millisecond))
 	case dctx.Err() != nil && res.Outcome != hunt.Answered:
 		a.Outcome = hunt.Cancelled
 		log.Info("caller left while ringing: leg cancelled", "leg", legID)

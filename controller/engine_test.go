@@ -361,3 +361,31 @@ func TestDrain(t *testing.T) {
 		t.Errorf("call during drain: %v, %s", err, late.rejected)
 	}
 }
+
+// callctl times the ring itself: a member that never answers is cancelled at
+// the plan's ring timeout, not when the media server's whole-second timer
+// runs out, and the attempt is recorded as no-answer.
+func TestRingTimeoutIsCallctls(t *testing.T) {
+	h := newHarness(t, func(s string) string { return strings.Replace(s, "ring_timeout: 20s", "ring_timeout: 300ms", 1) })
+	c := newCall("c12", phone("1400", "8008001"), map[string]script{"user/77721401": {outcome: hunt.Answered, after: time.Hour}})
+	done := make(chan struct{})
+	go func() { h.eng.Handle(h.ms, c); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the attempt did not end at its ring timeout")
+	}
+	r := h.recs.last(t)
+	if got := outcomes(r); got != "77721401:no-answer" {
+		t.Fatalf("attempts %s, want 77721401:no-answer", got)
+	}
+	if ring := r.Attempts[0].Ring; ring < 300*time.Millisecond || ring > 600*time.Millisecond {
+		t.Errorf("rang %s, want the 300ms ring timeout", ring)
+	}
+	if c.specs[0].Timeout != 300*time.Millisecond || c.specs[0].BackstopSeconds() != 3 {
+		t.Errorf("dial spec timeout %s, backstop %d s", c.specs[0].Timeout, c.specs[0].BackstopSeconds())
+	}
+	if c.rejected != routing.CauseBusy {
+		t.Errorf("caller got %s, want USER_BUSY", c.rejected)
+	}
+}

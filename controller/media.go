@@ -79,6 +79,17 @@ type DialSpec struct {
 	Trunk bool
 }
 
+// BackstopSeconds is the ring limit to give the media server itself, in the
+// whole seconds media servers count: past Timeout, so that callctl's own
+// timer (the engine cancels the attempt at Timeout) ends the ring and the
+// server's only catches an attempt callctl lost track of. 0 when Timeout is.
+func (s DialSpec) BackstopSeconds() int {
+	if s.Timeout <= 0 {
+		return 0
+	}
+	return int((s.Timeout+time.Second-1)/time.Second) + 2
+}
+
 // DialResult is the outcome of one attempt.
 type DialResult struct {
 	Outcome hunt.Outcome

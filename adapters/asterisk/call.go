@@ -54,6 +54,10 @@ type call struct {
 	hangupCause int
 	handedOff   bool
 	lost        bool // gone for callctl because the server is lost
+	// sentCause is the cause callctl hung the caller up with (0: none yet).
+	// Asterisk keeps the cause of the last hangup request, so a second one
+	// sent before the channel is gone would change what the caller gets.
+	sentCause int
 	// callerReplaced: a transfer took the caller's place in the bridge.
 	callerReplaced bool
 	// name is the caller channel's name (PJSIP/sipp-00000001), by which a
@@ -738,9 +742,8 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 	}
 	req := ari.OriginateRequest{Endpoint: ep.String(), App: c.cl.cfg.App, AppArgs: legMarker, ChannelID: l.id,
 		Originator: c.id, CallerID: cid, Variables: vars}
-	if spec.Timeout > 0 {
-		req.Timeout = int((spec.Timeout + time.Second - 1) / time.Second)
-	}
+	// A backstop only: the engine cancels the leg at the ring timeout.
+	req.Timeout = spec.BackstopSeconds()
 	q, body := originateQuery(req)
 	// The originate runs to its end even if the caller leaves meanwhile, so
 	// that callctl knows whether the channel exists.
@@ -766,8 +769,9 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 	}
 	c.ringCaller(ctx)
 
-	// Asterisk ends the attempt itself after the timeout (cause 19); this
-	// bound only covers events lost with a WebSocket that did not come back.
+	// The engine ends the attempt at the ring timeout, Asterisk after its
+	// backstop (cause 19); this bound only covers events lost with a
+	// WebSocket that did not come back.
 	limit := spec.Timeout
 	if limit <= 0 {
 		limit = 30 * time.Second
@@ -937,7 +941,17 @@ func (c *call) Reject(ctx context.Context, cause routing.Cause) error {
 	if err != nil {
 		return fmt.Errorf("reject %s with %s: %w", c.id, cause, err)
 	}
+	c.hungUpWith(cause.Q850())
 	return nil
+}
+
+// hungUpWith notes the cause of a hangup request Asterisk accepted.
+func (c *call) hungUpWith(cause int) {
+	c.mu.Lock()
+	if c.sentCause == 0 {
+		c.sentCause = cause
+	}
+	c.mu.Unlock()
 }
 
 // Hangup ends the call: its legs, the caller and the bridge.
@@ -955,6 +969,9 @@ func (c *call) Hangup(ctx context.Context, cause routing.Cause) error {
 	c.mu.Unlock()
 	c.teardown(ctx, legs, "", standIns...)
 	err := c.cl.deleteChannel(ctx, c.id, cause.Q850())
+	if err == nil {
+		c.hungUpWith(cause.Q850())
+	}
 	if bridge != "" {
 		if berr := c.cl.deleteBridge(ctx, bridge); berr != nil && statusOf(berr) != http.StatusNotFound {
 			c.logger().Warn("deleting the bridge failed", "bridge", bridge, "err", berr)
@@ -999,7 +1016,7 @@ func (c *call) Handoff(ctx context.Context, dialed string) error {
 func (c *call) finish() {
 	c.mu.Lock()
 	c.finished = true
-	gone, handedOff, lost := c.gone, c.handedOff, c.lost
+	gone, handedOff, lost, sent := c.gone, c.handedOff, c.lost, c.sentCause
 	keep := len(c.standIns) > 0
 	var legs []*leg
 	for _, l := range c.legs {
@@ -1009,13 +1026,31 @@ func (c *call) finish() {
 	}
 	bridge := c.bridge
 	c.mu.Unlock()
+	if sent != 0 && !gone && !lost && !handedOff {
+		// The handler hung the caller up already: its ChannelDestroyed is on
+		// the way. Asking again now would replace the cause the caller
+		// hears (a 404 turned into 603 NORMAL_CLEARING), so wait for it
+		// first and ask again only if it does not come.
+		t := time.NewTimer(c.timeout())
+		select {
+		case <-c.ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+		c.mu.Lock()
+		gone, lost = c.gone, c.lost
+		c.mu.Unlock()
+	}
+	if sent == 0 {
+		sent = causeNormal
+	}
 	if (!gone || lost) && !handedOff {
 		var done <-chan struct{}
 		if !lost {
 			done = c.ctx.Done()
 		}
 		c.persist("hanging up the caller", done, func(ctx context.Context) error {
-			err := c.cl.deleteChannel(ctx, c.id, causeNormal)
+			err := c.cl.deleteChannel(ctx, c.id, sent)
 			if statusOf(err) == http.StatusNotFound {
 				return nil
 			}

@@ -319,13 +319,14 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 		return nil, res, fmt.Errorf("dial %s: %w", spec.Target, err)
 	}
 
-	limit := spec.Timeout
+	limit := time.Duration(spec.BackstopSeconds()) * time.Second
 	if limit <= 0 {
 		limit = 60 * time.Second
 	}
 	timer := time.NewTimer(limit + c.srv.opt.DialGrace)
 	defer timer.Stop()
 	ctxDone := ctx.Done()
+	answered := d.answered
 	var legGone <-chan struct{} // watched once the attempt is being cancelled
 	var retry <-chan time.Time
 	var retryTicker *time.Ticker
@@ -336,7 +337,13 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 	}()
 	for {
 		select {
-		case <-d.answered:
+		case <-answered:
+			if legGone != nil {
+				// Answered just as it was being cancelled: the kill is on
+				// its way, so the attempt ends as cancelled.
+				answered = nil
+				continue
+			}
 			// The bridge stays current: its end (and what follows it) tells
 			// a hangup from a transfer, see settle.
 			c.ms.arm(w)

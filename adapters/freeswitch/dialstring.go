@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -204,7 +203,6 @@ const legMarkVar = "callctl_leg"
 // dialVars is what a bridge sets on the leg it creates.
 type dialVars struct {
 	legID   string
-	timeout time.Duration
 	cidNum  string
 	cidName string
 	markOrg string
@@ -226,7 +224,7 @@ func BridgeArg(spec controller.DialSpec) (arg string, dropped string, err error)
 	if !validUUID(spec.LegID) {
 		return "", "", fmt.Errorf("%w: leg id %q", ErrUnsafeInput, spec.LegID)
 	}
-	v := dialVars{legID: spec.LegID, timeout: spec.Timeout, cidName: SanitizeName(spec.CallerIDName)}
+	v := dialVars{legID: spec.LegID, cidName: SanitizeName(spec.CallerIDName)}
 	if spec.CallerIDNumber != "" {
 		if validNumber(spec.CallerIDNumber) {
 			v.cidNum = spec.CallerIDNumber
@@ -254,8 +252,8 @@ func BridgeArg(spec controller.DialSpec) (arg string, dropped string, err error)
 	b.WriteString(",")
 	b.WriteString(legMarkVar)
 	b.WriteString("=true")
-	if v.timeout > 0 {
-		secs := int((v.timeout + time.Second - 1) / time.Second)
+	if secs := spec.BackstopSeconds(); secs > 0 {
+		// A backstop only: the engine cancels the leg at the ring timeout.
 		b.WriteString(",originate_timeout=")
 		b.WriteString(strconv.Itoa(secs))
 	}

@@ -47,7 +47,8 @@ func TestBridgeArg(t *testing.T) {
 	if err != nil || dropped != "" {
 		t.Fatal(err, dropped)
 	}
-	want := "{origination_uuid=" + legID + ",callctl_leg=true,originate_timeout=2,origination_caller_id_number=113999," +
+	// originate_timeout is the backstop past callctl's own 1.5 s ring timer.
+	want := "{origination_uuid=" + legID + ",callctl_leg=true,originate_timeout=4,origination_caller_id_number=113999," +
 		"origination_caller_id_name=Aiko Sato,sip_h_X-Callctl-Org=acme}sofia/gateway/srv12/2099"
 	if arg != want {
 		t.Errorf("got  %s\nwant %s", arg, want)
