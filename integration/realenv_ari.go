@@ -21,8 +21,12 @@ import (
 // an originate of Local/<dialed>@<context> with the caller's number into this
 // application: the ;2 half runs the context, whose Stasis() hands it to
 // callctl's application as a call from a phone; the ;1 half is the caller.
-// The application subscribes to all events (subscribeAll), so the channel
-// log sees every channel the server creates, callctl's legs included.
+// The application subscribes to every channel and bridge (eventSource
+// channel: and bridge:), so the channel log sees every channel the server
+// creates, callctl's legs included. Not subscribeAll: that subscribes to
+// device states too, and closing such a WebSocket while device states are
+// delivered deadlocks Asterisk's ARI (asterisk/asterisk#2170: every later
+// WebSocket hangs until Asterisk restarts; integration/traces/asterisk/k-*).
 //
 // It is written from the recorded transcripts (traces/asterisk) and shares
 // no code with callctl's adapter.
@@ -93,7 +97,7 @@ func dialARI(ctx context.Context, server string, rs *RealServer, app string, log
 	ws := *u
 	ws.Scheme = map[string]string{"http": "ws", "https": "wss"}[u.Scheme]
 	ws.Path = strings.TrimRight(u.Path, "/") + "/events"
-	ws.RawQuery = url.Values{"app": {app}, "subscribeAll": {"true"}}.Encode()
+	ws.RawQuery = url.Values{"app": {app}, "subscribeAll": {"false"}}.Encode()
 	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second}
 	conn, resp, err := d.DialContext(ctx, ws.String(), http.Header{"Authorization": {c.auth}})
 	if resp != nil && resp.Body != nil {
@@ -110,6 +114,11 @@ func dialARI(ctx context.Context, server string, rs *RealServer, app string, log
 	c.ws = conn
 	c.wg.Add(1)
 	go c.readLoop()
+	sub := "/applications/" + url.PathEscape(app) + "/subscription?" + url.Values{"eventSource": {"channel:,bridge:"}}.Encode()
+	if err := c.request(ctx, http.MethodPost, sub, nil); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("%s: subscribe %s to every channel and bridge: %w", rs.Var, app, err)
+	}
 	return c, nil
 }
 

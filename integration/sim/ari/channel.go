@@ -64,6 +64,10 @@ type channel struct {
 
 	timers []*time.Timer
 	gone   bool
+	// hangupPending: a hangup request was accepted, the channel goes after
+	// Config.HangupDelay.
+	hangupPending bool
+	rtpStatsSet   bool // the RTPAUDIOQOS* variables were set
 	// cause is the hangup cause set before the channel goes away (Busy()
 	// sets 17, Congestion() 34, DELETE the requested reason).
 	cause int
@@ -103,7 +107,8 @@ func (e *engine) newChannel(id, name string, tech techKind, state string, dp cep
 	}
 	e.addChannel(c)
 	// ChannelCreated is emitted before anyone could subscribe to the
-	// channel: only subscribeAll applications see it.
+	// channel: only applications subscribed to everything or to every
+	// channel see it.
 	e.emit(encChannelEvent(nil, "ChannelCreated", c.snap.Created, &c.snap), nil, c)
 	return c
 }
@@ -223,7 +228,7 @@ func (e *engine) enterStasis(c *channel, app string, args []string, replace *cha
 	if replace != nil {
 		rep = &replace.snap
 	}
-	e.emit(encStasisStart(nil, e.now(), args, &c.snap, rep), nil, c)
+	e.emitToApp(encStasisStart(nil, e.now(), args, &c.snap, rep), app)
 	return true
 }
 
@@ -237,7 +242,7 @@ func (e *engine) leaveStasis(c *channel) {
 	if c.bridge != nil {
 		e.bridgeLeave(c)
 	}
-	e.emit(encChannelEvent(nil, "StasisEnd", e.now(), &c.snap), nil, c)
+	e.emitToApp(encChannelEvent(nil, "StasisEnd", e.now(), &c.snap), c.stasis)
 	c.stasis = ""
 	e.varset(c, "STASISSTATUS", "SUCCESS")
 }

@@ -58,7 +58,11 @@ func (k targetKind) label() string {
 
 // newLocalPair creates Local/<exten>@<context>-N;1 and ;2. The ;2 half is
 // the one that runs the dialplan; ;1 is the one that is dialed.
-func (e *engine) newLocalPair(exten, context, id1, id2 string) (*channel, *channel) {
+// newLocalPair makes the two halves of a Local channel. An originated ;1
+// is created outside any application and becomes the dial's outgoing line
+// after (originated), as k-subscribe-every-channel records; one Asterisk
+// creates itself (a transfer) is the outgoing line from the start.
+func (e *engine) newLocalPair(exten, context, id1, id2 string, originated bool) (*channel, *channel) {
 	if id1 == "" {
 		id1 = e.newID()
 		if id2 == "" {
@@ -69,7 +73,10 @@ func (e *engine) newLocalPair(exten, context, id1, id2 string) (*channel, *chann
 	}
 	base := fmt.Sprintf("Local/%s@%s-%08x", exten, context, e.localSeq)
 	e.localSeq++
-	dp1 := cep{Context: context, Exten: exten, Priority: 1, AppName: outgoingLine.AppName, AppData: outgoingLine.AppData}
+	dp1 := cep{Context: context, Exten: exten, Priority: 1}
+	if !originated {
+		dp1.AppName, dp1.AppData = outgoingLine.AppName, outgoingLine.AppData
+	}
 	c1 := e.newChannel(id1, base+";1", techLocal, stateDown, dp1)
 	c2 := e.newChannel(id2, base+";2", techLocal, stateRing, cep{Context: context, Exten: exten, Priority: 1})
 	c1.half, c2.half = 1, 2

@@ -46,12 +46,12 @@
 //
 // Events are byte-for-byte in the format of the recordings (key order
 // included), each with asterisk_id and application: StasisStart, StasisEnd,
-// ChannelCreated (subscribeAll only), ChannelStateChange, ChannelDialplan,
+// ChannelCreated (subscribeAll or every channel: only), ChannelStateChange, ChannelDialplan,
 // ChannelCallerId, ChannelConnectedLine, ChannelVarset, ChannelHangupRequest
 // (cause 32 soft after DELETE; no cause for a phone's BYE; the Q.850 cause
 // for a trunk's), ChannelDestroyed (cause, cause_txt), Dial (""/RINGING/
 // ANSWER/BUSY/CONGESTION/CHANUNAVAIL/NOANSWER), ChannelEnteredBridge,
-// ChannelLeftBridge, BridgeCreated (subscribeAll only), BridgeDestroyed,
+// ChannelLeftBridge, BridgeCreated (subscribeAll or every bridge: only), BridgeDestroyed,
 // ChannelUnhold, BridgeBlindTransfer, ChannelTransfer and
 // ApplicationReplaced. RTPAUDIOQOS* variables are set on answered SIP
 // channels when they hang up if Config.RTPStats is set.

@@ -55,8 +55,12 @@ type engine struct {
 type stasisApp struct {
 	name         string
 	subscribeAll bool
-	session      *wsSession
-	endpointSubs map[string]bool
+	// allChannels, allBridges: subscribed to eventSource "channel:" or
+	// "bridge:" (no id), every channel or bridge of the server, as
+	// subscribeAll but without endpoints and device states.
+	allChannels, allBridges bool
+	session                 *wsSession
+	endpointSubs            map[string]bool
 }
 
 func newEngine(cfg *Config, net Network, log *slog.Logger) *engine {
@@ -257,7 +261,8 @@ func (e *engine) deliver(body []byte, apps []*stasisApp) {
 
 // recipients lists the applications interested in an event about the given
 // channels and bridge: explicit subscriptions, the Stasis application a
-// channel is in, applications watching the bridge, and subscribeAll ones.
+// channel is in, applications watching the bridge, subscribeAll ones and
+// those subscribed to every channel or bridge.
 func (e *engine) recipients(br *bridge, chans ...*channel) []*stasisApp {
 	var out []*stasisApp
 	add := func(name string) {
@@ -288,12 +293,25 @@ func (e *engine) recipients(br *bridge, chans ...*channel) []*stasisApp {
 			add(name)
 		}
 	}
+	anyChannel := false
+	for _, c := range chans {
+		anyChannel = anyChannel || c != nil
+	}
 	for _, a := range e.apps {
-		if a.subscribeAll {
+		if a.subscribeAll || a.allChannels && anyChannel || a.allBridges && br != nil {
 			add(a.name)
 		}
 	}
 	return out
+}
+
+// emitToApp sends an event to one application only: Asterisk sends
+// StasisStart and StasisEnd to the application the channel enters or
+// leaves (app_send), not to others that watch the channel.
+func (e *engine) emitToApp(body []byte, app string) {
+	if a := e.apps[app]; a != nil {
+		e.deliver(body, []*stasisApp{a})
+	}
 }
 
 func (e *engine) emit(body []byte, br *bridge, chans ...*channel) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"strings"
@@ -35,7 +36,12 @@ var restLine = regexp.MustCompile(`^\S+ (GET|POST|DELETE|PUT) (\S+) -> (\d+) ?(.
 
 func readRestLog(t *testing.T, name string) []restCall {
 	t.Helper()
-	data, err := os.ReadFile(traceFile(t, "asterisk", name))
+	return readRestLogFile(t, traceFile(t, "asterisk", name), name)
+}
+
+func readRestLogFile(t *testing.T, path, name string) []restCall {
+	t.Helper()
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +67,13 @@ func readRestLog(t *testing.T, name string) []restCall {
 
 func readTrace(t *testing.T, name string) []recEvent {
 	t.Helper()
-	f, err := os.Open(traceFile(t, "asterisk", name))
+	return readTraceFile(t, traceFile(t, "asterisk", name))
+}
+
+func readTraceFile(t *testing.T, path string) []recEvent {
+	t.Helper()
+	name := filepath.Base(path)
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}

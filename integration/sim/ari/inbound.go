@@ -66,9 +66,10 @@ func (s *Server) Inbound(call InboundCall) (LegEvents, error) {
 // channel when it hangs up, with the recorded values of a call without
 // media.
 func (e *engine) rtpStats(c *channel) {
-	if !e.cfg.RTPStats || c.tech != techPJSIP || !c.wasUp {
+	if !e.cfg.RTPStats || c.tech != techPJSIP || !c.wasUp || c.rtpStatsSet {
 		return
 	}
+	c.rtpStatsSet = true
 	e.varset(c, "RTPAUDIOQOS", fmt.Sprintf("ssrc=%d;themssrc=0;lp=0;rxjitter=0.000000;rxcount=0;txjitter=0.000000;txcount=0;rlp=0;rtt=0.000000;rxmes=0.000000;txmes=0.000000", rand.Uint32()))
 	e.varset(c, "RTPAUDIOQOSJITTER", "minrxjitter=000.000000;maxrxjitter=000.000000;avgrxjitter=000.000000;stdevrxjitter=000.000000;mintxjitter=000.000000;maxtxjitter=000.000000;avgtxjitter=000.000000;stdevtxjitter=000.000000;")
 	e.varset(c, "RTPAUDIOQOSLOSS", "  minrxlost=000.000000;  maxrxlost=000.000000;  avgrxlost=000.000000;  stdevrxlost=000.000000;  mintxlost=000.000000;  maxtxlost=000.000000;  avgtxlost=000.000000;  stdevtxlost=000.000000;")

@@ -150,9 +150,21 @@ func (s *Server) originateLocal(r originateReq, resource string, args []string, 
 	if s.idTaken(r.id) || s.idTaken(r.otherID) || (r.id != "" && r.otherID == "" && s.idTaken(r.id+";2")) {
 		return nil, errIDExists
 	}
-	c1, c2 := e.newLocalPair(exten, context, r.id, r.otherID)
+	c1, c2 := e.newLocalPair(exten, context, r.id, r.otherID, !r.create)
 	caller := parseCallerID(r.callerID)
-	c1.snap.Caller, c1.snap.Connected = caller, caller
+	if r.create {
+		c1.snap.Caller, c1.snap.Connected = caller, caller
+	} else {
+		// Seen only by applications watching every channel: the
+		// originating one is not subscribed yet.
+		e.runApp(c1, 1, outgoingLine.AppName, outgoingLine.AppData)
+		if caller != (Party{}) {
+			// The caller id is set first, the connected line after.
+			e.setCaller(c1, caller, false)
+			c1.snap.Connected = caller
+			e.emit(encChannelEvent(nil, "ChannelConnectedLine", e.now(), &c1.snap), nil, c1)
+		}
+	}
 	for k, v := range r.variables {
 		if err := e.setVariable(c1, k, v, false); err != nil {
 			e.log.Debug("originate variable refused", "variable", k, "err", err)

@@ -234,7 +234,29 @@ func (s *Server) deleteChannel(w http.ResponseWriter, id string, q params) {
 		return
 	}
 	c.cause = cause
-	e.hangup(c, cause, &hangupRequest{HasCause: true, Cause: softHangupExplicit, Soft: true})
+	hr := &hangupRequest{HasCause: true, Cause: softHangupExplicit, Soft: true}
+	switch {
+	case c.hangupPending:
+		// Not gone yet: the request is accepted and its cause replaces the
+		// first one's.
+		e.hangupRequest(c, *hr)
+	case c.stasis != "":
+		// The channel's Stasis thread acts on the request a moment later.
+		c.hangupPending = true
+		e.rtpStats(c)
+		e.hangupRequest(c, *hr)
+		e.afterFunc(c, e.cfg.HangupDelay, func() {
+			if c.half == 2 {
+				// A ;2 half runs dialplan: once out of Stasis, its PBX
+				// thread notices the hangup (l-hangup-twice).
+				e.leaveStasis(c)
+				e.hangupRequest(c, hangupRequest{HasCause: true, Cause: causeNormalClearing, Soft: true})
+			}
+			e.hangup(c, c.cause, nil)
+		})
+	default:
+		e.hangup(c, cause, hr)
+	}
 	e.unlockSync()
 	writeNoContent(w)
 }
@@ -568,10 +590,18 @@ func (s *Server) appendApplication(b []byte, a *stasisApp) []byte {
 	b = appendStrField(b, "name", a.name)
 	b = append(b, ',')
 	b = appendKey(b, "channel_ids")
-	b = appendStrings(b, orEmpty(e.appChannelIDs(a.name)))
+	chans, bridges := e.appChannelIDs(a.name), e.appBridgeIDs(a.name)
+	if a.allChannels {
+		// Asterisk lists the subscription to every channel by its topic.
+		chans = append([]string{"__AST_CHANNEL_ALL_TOPIC"}, chans...)
+	}
+	if a.allBridges {
+		bridges = append([]string{"__AST_BRIDGE_ALL_TOPIC"}, bridges...)
+	}
+	b = appendStrings(b, orEmpty(chans))
 	b = append(b, ',')
 	b = appendKey(b, "bridge_ids")
-	b = appendStrings(b, orEmpty(e.appBridgeIDs(a.name)))
+	b = appendStrings(b, orEmpty(bridges))
 	b = append(b, ',')
 	b = appendKey(b, "endpoint_ids")
 	var eps []string
@@ -648,6 +678,8 @@ func (s *Server) subscription(w http.ResponseWriter, app string, subscribe bool,
 			c  *channel
 			br *bridge
 			ep string
+			// all: the scheme with no id, every channel or bridge.
+			allChannels, allBridges bool
 		}
 		var ops []op
 		for _, src := range sources {
@@ -657,12 +689,20 @@ func (s *Server) subscription(w http.ResponseWriter, app string, subscribe bool,
 			}
 			switch scheme {
 			case "channel":
+				if id == "" {
+					ops = append(ops, op{allChannels: true})
+					continue
+				}
 				c := e.channels[id]
 				if c == nil {
 					return errf(422, "Unable to find event source")
 				}
 				ops = append(ops, op{c: c})
 			case "bridge":
+				if id == "" {
+					ops = append(ops, op{allBridges: true})
+					continue
+				}
 				br := e.bridges[id]
 				if br == nil {
 					return errf(422, "Unable to find event source")
@@ -679,6 +719,10 @@ func (s *Server) subscription(w http.ResponseWriter, app string, subscribe bool,
 		}
 		for _, o := range ops {
 			switch {
+			case o.allChannels:
+				a.allChannels = subscribe
+			case o.allBridges:
+				a.allBridges = subscribe
 			case o.c != nil && subscribe:
 				o.c.subscribe(app)
 			case o.c != nil:

@@ -58,6 +58,12 @@ type Config struct {
 	// SIPAddr is the host:port of the server's SIP side, as it appears in
 	// the Refer-To of a transfer (127.0.0.1:5080 when empty).
 	SIPAddr string
+	// HangupDelay is how long a channel in Stasis takes to go after a
+	// hangup request (DELETE /channels/{id}): the Stasis thread acts on it
+	// later, and a second request meanwhile is accepted and replaces the
+	// cause, as integration/traces/asterisk/l-hangup-twice shows (2 ms when
+	// zero).
+	HangupDelay time.Duration
 	// RTPStats adds the RTPAUDIOQOS* variables Asterisk sets when an
 	// answered SIP channel hangs up.
 	RTPStats bool
@@ -94,6 +100,9 @@ func (c *Config) defaults() error {
 	}
 	if c.App == "" {
 		c.App = "controller"
+	}
+	if c.HangupDelay <= 0 {
+		c.HangupDelay = 2 * time.Millisecond
 	}
 	if len(c.StasisContexts) == 0 {
 		c.StasisContexts = []string{"from-sipp", "from-trunk", "from-pstn"}

@@ -67,7 +67,7 @@ func (s *Server) BlindTransfer(id, exten string) error {
 	e.varset(peer, "BLINDTRANSFER", c.snap.Name)
 	e.varset(c, "BLINDTRANSFER", peer.snap.Name)
 
-	l1, l2 := e.newLocalPair(exten, ctx, "", "")
+	l1, l2 := e.newLocalPair(exten, ctx, "", "", false)
 	referTo := fmt.Sprintf("sip:%s@%s", exten, s.cfg.SIPAddr)
 	referredBy := fmt.Sprintf("<sip:%s@%s>", c.snap.Caller.Number, c.transfererAddr())
 	for _, l := range []*channel{l1, l2} {
@@ -94,7 +94,7 @@ func (s *Server) BlindTransfer(id, exten string) error {
 		app = e.cfg.App
 	}
 	l1.stasis = app
-	e.emit(encStasisStart(nil, e.now(), []string{}, &l1.snap, &c.snap), nil, l1)
+	e.emitToApp(encStasisStart(nil, e.now(), []string{}, &l1.snap, &c.snap), app)
 	e.bridgeReplace(c, l1)
 	e.emit(encBlindTransfer(nil, e.now(), &blindTransfer{
 		Transferer: &c.snap, Exten: exten, Context: ctx, Result: "Success", External: true,

@@ -1,0 +1,271 @@
+#!/usr/bin/env bash
+# The real-server lab of callctl's test suite: FreeSWITCH fs1 + fs2 and Asterisk ast1 + ast2 on
+# 127.0.0.1, configured from the templates beside this script (see README.md here).
+#
+#   lab.sh install                 install what the lab needs (the prebuilt servers when
+#                                  ../shared/lab is beside the repository, and sipp)
+#   lab.sh start [instances]       render the configuration and start (default: all four)
+#   lab.sh stop [instances]        stop what start started
+#   lab.sh status                  which instances run
+#   lab.sh env                     the CALLCTL_IT_* variables of the suite, as shell exports
+#   lab.sh run -- COMMAND...       start what is not running, run COMMAND with the variables,
+#                                  stop what it started (also when COMMAND fails); without
+#                                  installed servers COMMAND runs without them
+#
+# Where things are (environment, with defaults):
+#   CALLCTL_LAB_FREESWITCH   FreeSWITCH prefix (bin/freeswitch)          /opt/lab/freeswitch
+#   CALLCTL_LAB_FS_MODDIR    its modules             <prefix>/lib/freeswitch/mod or <prefix>/mod
+#   CALLCTL_LAB_ASTERISK     Asterisk prefix (sbin/asterisk)             /opt/lab/asterisk
+#   CALLCTL_LAB_AST_MODDIR   its modules             <prefix>/lib/asterisk/modules
+#   CALLCTL_LAB_AST_DATADIR  its data directory      <prefix>/var/lib/asterisk
+#   CALLCTL_LAB_DIR          the instances' configuration, logs and PIDs   /tmp/callctl-lab
+#   CALLCTL_LAB_PORT_OFFSET  added to every port, for a second lab beside the first   0
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+FS=${CALLCTL_LAB_FREESWITCH:-/opt/lab/freeswitch}
+AST=${CALLCTL_LAB_ASTERISK:-/opt/lab/asterisk}
+DIR=${CALLCTL_LAB_DIR:-/tmp/callctl-lab}
+O=${CALLCTL_LAB_PORT_OFFSET:-0}
+ESL_PASSWORD=ClueCon
+ARI_USER=ari
+ARI_PASSWORD=ari
+ARI_APP=controller
+ALL="fs1 fs2 ast1 ast2"
+
+case $O in ''|*[!0-9]*) echo "lab: CALLCTL_LAB_PORT_OFFSET=$O is not a number" >&2; exit 2;; esac
+
+# Ports: the recorded lab's (../shared/traces) plus the offset.
+port() { echo $(($1 + O)); }
+esl_port() { case $1 in fs1) port 8021;; fs2) port 8022;; esac; }
+ari_port() { case $1 in ast1) port 8088;; ast2) port 8089;; esac; }
+sip_port() { case $1 in fs1) port 5060;; fs2) port 5062;; ast1) port 5080;; ast2) port 5082;; esac; }
+socket_port() { case $1 in fs1) port 18084;; fs2) port 18085;; esac; }
+server_of() { case $1 in fs1|ast1) echo srv11;; fs2|ast2) echo srv12;; esac; }
+# The suite's own SIP peers (sipp), from one base: callers base..base+5 (phones), PSTN callers
+# base+6 and base+7, the SIP phones' UAS base+21, the PSTN's far end base+22.
+SIPP_BASE=$(port 5070)
+
+fs_moddir() {
+  if [ -n "${CALLCTL_LAB_FS_MODDIR:-}" ]; then echo "$CALLCTL_LAB_FS_MODDIR"; return; fi
+  for d in "$FS/lib/freeswitch/mod" "$FS/mod" /usr/lib/freeswitch/mod; do [ -d "$d" ] && { echo "$d"; return; }; done
+  echo "$FS/lib/freeswitch/mod"
+}
+ast_sbin() { if [ -x "$AST/sbin/asterisk" ]; then echo "$AST/sbin"; else echo "$AST/bin"; fi; }
+ast_moddir() {
+  if [ -n "${CALLCTL_LAB_AST_MODDIR:-}" ]; then echo "$CALLCTL_LAB_AST_MODDIR"; return; fi
+  for d in "$AST/lib/asterisk/modules" "$AST/lib64/asterisk/modules" /usr/lib/x86_64-linux-gnu/asterisk/modules; do
+    [ -d "$d" ] && { echo "$d"; return; }
+  done
+  echo "$AST/lib/asterisk/modules"
+}
+ast_datadir() {
+  if [ -n "${CALLCTL_LAB_AST_DATADIR:-}" ]; then echo "$CALLCTL_LAB_AST_DATADIR"; return; fi
+  for d in "$AST/var/lib/asterisk" /usr/share/asterisk; do [ -d "$d" ] && { echo "$d"; return; }; done
+  echo "$AST/var/lib/asterisk"
+}
+
+have_fs() { [ -x "$FS/bin/freeswitch" ] && [ -x "$FS/bin/fs_cli" ]; }
+have_ast() { [ -x "$(ast_sbin)/asterisk" ]; }
+installed() { have_fs && have_ast; }
+
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+pidfile() { echo "$DIR/$1/run/lab.pid"; }
+
+matchlist() { # first count -> "match = 127.0.0.1:p" lines
+  local p=$1 n=$2 out=""
+  for _ in $(seq 1 "$n"); do out="${out}match = 127.0.0.1:$p\n"; p=$((p + 1)); done
+  printf '%s' "$out"
+}
+
+# render SRC DST INSTANCE: copies a template tree, filling in the @NAME@ placeholders.
+render() {
+  local src=$1 dst=$2 i=$3 rtp
+  case $i in fs1) rtp=20000;; fs2) rtp=25000;; ast1) rtp=30000;; ast2) rtp=35000;; esac
+  rm -rf "$dst" && mkdir -p "$dst" && cp -a "$src/." "$dst/" && chmod -R u+w "$dst"
+  local sock="127.0.0.1:$(socket_port "$i")"
+  local caller_match pstn_match
+  caller_match=$(matchlist "$SIPP_BASE" 6)
+  pstn_match=$(matchlist $((SIPP_BASE + 6)) 2)"match = 127.0.0.1:$((SIPP_BASE + 22))"
+  find "$dst" -type f -print0 | xargs -0 sed -i \
+    -e "s#@INSTANCE@#$i#g" -e "s#@SERVER@#$(server_of "$i")#g" -e "s#@DIR@#$DIR/$i#g" \
+    -e "s#@ESL_PORT@#$(esl_port "$i")#g" -e "s#@ESL_PASSWORD@#$ESL_PASSWORD#g" \
+    -e "s#@ARI_PORT@#$(ari_port "$i")#g" -e "s#@ARI_USER@#$ARI_USER#g" -e "s#@ARI_PASSWORD@#$ARI_PASSWORD#g" \
+    -e "s#@ARI_APP@#$ARI_APP#g" -e "s#@SIP_PORT@#$(sip_port "$i")#g" -e "s#@SOCKET@#$sock#g" \
+    -e "s#@RTP_START@#$rtp#g" -e "s#@RTP_END@#$((rtp + 4999))#g" \
+    -e "s#@FS1_SIP_PORT@#$(sip_port fs1)#g" -e "s#@FS2_SIP_PORT@#$(sip_port fs2)#g" \
+    -e "s#@AST1_SIP_PORT@#$(sip_port ast1)#g" -e "s#@AST2_SIP_PORT@#$(sip_port ast2)#g" \
+    -e "s#@PSTN_SIP_PORT@#$((SIPP_BASE + 22))#g" -e "s#@PHONES_PORT@#$((SIPP_BASE + 21))#g" \
+    -e "s#@CALLER_PORTS@#$SIPP_BASE-$((SIPP_BASE + 5))#g" \
+    -e "s#@PSTN_CALLER_PORTS@#$((SIPP_BASE + 6))-$((SIPP_BASE + 7))#g" \
+    -e "s#@CALLER_MATCH@#$caller_match#g" -e "s#@PSTN_MATCH@#$pstn_match#g" \
+    -e "s#@ENTITY@#$(printf '%02x' $((${i: -1} + O % 200)))#g" \
+    -e "s#@AST_MODDIR@#$(ast_moddir)#g" -e "s#@AST_DATADIR@#$(ast_datadir)#g" -e "s#@AST_SBINDIR@#$(ast_sbin)#g"
+  if grep -rl '@[A-Z0-9_]*@' "$dst" >/dev/null 2>&1; then
+    echo "lab: $i: placeholders left in $(grep -rl '@[A-Z0-9_]*@' "$dst" | tr '\n' ' ')" >&2
+    return 1
+  fi
+}
+
+start_fs() {
+  local i=$1 d=$DIR/$1 port
+  port=$(esl_port "$i")
+  if alive "$(pidfile "$i")"; then echo "$i: already running (pid $(cat "$(pidfile "$i")"))"; return 0; fi
+  mkdir -p "$d"/{log,db,run,storage,cache,recordings,temp,certs}
+  render "$HERE/freeswitch" "$d/conf" "$i" || return 1
+  rm -f "$d/db/"*.db # a fresh core database: no stale channels or registrations
+  : > "$d/log/freeswitch.log"
+  nohup setsid "$FS/bin/freeswitch" -nonat -nf -nc -mod "$(fs_moddir)" \
+    -conf "$d/conf" -log "$d/log" -db "$d/db" -run "$d/run" -storage "$d/storage" \
+    -cache "$d/cache" -recordings "$d/recordings" -temp "$d/temp" -certs "$d/certs" \
+    </dev/null >"$d/log/stdout.log" 2>&1 &
+  echo $! >"$(pidfile "$i")"
+  for _ in $(seq 1 120); do
+    if "$FS/bin/fs_cli" -H 127.0.0.1 -P "$port" -p "$ESL_PASSWORD" -x "sofia status" 2>/dev/null | grep -q "internal.*RUNNING"; then
+      echo "$i: up (pid $(cat "$(pidfile "$i")"), ESL 127.0.0.1:$port, SIP 127.0.0.1:$(sip_port "$i"))"
+      return 0
+    fi
+    alive "$(pidfile "$i")" || break
+    sleep 0.5
+  done
+  echo "$i: FAILED to start, see $d/log/stdout.log and $d/log/freeswitch.log" >&2
+  return 1
+}
+
+start_ast() {
+  local i=$1 d=$DIR/$1 port sbin
+  port=$(ari_port "$i")
+  sbin=$(ast_sbin)
+  if alive "$(pidfile "$i")"; then echo "$i: already running (pid $(cat "$(pidfile "$i")"))"; return 0; fi
+  mkdir -p "$d"/{lib,log,run,spool}
+  render "$HERE/asterisk" "$d/etc" "$i" || return 1
+  nohup setsid "$sbin/asterisk" -f -n -C "$d/etc/asterisk.conf" </dev/null >"$d/log/stdout.log" 2>&1 &
+  echo $! >"$(pidfile "$i")"
+  for _ in $(seq 1 120); do
+    if "$sbin/asterisk" -C "$d/etc/asterisk.conf" -rx "core waitfullybooted" >/dev/null 2>&1 &&
+      curl -sf -u "$ARI_USER:$ARI_PASSWORD" "http://127.0.0.1:$port/ari/asterisk/info" >/dev/null 2>&1; then
+      echo "$i: up (pid $(cat "$(pidfile "$i")"), ARI http://127.0.0.1:$port/ari, SIP 127.0.0.1:$(sip_port "$i"))"
+      return 0
+    fi
+    alive "$(pidfile "$i")" || break
+    sleep 0.5
+  done
+  echo "$i: FAILED to start, see $d/log/stdout.log and $d/log/messages.log" >&2
+  return 1
+}
+
+stop_one() {
+  local i=$1 pf pid
+  pf=$(pidfile "$i")
+  if ! alive "$pf"; then rm -f "$pf"; return 0; fi
+  pid=$(cat "$pf")
+  case $i in
+    ast*) "$(ast_sbin)/asterisk" -C "$DIR/$i/etc/asterisk.conf" -rx "core stop now" >/dev/null 2>&1 || kill -TERM "$pid" ;;
+    *) kill -TERM "$pid" ;;
+  esac
+  for _ in $(seq 1 60); do
+    kill -0 "$pid" 2>/dev/null || { echo "$i: stopped"; rm -f "$pf"; return 0; }
+    sleep 0.5
+  done
+  echo "$i: still running after 30 s, killing $pid"
+  kill -KILL "$pid" 2>/dev/null
+  rm -f "$pf"
+}
+
+start() {
+  local rc=0 i
+  if ! installed; then
+    echo "lab: FreeSWITCH ($FS) or Asterisk ($AST) is not installed: run $0 install, or set CALLCTL_LAB_FREESWITCH and CALLCTL_LAB_ASTERISK" >&2
+    return 1
+  fi
+  for i in ${*:-$ALL}; do
+    case $i in
+      fs1 | fs2) start_fs "$i" || rc=1 ;;
+      ast1 | ast2) start_ast "$i" || rc=1 ;;
+      *) echo "lab: unknown instance $i" >&2; rc=2 ;;
+    esac
+  done
+  return $rc
+}
+
+envvars() {
+  cat <<EOF
+export CALLCTL_IT_FS1=127.0.0.1:$(esl_port fs1) CALLCTL_IT_FS2=127.0.0.1:$(esl_port fs2)
+export CALLCTL_IT_FS_PASSWORD=$ESL_PASSWORD
+export CALLCTL_IT_FS1_SIP=127.0.0.1:$(sip_port fs1) CALLCTL_IT_FS2_SIP=127.0.0.1:$(sip_port fs2)
+export CALLCTL_IT_ESL_LISTEN=127.0.0.1:$(socket_port fs1),127.0.0.1:$(socket_port fs2)
+export CALLCTL_IT_AST1=http://$ARI_USER:$ARI_PASSWORD@127.0.0.1:$(ari_port ast1)/ari CALLCTL_IT_AST2=http://$ARI_USER:$ARI_PASSWORD@127.0.0.1:$(ari_port ast2)/ari
+export CALLCTL_IT_AST1_SIP=127.0.0.1:$(sip_port ast1) CALLCTL_IT_AST2_SIP=127.0.0.1:$(sip_port ast2)
+export CALLCTL_IT_ARI_APP=$ARI_APP
+export CALLCTL_IT_SIPP=$SIPP_BASE
+export CALLCTL_IT_LAB_LOGS=$DIR
+EOF
+}
+
+status() {
+  local i
+  for i in $ALL; do
+    if alive "$(pidfile "$i")"; then echo "$i: running (pid $(cat "$(pidfile "$i")"))"; else echo "$i: stopped"; fi
+  done
+}
+
+install() {
+  local prebuilt=$REPO/../shared/lab/install.sh
+  if [ -x "$prebuilt" ]; then
+    "$prebuilt" || return 1
+  elif ! installed; then
+    echo "lab: no prebuilt servers beside the repository; install FreeSWITCH and Asterisk yourself and set" >&2
+    echo "     CALLCTL_LAB_FREESWITCH and CALLCTL_LAB_ASTERISK (see integration/lab/README.md)" >&2
+    return 1
+  fi
+  if ! command -v sipp >/dev/null; then
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends sip-tester || return 1
+  fi
+}
+
+# run -- COMMAND: the suite with the lab. Instances started here are stopped here.
+run() {
+  local started=() i rc
+  if ! installed; then
+    echo "lab: real servers not installed ($FS, $AST): the real-server scenarios skip (make lab-install installs them)"
+    "$@"
+    return $?
+  fi
+  for i in $ALL; do alive "$(pidfile "$i")" || started+=("$i"); done
+  stop_started() { [ ${#started[@]} -gt 0 ] && stop "${started[@]}" >/dev/null; }
+  trap 'stop_started; exit 130' INT TERM
+  if [ ${#started[@]} -gt 0 ] && ! start "${started[@]}"; then
+    stop_started
+    echo "lab: the real servers did not start" >&2
+    return 1
+  fi
+  eval "$(envvars)"
+  "$@"
+  rc=$?
+  stop_started
+  trap - INT TERM
+  return $rc
+}
+
+stop() {
+  local i
+  for i in ${*:-$ALL}; do stop_one "$i"; done
+}
+
+cmd=${1:-}
+[ $# -gt 0 ] && shift
+case $cmd in
+  install) install ;;
+  start) start "$@" ;;
+  stop) stop "$@" ;;
+  status) status ;;
+  env) envvars ;;
+  run)
+    [ "${1:-}" = "--" ] && shift
+    [ $# -gt 0 ] || { echo "usage: $0 run -- COMMAND..." >&2; exit 2; }
+    run "$@"
+    ;;
+  *) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac

@@ -1,0 +1,73 @@
+package ari
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// The recordings callctl's repository keeps (integration/traces/asterisk,
+// made on the lab with integration/lab/arirecord), replayed like the shared
+// ones: what the simulator sends must be what Asterisk sent.
+
+var repoTracesDir = filepath.Join("..", "..", "traces", "asterisk")
+
+func repoRestLog(t *testing.T, name string) []restCall {
+	t.Helper()
+	return readRestLogFile(t, filepath.Join(repoTracesDir, name), name)
+}
+
+func repoTrace(t *testing.T, name string) []recEvent {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(repoTracesDir, name)); err != nil {
+		t.Fatal(err)
+	}
+	return readTraceFile(t, filepath.Join(repoTracesDir, name))
+}
+
+// TestFidelitySubscribeEveryChannel: an application subscribed to
+// channel: and bridge: sees every channel and bridge of the server
+// (k-subscribe-every-channel).
+func TestFidelitySubscribeEveryChannel(t *testing.T) {
+	srv := fidelityServer(t, "ast1", "02:00:00:00:a5:01", newTestNet("ast1"))
+	watcher := dialEvents(t, srv, "watcher", "&subscribeAll=false")
+	ctl := dialEvents(t, srv, "controller", "&subscribeAll=false")
+	c := newClient(t, srv)
+	calls := repoRestLog(t, "k-subscribe-every-channel.rest.log")
+	replay(t, c, calls[0], nil) // the subscription
+	replay(t, c, calls[1], nil) // originate into controller
+	ctl.wait("StasisStart", isType("StasisStart", "trace-k-101"))
+	replay(t, c, calls[2], nil) // a bridge, created
+	replay(t, c, calls[3], nil) // and destroyed
+	watcher.wait("BridgeDestroyed", isType("BridgeDestroyed", "trace-k-sync"))
+	replay(t, c, calls[4], nil) // the channel hung up
+	watcher.waitN("both destroyed", 2, destroyedBoth("trace-k-101"))
+	compareStreams(t, "watcher", repoTrace(t, "k-subscribe-every-channel.watcher.jsonl"), watcher.snapshot())
+	compareStreams(t, "controller", repoTrace(t, "k-subscribe-every-channel.controller.jsonl"), ctl.snapshot())
+}
+
+// TestFidelityHangupTwice: two hangup requests for a channel in Stasis are
+// both accepted and the channel ends with the cause of the later one
+// (l-hangup-twice). The requests are replayed in the order their replies
+// were recorded.
+func TestFidelityHangupTwice(t *testing.T) {
+	// A wide window, so that the second request of the replay surely
+	// lands in it (Asterisk's is a moment; the default is 2 ms).
+	srv := startServer(t, Config{SystemName: "ast1", EntityID: "02:00:00:00:a5:01", RTPStats: true,
+		Network: newTestNet("ast1"), HangupDelay: 300 * time.Millisecond})
+	ctl := dialEvents(t, srv, "controller", "&subscribeAll=false")
+	caller := dialEvents(t, srv, "caller", "&subscribeAll=false")
+	watcher := dialEvents(t, srv, "watcher", "&subscribeAll=false")
+	c := newClient(t, srv)
+	calls := repoRestLog(t, "l-hangup-twice.rest.log")
+	replay(t, c, calls[0], nil) // the watcher's subscription
+	replay(t, c, calls[1], nil) // originate Local/555@from-sipp into caller
+	ctl.wait("StasisStart", isType("StasisStart", "trace-l-555;2"))
+	replay(t, c, calls[2], nil) // DELETE, both answered 204
+	replay(t, c, calls[3], nil)
+	watcher.waitN("both destroyed", 2, destroyedBoth("trace-l-555"))
+	compareStreams(t, "watcher", repoTrace(t, "l-hangup-twice.watcher.jsonl"), watcher.snapshot())
+	compareStreams(t, "controller", repoTrace(t, "l-hangup-twice.controller.jsonl"), ctl.snapshot())
+	compareStreams(t, "caller", repoTrace(t, "l-hangup-twice.caller.jsonl"), caller.snapshot())
+}
