@@ -3,7 +3,9 @@ GO      ?= go
 PKGS    ?= ./...
 BIN     := bin/callctl
 
-.PHONY: all build run test check unit bench fuzz demo clean
+LAB     := integration/lab/lab.sh
+
+.PHONY: all build run test test-real check unit bench fuzz demo clean lab-install lab-up lab-down
 
 all: build
 
@@ -21,9 +23,24 @@ demo:
 	$(GO) run ./integration/demo $(DEMOFLAGS)
 
 # The whole suite: formatting, vet, and every test (unit, simulator scenarios,
-# real Redis) with the race detector.
+# real Redis, and the real-server scenarios on the lab's FreeSWITCH and
+# Asterisk when they are installed: see integration/lab) with the race
+# detector. The lab is started for the run and stopped after it, unless it
+# was running already.
 test: check
-	$(GO) test -race -count=1 -timeout 25m $(PKGS)
+	$(LAB) run -- $(GO) test -race -count=1 -timeout 25m $(PKGS)
+
+# Only the real-server scenarios, verbosely.
+test-real:
+	$(LAB) run -- $(GO) test -race -count=1 -timeout 20m -v -run 'TestRealServers' ./integration/
+
+# The real-server lab: FreeSWITCH 1.10.12 x2 and Asterisk 22.10.1 x2 on 127.0.0.1.
+lab-install:
+	$(LAB) install
+lab-up:
+	$(LAB) start
+lab-down:
+	$(LAB) stop
 
 check:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

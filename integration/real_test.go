@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/callctl/callctl/controller"
 	"github.com/callctl/callctl/controller/provision"
 	"github.com/callctl/callctl/integration/sim"
+	"github.com/callctl/callctl/internal/labtest"
 )
 
 // The scenario suite in its real-server mode: the seeds' worked examples as
@@ -174,9 +176,12 @@ func runRealSuite(t *testing.T, cfg RealConfig) {
 			// socket address and the Stasis application.
 			for _, fleet := range fleets {
 				t.Run(fleet, func(t *testing.T) {
+					if len(cfg.Fleets) > 0 && !slices.Contains(cfg.Fleets, fleet) {
+						t.Skipf("real-server mode: %s=%s leaves out the %s fleet", EnvFleets, strings.Join(cfg.Fleets, ","), fleet)
+					}
 					f, why := cfg.Fleet(fleet, sc.two)
 					if why != "" {
-						t.Skip(why)
+						labtest.Missing(t, "%s (integration/lab/lab.sh starts a lab and prints them)", why)
 					}
 					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 					defer cancel()

@@ -3,6 +3,7 @@ package asterisk
 import (
 	"bufio"
 	"bytes"
+	"github.com/callctl/callctl/internal/labtest"
 	"io"
 	"log/slog"
 	"os"
@@ -17,13 +18,13 @@ import (
 )
 
 // traceDir holds the transcripts recorded from a real Asterisk 22.10.1.
-const traceDir = "../../../shared/traces/asterisk"
+var traceDir = filepath.Join(labtest.TracesDir(), "asterisk")
 
 func traceFrames(t *testing.T, name string) [][]byte {
 	t.Helper()
 	f, err := os.Open(filepath.Join(traceDir, name))
 	if os.IsNotExist(err) {
-		t.Skipf("trace %s not found under %s: the recorded transcripts are not on this machine", name, traceDir)
+		labtest.Missing(t, "trace %s not found under %s: the recorded transcripts are not on this machine", name, traceDir)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +63,7 @@ func TestDecodeEveryTraceFrame(t *testing.T) {
 	xfer, _ := filepath.Glob(filepath.Join(traceDir, "..", "transfers", "asterisk", "*.jsonl"))
 	files = append(files, xfer...)
 	if len(files) == 0 {
-		t.Skipf("no transcripts under %s", traceDir)
+		labtest.Missing(t, "no transcripts under %s", traceDir)
 	}
 	n := 0
 	for _, f := range files {

@@ -2,6 +2,7 @@ package freeswitch
 
 import (
 	"bytes"
+	"github.com/callctl/callctl/internal/labtest"
 	"io"
 	"os"
 	"path/filepath"
@@ -12,7 +13,7 @@ import (
 	"github.com/callctl/callctl/controller/routing"
 )
 
-const tracesDir = "../../../shared/traces"
+var tracesDir = labtest.TracesDir()
 
 // bridgeCompletions returns the variables of every bridge
 // CHANNEL_EXECUTE_COMPLETE in a recorded stream.
@@ -20,7 +21,7 @@ func bridgeCompletions(t *testing.T, file string) []BridgeVars {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(tracesDir, file))
 	if err != nil {
-		t.Skipf("recorded trace not available (%v): skipping", err)
+		labtest.Missing(t, "recorded trace not available (%v)", err)
 	}
 	rd := esl.NewReader(bytes.NewReader(data))
 	var out []BridgeVars
@@ -134,7 +135,7 @@ func TestCallInfoFromTransferReplies(t *testing.T) {
 	read := func(file string) esl.Headers {
 		data, err := os.ReadFile(filepath.Join(tracesDir, "transfers/freeswitch", file))
 		if err != nil {
-			t.Skipf("recorded trace not available (%v): skipping", err)
+			labtest.Missing(t, "recorded trace not available (%v)", err)
 		}
 		f, err := esl.NewReader(bytes.NewReader(data)).ReadFrame()
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"github.com/callctl/callctl/internal/labtest"
 	"io"
 	"os"
 	"path/filepath"
@@ -17,7 +18,7 @@ import (
 // The recorded transcripts of real FreeSWITCH 1.10 servers live outside the
 // repository (see ../shared/traces/README.md); tests that need them skip
 // when they are absent.
-const tracesDir = "../../../../shared/traces"
+var tracesDir = labtest.TracesDir()
 
 func rawTraces(t testing.TB) []string {
 	t.Helper()
@@ -27,7 +28,7 @@ func rawTraces(t testing.TB) []string {
 		files = append(files, m...)
 	}
 	if len(files) == 0 {
-		t.Skipf("no recorded FreeSWITCH transcripts under %s: skipping", tracesDir)
+		labtest.Missing(t, "no recorded FreeSWITCH transcripts under %s", tracesDir)
 	}
 	return files
 }
@@ -65,7 +66,7 @@ func TestTracesFrameByFrame(t *testing.T) {
 			}
 			sum, err := os.ReadFile(strings.TrimSuffix(file, ".raw") + ".summary.txt")
 			if err != nil {
-				t.Skipf("no summary: %v", err)
+				labtest.Missing(t, "no summary: %v", err)
 			}
 			var want [][2]string
 			sc := bufio.NewScanner(bytes.NewReader(sum))
@@ -157,7 +158,7 @@ func TestTracesPrefixes(t *testing.T) {
 func TestConnectReplyChannelData(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join(tracesDir, "freeswitch", "f_fs2_outbound_socket_call_from_fs1_over_sip.plain.raw"))
 	if err != nil {
-		t.Skipf("trace not available: %v", err)
+		labtest.Missing(t, "trace not available: %v", err)
 	}
 	rd := NewReader(bytes.NewReader(data))
 	f, err := rd.ReadFrame()
@@ -198,7 +199,7 @@ func TestBackgroundJobBodies(t *testing.T) {
 	for file, want := range cases {
 		data, err := os.ReadFile(filepath.Join(tracesDir, "freeswitch", file))
 		if err != nil {
-			t.Skipf("trace not available: %v", err)
+			labtest.Missing(t, "trace not available: %v", err)
 		}
 		frames, _ := readAll(t, bytes.NewReader(data))
 		found := false
@@ -231,7 +232,7 @@ func TestBackgroundJobBodies(t *testing.T) {
 func TestBridgeFailureVariables(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join(tracesDir, "freeswitch", "b3_inbound_sendmsg_bridge_201_busy_continue_on_fail.plain.raw"))
 	if err != nil {
-		t.Skipf("trace not available: %v", err)
+		labtest.Missing(t, "trace not available: %v", err)
 	}
 	frames, _ := readAll(t, bytes.NewReader(data))
 	for i := range frames {

@@ -4,21 +4,21 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"github.com/callctl/callctl/internal/labtest"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 )
 
-// tracesDir is where the recorded Asterisk transcripts live, relative to this
-// package directory (integration/sim/ari).
-var tracesDir = filepath.Join("..", "..", "..", "..", "shared", "traces")
+// tracesDir is where the recorded transcripts live (../shared/traces).
+var tracesDir = labtest.TracesDir()
 
 func traceFile(t testing.TB, parts ...string) string {
 	t.Helper()
 	p := filepath.Join(append([]string{tracesDir}, parts...)...)
 	if _, err := os.Stat(p); err != nil {
-		t.Skipf("recorded traces not available (%s): %v", p, err)
+		labtest.Missing(t, "recorded traces not available (%s): %v", p, err)
 	}
 	return p
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"github.com/callctl/callctl/internal/labtest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,12 +15,12 @@ import (
 )
 
 // The recorded FreeSWITCH transcripts live outside the repository.
-const tracesDir = "../../../../shared/traces/freeswitch"
+var tracesDir = filepath.Join(labtest.TracesDir(), "freeswitch")
 
 func traceDir(t *testing.T) string {
 	t.Helper()
 	if _, err := os.Stat(tracesDir); err != nil {
-		t.Skipf("recorded traces not found at %s (%v): the fidelity test needs ../shared/traces", tracesDir, err)
+		labtest.Missing(t, "recorded traces not found at %s (%v): the fidelity test needs ../shared/traces", tracesDir, err)
 	}
 	return tracesDir
 }

@@ -1,6 +1,7 @@
 package esl
 
 import (
+	"github.com/callctl/callctl/internal/labtest"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -10,7 +11,7 @@ import (
 	"github.com/callctl/callctl/integration/sim/callmodel"
 )
 
-const transfersDir = "../../../../shared/traces/transfers/freeswitch"
+var transfersDir = filepath.Join(labtest.TracesDir(), "transfers", "freeswitch")
 
 // loadRawRecording reads a connection capture of the transfer transcripts
 // (they have no .session, only the bytes FreeSWITCH sent).
