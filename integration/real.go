@@ -31,6 +31,8 @@ const (
 	EnvARICaller    = "CALLCTL_IT_ARI_CALLER"  // the suite's own ARI application (callctl-it-caller)
 	EnvESLListen    = "CALLCTL_IT_ESL_LISTEN"  // where callctl listens for the socket application
 	EnvFleets       = "CALLCTL_IT_FLEETS"      // freeswitch,asterisk,mixed (default: all that are set)
+	EnvSIPP         = "CALLCTL_IT_SIPP"        // first port of the suite's SIP peers (sipp), 5070 in the lab
+	EnvLabCtl       = "CALLCTL_IT_LAB"         // the lab's control script (lab.sh), to stop and start servers
 	envNameSuffix   = "_NAME"                  // CALLCTL_IT_FS1_NAME: gateway / endpoint name peers use
 	envSIPSuffix    = "_SIP"                   // CALLCTL_IT_FS1_SIP: SIP address its trunk calls come from
 	defaultListen   = "127.0.0.1:18084"        // the recorded lab's socket address of fs1
@@ -89,7 +91,38 @@ type RealConfig struct {
 	// Fleets limits the fleets run; empty runs every fleet whose servers are
 	// set.
 	Fleets []string
+	// SIP is where the suite's own SIP callers and phones (sipp) are; nil
+	// when CALLCTL_IT_SIPP is not set.
+	SIP *SIPPorts
+	// simulated: the servers are the simulator's (TestRealModeOnSimulator).
+	simulated bool
+	// LabCtl is the lab's control script (integration/lab/lab.sh with the
+	// lab's environment), for scenarios that stop and start a media server;
+	// empty when the servers are not the suite's to stop.
+	LabCtl string
 }
+
+// SIPPorts is the layout of the suite's SIP peers on 127.0.0.1, from one
+// base port (integration/lab/lab.sh): SIP callers acting as phones on
+// base..base+5, PSTN callers on base+6 and base+7, the SIP phones on
+// base+21 and the PSTN's far end on base+22. The lab's media servers know
+// these addresses: Asterisk identifies endpoints sipp, pstn and phones by
+// them.
+type SIPPorts struct{ Base int }
+
+// Callers are the ports of SIP callers that are phones of a server.
+func (p SIPPorts) Callers() []int {
+	return []int{p.Base, p.Base + 1, p.Base + 2, p.Base + 3, p.Base + 4, p.Base + 5}
+}
+
+// PSTNCallers are the ports calls from the PSTN come from.
+func (p SIPPorts) PSTNCallers() []int { return []int{p.Base + 6, p.Base + 7} }
+
+// Phones is the port of the suite's SIP phones.
+func (p SIPPorts) Phones() int { return p.Base + 21 }
+
+// PSTNFar is the port of the PSTN's far end, where external calls arrive.
+func (p SIPPorts) PSTNFar() int { return p.Base + 22 }
 
 // Any says whether at least one real server is configured.
 func (c RealConfig) Any() bool { return c.FS1 != nil || c.FS2 != nil || c.AST1 != nil || c.AST2 != nil }
@@ -129,6 +162,15 @@ func RealConfigFrom(getenv func(string) string) (RealConfig, error) {
 			cfg.Fleets = append(cfg.Fleets, f)
 		}
 	}
+	if v := strings.TrimSpace(getenv(EnvSIPP)); v != "" {
+		var base int
+		if _, err := fmt.Sscan(v, &base); err != nil || base < 1024 || base > 65000 {
+			bad("%s=%q: want the first port of the suite's SIP peers (5070)", EnvSIPP, v)
+		} else {
+			cfg.SIP = &SIPPorts{Base: base}
+		}
+	}
+	cfg.LabCtl = strings.TrimSpace(getenv(EnvLabCtl))
 	password := getenv(EnvFSPassword)
 	if password == "" {
 		password = "ClueCon"
@@ -231,6 +273,8 @@ type RealFleet struct {
 	Name    string
 	Kinds   map[string]string
 	Servers map[string]*RealServer
+	// SIP: the suite's SIP peers, when configured.
+	SIP *SIPPorts
 }
 
 // Served lists the plan servers with a real server behind them.
@@ -285,6 +329,7 @@ func (c RealConfig) Fleet(fleet string, two bool) (RealFleet, string) {
 	if two {
 		f.Servers["srv12"] = second
 	}
+	f.SIP = c.SIP
 	return f, ""
 }
 
@@ -298,7 +343,56 @@ const (
 	Rings        Target = '3' // 3XX: rings, never answers
 	Fails        Target = '4' // 4XX: fails (FreeSWITCH NORMAL_TEMPORARY_FAILURE, Asterisk congestion)
 	Unregistered Target = 'u' // a phone endpoint that is not registered
+
+	// The suite's SIP phones (sipp), reached over SIP: what they display is
+	// what a real phone would.
+	PhoneAnswers Target = 'A' // answers (200) and stays up
+	PhoneBusy    Target = 'B' // 486
+	PhoneRings   Target = 'R' // 180 until cancelled
 )
+
+// phoneDigit is the first digit of the number a SIP phone is called on:
+// the phones behave by it (integration/sipp).
+var phoneDigit = map[Target]byte{PhoneAnswers: '5', PhoneBusy: '2', PhoneRings: '3'}
+
+// IsPhone says whether t is one of the suite's SIP phones.
+func (t Target) IsPhone() bool { _, ok := phoneDigit[t]; return ok }
+
+// PhoneNumber is the number a SIP phone behaving as t is called on for
+// number: its behaviour digit, then the number.
+func PhoneNumber(t Target, number string) string {
+	return string(phoneDigit[t]) + number
+}
+
+func lastTwo(number string) string {
+	xx := number
+	if len(xx) > 2 {
+		xx = xx[len(xx)-2:]
+	}
+	for len(xx) < 2 {
+		xx = "0" + xx
+	}
+	return xx
+}
+
+// Endpoint is the endpoint of number on server behaving as t: a lab target
+// (TargetEndpoint) or one of the suite's SIP phones, sofia/internal/<n>@
+// 127.0.0.1:<phones> on FreeSWITCH, PJSIP/<n>@phones on Asterisk (the lab's
+// endpoint for the phones' address).
+func (f RealFleet) Endpoint(server string, t Target, number string) string {
+	kind := f.Kinds[server]
+	if !t.IsPhone() {
+		return TargetEndpoint(kind, t, number)
+	}
+	port := 0
+	if f.SIP != nil {
+		port = f.SIP.Phones()
+	}
+	if kind == provision.KindFreeSWITCH {
+		return fmt.Sprintf("sofia/internal/%s@127.0.0.1:%d", PhoneNumber(t, number), port)
+	}
+	return "PJSIP/" + PhoneNumber(t, number) + "@phones"
+}
 
 // TargetEndpoint is the endpoint of number on a server of kind behaving as
 // t: loopback/NXX/targets or Local/NXX@targets, where N says what it does and
@@ -312,14 +406,7 @@ func TargetEndpoint(kind string, t Target, number string) string {
 		}
 		return "PJSIP/" + number
 	}
-	xx := number
-	if len(xx) > 2 {
-		xx = xx[len(xx)-2:]
-	}
-	for len(xx) < 2 {
-		xx = "0" + xx
-	}
-	ext := string(t) + xx
+	ext := string(t) + lastTwo(number)
 	if kind == provision.KindFreeSWITCH {
 		return "loopback/" + ext + "/targets"
 	}
@@ -357,7 +444,17 @@ func RealDocument(f RealFleet, eps Endpoints) (*provision.Document, error) {
 		switch s.Kind {
 		case provision.KindFreeSWITCH:
 			s.FreeSWITCH = &provision.ESLConn{Address: rs.Addr, Password: rs.Password, Context: orElse(rs.Context, defaultFSCtx)}
+			if f.SIP != nil {
+				// The PSTN is the suite's: its callers' ports, its far end
+				// behind the lab's gateway "pstn".
+				s.PSTN = &provision.Trunk{Dial: "sofia/gateway/pstn/{dest}"}
+				for _, p := range f.SIP.PSTNCallers() {
+					s.PSTN.From = append(s.PSTN.From, fmt.Sprintf("127.0.0.1:%d", p))
+				}
+			}
 		case provision.KindAsterisk:
+			// The PSTN is the lab's endpoint pstn (LabDocument): its callers
+			// arrive from it, and PJSIP/<number>@pstn reaches its far end.
 			s.Asterisk = &provision.ARIConn{URL: rs.URL, User: rs.User, Password: rs.Password, App: rs.App,
 				Context: orElse(rs.Context, defaultARICtx)}
 		}
@@ -377,7 +474,6 @@ func RealDocument(f RealFleet, eps Endpoints) (*provision.Document, error) {
 			s.Trunks[peer] = t
 		}
 	}
-	kindOf := func(server string) string { return f.Kinds[server] }
 	for oi := range doc.Orgs {
 		o := &doc.Orgs[oi]
 		want := eps[o.ID]
@@ -385,12 +481,12 @@ func RealDocument(f RealFleet, eps Endpoints) (*provision.Document, error) {
 			found := false
 			for ui := range o.Users {
 				if u := &o.Users[ui]; u.Extension == number {
-					u.Endpoint, found = TargetEndpoint(kindOf(u.Server), want[number], number), true
+					u.Endpoint, found = f.Endpoint(u.Server, want[number], number), true
 				}
 			}
 			for ni := range o.SIPNumbers {
 				if n := &o.SIPNumbers[ni]; n.Number == number {
-					n.Endpoint, found = TargetEndpoint(kindOf(n.Server), want[number], number), true
+					n.Endpoint, found = f.Endpoint(n.Server, want[number], number), true
 				}
 			}
 			if !found {

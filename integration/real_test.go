@@ -15,6 +15,7 @@ import (
 	"github.com/callctl/callctl/controller"
 	"github.com/callctl/callctl/controller/provision"
 	"github.com/callctl/callctl/integration/sim"
+	"github.com/callctl/callctl/integration/sipp"
 	"github.com/callctl/callctl/internal/labtest"
 )
 
@@ -129,6 +130,7 @@ func simulatedRealLab(t *testing.T, fleet string) RealConfig {
 	if err != nil {
 		t.Fatalf("configuration of the simulated lab: %v (%v)", err, env)
 	}
+	rc.simulated = true
 	return rc
 }
 
@@ -161,8 +163,11 @@ func serverNames(ss []sim.ServerConfig, kind string) []string {
 type realScenario struct {
 	name string
 	two  bool // needs both servers (srv11 and srv12)
-	eps  Endpoints
-	run  func(t *testing.T, e *RealEnv)
+	// sip: the scenario's callers or phones are real SIP peers (sipp),
+	// which the simulated lab does not have.
+	sip bool
+	eps Endpoints
+	run func(t *testing.T, e *RealEnv)
 }
 
 func runRealSuite(t *testing.T, cfg RealConfig) {
@@ -176,6 +181,9 @@ func runRealSuite(t *testing.T, cfg RealConfig) {
 			// socket address and the Stasis application.
 			for _, fleet := range fleets {
 				t.Run(fleet, func(t *testing.T) {
+					if sc.sip && cfg.simulated {
+						t.Skip("real SIP callers and phones: the simulated lab has no SIP side (the simulated suite covers this scenario)")
+					}
 					if len(cfg.Fleets) > 0 && !slices.Contains(cfg.Fleets, fleet) {
 						t.Skipf("real-server mode: %s=%s leaves out the %s fleet", EnvFleets, strings.Join(cfg.Fleets, ","), fleet)
 					}
@@ -189,7 +197,12 @@ func runRealSuite(t *testing.T, cfg RealConfig) {
 					if err != nil {
 						t.Fatalf("start the %s fleet: %v", fleet, err)
 					}
-					defer e.Close()
+					defer func() {
+						if t.Failed() && e.sipDir != "" {
+							t.Logf("the SIP peers' scenarios and message logs are kept in %s", e.KeepSIPLogs())
+						}
+						e.Close()
+					}()
 					sc.run(t, e)
 					// Whatever happened, the servers end up quiet and nothing
 					// stays counted.
@@ -217,17 +230,24 @@ var grp1Endpoints = Endpoints{"grp1": {
 
 var realScenarios = []realScenario{
 	{name: "Seed002ServiceNumberHunt", eps: grp1Endpoints, run: realSeed002Hunt},
-	{name: "Seed002DirectMemberAndT", eps: grp1Endpoints, run: realSeed002DirectAndT},
-	{name: "Seed002NobodyAnswers", eps: Endpoints{"grp4": {"77721401": Rings}}, run: realNobodyAnswers},
-	{name: "CallerHangsUpMidHunt", eps: Endpoints{"grp3": {"77721401": Busy, "77721402": Rings, "77721403": Answers}},
+	{name: "Seed002DirectMemberAndT", sip: true, eps: grp1Endpoints, run: realSeed002DirectAndT},
+	{name: "Seed002NobodyAnswers", sip: true, eps: Endpoints{"grp4": {"77721401": Rings}}, run: realNobodyAnswers},
+	{name: "CallerHangsUpMidHunt", sip: true, eps: Endpoints{"grp3": {"77721401": Rings, "77721402": Busy, "77721403": Answers}},
 		run: realCallerHangsUpMidHunt},
-	{name: "Rejections", run: realRejections},
-	{name: "Seed003InterServer", two: true, eps: Endpoints{"acme": {"2099": Answers, "3999": Answers}},
+	{name: "Rejections", sip: true, run: realRejections},
+	{name: "HostileDialed", sip: true, run: realHostileDialed},
+	{name: "Seed003InterServer", two: true, sip: true, eps: Endpoints{"acme": {"2099": PhoneAnswers, "3999": PhoneAnswers}},
 		run: realSeed003InterServer},
 }
 
+// ringWithin says whether a ring lasted the plan's ring timeout, ±100 ms.
+func ringWithin(d time.Duration) bool {
+	return d >= realRingTimeout-100*time.Millisecond && d <= realRingTimeout+100*time.Millisecond
+}
+
 // Seed 002, example 1 on real servers: 8008003 from 1100 rings 03 (busy),
-// 04 (no answer, 3 s), skips 05 (not registered) and connects 06.
+// 04 (no answer: exactly the 3 s ring timeout), skips 05 (not registered)
+// and connects 06.
 func realSeed002Hunt(t *testing.T, e *RealEnv) {
 	c := e.call(t, "srv11", "1100", "8008003")
 	e.answered(t, c)
@@ -240,6 +260,9 @@ func realSeed002Hunt(t *testing.T, e *RealEnv) {
 	if rec.Route != "hunt" || rec.Answered != "77721406" || rec.Billing != "grp1" || rec.Org != "grp1" {
 		t.Errorf("record: route %s answered %s billing %s org %s", rec.Route, rec.Answered, rec.Billing, rec.Org)
 	}
+	if len(rec.Attempts) == 4 && !ringWithin(rec.Attempts[1].Ring) {
+		t.Errorf("record: 77721404 rang %s, want the 3 s ring timeout ±100 ms", rec.Attempts[1].Ring)
+	}
 	// What the server saw ring, independently of callctl's record.
 	e.sync(t)
 	for n, want := range map[string]int{"77721401": 0, "77721402": 0, "77721403": 1, "77721404": 1, "77721405": 0, "77721406": 1} {
@@ -250,13 +273,14 @@ func realSeed002Hunt(t *testing.T, e *RealEnv) {
 	if rs := e.TargetChannels("srv11", e.target("srv11", Rings, "77721404")); len(rs) == 1 {
 		e.waitEnded(t, "srv11", rs[0].ID)
 		rs = e.TargetChannels("srv11", e.target("srv11", Rings, "77721404"))
-		if d := rs[0].Ended.Sub(rs[0].Created); d < 2500*time.Millisecond || d > 8*time.Second {
-			t.Errorf("77721404 rang %s, want the 3 s ring timeout", d)
+		if d := rs[0].Ended.Sub(rs[0].Created); !ringWithin(d) {
+			t.Errorf("77721404 rang %s on the server, want the 3 s ring timeout ±100 ms", d)
 		}
 	}
 }
 
-// Seed 002: a member dialed directly still hunts on; with T only it rings.
+// Seed 002: a member dialed directly still hunts on; with T only it rings,
+// and a real SIP caller hears busy (486).
 func realSeed002DirectAndT(t *testing.T, e *RealEnv) {
 	c := e.call(t, "srv11", "1100", "77721402")
 	e.answered(t, c)
@@ -267,11 +291,11 @@ func realSeed002DirectAndT(t *testing.T, e *RealEnv) {
 	}
 	busy03 := e.target("srv11", Busy, "77721403")
 	before := len(e.TargetChannels("srv11", busy03))
-	c = e.call(t, "srv11", "1100", "77721402T")
-	if o := e.ended(t, c); o.Answered || o.Cause != 17 {
-		t.Errorf("77721402T: answered %v, cause %d %s; want busy (17)", o.Answered, o.Cause, o.CauseName)
+	r := e.sipCall(t, "srv11", sipp.Call{From: "1100", Dialed: "77721402T"})
+	if r.Final != 486 {
+		t.Errorf("77721402T: the caller got %d (cause %s), want 486 busy", r.Final, r.Reason)
 	}
-	rec = e.record(t, c)
+	rec = e.sipRecord(t, "srv11", "1100", "77721402T", r)
 	if got := attempts(rec); got != "77721402:busy" || rec.Route != "member" {
 		t.Errorf("77721402T record: %s %s", rec.Route, got)
 	}
@@ -281,93 +305,245 @@ func realSeed002DirectAndT(t *testing.T, e *RealEnv) {
 	}
 }
 
-// Seed 002, example 4: nobody answers; the caller gets busy and the record
-// lists the attempt with its ring time.
+// Seed 002, example 4: nobody answers; a real SIP caller hears busy (486)
+// after the member rang its 3 s, and the record lists the attempt.
 func realNobodyAnswers(t *testing.T, e *RealEnv) {
-	c := e.call(t, "srv11", "1400", "8008001")
-	if o := e.ended(t, c); o.Answered || o.Cause != 17 {
-		t.Errorf("answered %v, cause %d %s; want busy (17)", o.Answered, o.Cause, o.CauseName)
+	r := e.sipCall(t, "srv11", sipp.Call{From: "1400", Dialed: "8008001"})
+	if r.Final != 486 {
+		t.Errorf("the caller got %d (cause %s), want 486 busy", r.Final, r.Reason)
 	}
-	rec := e.record(t, c)
+	if d := r.Ended.Sub(r.Invited); d < realRingTimeout || d > realRingTimeout+time.Second {
+		t.Errorf("the caller heard busy %s after dialing, want just after the 3 s ring timeout", d)
+	}
+	rec := e.sipRecord(t, "srv11", "1400", "8008001", r)
 	if attempts(rec) != "77721401:no-answer" || rec.HangupCause != "USER_BUSY" {
 		t.Errorf("record: %s, cause %s", attempts(rec), rec.HangupCause)
 	}
-	if len(rec.Attempts) == 1 && rec.Attempts[0].Ring < 2500*time.Millisecond {
-		t.Errorf("ring time %s, want about 3 s", rec.Attempts[0].Ring)
+	if len(rec.Attempts) == 1 && !ringWithin(rec.Attempts[0].Ring) {
+		t.Errorf("ring time %s, want 3 s ±100 ms", rec.Attempts[0].Ring)
 	}
 	if rs := e.TargetChannels("srv11", e.target("srv11", Rings, "77721401")); len(rs) != 1 {
 		t.Errorf("77721401 rang %d times on the server, want 1", len(rs))
 	}
 }
 
-// The caller hangs up mid-hunt: the ringing leg is cancelled at once and
-// nothing rings after; nothing stays counted.
+// ringBack is the provisional response a media server sends a caller while
+// callctl rings a member: FreeSWITCH bridges with early media (183),
+// callctl rings an Asterisk caller (180).
+func (e *RealEnv) ringBack(server string) int {
+	if e.Fleet.Kinds[server] == provision.KindFreeSWITCH {
+		return 183
+	}
+	return 180
+}
+
+// A real SIP caller gives up (CANCEL) while the first member rings: the
+// caller gets 487, the ringing leg is cancelled at once, nothing rings
+// after, and nothing stays counted.
 func realCallerHangsUpMidHunt(t *testing.T, e *RealEnv) {
-	c := e.call(t, "srv11", "1300", "8008001")
-	ringing := e.waitTarget(t, "srv11", e.target("srv11", Rings, "77721402"))
-	hung := time.Now()
-	e.hangup(t, c)
-	rec := e.record(t, c)
-	if got := attempts(rec); got != "77721401:busy 77721402:cancelled" {
+	// 01 rings 3 s: the CANCEL comes 1.5 s after the caller heard ringing.
+	r := e.sipCall(t, "srv11", sipp.Call{From: "1300", Dialed: "8008001", CancelAfter: 1500 * time.Millisecond,
+		RingBack: e.ringBack("srv11")})
+	if r.Final != 487 || r.CancelSent.IsZero() {
+		t.Fatalf("the caller got %d after its CANCEL (sent %v), want 487", r.Final, !r.CancelSent.IsZero())
+	}
+	rec := e.sipRecord(t, "srv11", "1300", "8008001", r)
+	if got := attempts(rec); got != "77721401:cancelled" {
 		t.Errorf("attempts %s", got)
 	}
-	end := e.waitEnded(t, "srv11", ringing.ID)
-	if d := end.Ended.Sub(hung); d > 2*time.Second {
-		t.Errorf("77721402's leg ended %s after the caller left, want at once", d)
+	rs := e.TargetChannels("srv11", e.target("srv11", Rings, "77721401"))
+	if len(rs) != 1 {
+		t.Fatalf("77721401 rang %d times, want once", len(rs))
+	}
+	end := e.waitEnded(t, "srv11", rs[0].ID)
+	if d := end.Ended.Sub(r.CancelSent); d > time.Second {
+		t.Errorf("77721401's leg ended %s after the caller's CANCEL, want at once", d)
 	}
 	// The record is written once the call is over: nothing can ring after it.
 	e.sync(t)
-	if rs := e.TargetChannels("srv11", e.target("srv11", Answers, "77721403")); len(rs) != 0 {
-		t.Errorf("77721403 rang after the caller left: %+v", rs)
+	for n, tg := range map[string]Target{"77721402": Busy, "77721403": Answers} {
+		if rs := e.TargetChannels("srv11", e.target("srv11", tg, n)); len(rs) != 0 {
+			t.Errorf("%s rang after the caller left: %+v", n, rs)
+		}
 	}
 	e.waitCount(t, "server", "srv11", 0)
 }
 
-// Rejections reach the caller with their cause.
+// Rejections reach a real SIP caller as the SIP code of their cause, and
+// nothing is dialed.
 func realRejections(t *testing.T, e *RealEnv) {
 	for _, tc := range []struct {
 		from, dialed string
-		cause        int
+		sip          int
 		name         string
 	}{
-		{"3999", "555", 1, "UNALLOCATED_NUMBER"},     // nothing answers to it
-		{"3999", "09001234567", 21, "CALL_REJECTED"}, // a deny pattern of 3999's rule
-		{"9999", "3998", 21, "CALL_REJECTED"},        // not a user
+		{"3999", "555", 404, "UNALLOCATED_NUMBER"},    // nothing answers to it
+		{"3999", "09001234567", 403, "CALL_REJECTED"}, // a deny pattern of 3999's rule
+		{"9999", "3998", 403, "CALL_REJECTED"},        // not a user
 	} {
-		c := e.call(t, "srv11", tc.from, tc.dialed)
-		o := e.ended(t, c)
-		if o.Answered || o.Cause != tc.cause {
-			t.Errorf("%s dials %s: answered %v, cause %d %s; want %d %s", tc.from, tc.dialed, o.Answered, o.Cause, o.CauseName, tc.cause, tc.name)
+		r := e.sipCall(t, "srv11", sipp.Call{From: tc.from, Dialed: tc.dialed})
+		if r.Final != tc.sip {
+			t.Errorf("%s dials %s: the caller got %d (%s), want %d", tc.from, tc.dialed, r.Final, r.Reason, tc.sip)
 		}
-		if rec := e.record(t, c); rec.HangupCause != tc.name || len(rec.Attempts) != 0 {
+		if rec := e.sipRecord(t, "srv11", tc.from, tc.dialed, r); rec.HangupCause != tc.name || len(rec.Attempts) != 0 {
 			t.Errorf("%s dials %s: record cause %s attempts %q", tc.from, tc.dialed, rec.HangupCause, attempts(rec))
 		}
 	}
 }
 
-// Seed 003: 3999 on server 11 dials 122099; 2099 on server 12 rings showing
-// 113999; the call counts 1 on each server while up. And back.
+// Hostile dialed strings in real INVITE request URIs: refused before any
+// lookup (484 INVALID_NUMBER_FORMAT, with a record saying so), or by the
+// media server's own dialplan before callctl sees them (Asterisk's pattern
+// does not start with '{' or '.': a 404 without a cause), and nothing rings.
+func realHostileDialed(t *testing.T, e *RealEnv) {
+	before := len(e.Channels("srv11"))
+	for _, dialed := range []string{
+		"1000%2Cuser%2F3998",                         // 1000,user/3998: a second leg in a dial string, three Stasis arguments
+		"%7Borigination_caller_id_number%3D1%7D3998", // {var=...}3998
+		"3998%20%26park",                             // "3998 &park"
+		"3998%0A",                                    // a line break
+		"3998%24%7Bsystem%7D",                        // ${system}
+		"..%2F3998",
+	} {
+		r := e.sipCall(t, "srv11", sipp.Call{From: "3999", Dialed: dialed})
+		switch {
+		case r.Final == 484:
+			rec := e.recordWhere(t, func(rec *controller.Record) bool {
+				return rec.Server == "srv11" && rec.Caller == "3999" && rec.HangupCause == "INVALID_NUMBER_FORMAT" &&
+					!rec.Start.Before(r.Invited.Add(-time.Second))
+			})
+			if len(rec.Attempts) != 0 || len(rec.Legs) != 0 {
+				t.Errorf("dialed %q: record with attempts %q, counted legs %v", dialed, attempts(rec), rec.Legs)
+			}
+		case r.Final == 404 && r.Reason == "" && e.Fleet.Kinds["srv11"] == provision.KindAsterisk:
+			// The server's dialplan refused it: callctl never saw it.
+		default:
+			t.Errorf("dialed %q: the caller got %d (cause %q), want 484", dialed, r.Final, r.Reason)
+		}
+	}
+	e.sync(t)
+	for _, c := range e.Channels("srv11")[before:] {
+		if !strings.HasPrefix(c.Name, "sofia/internal/3999@") && !strings.HasPrefix(c.Name, "PJSIP/sipp-") {
+			t.Errorf("a hostile dialed string made %s ring", c.Name)
+		}
+	}
+}
+
+// Seed 003: 3999 on server 11 dials 122099; 2099's phone on server 12 rings
+// showing 113999; the call counts 1 on each server while up. And back:
+// 3999's phone shows 122099.
 func realSeed003InterServer(t *testing.T, e *RealEnv) {
-	c := e.call(t, "srv11", "3999", "122099")
-	e.answered(t, c)
-	e.waitRing(t, "srv12", e.target("srv12", Answers, "2099"), "113999")
+	cl := e.sipStart(t, "srv11", sipp.Call{From: "3999", FromName: "Aiko Sato", Dialed: "122099"})
+	e.sipAnswered(t, "srv11", "3999", "122099", cl)
+	e.waitPhone(t, e.SIPPhones, PhoneNumber(PhoneAnswers, "2099"), "113999")
 	e.waitCount(t, "server", "srv11", 1)
 	e.waitCount(t, "server", "srv12", 1)
-	e.hangup(t, c)
-	checkInterServerRecords(t, e.record(t, c), e.recordWhere(t, farEnd))
+	r := e.hangupSIP(t, "srv11", "3999", cl)
+	checkInterServerRecords(t, e.sipRecord(t, "srv11", "3999", "122099", r), e.recordWhere(t, farEnd))
 	e.waitCount(t, "server", "srv11", 0)
 	e.waitCount(t, "server", "srv12", 0)
 
-	c = e.call(t, "srv12", "2099", "113999")
-	e.answered(t, c)
-	e.waitRing(t, "srv11", e.target("srv11", Answers, "3999"), "122099")
-	e.hangup(t, c)
-	if rec := e.record(t, c); rec.Route != "inter-server" || rec.CallerID != "122099" {
+	cl = e.sipStart(t, "srv12", sipp.Call{From: "2099", Dialed: "113999"})
+	e.sipAnswered(t, "srv12", "2099", "113999", cl)
+	e.waitPhone(t, e.SIPPhones, PhoneNumber(PhoneAnswers, "3999"), "122099")
+	r = e.hangupSIP(t, "srv12", "2099", cl)
+	if rec := e.sipRecord(t, "srv12", "2099", "113999", r); rec.Route != "inter-server" || rec.CallerID != "122099" {
 		t.Errorf("srv12 record of the call back: route %s caller id %s", rec.Route, rec.CallerID)
 	}
 }
 
 // Helpers of the real-server scenarios.
+
+// sipCall places a call from a real SIP caller and waits for its end.
+func (e *RealEnv) sipCall(t *testing.T, server string, c sipp.Call) *sipp.Result {
+	t.Helper()
+	cl := e.sipStart(t, server, c)
+	r, err := cl.Wait(realCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// sipStart places a call from a real SIP caller (sipp): what the caller
+// hears is then the media server's SIP, as a phone would.
+func (e *RealEnv) sipStart(t *testing.T, server string, c sipp.Call) *sipp.Caller {
+	t.Helper()
+	if e.Fleet.SIP == nil || e.SIPPhones == nil {
+		if err := sipp.Available(); err != nil {
+			labtest.Missing(t, "real SIP callers: %v", err)
+		}
+		labtest.Missing(t, "real SIP callers: set %s to the first port of the suite's SIP peers (integration/lab/lab.sh env)", EnvSIPP)
+	}
+	cl, err := e.SIPCall(realCtx(t), server, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
+// sipAnswered waits until a SIP caller is answered and callctl has the
+// call connected.
+func (e *RealEnv) sipAnswered(t *testing.T, server, from, dialed string, cl *sipp.Caller) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if cl.Answered() {
+			for _, v := range e.Node.Engine().Calls() {
+				if v.Server == server && v.Caller == from && v.Dialed == dialed && v.Answered != "" {
+					return
+				}
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%s -> %s on %s: not answered and connected (messages %d)", from, dialed, server, len(cl.Messages()))
+}
+
+// hangupSIP ends a SIP caller's answered call from the server (the caller
+// gets a BYE) and returns what the caller experienced.
+func (e *RealEnv) hangupSIP(t *testing.T, server, from string, cl *sipp.Caller) *sipp.Result {
+	t.Helper()
+	ch, ok := e.SIPCallerChannel(server, from)
+	if !ok {
+		t.Fatalf("no channel of the SIP caller %s on %s", from, server)
+	}
+	if err := e.Kill(realCtx(t), server, ch.ID); err != nil {
+		t.Fatal(err)
+	}
+	r, err := cl.Wait(realCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// waitPhone waits until a SIP phone rang on number showing caller (the
+// From user), once.
+func (e *RealEnv) waitPhone(t *testing.T, ph *sipp.Phones, number, caller string) sipp.Ring {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	var rs []sipp.Ring
+	for time.Now().Before(deadline) {
+		rs = ph.RingsOf(number)
+		if len(rs) > 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(rs) != 1 || rs[0].From.User != caller {
+		t.Fatalf("phone %s rang %+v, want once showing %s", number, rs, caller)
+	}
+	return rs[0]
+}
+
+// sipRecord is the call record of a SIP caller's call.
+func (e *RealEnv) sipRecord(t *testing.T, server, from, dialed string, r *sipp.Result) controller.Record {
+	t.Helper()
+	return e.recordWhere(t, func(rec *controller.Record) bool {
+		return rec.Server == server && rec.Caller == from && rec.Dialed == dialed && !rec.Start.Before(r.Invited.Add(-5*time.Second))
+	})
+}
 
 func realCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -376,7 +552,7 @@ func realCtx(t *testing.T) context.Context {
 }
 
 func (e *RealEnv) target(server string, tg Target, number string) string {
-	return TargetEndpoint(e.Fleet.Kinds[server], tg, number)
+	return e.Fleet.Endpoint(server, tg, number)
 }
 
 func (e *RealEnv) call(t *testing.T, server, from, dialed string) *RealCall {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -16,6 +18,7 @@ import (
 	"github.com/callctl/callctl/adapters/memory"
 	"github.com/callctl/callctl/controller"
 	"github.com/callctl/callctl/controller/provision"
+	"github.com/callctl/callctl/integration/sipp"
 	"github.com/callctl/callctl/node"
 )
 
@@ -30,11 +33,19 @@ type RealEnv struct {
 	Records *Recorder
 	Log     *slog.Logger
 
-	phones    map[string]phoneSide // plan server name -> its side
-	relays    []*relay
-	mu        sync.Mutex
-	placed    []*RealCall
-	closeOnce sync.Once
+	phones map[string]phoneSide // plan server name -> its side
+	relays []*relay
+
+	// SIPPhones answer the plan's SIP phone endpoints, PSTN the external
+	// calls; nil without SIP peers (CALLCTL_IT_SIPP) or sipp.
+	SIPPhones, PSTN *sipp.Phones
+	sipDir          string
+	nextCaller      int
+	callers         []*sipp.Caller
+	keepLogs        bool
+	mu              sync.Mutex
+	placed          []*RealCall
+	closeOnce       sync.Once
 }
 
 // phoneSide is the suite's connection to one media server: it places calls
@@ -46,7 +57,48 @@ type phoneSide interface {
 	// Sync returns once every event the server raised before the call has
 	// been read: what is not in the channel log then did not happen.
 	Sync(ctx context.Context) error
+	// Kill hangs a channel up from the server.
+	Kill(ctx context.Context, id string) error
 	Close()
+}
+
+// validChannelID: what the suite passes to uuid_kill or a URL path.
+func validChannelID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_.;", r)) {
+			return false
+		}
+	}
+	return true
+}
+
+// SIPCallerChannel is the newest channel of server that is still up and
+// belongs to a SIP caller presenting from (sofia/internal/<from>@... on
+// FreeSWITCH, PJSIP/sipp-... on Asterisk).
+func (e *RealEnv) SIPCallerChannel(server, from string) (Channel, bool) {
+	chans := e.Channels(server)
+	for i := len(chans) - 1; i >= 0; i-- {
+		c := chans[i]
+		if !c.Ended.IsZero() || c.Caller != from {
+			continue
+		}
+		if strings.HasPrefix(c.Name, "sofia/internal/"+from+"@") || strings.HasPrefix(c.Name, "PJSIP/sipp-") {
+			return c, true
+		}
+	}
+	return Channel{}, false
+}
+
+// Kill hangs up a channel of server.
+func (e *RealEnv) Kill(ctx context.Context, server, id string) error {
+	p := e.phones[server]
+	if p == nil {
+		return fmt.Errorf("server %s is not served in the %s fleet", server, e.Fleet.Name)
+	}
+	return p.Kill(ctx, id)
 }
 
 // Channel is a channel a server created while the suite watched.
@@ -273,6 +325,17 @@ func StartReal(ctx context.Context, cfg RealConfig, f RealFleet, eps Endpoints, 
 			e.relays = append(e.relays, r)
 		}
 	}
+	if f.SIP != nil && sipp.Available() == nil {
+		if e.sipDir, err = os.MkdirTemp("", "callctl-sipp-"); err != nil {
+			return nil, err
+		}
+		if e.SIPPhones, err = sipp.StartPhones(ctx, filepath.Join(e.sipDir, "phones"), f.SIP.Phones()); err != nil {
+			return nil, fmt.Errorf("SIP phones: %w", err)
+		}
+		if e.PSTN, err = sipp.StartPhones(ctx, filepath.Join(e.sipDir, "pstn"), f.SIP.PSTNFar()); err != nil {
+			return nil, fmt.Errorf("the PSTN's far end: %w", err)
+		}
+	}
 	state := memory.New(memory.Options{Logger: logger})
 	e.Records = &Recorder{State: state, more: make(chan struct{})}
 	e.State = e.Records
@@ -320,6 +383,32 @@ func (e *RealEnv) Place(ctx context.Context, server, from, dialed string) (*Real
 		e.mu.Unlock()
 	}
 	return c, err
+}
+
+// SIPCall places a call from a real SIP caller (sipp) to server's SIP
+// address. c.Port chooses where it comes from (a phone's port when zero;
+// SIPPorts.PSTNCallers for a call from the PSTN); c.Server is filled in.
+func (e *RealEnv) SIPCall(ctx context.Context, server string, c sipp.Call) (*sipp.Caller, error) {
+	rs := e.Fleet.Servers[server]
+	if rs == nil || e.Fleet.SIP == nil || e.sipDir == "" {
+		return nil, fmt.Errorf("no SIP callers for server %s in the %s fleet", server, e.Fleet.Name)
+	}
+	c.Server = rs.SIP
+	e.mu.Lock()
+	if c.Port == 0 {
+		ports := e.Fleet.SIP.Callers()
+		c.Port = ports[e.nextCaller%len(ports)]
+		e.nextCaller++
+	}
+	e.mu.Unlock()
+	cl, err := sipp.Start(ctx, filepath.Join(e.sipDir, "callers"), c)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	e.callers = append(e.callers, cl)
+	e.mu.Unlock()
+	return cl, nil
 }
 
 // Channels returns the channels server created since the environment
@@ -448,5 +537,28 @@ func (e *RealEnv) Close() {
 		for _, p := range e.phones {
 			p.Close()
 		}
+		e.mu.Lock()
+		callers, keep := e.callers, e.keepLogs
+		e.mu.Unlock()
+		for _, c := range callers {
+			c.Stop()
+		}
+		for _, ph := range []*sipp.Phones{e.SIPPhones, e.PSTN} {
+			if ph != nil {
+				ph.Close()
+			}
+		}
+		if e.sipDir != "" && !keep {
+			os.RemoveAll(e.sipDir)
+		}
 	})
+}
+
+// KeepSIPLogs keeps the SIP peers' scenarios and message logs after Close
+// (a failed scenario) and returns where they are.
+func (e *RealEnv) KeepSIPLogs() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.keepLogs = true
+	return e.sipDir
 }

@@ -323,6 +323,14 @@ func (c *ariSide) stop() { c.doneOnce.Do(func() { close(c.done) }) }
 
 func (c *ariSide) Channels() []Channel { return c.chans.list() }
 
+// Kill hangs a channel up from the server.
+func (c *ariSide) Kill(ctx context.Context, id string) error {
+	if !validChannelID(id) {
+		return fmt.Errorf("channel id %q", id)
+	}
+	return c.request(ctx, http.MethodDelete, "/channels/"+url.PathEscape(id), nil)
+}
+
 // Close says goodbye on the WebSocket and waits for its reader.
 func (c *ariSide) Close() {
 	c.stop()

@@ -407,6 +407,22 @@ func (c *fsSide) Place(ctx context.Context, from, dialed string) (*RealCall, err
 
 func (c *fsSide) Channels() []Channel { return c.chans.list() }
 
+// Kill hangs a channel up from the server (the far end of a SIP caller then
+// gets a BYE).
+func (c *fsSide) Kill(ctx context.Context, id string) error {
+	if !validChannelID(id) {
+		return fmt.Errorf("channel id %q", id)
+	}
+	f, err := c.command(ctx, "api uuid_kill "+id)
+	if err != nil {
+		return err
+	}
+	if res := strings.TrimSpace(string(f.body)); !strings.HasPrefix(res, "+OK") {
+		return fmt.Errorf("uuid_kill %s: %s", id, res)
+	}
+	return nil
+}
+
 // Close closes the connection and waits for its reader.
 func (c *fsSide) Close() {
 	c.fail(errors.New("closed by the suite"))

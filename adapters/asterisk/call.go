@@ -85,9 +85,12 @@ func newCall(cl *Client, ch *channelData, args []string) *call {
 	}
 	// Stasis(app,<context>,<exten>) as the dialplan of dialplans/asterisk
 	// (and the lab) passes them: the exten the caller dialed, before any
-	// pattern match rewrote the channel's own.
+	// pattern match rewrote the channel's own. Asterisk splits application
+	// arguments at commas, so a dialed "1000,user/3998" arrives as three
+	// arguments: they are joined back, and the dialed-string gate refuses
+	// the comma, rather than routing "1000".
 	if len(args) >= 2 {
-		c.info.Domain, c.info.Dialed = args[0], args[1]
+		c.info.Domain, c.info.Dialed = args[0], strings.Join(args[1:], ",")
 	}
 	if c.info.Start.IsZero() {
 		c.info.Start = time.Now()

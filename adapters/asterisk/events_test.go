@@ -296,3 +296,22 @@ func FuzzHandleFrame(f *testing.F) {
 		c.bgWG.Wait()
 	})
 }
+
+// Asterisk splits Stasis() arguments at commas: a dialed string with a comma
+// must reach routing whole (and be refused there), never as its first part.
+func TestStasisArgumentsKeepTheDialedString(t *testing.T) {
+	c := offlineClient(t)
+	for _, tc := range []struct {
+		args         []string
+		domain, want string
+	}{
+		{[]string{"from-sipp", "122099"}, "from-sipp", "122099"},
+		{[]string{"from-sipp", "1000", "user/3998"}, "from-sipp", "1000,user/3998"},
+		{[]string{"from-sipp", "1000", "", ""}, "from-sipp", "1000,,"},
+	} {
+		info := newCall(c, &channelData{ID: "caller-1", Exten: "x"}, tc.args).Info()
+		if info.Domain != tc.domain || info.Dialed != tc.want {
+			t.Errorf("args %q: domain %q dialed %q, want %q %q", tc.args, info.Domain, info.Dialed, tc.domain, tc.want)
+		}
+	}
+}
