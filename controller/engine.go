@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -344,7 +345,7 @@ func (c *run) decide() bool {
 func (c *run) admit() bool {
 	d := &c.dec
 	for i := 0; i < d.InLegs.Len(); i++ {
-		if err := c.acquire(c.call.ID()+"/in/"+string(rune('0'+i)), c.call.ID(), d.InLegs.At(i)); err != nil {
+		if err := c.acquire(c.call.ID()+"/in/"+strconv.Itoa(i), c.call.ID(), d.InLegs.At(i)); err != nil {
 			c.reject(routing.CauseCongestion, err.Error())
 			return false
 		}
@@ -516,7 +517,7 @@ func (c *run) attempt(t *routing.Target) (hunt.Attempt, Leg, []string) {
 		if lg.Remote {
 			continue
 		}
-		hid := c.call.ID() + "/" + legID + "/" + string(rune('0'+i))
+		hid := c.call.ID() + "/" + legID + "/" + strconv.Itoa(i)
 		if err := c.acquire(hid, legID, lg); err != nil {
 			c.release(held)
 			a.Outcome = hunt.Congested

@@ -48,6 +48,7 @@ func Run(t *testing.T, b Backend) {
 	t.Run("AcquireRelease", func(t *testing.T) { testAcquireRelease(t, b) })
 	t.Run("Limits", func(t *testing.T) { testLimits(t, b) })
 	t.Run("Idempotent", func(t *testing.T) { testIdempotent(t, b) })
+	t.Run("ManyLegsOneCall", func(t *testing.T) { testManyLegsOneCall(t, b) })
 	t.Run("ConcurrentLimit", func(t *testing.T) { testConcurrentLimit(t, b) })
 	t.Run("Reconcile", func(t *testing.T) { testReconcile(t, b) })
 	t.Run("Plan", func(t *testing.T) { testPlan(t, b) })
@@ -175,6 +176,35 @@ func testIdempotent(t *testing.T, b Backend) {
 		t.Fatalf("acquire after its release succeeded; want it refused")
 	} else if errors.Is(err, accounting.ErrLimit) {
 		t.Fatalf("acquire after its release: %v, must not look like a limit", err)
+	}
+	WantCount(t, n, "server", "fs1", 0)
+	WantCount(t, n, "org", "acme", 0)
+}
+
+// testManyLegsOneCall: one call counting four legs (an inbound PSTN leg,
+// transfer legs, a PSTN leg out) counts each, against the server's and the
+// org's limits.
+func testManyLegsOneCall(t *testing.T, b Backend) {
+	n := b.New(t)
+	ctx := ctxFor(t)
+	ids := []string{"c1/in/0", "c1/l1/0", "c1/l2/0", "c1/l3/0"}
+	for _, id := range ids {
+		if err := n.Acquire(ctx, hold(id, "fs1", "acme", id, 4, 4)); err != nil {
+			t.Fatalf("acquire %s: %v", id, err)
+		}
+	}
+	WantCount(t, n, "server", "fs1", 4)
+	WantCount(t, n, "org", "acme", 4)
+	if err := n.Acquire(ctx, hold("c2/in/0", "fs1", "other", "c2", 4, 0)); !errors.Is(err, accounting.ErrLimit) {
+		t.Fatalf("a fifth leg on a server limited to 4: %v, want the limit", err)
+	}
+	if err := n.Acquire(ctx, hold("c3/in/0", "fs2", "acme", "c3", 0, 4)); !errors.Is(err, accounting.ErrLimit) {
+		t.Fatalf("a fifth leg of an org limited to 4: %v, want the limit", err)
+	}
+	for _, id := range ids {
+		if err := n.Release(ctx, id); err != nil {
+			t.Fatal(err)
+		}
 	}
 	WantCount(t, n, "server", "fs1", 0)
 	WantCount(t, n, "org", "acme", 0)
