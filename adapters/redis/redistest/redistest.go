@@ -242,8 +242,10 @@ func (c *Cluster) Addrs() []string {
 	return out
 }
 
-// StartCluster starts masters cluster-enabled servers and joins them with
-// redis-cli --cluster create; it returns once every node says cluster_state:ok.
+// StartCluster starts masters cluster-enabled servers and joins them: with
+// redis-cli --cluster create from three masters on (what it accepts), by
+// assigning the slots and meeting the nodes for one or two. It returns once
+// every node says cluster_state:ok.
 func StartCluster(t testing.TB, masters int) *Cluster {
 	t.Helper()
 	_, cli := Binaries(t)
@@ -251,11 +253,15 @@ func StartCluster(t testing.TB, masters int) *Cluster {
 	for i := 0; i < masters; i++ {
 		c.Servers = append(c.Servers, Start(t, Options{Cluster: true}))
 	}
-	args := append([]string{"--cluster", "create"}, c.Addrs()...)
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
-	out, err := exec.Command(cli, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
+	if masters >= 3 {
+		args := append([]string{"--cluster", "create"}, c.Addrs()...)
+		args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+		out, err := exec.Command(cli, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
+		}
+	} else {
+		c.assignSlots(t)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), startWait)
 	defer cancel()
@@ -275,4 +281,29 @@ func StartCluster(t testing.TB, masters int) *Cluster {
 		_ = cl.Close()
 	}
 	return c
+}
+
+// assignSlots splits the slots evenly over the masters and introduces them
+// to each other.
+func (c *Cluster) assignSlots(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), startWait)
+	defer cancel()
+	const slots = 16384
+	per := slots / len(c.Servers)
+	for i, s := range c.Servers {
+		cl := goredis.NewClient(&goredis.Options{Addr: s.Addr})
+		first, last := i*per, (i+1)*per-1
+		if i == len(c.Servers)-1 {
+			last = slots - 1
+		}
+		err := cl.Do(ctx, "CLUSTER", "ADDSLOTSRANGE", first, last).Err()
+		if err == nil && i > 0 {
+			err = cl.ClusterMeet(ctx, "127.0.0.1", strconv.Itoa(c.Servers[0].Port)).Err()
+		}
+		_ = cl.Close()
+		if err != nil {
+			t.Fatalf("redistest: cluster slots on %s: %v", s.Addr, err)
+		}
+	}
 }
