@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -165,6 +166,11 @@ func (t TLSConfig) config() (*tls.Config, error) {
 
 // NewClient builds the one client of a node from cfg (defaults applied).
 func NewClient(cfg Config, name string) (goredis.UniversalClient, error) {
+	return newClient(cfg, name, nil)
+}
+
+// newClient is NewClient with a check run on each new connection.
+func newClient(cfg Config, name string, onConnect func(context.Context, *goredis.Conn) error) (goredis.UniversalClient, error) {
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -184,6 +190,7 @@ func NewClient(cfg Config, name string) (goredis.UniversalClient, error) {
 		// Fail fast: the node has its own retry (pending releases, record
 		// buffer, heartbeat) and must not hold a call's setup for seconds.
 		MaxRetries: 1,
+		OnConnect:  onConnect,
 	}
 	switch cfg.Mode {
 	case "cluster":

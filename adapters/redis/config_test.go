@@ -105,7 +105,7 @@ func TestSentinel(t *testing.T) {
 		return s.Acquire(ctx, hold("s/in/0", "fs1")) == nil
 	})
 	// The leg is on the master itself.
-	n, err := master.Client().SCard(ctx, s.tag+"s:fs1").Result()
+	n, err := master.Client().HLen(ctx, s.serverPart("fs1").holds()).Result()
 	if err != nil || n != 1 {
 		t.Fatalf("count on the master %d, %v", n, err)
 	}

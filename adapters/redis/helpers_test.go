@@ -63,12 +63,7 @@ func open(t testing.TB, cfg Config, node string) *Store {
 // using its client (adding one later races with the heartbeat).
 func openHooked(t testing.TB, cfg Config, node string, hook goredis.Hook) *Store {
 	t.Helper()
-	rdb, err := NewClient(cfg, "callctl-"+node)
-	if err != nil {
-		t.Fatalf("client: %v", err)
-	}
-	rdb.AddHook(hook)
-	s, err := NewWithClient(context.Background(), cfg, rdb, node, testLogger().With("test", t.Name()))
+	s, err := newStore(context.Background(), cfg, node, testLogger().With("test", t.Name()), hook)
 	if err != nil {
 		t.Fatalf("new store: %v", err)
 	}
