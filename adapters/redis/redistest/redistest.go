@@ -74,9 +74,14 @@ type Options struct {
 	// what the readiness check dials with.
 	TLSCert, TLSKey, TLSCA string
 	ClientTLS              *tls.Config
-	// Sentinel runs the server as a Sentinel watching this master.
-	Sentinel     *Server
-	SentinelName string
+	// Sentinel runs the server as a Sentinel watching this master, with
+	// SentinelQuorum (default 1) and SentinelDownAfter (default 5 s).
+	Sentinel          *Server
+	SentinelName      string
+	SentinelQuorum    int
+	SentinelDownAfter time.Duration
+	// ReplicaOf starts the server as a replica of this one.
+	ReplicaOf *Server
 }
 
 // Start starts a standalone server (or a cluster-enabled one) on a free
@@ -97,8 +102,14 @@ func Start(t testing.TB, opt Options) *Server {
 		s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), Port: port, Dir: dir, bin: bin, t: t, opt: opt}
 		if opt.Sentinel != nil {
 			conf := filepath.Join(dir, "sentinel.conf")
-			text := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor %s 127.0.0.1 %d 1\nsentinel down-after-milliseconds %s 5000\n",
-				port, dir, opt.SentinelName, opt.Sentinel.Port, opt.SentinelName)
+			quorum, downAfter := max(opt.SentinelQuorum, 1), opt.SentinelDownAfter
+			if downAfter <= 0 {
+				downAfter = 5 * time.Second
+			}
+			text := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor %s 127.0.0.1 %d %d\n"+
+				"sentinel down-after-milliseconds %s %d\nsentinel failover-timeout %s %d\n",
+				port, dir, opt.SentinelName, opt.Sentinel.Port, quorum, opt.SentinelName, downAfter.Milliseconds(),
+				opt.SentinelName, max(3*downAfter.Milliseconds(), 3000))
 			if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 				t.Fatalf("redistest: sentinel config: %v", err)
 			}
@@ -126,6 +137,9 @@ func Start(t testing.TB, opt Options) *Server {
 		if opt.Cluster {
 			s.args = append(s.args, "--cluster-enabled", "yes", "--cluster-config-file", "nodes-"+strconv.Itoa(port)+".conf",
 				"--cluster-node-timeout", "5000")
+		}
+		if opt.ReplicaOf != nil {
+			s.args = append(s.args, "--replicaof", "127.0.0.1", strconv.Itoa(opt.ReplicaOf.Port))
 		}
 		s.args = append(s.args, opt.Args...)
 		if lastErr = s.start(); lastErr == nil {
@@ -204,6 +218,22 @@ func (s *Server) Kill() {
 	}
 	_ = cmd.Process.Kill()
 	<-done
+}
+
+// Pause stops the process (SIGSTOP) without ending it: a replica paused
+// misses the writes its master takes meanwhile.
+func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused process (SIGCONT).
+func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig syscall.Signal) {
+	s.mu.Lock()
+	cmd := s.cmd
+	s.mu.Unlock()
+	if cmd != nil {
+		_ = cmd.Process.Signal(sig)
+	}
 }
 
 // Restart starts the server again on the same port and directory (its
