@@ -60,6 +60,7 @@ func (s *Store) Acquire(ctx context.Context, h accounting.Hold) error {
 	case tomb:
 		return fmt.Errorf("acquire %s: %w", h.ID, ErrReleased)
 	}
+	gen := s.epochGen.Load()
 	if !s.up.Load() {
 		return s.unavailable(h, false, errors.New("Redis is down"))
 	}
@@ -67,7 +68,7 @@ func (s *Store) Acquire(ctx context.Context, h accounting.Hold) error {
 		return s.unavailable(h, false, errRecovering)
 	}
 	for try := 0; ; try++ {
-		r, err := s.acquireOnce(ctx, h)
+		r, err := s.acquireOnce(ctx, h, gen)
 		if errors.Is(err, accounting.ErrLimit) {
 			return err
 		}
@@ -107,12 +108,12 @@ var errRecovering = errors.New("Redis lost data: the nodes are putting their leg
 // acquireOnce runs the acquire scripts. It returns 1 when the leg is
 // counted (s.local has it), -3 or -4 as the scripts do, or a
 // LimitError.
-func (s *Store) acquireOnce(ctx context.Context, h accounting.Hold) (int64, error) {
+func (s *Store) acquireOnce(ctx context.Context, h accounting.Hold, gen uint64) (int64, error) {
 	// The read lock keeps a reconciliation of this node's legs from seeing
 	// the hold in Redis before it is in s.local.
 	s.sync.RLock()
 	defer s.sync.RUnlock()
-	lease, gen := s.currentLease()
+	lease := s.Lease()
 	srv := s.serverPart(h.Leg.Server)
 	parts := []part{srv}
 	var org part
@@ -150,9 +151,10 @@ func (s *Store) acquireOnce(ctx context.Context, h accounting.Hold) (int64, erro
 	if err != nil {
 		return 0, err
 	}
-	if s.epochGen.Load() != gen {
+	if s.epochGen.Load() != gen || s.recovering.Load() {
 		// Redis changed under the scripts (restart or failover seen on a new
-		// connection): what they counted may rest on lost data.
+		// connection): what they counted may rest on lost data. It is
+		// released (unavailable).
 		return 0, errRecovering
 	}
 	if r[0] == 1 && r[1] == 1 {

@@ -78,8 +78,11 @@ func (l *lineage) onConnect(ctx context.Context, cn *goredis.Conn) error {
 // before. Counted legs are refused from now on, before any command runs on
 // that master, until the nodes have put their legs back.
 func (s *Store) lineageChanged(runID string) {
-	s.epochGen.Add(1)
+	// Refusing first, then counting the change: an acquire reads the count
+	// before it checks for refusal, so it either is refused or sees the
+	// count change by the time its answer arrives.
 	s.suspectLoss("a Redis master restarted or took over (run id " + runID + "): its data may be older than the counts")
+	s.epochGen.Add(1)
 }
 
 // suspectLoss starts refusing counted legs and has the heartbeat begin (or
@@ -129,7 +132,7 @@ func (s *Store) recover(ctx context.Context) error {
 		if err := s.republish(ctx); err != nil {
 			return err
 		}
-		res, err := publishedScript.Run(ctx, s.rdb, []string{s.gtag + "rec", s.gtag + "rec:pending"}, s.epoch, s.Lease()).Slice()
+		res, err := publishedScript.Run(ctx, s.rdb, []string{s.gtag + "leases", s.gtag + "rec", s.gtag + "rec:pending"}, s.epoch, s.inc).Slice()
 		if err != nil || len(res) != 3 {
 			return fmt.Errorf("recovery: %v %w", res, err)
 		}
@@ -144,14 +147,14 @@ func (s *Store) recover(ctx context.Context) error {
 		left = time.Duration(ms) * time.Millisecond
 		s.log.Info("counted legs put back after Redis lost data", "nodes_pending", pending)
 	}
-	if pending > 0 && left > 0 {
+	if pending > 0 {
 		return nil
 	}
 	s.recovering.Store(false)
 	s.recovered = time.Now()
 	reason := "every live node put its legs back"
-	if pending > 0 {
-		reason = "the nodes that did not put their legs back within a lease TTL are taken as dead"
+	if left <= 0 {
+		reason = "every live node put its legs back; the nodes that did not come back within a lease TTL are taken as dead"
 	}
 	s.log.Info("counting legs again after Redis lost data", "reason", reason, "epoch", s.epoch)
 	return nil
@@ -304,15 +307,15 @@ var errLeaseLost = errors.New("lease lost")
 // register records, before the first leg is counted there, the partitions
 // where lease counts legs, so that whoever adopts the lease finds them.
 func (s *Store) register(ctx context.Context, lease string, parts []part) error {
-	s.mu.Lock()
-	var missing []any
-	for _, p := range parts {
-		if !s.registered[p.name] {
-			missing = append(missing, p.name)
-		}
-	}
-	s.mu.Unlock()
+	missing := s.unregistered(parts)
 	if len(missing) == 0 {
+		return nil
+	}
+	// One registration at a time: the many calls that arrive at once for a
+	// new partition wait for the first, instead of all asking Redis.
+	s.regMu.Lock()
+	defer s.regMu.Unlock()
+	if missing = s.unregistered(parts); len(missing) == 0 {
 		return nil
 	}
 	r, err := registerScript.Run(ctx, s.rdb, []string{s.gtag + "leases", s.gtag + "lp:" + lease},
@@ -331,4 +334,17 @@ func (s *Store) register(ctx context.Context, lease string, parts []part) error 
 	}
 	s.mu.Unlock()
 	return nil
+}
+
+// unregistered lists the partitions of parts not registered for the lease.
+func (s *Store) unregistered(parts []part) []any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var missing []any
+	for _, p := range parts {
+		if !s.registered[p.name] {
+			missing = append(missing, p.name)
+		}
+	}
+	return missing
 }

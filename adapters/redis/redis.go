@@ -76,6 +76,7 @@ type Store struct {
 	lease      string               // the lease legs are counted under
 	leaseN     int                  // leases this process took after losing one
 	registered map[string]bool      // partitions registered for lease
+	regMu      sync.Mutex           // one registration at a time
 	sync       sync.RWMutex
 	// tickMu runs one heartbeat at a time (the loop's, or an acquire's that
 	// found the lease lost); what follows is guarded by it.
@@ -83,7 +84,7 @@ type Store struct {
 	beaten    bool
 	seen      map[string]seenLease // expired leases of other nodes: when first seen
 	recovered time.Time            // when counting last resumed after an outage or a recovery
-	live      []string             // the live leases the last heartbeat saw
+	live      []string             // the live leases the last heartbeat before a loss saw
 	epoch     string               // the cluster's epoch as this node knows it
 	recov     recState             // the recovery the last heartbeat saw
 	published bool                 // this node put its legs back for the recovery under way
@@ -241,15 +242,6 @@ func (s *Store) Lease() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.lease
-}
-
-// currentLease returns the lease and the count of Redis changes seen, read
-// before scripts are sent: a change seen before their answers arrive voids
-// what they counted.
-func (s *Store) currentLease() (string, uint64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.lease, s.epochGen.Load()
 }
 
 func (s *Store) downPolicy() string {
@@ -427,16 +419,16 @@ func (s *Store) beat(ctx context.Context) error {
 	s.recov.pending, _ = res[4].(int64)
 	mine, _ := res[5].(int64)
 	s.recov.mine = mine == 1
-	s.live = s.live[:0]
+	var live []string
 	for _, v := range res[6:] {
 		if l, ok := v.(string); ok {
-			s.live = append(s.live, l)
+			live = append(live, l)
 		}
 	}
 	switch {
 	case s.epoch == "":
 		s.epoch = epoch
-		if s.recov.epoch == epoch && s.recov.pending > 0 && s.recov.left > 0 {
+		if s.recov.epoch == epoch && s.recov.pending > 0 {
 			// Started during a recovery: nothing to put back, but counting
 			// waits for the nodes that have legs to.
 			s.recovering.Store(true)
@@ -445,9 +437,16 @@ func (s *Store) beat(ctx context.Context) error {
 	case epoch != s.epoch:
 		s.suspectLoss("the epoch in Redis changed: Redis lost its data")
 	}
+	if !s.lost.Load() && !s.recovering.Load() {
+		// The leases of the nodes that may hold legs, as they were before
+		// any loss: after one, Redis's own list may be gone.
+		s.live = live
+	}
 	first := !s.beaten
 	s.beaten = true
-	if had == 0 && !first {
+	if had == 0 && !first && !s.lost.Load() {
+		// (After a loss the lease is simply gone with the data: the
+		// recovery puts the legs back under it.)
 		return s.newLease(ctx, lease)
 	}
 	return nil

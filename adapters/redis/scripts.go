@@ -101,12 +101,32 @@ end
 return out
 `)
 
+// recPending is Lua shared by the scripts that read a recovery (KEYS[1]
+// leases, rec and pending given as rk, pk; now in ms): the leases still
+// pending. Once the recovery's deadline (a lease TTL after it began) has
+// passed, a pending lease that is not alive any more (it expired, or never
+// came back after the loss) is given up; a live one is waited for.
+const recPending = `
+local function recPending(rk, pk, now)
+  local dl = redis.call('HGET', rk, 'deadline')
+  if not dl then return 0, 0 end
+  local left = tonumber(dl) - now
+  if left <= 0 then
+    for _, l in ipairs(redis.call('SMEMBERS', pk)) do
+      local sc = redis.call('ZSCORE', KEYS[1], l)
+      if not sc or tonumber(sc) <= now then redis.call('SREM', pk, l) end
+    end
+  end
+  return redis.call('SCARD', pk), left
+end
+`
+
 // heartbeatScript: KEYS leases, epoch, rec, rec:pending; ARGV lease, ttl
 // ms, a fresh epoch token (used if there is none). Returns {1 renewed or 0
 // created (first beat, or the lease was adopted or lost), epoch, recovery
-// epoch or ”, recovery ms left, leases pending in the recovery, 1 if this
+// epoch or '', recovery ms left, leases pending in the recovery, 1 if this
 // lease is one of them, then the live leases}.
-var heartbeatScript = goredis.NewScript(`
+var heartbeatScript = goredis.NewScript(recPending + `
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local had = redis.call('ZSCORE', KEYS[1], ARGV[1])
@@ -116,14 +136,9 @@ if not e then
   e = ARGV[3]
   redis.call('SET', KEYS[2], e)
 end
-local re, left, pending, mine = '', 0, 0, 0
-local r = redis.call('HMGET', KEYS[3], 'epoch', 'deadline')
-if r[1] then
-  re = r[1]
-  left = tonumber(r[2]) - now
-  pending = redis.call('SCARD', KEYS[4])
-  mine = redis.call('SISMEMBER', KEYS[4], ARGV[1])
-end
+local re = redis.call('HGET', KEYS[3], 'epoch') or ''
+local pending, left = recPending(KEYS[3], KEYS[4], now)
+local mine = redis.call('SISMEMBER', KEYS[4], ARGV[1])
 local out = {had and 1 or 0, e, re, left, pending, mine}
 for _, l in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. string.format('%d', now), '+inf')) do
   out[#out + 1] = l
@@ -158,17 +173,21 @@ end
 return e
 `)
 
-// publishedScript: KEYS rec, rec:pending; ARGV epoch, lease. The lease put
-// its legs back for the recovery of that epoch. Returns {leases still
-// pending, ms left, the epoch of the recovery under way or ”}.
-var publishedScript = goredis.NewScript(`
+// publishedScript: KEYS leases, rec, rec:pending; ARGV epoch, process. The
+// process (every lease it had: a node may have taken a new one) put its
+// legs back for the recovery of that epoch. Returns {leases still pending,
+// ms left, the epoch of the recovery under way or ''}.
+var publishedScript = goredis.NewScript(recPending + `
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local r = redis.call('HMGET', KEYS[1], 'epoch', 'deadline')
-if not r[1] then return {0, 0, ''} end
-if r[1] ~= ARGV[1] then return {0, 0, r[1]} end
-redis.call('SREM', KEYS[2], ARGV[2])
-return {redis.call('SCARD', KEYS[2]), tonumber(r[2]) - now, r[1]}
+local re = redis.call('HGET', KEYS[2], 'epoch')
+if not re then return {0, 0, ''} end
+if re ~= ARGV[1] then return {0, 0, re} end
+for _, l in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+  if string.sub(l, 1, #ARGV[2]) == ARGV[2] then redis.call('SREM', KEYS[3], l) end
+end
+local pending, left = recPending(KEYS[2], KEYS[3], now)
+return {pending, left, re}
 `)
 
 // registerScript: KEYS leases, lp:<lease>; ARGV lease, then partitions.
