@@ -124,7 +124,7 @@ end
 // heartbeatScript: KEYS leases, epoch, rec, rec:pending; ARGV lease, ttl
 // ms, a fresh epoch token (used if there is none). Returns {1 renewed or 0
 // created (first beat, or the lease was adopted or lost), epoch, recovery
-// epoch or ”, recovery ms left, leases pending in the recovery, 1 if this
+// epoch or empty, recovery ms left, leases pending in the recovery, 1 if this
 // lease is one of them, then the live leases}.
 var heartbeatScript = goredis.NewScript(recPending + `
 local t = redis.call('TIME')
@@ -176,7 +176,7 @@ return e
 // publishedScript: KEYS leases, rec, rec:pending; ARGV epoch, process. The
 // process (every lease it had: a node may have taken a new one) put its
 // legs back for the recovery of that epoch. Returns {leases still pending,
-// ms left, the epoch of the recovery under way or ”}.
+// ms left, the epoch of the recovery under way or empty}.
 var publishedScript = goredis.NewScript(recPending + `
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
