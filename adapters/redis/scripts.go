@@ -75,7 +75,7 @@ return 1
 `)
 
 // dropScript: KEYS h; ARGV partition prefix, tombstone ttl ms, min age ms,
-// then id, channel pairs (” channel: any). Releases each hold still on that
+// then id, channel pairs (an empty channel: any). Releases each hold still on that
 // channel and older than min age, and tombstones it so that a node putting
 // its legs back does not revive it. Returns id, other pairs released.
 var dropScript = goredis.NewScript(`
@@ -207,7 +207,7 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', string.format('%d', now), 'W
 `)
 
 // claimLeaseScript: KEYS leases, lp:<dead>, lp:<me>; ARGV dead lease, the
-// score seen expired (” = whatever it is: the same node restarted), me.
+// score seen expired (empty: whatever it is, the same node restarted), me.
 // Takes a dead node's lease over: it is removed, unless renewed since, and
 // its partitions become the adopter's. Returns them, or -1.
 var claimLeaseScript = goredis.NewScript(`
