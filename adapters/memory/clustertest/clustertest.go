@@ -51,6 +51,7 @@ func Run(t *testing.T, b Backend) {
 	t.Run("ManyLegsOneCall", func(t *testing.T) { testManyLegsOneCall(t, b) })
 	t.Run("ConcurrentLimit", func(t *testing.T) { testConcurrentLimit(t, b) })
 	t.Run("Reconcile", func(t *testing.T) { testReconcile(t, b) })
+	t.Run("ReleaseServer", func(t *testing.T) { testReleaseServer(t, b) })
 	t.Run("Plan", func(t *testing.T) { testPlan(t, b) })
 	t.Run("Records", func(t *testing.T) { testRecords(t, b) })
 	t.Run("Owners", func(t *testing.T) { testOwners(t, b) })
@@ -295,6 +296,40 @@ func testReconcile(t *testing.T, b Backend) {
 	if got, err := n.Reconcile(ctx, "fs1", []string{"a"}); err != nil || got != 0 {
 		t.Fatalf("second reconcile released %d (err %v), want 0", got, err)
 	}
+}
+
+// testReleaseServer: every leg of one server goes, young or old, with its
+// org count; other servers' legs stay; an engine's own release afterwards
+// changes nothing.
+func testReleaseServer(t *testing.T, b Backend) {
+	n := b.New(t)
+	ctx := ctxFor(t)
+	for i := 0; i < 4; i++ {
+		if err := n.Acquire(ctx, hold(fmt.Sprintf("g%d/in/0", i), "gone1", "acme", fmt.Sprintf("ch%d", i), 0, 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := n.Acquire(ctx, hold("k/in/0", "fs2", "acme", "k", 0, 0)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := n.ReleaseServer(ctx, "gone1")
+	if err != nil || got != 4 {
+		t.Fatalf("release server: %d (%v), want 4", got, err)
+	}
+	WantCount(t, n, "server", "gone1", 0)
+	WantCount(t, n, "server", "fs2", 1)
+	WantCount(t, n, "org", "acme", 1)
+	if err := n.Release(ctx, "g1/in/0"); err != nil {
+		t.Fatal(err)
+	}
+	WantCount(t, n, "org", "acme", 1)
+	if got, err := n.ReleaseServer(ctx, "gone1"); err != nil || got != 0 {
+		t.Fatalf("second release: %d (%v), want 0", got, err)
+	}
+	if err := n.Acquire(ctx, hold("g9/in/0", "gone1", "acme", "ch9", 0, 0)); err != nil {
+		t.Fatalf("a new leg on the server afterwards: %v", err)
+	}
+	WantCount(t, n, "server", "gone1", 1)
 }
 
 func testPlan(t *testing.T, b Backend) {
