@@ -164,6 +164,9 @@ func TestCrashedNodeAdopted(t *testing.T) {
 	if got := adopter.Adopted(); !slices.Equal(got, []string{"fs1"}) {
 		t.Fatalf("adopted legs on %v, want fs1", got)
 	}
+	if n := metric(t, adopter, "callctl_adopted_legs"); n != 5 {
+		t.Fatalf("callctl_adopted_legs %v, want 5", n)
+	}
 	time.Sleep(3 * cfg.LeaseTTL)
 	close(stop)
 	if n := MustCountNode(t, observer); n != 5 || lowest.Load() < 5 {
@@ -184,6 +187,9 @@ func TestCrashedNodeAdopted(t *testing.T) {
 		t.Fatalf("count %d once every channel ended", n)
 	}
 	eventually(t, 10*time.Second, "the adopter still watches legs that ended", func() bool { return len(adopter.Adopted()) == 0 })
+	if n := metric(t, adopter, "callctl_adopted_legs"); n != 0 {
+		t.Fatalf("callctl_adopted_legs %v once they ended", n)
+	}
 }
 
 // TestReconcileDeadNode: the media server confirms the channels are gone

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/callctl/callctl/adapters/redis/redistest"
@@ -219,8 +220,11 @@ func afterLoss(t *testing.T, p *prober, a, b *Store, la, lb *logLines) {
 		}
 	}
 	for _, s := range []*Store{a, b} {
-		if s.nLoss.Load() != 1 {
-			t.Errorf("node %s counted %d losses, want 1", s.node, s.nLoss.Load())
+		if n := metric(t, s, "callctl_redis_data_loss_total"); n != 1 {
+			t.Errorf("node %s counted %v losses, want 1", s.node, n)
+		}
+		if n := metric(t, s, "callctl_redis_recovering"); n != 0 {
+			t.Errorf("node %s says it recovers (%v) after the recovery", s.node, n)
 		}
 	}
 	// Exactly one leg frees one place.
@@ -232,6 +236,29 @@ func afterLoss(t *testing.T, p *prober, a, b *Store, la, lb *logLines) {
 	if n := MustCountNode(t, a); n != 4 {
 		t.Fatalf("count %d once the probes stopped, want 4", n)
 	}
+}
+
+// metric reads one of the node's metrics.
+func metric(t *testing.T, s *Store, name string) float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(s)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		m := mf.GetMetric()[0]
+		if c := m.GetCounter(); c != nil {
+			return c.GetValue()
+		}
+		return m.GetGauge().GetValue()
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }
 
 // TestRedisRestartedEmpty: Redis (no persistence) restarts without its
