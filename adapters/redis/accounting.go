@@ -40,9 +40,9 @@ func (s *Store) partOf(name string) part {
 func (p part) holds() string { return p.prefix + "h" }
 
 // Acquire counts h's leg against its server's and its org's limits. It is
-// idempotent. A leg with an org costs two scripts (one per partition): in
-// one round trip when at most one of the two has a limit, in two (the org
-// first) when both have.
+// idempotent. On a single Redis it costs one script; on a Redis Cluster a
+// leg with an org costs two (one per partition): in one round trip when at
+// most one of the two has a limit, in two (the org first) when both have.
 func (s *Store) Acquire(ctx context.Context, h accounting.Hold) error {
 	if h.ID == "" || h.Leg.Server == "" {
 		return fmt.Errorf("acquire: hold needs an id and a server (id %q, server %q)", h.ID, h.Leg.Server)
@@ -134,6 +134,16 @@ func (s *Store) acquireOnce(ctx context.Context, h accounting.Hold, gen uint64) 
 	case h.Leg.Org == "":
 		r[0], err = s.runScript(ctx, srvCall)
 		r[1] = 1
+	case !s.clustered:
+		// Both partitions on one Redis: one script, both limits at once.
+		var v int64
+		v, err = s.runScript(ctx, &scriptCall{sc: acquireBothScript,
+			keys: append(srvCall.keys, org.holds(), org.prefix+"l:"+lease, org.prefix+"t:"+h.ID, org.prefix+"gone:"+lease),
+			args: []any{h.ID, h.Leg.Server, h.Leg.Org, lease, h.Channel, h.Limit.Server, h.Limit.Org}})
+		r[0], r[1] = v, v
+		if v == -2 {
+			r[0], r[1] = 0, -1
+		}
 	case h.Limit.Server > 0 && h.Limit.Org > 0:
 		// The org first: a leg it refuses never counts on the server.
 		if r[1], err = s.runScript(ctx, s.acquireCall(org, h, h.Leg.Server, lease, h.Limit.Org)); err == nil && r[1] == 1 {
@@ -259,7 +269,11 @@ func (s *Store) Release(ctx context.Context, id string) error {
 // once Redis has it.
 func (s *Store) release(ctx context.Context, h accounting.Hold) error {
 	calls := []*scriptCall{s.releaseCall(s.serverPart(h.Leg.Server), h.ID, tombstoneTTL)}
-	if h.Leg.Org != "" {
+	switch {
+	case h.Leg.Org != "" && !s.clustered:
+		o := s.releaseCall(s.orgPart(h.Leg.Org), h.ID, tombstoneTTL)
+		calls[0] = &scriptCall{sc: releaseBothScript, keys: append(calls[0].keys, o.keys...), args: append(calls[0].args, o.args...)}
+	case h.Leg.Org != "":
 		calls = append(calls, s.releaseCall(s.orgPart(h.Leg.Org), h.ID, tombstoneTTL))
 	}
 	if _, err := s.runScripts(ctx, calls...); err != nil {

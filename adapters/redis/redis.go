@@ -64,7 +64,8 @@ type Store struct {
 	rdb goredis.UniversalClient
 	log *slog.Logger
 
-	gtag string // "{<prefix>:acct}:"
+	gtag      string // "{<prefix>:acct}:"
+	clustered bool   // a Redis Cluster: partitions may be on different masters
 
 	up atomic.Bool
 	// mu guards the holds this node believes it has, its lease and where the
@@ -198,6 +199,7 @@ func newStore(ctx context.Context, cfg Config, nodeID string, logger *slog.Logge
 		rdb.AddHook(h)
 	}
 	s.rdb = rdb
+	_, s.clustered = rdb.(*goredis.ClusterClient)
 	s.gtag = "{" + cfg.Prefix + ":acct}:"
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.rec = newRecordWriter(s)

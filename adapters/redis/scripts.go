@@ -17,7 +17,10 @@ import goredis "github.com/redis/go-redis/v9"
 // ever exceeds its limit, and a count never includes a leg that is not
 // counted in its partition. When both limits are set the org is asked first
 // (then a leg the org refuses never touches the server); when only one is,
-// both partitions are written in the same round trip.
+// both partitions are written in the same round trip. On a single Redis
+// (or a Sentinel's master), where every partition is on one server, one
+// script checks and counts both at once instead (the org's limit first
+// there too, so a leg both would refuse is refused by the org everywhere).
 //
 // Layout of a partition P (S or O):
 //
@@ -59,6 +62,27 @@ redis.call('SADD', KEYS[2], ARGV[1])
 return 1
 `)
 
+// acquireBothScript: the acquire of a leg in its server's partition and
+// its org's at once, where both are on one Redis (not a Cluster): KEYS
+// server h, l:<lease>, t:<id>, gone:<lease>, then the same of the org; ARGV
+// id, server, org, lease, channel, server limit, org limit. Returns 1 held,
+// -1 server full, -2 org full, -3 released already, -4 lease adopted.
+var acquireBothScript = goredis.NewScript(`
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 1 end
+if redis.call('EXISTS', KEYS[3]) == 1 or redis.call('EXISTS', KEYS[7]) == 1 then return -3 end
+if redis.call('EXISTS', KEYS[4]) == 1 or redis.call('EXISTS', KEYS[8]) == 1 then return -4 end
+local sl, ol = tonumber(ARGV[6]), tonumber(ARGV[7])
+if ol > 0 and redis.call('HLEN', KEYS[5]) >= ol then return -2 end
+if sl > 0 and redis.call('HLEN', KEYS[1]) >= sl then return -1 end
+local t = redis.call('TIME')
+local ms = string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000))
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3] .. '\31' .. ARGV[4] .. '\31' .. ARGV[5] .. '\31' .. ms)
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[5], ARGV[1], ARGV[2] .. '\31' .. ARGV[4] .. '\31' .. ARGV[5] .. '\31' .. ms)
+redis.call('SADD', KEYS[6], ARGV[1])
+return 1
+`)
+
 // releaseScript: KEYS h, t:<id>; ARGV id, tombstone ttl ms (0 = none),
 // partition prefix. Returns 1 released, 0 unknown (a tombstone now refuses a
 // late acquire).
@@ -71,6 +95,23 @@ end
 local l = string.match(v, '^[^\31]*\31([^\31]*)\31')
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('SREM', ARGV[3] .. 'l:' .. l, ARGV[1])
+return 1
+`)
+
+// releaseBothScript: releaseScript in a leg's server partition and its
+// org's at once (KEYS and ARGV of both, one after the other). Returns 1.
+var releaseBothScript = goredis.NewScript(`
+for i = 0, 1 do
+  local h, tk, id, ttl, p = KEYS[1 + 2 * i], KEYS[2 + 2 * i], ARGV[1 + 3 * i], ARGV[2 + 3 * i], ARGV[3 + 3 * i]
+  local v = redis.call('HGET', h, id)
+  if not v then
+    if ttl ~= '0' then redis.call('SET', tk, '1', 'PX', ttl) end
+  else
+    local l = string.match(v, '^[^\31]*\31([^\31]*)\31')
+    redis.call('HDEL', h, id)
+    redis.call('SREM', p .. 'l:' .. l, id)
+  end
+end
 return 1
 `)
 
@@ -325,6 +366,6 @@ redis.call('PUBLISH', ARGV[3], ARGV[1])
 return 1
 `)
 
-var allScripts = []*goredis.Script{acquireScript, releaseScript, dropScript, heartbeatScript, recoverScript,
+var allScripts = []*goredis.Script{acquireScript, acquireBothScript, releaseScript, releaseBothScript, dropScript, heartbeatScript, recoverScript,
 	publishedScript, registerScript, expiredScript, claimLeaseScript, adoptScript, putBackScript, campaignScript,
 	resignScript, claimScript, putPlanScript}
