@@ -672,8 +672,8 @@ func (c *run) releaseOne(id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	if err := lim.Release(ctx, id); err != nil {
-		// The leg's lease makes the cluster release it later; say so.
-		c.log.Error("releasing a counted leg failed; its lease will release it", "hold", id, "err", err)
+		// Reconciliation releases it once its channel is found gone; say so.
+		c.log.Error("releasing a counted leg failed; it is released once its channel is found gone", "hold", id, "err", err)
 	}
 }
 

@@ -40,7 +40,9 @@ type Config struct {
 	// Prefix starts every key callctl writes (default "callctl"), so that
 	// several clusters can share one Redis.
 	Prefix string `mapstructure:"prefix"`
-	// LeaseTTL is how long a node's legs outlive its last heartbeat.
+	// LeaseTTL is how long after its last heartbeat a node is taken as dead:
+	// a live node then adopts its legs (they stay counted until their
+	// channels end).
 	LeaseTTL time.Duration `mapstructure:"lease_ttl"`
 	// HeartbeatInterval is how often the node renews its lease and looks for
 	// expired leases of other nodes.
