@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -130,6 +131,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Mode == "sentinel" && c.MasterName == "" {
 		return fmt.Errorf("redis mode sentinel needs master_name")
+	}
+	if strings.ContainsAny(c.Prefix, "{}") {
+		return fmt.Errorf("redis prefix %q: { and } would break the hash tags that keep each partition in one slot", c.Prefix)
 	}
 	if c.HeartbeatInterval*2 > c.LeaseTTL {
 		return fmt.Errorf("redis heartbeat_interval %s must be at most half of lease_ttl %s", c.HeartbeatInterval, c.LeaseTTL)

@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -53,6 +54,11 @@ func TestConfigDecode(t *testing.T) {
 	bad.Mode = "sharded"
 	if bad.Validate() == nil {
 		t.Fatalf("an unknown mode passed validation")
+	}
+	bad = d
+	bad.Prefix = "a{b}"
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "hash tags") {
+		t.Fatalf("a prefix with braces: %v", err)
 	}
 }
 
