@@ -93,7 +93,6 @@ func hold(id, server string) accounting.Hold {
 	return accounting.Hold{ID: id, Channel: id, Leg: accounting.Leg{Server: server, Org: "acme", Kind: accounting.PSTNIn}}
 }
 
-func timeAfter(ms int) <-chan time.Time { return time.After(time.Duration(ms) * time.Millisecond) }
 
 func freeTCPPort(t testing.TB) int {
 	t.Helper()
