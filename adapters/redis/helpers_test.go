@@ -93,7 +93,6 @@ func hold(id, server string) accounting.Hold {
 	return accounting.Hold{ID: id, Channel: id, Leg: accounting.Leg{Server: server, Org: "acme", Kind: accounting.PSTNIn}}
 }
 
-
 func freeTCPPort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
