@@ -18,6 +18,11 @@ type Reconciler interface {
 	// Holds acquired moments ago are kept: their channel may not exist yet
 	// (a leg is counted before it is dialed). It returns how many it released.
 	Reconcile(ctx context.Context, server string, live []string) (int, error)
+	// ReleaseServer releases every counted leg of server, whichever node
+	// holds it: for a media server that will not come back (its channels
+	// cannot be checked), and a server removed from the plan. It returns
+	// how many it released.
+	ReleaseServer(ctx context.Context, server string) (int, error)
 }
 
 // Term is one node's tenure as the owner of a media server's exclusive

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -347,7 +348,7 @@ func (c *run) decide() bool {
 func (c *run) admit() bool {
 	d := &c.dec
 	for i := 0; i < d.InLegs.Len(); i++ {
-		if err := c.acquire(c.call.ID()+"/in/"+string(rune('0'+i)), c.call.ID(), d.InLegs.At(i)); err != nil {
+		if err := c.acquire(c.call.ID()+"/in/"+strconv.Itoa(i), c.call.ID(), d.InLegs.At(i)); err != nil {
 			c.reject(routing.CauseCongestion, err.Error())
 			return false
 		}
@@ -519,7 +520,7 @@ func (c *run) attempt(t *routing.Target) (hunt.Attempt, Leg, []string) {
 		if lg.Remote {
 			continue
 		}
-		hid := c.call.ID() + "/" + legID + "/" + string(rune('0'+i))
+		hid := c.call.ID() + "/" + legID + "/" + strconv.Itoa(i)
 		if err := c.acquire(hid, legID, lg); err != nil {
 			c.release(held)
 			a.Outcome = hunt.Congested
@@ -688,8 +689,8 @@ func (c *run) releaseOne(id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	if err := lim.Release(ctx, id); err != nil {
-		// The leg's lease makes the cluster release it later; say so.
-		c.log.Error("releasing a counted leg failed; its lease will release it", "hold", id, "err", err)
+		// Reconciliation releases it once its channel is found gone; say so.
+		c.log.Error("releasing a counted leg failed; it is released once its channel is found gone", "hold", id, "err", err)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 	"github.com/callctl/callctl/adapters/redis"
 	"github.com/callctl/callctl/adapters/redis/redistest"
 	"github.com/callctl/callctl/integration/sim"
+	"github.com/callctl/callctl/integration/sim/callmodel"
 )
 
 // Tests that run callctl as its own process: the binary is built once.
@@ -98,7 +100,7 @@ state:
   backend: redis
   redis:
     addrs: ["%s"]
-    lease_ttl: 2s
+    lease_ttl: 3s
     owner_ttl: 1s
     reconcile_min_age: 1s
 drain_timeout: 5s
@@ -171,7 +173,7 @@ func (p *nodeProc) waitReady(servers map[string]string) {
 // observer reads the cluster's counts from Redis.
 func observer(t *testing.T, addr string) *redis.Store {
 	t.Helper()
-	st, err := redis.New(context.Background(), redis.Config{Addrs: []string{addr}, LeaseTTL: 2 * time.Second}, "observer", logger())
+	st, err := redis.New(context.Background(), redis.Config{Addrs: []string{addr}, LeaseTTL: leaseTTL}, "observer", logger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,71 +229,139 @@ func processLab(ctx context.Context, t *testing.T, f Fleet, controllers []string
 	return lab, planPath
 }
 
-// callctl killed (SIGKILL) mid-call and started again with the same id: the
-// counted leg of the call it held is released (lease expiry or the media
-// server confirming the channel is gone), nothing is released twice, and the
-// restarted node takes calls again.
-func TestControllerRestartedMidCall(t *testing.T) {
-	for _, f := range Fleets {
-		t.Run(f.Name, func(t *testing.T) {
-			t.Parallel()
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			rs := redistest.Start(t, redistest.Options{})
-			esl, err := freePort()
-			if err != nil {
-				t.Fatal(err)
-			}
-			lab, planPath := processLab(ctx, t, f, []string{esl}, sim.PhoneConfig{Server: "srv11", Ext: "3998", Behaviour: answers})
-			dir := filepath.Dir(planPath)
-			ready := map[string]string{"srv11": "connected", "srv12": "connected"}
-			obs := observer(t, rs.Addr)
+// leaseTTL is the nodes' lease_ttl (clusterNode).
+const leaseTTL = 3 * time.Second
 
-			n1 := clusterNode(t, dir, "n1", planPath, esl, rs.Addr)
-			n1.waitReady(ready)
-			c, err := lab.Call(ctx, "srv11", "3999", "030123456", sim.CallOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := c.WaitBridged(ctx); err != nil {
-				t.Fatalf("external call not connected: %v\n%s", err, tail(n1.out.String(), 40))
-			}
-			waitCount(t, obs, "server", "srv11", 1, 5*time.Second)
+// up says whether a call's channel is still up.
+func up(c *sim.Call) bool {
+	return !slices.ContainsFunc(c.Events(), func(e callmodel.Event) bool { return e.Kind == callmodel.ChannelDestroyed })
+}
 
-			n1.kill()
-			restarted := time.Now()
-			n1b := clusterNode(t, dir, "n1", planPath, esl, rs.Addr)
-			n1b.waitReady(ready)
-			// The dead incarnation's leg goes within its lease (2 s), or at once
-			// when the media server says the channel is gone.
-			waitCount(t, obs, "server", "srv11", 0, 10*time.Second)
-			t.Logf("%s: count released %s after the restart", f.Name, time.Since(restarted).Round(time.Millisecond))
-			if n, _ := obs.Count(ctx, "org", "acme"); n != 0 {
-				t.Errorf("org acme counts %d, want 0", n)
+// callctl killed (SIGKILL) while it owns an answered external call: the
+// call stays up and counted until it ends, whether the node is restarted
+// with the same id at once (it takes its earlier run's legs back) or never
+// comes back (another node adopts them). A second call meanwhile counts 2;
+// once both end, 0.
+func TestControllerKilledMidCall(t *testing.T) {
+	for _, f := range []Fleet{FreeSWITCHFleet, AsteriskFleet} {
+		for _, restart := range []bool{true, false} {
+			name := f.Name + "/another-node-adopts"
+			if restart {
+				name = f.Name + "/restarted"
 			}
-
-			// The restarted node works, and counts the new call once.
-			c2, err := lab.Call(ctx, "srv11", "3999", "3998", sim.CallOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := c2.WaitBridged(ctx); err != nil {
-				t.Fatalf("call after the restart not connected: %v\n%s", err, tail(n1b.out.String(), 40))
-			}
-			_ = c2.Hangup()
-			c3, err := lab.Call(ctx, "srv11", "3999", "030777777", sim.CallOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := c3.WaitBridged(ctx); err != nil {
-				t.Fatalf("external call after the restart not connected: %v", err)
-			}
-			waitCount(t, obs, "server", "srv11", 1, 5*time.Second)
-			_ = c3.Hangup()
-			_ = c.Hangup()
-			waitCount(t, obs, "server", "srv11", 0, 10*time.Second)
-		})
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				testKilledMidCall(t, f, restart)
+			})
+		}
 	}
+}
+
+func testKilledMidCall(t *testing.T, f Fleet, restart bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	rs := redistest.Start(t, redistest.Options{})
+	esl1, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	esl2, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lab, planPath := processLab(ctx, t, f, []string{esl1, esl2})
+	dir := filepath.Dir(planPath)
+	obs := observer(t, rs.Addr)
+	count := func(scope, name string) int {
+		t.Helper()
+		n, err := obs.Count(ctx, scope, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	n1 := clusterNode(t, dir, "n1", planPath, esl1, rs.Addr)
+	n1.waitReady(map[string]string{"srv11": "connected", "srv12": "connected"})
+	var n2 *nodeProc
+	if !restart {
+		// The other node stands by: for Asterisk, n1 holds the applications.
+		n2 = clusterNode(t, dir, "n2", planPath, esl2, rs.Addr)
+		standby := "connected"
+		if f.Kinds["srv11"] == "asterisk" {
+			standby = "standby"
+		}
+		n2.waitReady(map[string]string{"srv11": standby})
+	}
+	c, err := lab.Call(ctx, "srv11", "3999", "030123456", sim.CallOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	far, err := c.WaitBridged(ctx)
+	if err != nil {
+		t.Fatalf("external call not connected: %v\n%s", err, tail(n1.out.String(), 40))
+	}
+	waitCount(t, obs, "server", "srv11", 1, 5*time.Second)
+
+	n1.kill()
+	killed := time.Now()
+	survivor := n2
+	if restart {
+		survivor = clusterNode(t, dir, "n1", planPath, esl1, rs.Addr)
+		survivor.waitReady(map[string]string{"srv11": "connected"})
+	}
+	// The call is up, so its leg stays counted, through the lease of the
+	// dead run and well beyond.
+	check := func(at time.Duration, want int, calls ...*sim.Call) {
+		t.Helper()
+		time.Sleep(time.Until(killed.Add(at)))
+		for i, c := range calls {
+			if !up(c) {
+				t.Fatalf("call %d ended by itself %s after the kill", i+1, at)
+			}
+		}
+		if n := count("server", "srv11"); n != want {
+			t.Fatalf("srv11 counts %d %s after the kill, want %d\n%s", n, at, want, tail(survivor.out.String(), 40))
+		}
+		if n := count("org", "acme"); n != want {
+			t.Fatalf("org acme counts %d %s after the kill, want %d", n, at, want)
+		}
+	}
+	check(2*time.Second, 1, c)
+	// A second call meanwhile counts on top.
+	c2, err := lab.Call(ctx, "srv11", "3999", "030777777", sim.CallOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c2.WaitBridged(ctx); err != nil {
+		t.Fatalf("external call after the kill not connected: %v\n%s", err, tail(survivor.out.String(), 40))
+	}
+	check(leaseTTL, 2, c, c2)
+	check(2*leaseTTL, 2, c, c2)
+	check(2*leaseTTL+time.Second, 2, c, c2) // the survivor's checks of the channels keep it
+	if !strings.Contains(survivor.out.String(), "its counted legs adopted") && !strings.Contains(survivor.out.String(), "taken back") {
+		t.Fatalf("the surviving node did not adopt the dead run's legs:\n%s", tail(survivor.out.String(), 40))
+	}
+
+	// The first call ends, both of its parties hang up (with no callctl
+	// process left to end the bridge, Asterisk keeps the far end in it
+	// until it hangs up itself): its leg goes once the survivor sees its
+	// channel gone; the second call stays.
+	if err := lab.Hangup("srv11", far.UUID, callmodel.CauseNormalClearing); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Hangup(); err != nil {
+		t.Fatal(err)
+	}
+	waitCount(t, obs, "server", "srv11", 1, 15*time.Second)
+	if !up(c2) {
+		t.Fatal("the second call ended with the first")
+	}
+	if err := c2.Hangup(); err != nil {
+		t.Fatal(err)
+	}
+	waitCount(t, obs, "server", "srv11", 0, 15*time.Second)
+	waitCount(t, obs, "org", "acme", 0, 5*time.Second)
 }
 
 // Two callctl processes sharing Redis serve a mixed fleet: FreeSWITCH hands

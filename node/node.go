@@ -47,6 +47,9 @@ type Options struct {
 	// ReconcileEvery is how often the owner of a media server releases the
 	// counted legs of channels the server no longer has (30 s).
 	ReconcileEvery time.Duration
+	// AdoptedEvery is how often the legs this node adopted from a node that
+	// died are checked against their servers' live channels (2 s).
+	AdoptedEvery time.Duration
 	// LegGrace, see controller.Options.
 	LegGrace time.Duration
 	// FreeSWITCH tunes the outbound-socket server; FreeSWITCHConn and
@@ -86,6 +89,9 @@ func Start(ctx context.Context, plan *provision.Plan, opt Options) (*Node, error
 	if opt.ReconcileEvery <= 0 {
 		opt.ReconcileEvery = 30 * time.Second
 	}
+	if opt.AdoptedEvery <= 0 {
+		opt.AdoptedEvery = 2 * time.Second
+	}
 	if opt.FreeSWITCH.Logger == nil {
 		opt.FreeSWITCH.Logger = opt.Logger
 	}
@@ -110,6 +116,13 @@ func Start(ctx context.Context, plan *provision.Plan, opt Options) (*Node, error
 				return nil, err
 			}
 		}
+	}
+	if a, ok := opt.State.(adopter); ok {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.watchAdopted(a)
+		}()
 	}
 	if len(fsList) > 0 {
 		if opt.ESLListen == "" {
@@ -143,7 +156,9 @@ func (n *Node) ESLAddr() net.Addr {
 
 // SetPlan switches the node to a new plan: new calls route with it.
 // Connections follow the plan the node started with; a server added or
-// moved in a new plan needs a restart of the node, which it says.
+// moved in a new plan needs a restart of the node, which it says. The
+// counted legs of a server the new plan no longer has are released: it is
+// no longer a media server of callctl's, and nothing can check its channels.
 func (n *Node) SetPlan(p *provision.Plan) {
 	old := n.engine.Plan()
 	n.engine.SetPlan(p)
@@ -152,6 +167,20 @@ func (n *Node) SetPlan(p *provision.Plan) {
 		if o == nil || o.Kind != s.Kind || !sameConn(o, s) {
 			n.log.Warn("the new plan adds or changes a media server connection: restart the node to use it", "server", s.Name)
 		}
+	}
+	for _, o := range old.Servers {
+		if p.Server(o.Name) != nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+		released, err := n.opt.State.ReleaseServer(ctx, o.Name)
+		cancel()
+		if err != nil {
+			n.log.Error("the new plan removes a media server; releasing its counted legs failed", "server", o.Name, "err", err)
+			continue
+		}
+		n.log.Warn("the new plan removes a media server: its counted legs released (restart the node to drop its connection)",
+			"server", o.Name, "released", released)
 	}
 }
 
@@ -285,6 +314,67 @@ func (n *Node) reconcileLoop(ctx context.Context, ms controller.MediaServer) {
 		}
 		cancel()
 	}
+}
+
+// adopter is a state backend that adopts the counted legs of nodes that
+// died (the Redis one; in a single process there is nobody to adopt from).
+type adopter interface {
+	// Adopted lists the servers on which this node holds adopted legs.
+	Adopted() []string
+	// AdoptedChanged is signalled when the node adopts legs.
+	AdoptedChanged() <-chan struct{}
+}
+
+// watchAdopted checks the legs this node adopted against their servers'
+// live channels, at once when it adopts and then every AdoptedEvery while
+// any is left: each is released when its channel is gone. A server this
+// node cannot ask (an Asterisk another node owns) is left to its owner's
+// reconciliation; its legs stay counted until then.
+func (n *Node) watchAdopted(a adopter) {
+	t := time.NewTicker(n.opt.AdoptedEvery)
+	defer t.Stop()
+	unasked := map[string]bool{} // servers that did not answer, said once
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-a.AdoptedChanged():
+		case <-t.C:
+		}
+		for _, server := range a.Adopted() {
+			ms := n.mediaServer(server)
+			if ms == nil {
+				n.log.Debug("adopted legs on a media server this node cannot ask; its owner reconciles them", "server", server)
+				continue
+			}
+			ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+			_, err := controller.ReconcileServer(ctx, ms, n.opt.State, n.log)
+			cancel()
+			switch {
+			case err != nil && n.ctx.Err() == nil && !unasked[server]:
+				unasked[server] = true
+				n.log.Warn("adopted legs not checked: their media server does not answer; they stay counted until it does",
+					"server", server, "err", err)
+			case err == nil && unasked[server]:
+				delete(unasked, server)
+				n.log.Info("adopted legs checked again: their media server answers", "server", server)
+			}
+		}
+	}
+}
+
+// mediaServer is the connection this node has to server, or nil: every
+// FreeSWITCH it serves, an Asterisk only while it owns it.
+func (n *Node) mediaServer(server string) controller.MediaServer {
+	if ms := n.fsMS[server]; ms != nil {
+		return ms
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if c := n.ariLive[server]; c != nil {
+		return c
+	}
+	return nil
 }
 
 // Shutdown drains the node: FreeSWITCH gets no new connections (its

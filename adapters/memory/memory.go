@@ -215,6 +215,27 @@ func (s *Store) Reconcile(ctx context.Context, server string, live []string) (in
 	return n, nil
 }
 
+// ReleaseServer releases every hold on server.
+func (s *Store) ReleaseServer(ctx context.Context, server string) (int, error) {
+	now := s.opt.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for id, h := range s.holds {
+		if h.leg.Server != server {
+			continue
+		}
+		s.drop(id)
+		s.tombstone(id, now)
+		s.log.Info("released a counted leg: its server's legs were released", "call", callOf(id), "hold", id, "server", server)
+		n++
+	}
+	if n > 0 {
+		s.log.Warn("released every counted leg of a media server", "server", server, "released", n)
+	}
+	return n, nil
+}
+
 // callOf is the call id part of a hold id (`<call>/in/<i>`, `<call>/<leg>/<i>`).
 func callOf(id string) string {
 	for i := 0; i < len(id); i++ {

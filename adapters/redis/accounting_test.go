@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -56,8 +57,9 @@ func (c *cmdCounter) ProcessPipelineHook(next goredis.ProcessPipelineHook) gored
 	}
 }
 
-// TestRoundTripsPerLeg: a counted leg costs exactly two Redis commands, each
-// in one round trip: one acquire, one release.
+// TestRoundTripsPerLeg: a counted leg costs one acquire and one release
+// script, and nothing else; on a Redis Cluster, a leg with an org costs one
+// of each in its server's partition and in its org's: four.
 func TestRoundTripsPerLeg(t *testing.T) {
 	for _, mode := range []string{"standalone", "cluster"} {
 		t.Run(mode, func(t *testing.T) {
@@ -77,7 +79,11 @@ func TestRoundTripsPerLeg(t *testing.T) {
 				go func(i int) { // concurrent, so pipelines carry several
 					defer wg.Done()
 					id := fmt.Sprintf("rt-%d/in/0", i)
-					if err := s.Acquire(ctx, accounting.Hold{ID: id, Leg: accounting.Leg{Server: "fs1", Org: "acme", Kind: accounting.PSTNIn},
+					org := "acme"
+					if i%2 == 1 {
+						org = ""
+					}
+					if err := s.Acquire(ctx, accounting.Hold{ID: id, Leg: accounting.Leg{Server: "fs1", Org: org, Kind: accounting.PSTNIn},
 						Channel: "ch", Limit: accounting.Limits{Server: 100, Org: 100}}); err != nil {
 						t.Error(err)
 					}
@@ -93,12 +99,16 @@ func TestRoundTripsPerLeg(t *testing.T) {
 			if len(byID) != legs {
 				t.Fatalf("commands seen for %d legs, want %d", len(byID), legs)
 			}
-			total := 0
 			for id, n := range byID {
-				if n != 2 {
-					t.Fatalf("leg %s cost %d commands, want 2", id, n)
+				var i int
+				fmt.Sscanf(id, "rt-%d/", &i)
+				want := 2
+				if mode == "cluster" && i%2 == 0 {
+					want = 4 // the server's and the org's partition apart
 				}
-				total += n
+				if n != want {
+					t.Fatalf("leg %s cost %d commands, want %d", id, n, want)
+				}
 			}
 			if len(names) != 1 || !names["evalsha"] {
 				t.Fatalf("commands sent: %v, want only evalsha", names)
@@ -106,7 +116,6 @@ func TestRoundTripsPerLeg(t *testing.T) {
 			if n := MustCountNode(t, s); n != 0 {
 				t.Fatalf("count %d at the end", n)
 			}
-			t.Logf("%d legs acquired and released with %d commands: %d round trips per leg", legs, total, total/legs)
 		})
 	}
 }
@@ -240,5 +249,149 @@ func TestRejectsControlCharacters(t *testing.T) {
 	err := s.Acquire(context.Background(), accounting.Hold{ID: "a\x1fb", Leg: accounting.Leg{Server: "fs1"}})
 	if err == nil || !strings.Contains(err.Error(), "control character") {
 		t.Fatalf("acquire with a separator in the id: %v", err)
+	}
+}
+
+// TestOrgLimitAcrossServers: an org's legs on six servers, from three
+// nodes, against the org's limit and each server's, with the counts in
+// partitions that a Redis Cluster spreads over its masters. Watchers read
+// every count all along: none ever exceeds its limit, and each ends at
+// exactly the legs still held.
+func TestOrgLimitAcrossServers(t *testing.T) {
+	for _, mode := range []string{"standalone", "cluster"} {
+		t.Run(mode, func(t *testing.T) {
+			var addrs []string
+			var masters []*redistest.Server
+			cluster := mode == "cluster"
+			if cluster {
+				c := redistest.StartCluster(t, 3)
+				addrs, masters = c.Addrs(), c.Servers
+			} else {
+				addrs = []string{standalone(t).Addr}
+			}
+			cfg := fastConfig(addrs, cluster, randPrefix())
+			cfg.PoolSize = 64
+			cfg.ReadTimeout = 10 * time.Second
+			cfg.WriteTimeout = 10 * time.Second
+			nodes := []*Store{open(t, cfg, "n1"), open(t, cfg, "n2"), open(t, cfg, "n3")}
+			const servers, serverLimit, orgLimit, perNode = 6, 12, 50, 600
+			server := func(i int) string { return "srv" + strconv.Itoa(i%servers) }
+			if cluster {
+				used := map[string]bool{}
+				for _, m := range masters {
+					for i := 0; i < servers; i++ {
+						if _, err := m.Client().HLen(context.Background(), nodes[0].serverPart(server(i)).holds()).Result(); err == nil {
+							used[m.Addr] = true
+						}
+					}
+				}
+				if len(used) < 2 {
+					t.Fatalf("the servers' counts are on %d master(s): not spread", len(used))
+				}
+			}
+
+			watcher := open(t, cfg, "watcher")
+			stop := make(chan struct{})
+			var orgMax, srvMax atomic.Int64
+			raise := func(a *atomic.Int64, n int64) {
+				for {
+					m := a.Load()
+					if n <= m || a.CompareAndSwap(m, n) {
+						return
+					}
+				}
+			}
+			var wwg sync.WaitGroup
+			for w := 0; w < 2; w++ {
+				wwg.Add(1)
+				go func(w int) {
+					defer wwg.Done()
+					for i := 0; ; i++ {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						if n, err := watcher.Count(context.Background(), "org", "acme"); err == nil {
+							raise(&orgMax, int64(n))
+						}
+						if n, err := watcher.Count(context.Background(), "server", server(i+w)); err == nil {
+							raise(&srvMax, int64(n))
+						}
+					}
+				}(w)
+			}
+			var held, byOrg, byServer, failures atomic.Int64
+			perServer := make([]atomic.Int64, servers)
+			var firstErr atomic.Value
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			for ni, n := range nodes {
+				for i := 0; i < perNode; i++ {
+					wg.Add(1)
+					go func(n *Store, ni, i int) {
+						defer wg.Done()
+						<-start
+						ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+						defer cancel()
+						id := fmt.Sprintf("o%d-%d/in/0", ni, i)
+						srv := i / 2 % servers
+						if i%2 == 0 {
+							srv = 0 // half the calls: srv0 fills before the org does
+						}
+						err := n.Acquire(ctx, accounting.Hold{ID: id, Channel: id,
+							Leg:   accounting.Leg{Server: server(srv), Org: "acme", Kind: accounting.PSTNIn},
+							Limit: accounting.Limits{Server: serverLimit, Org: orgLimit}})
+						var le *accounting.LimitError
+						switch {
+						case err == nil:
+							held.Add(1)
+							perServer[srv].Add(1)
+							time.Sleep(time.Duration(20+rand.IntN(30)) * time.Millisecond) // the call lasts a moment
+							if rand.IntN(3) != 0 {
+								if err := n.Release(ctx, id); err != nil {
+									failures.Add(1)
+									firstErr.CompareAndSwap(nil, err)
+									return
+								}
+								held.Add(-1)
+								perServer[srv].Add(-1)
+							}
+						case errors.As(err, &le) && le.Scope == "org":
+							byOrg.Add(1)
+						case errors.As(err, &le) && le.Scope == "server":
+							byServer.Add(1)
+						default:
+							failures.Add(1)
+							firstErr.CompareAndSwap(nil, err)
+						}
+					}(n, ni, i)
+				}
+			}
+			close(start)
+			wg.Wait()
+			close(stop)
+			wwg.Wait()
+			if f := failures.Load(); f != 0 {
+				t.Fatalf("%d acquires or releases failed, first: %v", f, firstErr.Load())
+			}
+			t.Logf("held at the end %d; refused by the org %d, by a server %d; highest org count %d, server count %d",
+				held.Load(), byOrg.Load(), byServer.Load(), orgMax.Load(), srvMax.Load())
+			if orgMax.Load() > orgLimit || srvMax.Load() > serverLimit {
+				t.Fatalf("a count exceeded its limit: org %d (limit %d), server %d (limit %d)", orgMax.Load(), orgLimit, srvMax.Load(), serverLimit)
+			}
+			ctx := context.Background()
+			if n, _ := watcher.Count(ctx, "org", "acme"); int64(n) != held.Load() {
+				t.Fatalf("org count %d at the end, legs still held %d", n, held.Load())
+			}
+			for i := 0; i < servers; i++ {
+				if n, _ := watcher.Count(ctx, "server", server(i)); int64(n) != perServer[i].Load() {
+					t.Fatalf("%s counts %d at the end, legs still held there %d", server(i), n, perServer[i].Load())
+				}
+			}
+			if byOrg.Load() == 0 || byServer.Load() == 0 {
+				t.Fatalf("refused by the org %d, by a server %d: both limits must be reached", byOrg.Load(), byServer.Load())
+			}
+		})
 	}
 }

@@ -99,3 +99,81 @@ func evalshaMicros(b *testing.B, s *Store) int64 {
 	}
 	return total.Load()
 }
+
+// BenchmarkAccountingMasters: what one node gets out of a Redis Cluster of
+// 1, 3 and 6 masters, with its legs spread over many servers and orgs (as a
+// fleet's are). pairs/s is what this machine runs, client and every master
+// sharing its cores; busiest-master-µs/pair is the CPU time (user + system,
+// from INFO) the most loaded master spent per acquire+release pair, and
+// ceiling-pairs/s = 1e6 / that: the rate at which that master would be
+// saturated, the bound that adding masters must raise.
+func BenchmarkAccountingMasters(b *testing.B) {
+	const servers, orgs = 24, 24
+	for _, masters := range []int{1, 3, 6} {
+		b.Run(strconv.Itoa(masters)+"-masters", func(b *testing.B) {
+			c := redistest.StartCluster(b, masters)
+			cfg := fastConfig(c.Addrs(), true, randPrefix())
+			cfg.PoolSize = 128
+			s := open(b, cfg, "bench")
+			var seq atomic.Int64
+			ctx := context.Background()
+			cpu0 := masterCPU(b, c)
+			b.SetParallelism(32)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i := seq.Add(1)
+					id := "b" + strconv.FormatInt(i, 10) + "/in/0"
+					leg := accounting.Leg{Server: "srv" + strconv.FormatInt(i%servers, 10),
+						Org: "org" + strconv.FormatInt(i/servers%orgs, 10), Kind: accounting.PSTNIn}
+					if err := s.Acquire(ctx, accounting.Hold{ID: id, Channel: id, Leg: leg,
+						Limit: accounting.Limits{Server: 1 << 30, Org: 1 << 30}}); err != nil {
+						b.Error(err)
+						return
+					}
+					if err := s.Release(ctx, id); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.StopTimer()
+			cpu1 := masterCPU(b, c)
+			busiest := 0.0
+			for i := range cpu0 {
+				busiest = max(busiest, cpu1[i]-cpu0[i])
+			}
+			perPair := busiest * 1e6 / float64(b.N)
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pairs/s")
+			b.ReportMetric(perPair, "busiest-master-µs/pair")
+			if perPair > 0 {
+				b.ReportMetric(1e6/perPair, "ceiling-pairs/s")
+			}
+			for i := 0; i < servers; i++ {
+				if n, err := s.Count(ctx, "server", "srv"+strconv.Itoa(i)); err != nil || n != 0 {
+					b.Fatalf("srv%d counts %d (%v) after the benchmark", i, n, err)
+				}
+			}
+		})
+	}
+}
+
+// masterCPU reads each master's CPU seconds (user + system) from INFO cpu.
+func masterCPU(b *testing.B, c *redistest.Cluster) []float64 {
+	b.Helper()
+	out := make([]float64, len(c.Servers))
+	for i, srv := range c.Servers {
+		info, err := srv.Client().Info(context.Background(), "cpu").Result()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, line := range strings.Split(info, "\n") {
+			k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+			if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+				f, _ := strconv.ParseFloat(v, 64)
+				out[i] += f
+			}
+		}
+	}
+	return out
+}

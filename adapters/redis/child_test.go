@@ -91,6 +91,9 @@ func TestChildNode(t *testing.T) {
 	ctx := context.Background()
 	switch mode {
 	case "hold":
+		// A node that serves a media server: it adopts legs of dead nodes
+		// and takes back its own earlier run's.
+		go func() { _ = s.Run(ctx, "fs1", func(ctx context.Context, _ controller.Term) { <-ctx.Done() }) }()
 		n, _ := strconv.Atoi(os.Getenv("CHILD_LEGS"))
 		tag := os.Getenv("CHILD_TAG")
 		for i := 0; i < n; i++ {

@@ -1,10 +1,12 @@
 package redis
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -39,7 +41,9 @@ type Config struct {
 	// Prefix starts every key callctl writes (default "callctl"), so that
 	// several clusters can share one Redis.
 	Prefix string `mapstructure:"prefix"`
-	// LeaseTTL is how long a node's legs outlive its last heartbeat.
+	// LeaseTTL is how long after its last heartbeat a node is taken as dead:
+	// a live node then adopts its legs (they stay counted until their
+	// channels end).
 	LeaseTTL time.Duration `mapstructure:"lease_ttl"`
 	// HeartbeatInterval is how often the node renews its lease and looks for
 	// expired leases of other nodes.
@@ -128,6 +132,9 @@ func (c *Config) Validate() error {
 	if c.Mode == "sentinel" && c.MasterName == "" {
 		return fmt.Errorf("redis mode sentinel needs master_name")
 	}
+	if strings.ContainsAny(c.Prefix, "{}") {
+		return fmt.Errorf("redis prefix %q: { and } would break the hash tags that keep each partition in one slot", c.Prefix)
+	}
 	if c.HeartbeatInterval*2 > c.LeaseTTL {
 		return fmt.Errorf("redis heartbeat_interval %s must be at most half of lease_ttl %s", c.HeartbeatInterval, c.LeaseTTL)
 	}
@@ -165,6 +172,11 @@ func (t TLSConfig) config() (*tls.Config, error) {
 
 // NewClient builds the one client of a node from cfg (defaults applied).
 func NewClient(cfg Config, name string) (goredis.UniversalClient, error) {
+	return newClient(cfg, name, nil)
+}
+
+// newClient is NewClient with a check run on each new connection.
+func newClient(cfg Config, name string, onConnect func(context.Context, *goredis.Conn) error) (goredis.UniversalClient, error) {
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -184,6 +196,7 @@ func NewClient(cfg Config, name string) (goredis.UniversalClient, error) {
 		// Fail fast: the node has its own retry (pending releases, record
 		// buffer, heartbeat) and must not hold a call's setup for seconds.
 		MaxRetries: 1,
+		OnConnect:  onConnect,
 	}
 	switch cfg.Mode {
 	case "cluster":

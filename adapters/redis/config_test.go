@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -53,6 +54,11 @@ func TestConfigDecode(t *testing.T) {
 	bad.Mode = "sharded"
 	if bad.Validate() == nil {
 		t.Fatalf("an unknown mode passed validation")
+	}
+	bad = d
+	bad.Prefix = "a{b}"
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "hash tags") {
+		t.Fatalf("a prefix with braces: %v", err)
 	}
 }
 
@@ -105,7 +111,7 @@ func TestSentinel(t *testing.T) {
 		return s.Acquire(ctx, hold("s/in/0", "fs1")) == nil
 	})
 	// The leg is on the master itself.
-	n, err := master.Client().SCard(ctx, s.tag+"s:fs1").Result()
+	n, err := master.Client().HLen(ctx, s.serverPart("fs1").holds()).Result()
 	if err != nil || n != 1 {
 		t.Fatalf("count on the master %d, %v", n, err)
 	}

@@ -63,12 +63,7 @@ func open(t testing.TB, cfg Config, node string) *Store {
 // using its client (adding one later races with the heartbeat).
 func openHooked(t testing.TB, cfg Config, node string, hook goredis.Hook) *Store {
 	t.Helper()
-	rdb, err := NewClient(cfg, "callctl-"+node)
-	if err != nil {
-		t.Fatalf("client: %v", err)
-	}
-	rdb.AddHook(hook)
-	s, err := NewWithClient(context.Background(), cfg, rdb, node, testLogger().With("test", t.Name()))
+	s, err := newStore(context.Background(), cfg, node, testLogger().With("test", t.Name()), hook)
 	if err != nil {
 		t.Fatalf("new store: %v", err)
 	}
@@ -97,8 +92,6 @@ func standalone(t testing.TB) *redistest.Server { return redistest.Start(t, redi
 func hold(id, server string) accounting.Hold {
 	return accounting.Hold{ID: id, Channel: id, Leg: accounting.Leg{Server: server, Org: "acme", Kind: accounting.PSTNIn}}
 }
-
-func timeAfter(ms int) <-chan time.Time { return time.After(time.Duration(ms) * time.Millisecond) }
 
 func freeTCPPort(t testing.TB) int {
 	t.Helper()

@@ -206,23 +206,33 @@ func TestPlanAcrossNodes(t *testing.T) {
 	}
 }
 
-// TestCutOffNodePutsLegsBack: a node cut off from Redis longer than its lease
-// has its legs reaped by another node (it may be dead, for all the cluster
-// knows); when it is back, alive, it puts the legs of its calls still up
-// back, except those it released meanwhile.
-func TestCutOffNodePutsLegsBack(t *testing.T) {
+// TestCutOffNodeTakesLegsBack: a node cut off from Redis longer than its
+// lease has its legs adopted by another node (it may be dead, for all the
+// cluster knows): they stay counted. When it is back, alive, it counts under
+// a new lease, takes back the legs of its calls still up and releases those
+// that ended meanwhile; the adopter stops watching them.
+func TestCutOffNodeTakesLegsBack(t *testing.T) {
 	cfg := fastConfig([]string{standalone(t).Addr}, false, randPrefix())
 	p := &partition{}
 	a := openHooked(t, cfg, "a", p)
 	b := open(t, cfg, "b")
+	serving(t, b)
 	ctx := context.Background()
 	for i := 0; i < 6; i++ {
 		if err := a.Acquire(ctx, hold(fmt.Sprintf("p%d/in/0", i), "fs1")); err != nil {
 			t.Fatal(err)
 		}
 	}
+	lease := a.Lease()
 	p.on.Store(true)
-	eventually(t, 30*time.Second, "the cut-off node's legs were not reaped", func() bool { return MustCountNode(t, b) == 0 })
+	select {
+	case <-b.AdoptedChanged():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the cut-off node's legs were not adopted")
+	}
+	if n := MustCountNode(t, b); n != 6 {
+		t.Fatalf("count %d once the cut-off node's legs were adopted, want 6", n)
+	}
 	// Two calls end while the node is cut off.
 	for i := 0; i < 2; i++ {
 		if err := a.Release(ctx, fmt.Sprintf("p%d/in/0", i)); err != nil {
@@ -230,12 +240,18 @@ func TestCutOffNodePutsLegsBack(t *testing.T) {
 		}
 	}
 	p.on.Store(false)
-	eventually(t, 30*time.Second, "the node did not put its legs back", func() bool { return MustCountNode(t, b) == 4 })
-	time.Sleep(3 * cfg.LeaseTTL)
-	if n := MustCountNode(t, b); n != 4 {
-		t.Fatalf("count %d some leases later, want 4", n)
+	eventually(t, 30*time.Second, "the node did not take its legs back", func() bool {
+		return MustCountNode(t, b) == 4 && a.Lease() != lease
+	})
+	eventually(t, 30*time.Second, "the adopter still watches legs the node took back", func() bool { return len(b.Adopted()) == 0 })
+	// An acquire under the new lease works; none went under the old one.
+	if err := a.Acquire(ctx, hold("p9/in/0", "fs1")); err != nil {
+		t.Fatalf("acquire after taking the legs back: %v", err)
 	}
-	for i := 2; i < 6; i++ {
+	if n := MustCountNode(t, b); n != 5 {
+		t.Fatalf("count %d, want 5", n)
+	}
+	for _, i := range []int{2, 3, 4, 5, 9} {
 		if err := a.Release(ctx, fmt.Sprintf("p%d/in/0", i)); err != nil {
 			t.Fatal(err)
 		}

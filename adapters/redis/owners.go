@@ -24,6 +24,11 @@ func (s *Store) Run(ctx context.Context, server string, lead func(ctx context.Co
 	leaseKey, fenceKey := s.ownKeys(server)
 	ttl := s.cfg.OwnerTTL
 	poll := ttl / 4
+	if !s.adopts.Swap(true) {
+		// A node that serves media servers adopts the legs of dead nodes
+		// (and takes back its own earlier run's) from now on.
+		s.poke()
+	}
 	var lastOwner string
 	for {
 		if ctx.Err() != nil {
@@ -126,7 +131,7 @@ func (s *Store) lead(ctx context.Context, term controller.Term, leaseKey, fenceK
 }
 
 func (s *Store) campaign(ctx context.Context, leaseKey, fenceKey string, token uint64) (bool, uint64, string, error) {
-	res, err := campaignScript.Run(ctx, s.rdb, []string{leaseKey, fenceKey}, s.lease, s.cfg.OwnerTTL.Milliseconds(),
+	res, err := campaignScript.Run(ctx, s.rdb, []string{leaseKey, fenceKey}, s.inc, s.cfg.OwnerTTL.Milliseconds(),
 		strconv.FormatUint(token, 10)).Slice()
 	if err != nil {
 		return false, 0, "", fmt.Errorf("campaign: %w", err)
@@ -149,7 +154,7 @@ func (s *Store) campaign(ctx context.Context, leaseKey, fenceKey string, token u
 func (s *Store) resign(leaseKey string, term controller.Term) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.OwnerTTL)
 	defer cancel()
-	if err := resignScript.Run(ctx, s.rdb, []string{leaseKey}, s.lease, strconv.FormatUint(term.Token, 10)).Err(); err != nil {
+	if err := resignScript.Run(ctx, s.rdb, []string{leaseKey}, s.inc, strconv.FormatUint(term.Token, 10)).Err(); err != nil {
 		s.log.Warn("media server ownership: resign failed; the lease will lapse", "server", term.Server, "err", err)
 	}
 }
@@ -163,7 +168,7 @@ func (s *Store) Claim(ctx context.Context, t controller.Term, event string) (boo
 	}
 	leaseKey, fenceKey := s.ownKeys(t.Server)
 	evKey := "{" + s.cfg.Prefix + ":own:" + t.Server + "}:e:" + event
-	r, err := claimScript.Run(ctx, s.rdb, []string{fenceKey, leaseKey, evKey}, strconv.FormatUint(t.Token, 10), s.lease,
+	r, err := claimScript.Run(ctx, s.rdb, []string{fenceKey, leaseKey, evKey}, strconv.FormatUint(t.Token, 10), s.inc,
 		(10 * time.Minute).Milliseconds()).Int()
 	if err != nil {
 		return false, fmt.Errorf("claim %s on %s: %w", event, t.Server, err)

@@ -33,22 +33,44 @@ var errClosed = errors.New("cluster state closed")
 
 // runScript runs one accounting script through the pipelines and returns
 // its integer result.
-func (s *Store) runScript(ctx context.Context, sc *goredis.Script, keys []string, args ...any) (int64, error) {
-	c := &scriptCall{sc: sc, keys: keys, args: args, res: make(chan scriptResult, 1)}
-	select {
-	case s.calls <- c:
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	case <-s.ctx.Done():
-		// Closing: no pipeline runs any more, send it alone.
-		return sc.Run(ctx, s.rdb, keys, args...).Int64()
+func (s *Store) runScript(ctx context.Context, c *scriptCall) (int64, error) {
+	r, err := s.runScripts(ctx, c)
+	if err != nil {
+		return 0, err
 	}
-	select {
-	case r := <-c.res:
-		return r.v, r.err
-	case <-ctx.Done():
-		return 0, ctx.Err()
+	return r[0], nil
+}
+
+// runScripts runs accounting scripts through the pipelines at once (in one
+// round trip when they go in one pipeline) and returns their results, or
+// the first error.
+func (s *Store) runScripts(ctx context.Context, calls ...*scriptCall) ([]int64, error) {
+	out := make([]int64, len(calls))
+	for _, c := range calls {
+		c.res = make(chan scriptResult, 1)
+		select {
+		case s.calls <- c:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.ctx.Done():
+			// Closing: no pipeline runs any more, send it alone.
+			v, err := c.sc.Run(ctx, s.rdb, c.keys, c.args...).Int64()
+			c.res <- scriptResult{v: v, err: err}
+		}
 	}
+	var first error
+	for i, c := range calls {
+		select {
+		case r := <-c.res:
+			out[i] = r.v
+			if r.err != nil && first == nil {
+				first = r.err
+			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return out, first
 }
 
 func (s *Store) pipeliner() {

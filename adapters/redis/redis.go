@@ -3,21 +3,33 @@
 // UniversalClient): channel counts tied to node leases, ownership of media
 // servers, the provisioning plan and the call record stream.
 //
+// Counts are partitioned by media server and by org (scripts.go says how),
+// so a Redis Cluster spreads them over its masters.
+//
 // A node's counted legs are tied to its lease (node id plus a per-process
-// incarnation). Another node releases them once the lease has expired and
-// stayed expired for a heartbeat: lease_ttl plus at most two heartbeat
-// intervals after the node's last heartbeat, or at once through Reconcile
-// when the media server confirms the channels are gone.
+// incarnation). A leg is released only when its channel is gone: when a
+// node's lease has expired and stayed expired for a heartbeat, a live node
+// that serves media servers adopts its legs (they become that node's, in
+// Redis and in its memory), and they are released when the media server's
+// live channel list no longer has them (Reconcile, run by the adopter and by
+// each server's owner). A node restarted with the same id takes the legs of
+// its earlier incarnation back at once.
 //
 // Redis going away: new counted legs are refused (ErrUnavailable) or, with
 // fail_open, let through and counted once Redis is back; releases and call
 // records wait in memory and are retried; calls already up are not touched.
-// The node notices Redis is back by itself. No count is lost or doubled
-// across a Redis restart: with appendonly yes and appendfsync always Redis
-// keeps every count (everysec can lose the last second of them, which the
-// nodes then put back); without persistence the live nodes put their legs
-// back from what they hold. The plan, the records not yet read and the
-// events claimed by media server owners need persistence to survive.
+// The node notices Redis is back by itself.
+//
+// Redis losing data (a restart without persistence or with the last second
+// of it lost, a failover to a replica that lagged) is detected: every new
+// connection reads the server's run id, and a master the node has not seen
+// before (restarted, or promoted) means the data may have gone back in time,
+// before any command runs on it; an epoch key that a restart without data
+// cannot bring back catches the rest. The nodes then refuse new counted legs
+// until every live node has put back the legs it holds (or one lease TTL has
+// passed for a node that does not), and counting resumes exactly. The plan,
+// the records not yet read and the events claimed by media server owners
+// need persistence to survive.
 package redis
 
 import (
@@ -27,6 +39,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,28 +57,47 @@ import (
 type Store struct {
 	cfg  Config
 	node string
-	// lease is this process's lease: node id plus an incarnation, so that a
-	// node restarted with the same id never renews (or releases through) the
-	// lease of the process that died.
-	lease string
-	rdb   goredis.UniversalClient
-	log   *slog.Logger
+	// inc is this process: node id plus an incarnation, so that a node
+	// restarted with the same id never renews the lease of the process that
+	// died. It owns media servers under this name.
+	inc string
+	rdb goredis.UniversalClient
+	log *slog.Logger
 
-	tag      string // "{<prefix>:acct}:"
-	holdsKey string
-	leaseKey string
+	gtag      string // "{<prefix>:acct}:"
+	clustered bool   // a Redis Cluster: partitions may be on different masters
 
 	up atomic.Bool
-	// mu guards the holds this node believes it has. sync blocks releases
-	// while legs are put back, so a release never races a resync.
-	mu    sync.Mutex
-	local map[string]*localHold
-	sync  sync.RWMutex
+	// mu guards the holds this node believes it has, its lease and where the
+	// lease is registered. sync blocks acquires and releases while legs are
+	// put back, so neither races a rebuild.
+	mu         sync.Mutex
+	local      map[string]*localHold
+	tombs      map[string]time.Time // released before acquired, by id
+	lease      string               // the lease legs are counted under
+	leaseN     int                  // leases this process took after losing one
+	registered map[string]bool      // partitions registered for lease
+	regMu      sync.Mutex           // one registration at a time
+	sync       sync.RWMutex
+	// tickMu runs one heartbeat at a time (the loop's, or an acquire's that
+	// found the lease lost); what follows is guarded by it.
+	tickMu    sync.Mutex
+	beaten    bool
+	seen      map[string]seenLease // expired leases of other nodes: when first seen
+	recovered time.Time            // when counting last resumed after an outage or a recovery
+	live      []string             // the live leases the last heartbeat before a loss saw
+	epoch     string               // the cluster's epoch as this node knows it
+	recov     recState             // the recovery the last heartbeat saw
+	published bool                 // this node put its legs back for the recovery under way
+	tookBack  bool                 // the legs of earlier incarnations of this node were taken back
 
-	seen map[string]seenLease // expired leases of other nodes: when first seen
-	// recovered is when Redis was last found back after an outage (the
-	// heartbeat loop's own).
-	recovered time.Time
+	lineage    *lineage
+	epochGen   atomic.Uint64 // grows each time Redis changed under the node
+	lost       atomic.Bool   // data may be lost: begin or join a recovery
+	recovering atomic.Bool   // counted legs are refused until the recovery ends
+	adopts     atomic.Bool   // this node serves media servers: it adopts dead nodes' legs
+	adoptedCh  chan struct{}
+	nLoss      atomic.Uint64
 
 	rec *recordWriter
 
@@ -89,6 +121,9 @@ const (
 	// releasing: released by the engine (or an acquire that failed on the
 	// way and may yet have run), the release not confirmed by Redis.
 	releasing
+	// adopted: counted in Redis under this node's lease for a node that
+	// died; no call here, released when its channel is gone.
+	adopted
 )
 
 type localHold struct {
@@ -101,10 +136,22 @@ type seenLease struct {
 	first time.Time
 }
 
+// recState is a recovery after data loss as the heartbeat saw it.
+type recState struct {
+	epoch   string
+	left    time.Duration
+	pending int64
+	mine    bool
+}
+
 // tombstoneTTL is how long a release that came before its acquire is
 // remembered; hold ids are unique per leg, so this only has to outlast the
 // slowest acquire still in flight.
 const tombstoneTTL = 10 * time.Minute
+
+// goneTTL is how long a partition refuses acquires under a lease that was
+// adopted: far longer than a node can go without noticing it lost its lease.
+const goneTTL = 24 * time.Hour
 
 // ErrReleased is returned by Acquire for a hold that was released before it
 // was acquired: the leg is over and must not be counted now.
@@ -122,49 +169,53 @@ var (
 // An unreachable Redis is not an error: the node starts failing closed (or
 // open) and recovers by itself once Redis answers. Close stops it.
 func New(ctx context.Context, cfg Config, nodeID string, logger *slog.Logger) (*Store, error) {
-	cfg.Defaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	rdb, err := NewClient(cfg, "callctl-"+nodeID)
-	if err != nil {
-		return nil, err
-	}
-	return NewWithClient(ctx, cfg, rdb, nodeID, logger)
+	return newStore(ctx, cfg, nodeID, logger)
 }
 
-// NewWithClient is New over a client the caller made (it is closed by Close).
-func NewWithClient(ctx context.Context, cfg Config, rdb goredis.UniversalClient, nodeID string, logger *slog.Logger) (*Store, error) {
+// newStore is New with go-redis hooks installed before the store uses its
+// client (tests watch the commands).
+func newStore(ctx context.Context, cfg Config, nodeID string, logger *slog.Logger, hooks ...goredis.Hook) (*Store, error) {
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if nodeID == "" || strings.ContainsAny(nodeID, "/|\x1f{}") {
-		return nil, fmt.Errorf("redis: node id %q must be set and free of / | { } and control characters", nodeID)
+	if nodeID == "" || strings.ContainsAny(nodeID, "/|.\x1f{}") {
+		return nil, fmt.Errorf("redis: node id %q must be set and free of / | . { } and control characters", nodeID)
 	}
 	if logger == nil {
 		logger = slog.Default()
 	}
-	var inc [6]byte
-	_, _ = rand.Read(inc[:])
-	s := &Store{cfg: cfg, node: nodeID, lease: nodeID + "/" + hex.EncodeToString(inc[:]), rdb: rdb,
-		log: logger.With("node", nodeID), local: map[string]*localHold{}, seen: map[string]seenLease{},
-		kick: make(chan struct{}, 1), calls: make(chan *scriptCall, pipelineBatch)}
-	s.tag = "{" + cfg.Prefix + ":acct}:"
-	s.holdsKey = s.tag + "holds"
-	s.leaseKey = s.tag + "leases"
+	s := &Store{cfg: cfg, node: nodeID, inc: nodeID + "/" + token(6), log: logger.With("node", nodeID),
+		local: map[string]*localHold{}, tombs: map[string]time.Time{}, registered: map[string]bool{},
+		seen: map[string]seenLease{}, kick: make(chan struct{}, 1), calls: make(chan *scriptCall, pipelineBatch),
+		adoptedCh: make(chan struct{}, 1)}
+	s.lease = s.inc
+	s.lineage = &lineage{known: map[string]bool{}, changed: s.lineageChanged, log: s.log}
+	rdb, err := newClient(cfg, "callctl-"+nodeID, s.lineage.onConnect)
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range hooks {
+		rdb.AddHook(h)
+	}
+	s.rdb = rdb
+	_, s.clustered = rdb.(*goredis.ClusterClient)
+	s.gtag = "{" + cfg.Prefix + ":acct}:"
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.rec = newRecordWriter(s)
 
-	err := s.loadScripts(ctx)
+	err = s.loadScripts(ctx)
 	if err == nil {
+		s.lineage.arm()
+		s.tickMu.Lock()
 		err = s.beat(ctx)
+		s.tickMu.Unlock()
 	}
 	if err != nil {
 		s.log.Error("Redis unreachable at start: counted legs are "+s.downPolicy()+" until it answers", "err", err)
 	} else {
 		s.up.Store(true)
-		s.log.Info("cluster state in Redis", "lease", s.lease, "lease_ttl", cfg.LeaseTTL, "fail_open", cfg.FailOpen)
+		s.log.Info("cluster state in Redis", "lease", s.lease, "epoch", s.epoch, "lease_ttl", cfg.LeaseTTL, "fail_open", cfg.FailOpen)
 	}
 	s.wg.Add(2 + pipeliners)
 	go s.heartbeatLoop()
@@ -175,12 +226,25 @@ func NewWithClient(ctx context.Context, cfg Config, rdb goredis.UniversalClient,
 	return s, nil
 }
 
+// token is a random hex string of n bytes.
+func token(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
 // Client is the Redis client (for tests and diagnostics).
 func (s *Store) Client() goredis.UniversalClient { return s.rdb }
 
-// Node is this node's id; Lease is its lease (node id and incarnation).
-func (s *Store) Node() string  { return s.node }
-func (s *Store) Lease() string { return s.lease }
+// Node is this node's id.
+func (s *Store) Node() string { return s.node }
+
+// Lease is the lease the node counts legs under (node id and incarnation).
+func (s *Store) Lease() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lease
+}
 
 func (s *Store) downPolicy() string {
 	if s.cfg.FailOpen {
@@ -191,7 +255,8 @@ func (s *Store) downPolicy() string {
 
 // Close stops the node: records still buffered are flushed (within ctx),
 // pending releases are sent, and the lease is removed if no leg is held
-// (legs still held stay until their lease expires). The client is closed.
+// (legs still held, or adopted, stay until the lease expires and another
+// node adopts them). The client is closed.
 func (s *Store) Close(ctx context.Context) error {
 	if s.closed.Swap(true) {
 		return nil
@@ -201,19 +266,20 @@ func (s *Store) Close(ctx context.Context) error {
 	s.wg.Wait()
 	var err error
 	if s.up.Load() {
-		s.syncPending(ctx)
+		_ = s.syncPending(ctx)
 		s.mu.Lock()
 		n := len(s.local)
+		lease := s.lease
 		s.mu.Unlock()
 		if n == 0 {
 			pipe := s.rdb.TxPipeline()
-			pipe.ZRem(ctx, s.leaseKey, s.lease)
-			pipe.Del(ctx, s.tag+"l:"+s.lease)
+			pipe.ZRem(ctx, s.gtag+"leases", lease)
+			pipe.Del(ctx, s.gtag+"lp:"+lease)
 			if _, e := pipe.Exec(ctx); e != nil {
 				err = fmt.Errorf("close: remove lease: %w", e)
 			}
 		} else {
-			s.log.Warn("closing with counted legs still held: they go when the lease expires", "legs", n)
+			s.log.Warn("closing with counted legs still held: another node adopts them when the lease expires", "legs", n)
 		}
 	}
 	if e := s.rdb.Close(); e != nil && err == nil {
@@ -265,13 +331,13 @@ func failed(ctx context.Context, err error) bool {
 }
 
 // heartbeatLoop renews the lease, looks for expired leases of other nodes,
-// and sends what waits (releases, uncounted legs). While Redis is down it
-// probes more often, to notice its return quickly.
+// and sends what waits (releases, uncounted legs). While Redis is down or
+// being recovered it runs more often, to notice the change quickly.
 func (s *Store) heartbeatLoop() {
 	defer s.wg.Done()
 	for {
 		every := s.cfg.HeartbeatInterval
-		if !s.up.Load() && every > 250*time.Millisecond {
+		if (!s.up.Load() || s.recovering.Load()) && every > 250*time.Millisecond {
 			every = 250 * time.Millisecond
 		}
 		t := time.NewTimer(every)
@@ -290,168 +356,121 @@ func (s *Store) heartbeatLoop() {
 }
 
 func (s *Store) tick(ctx context.Context) {
+	s.tickMu.Lock()
+	defer s.tickMu.Unlock()
+	if err := s.tickLocked(ctx); err != nil && failed(ctx, err) {
+		s.markDown(err)
+	}
+}
+
+func (s *Store) tickLocked(ctx context.Context) error {
 	wasUp := s.up.Load()
 	if err := s.beat(ctx); err != nil {
-		if failed(ctx, err) {
-			s.markDown(err)
-		}
-		return
+		return err
 	}
 	if !wasUp {
 		if err := s.loadScripts(ctx); err != nil {
-			s.markDown(err)
-			return
+			return err
 		}
+		s.lineage.arm()
 		s.up.Store(true)
 		s.recovered = time.Now()
 		s.mu.Lock()
 		n := len(s.local)
 		s.mu.Unlock()
 		s.log.Info("Redis reachable again: counting legs", "legs_known", n)
-		// Redis may have lost writes (a restart with appendfsync everysec,
-		// a failover to a replica that lagged): make its view of this node's
-		// legs match the node's own.
-		if err := s.reconcileOwn(ctx); err != nil {
-			s.markDown(err)
-			return
-		}
 	}
-	s.syncPending(ctx)
-	s.sweep(ctx)
+	if err := s.recover(ctx); err != nil {
+		return err
+	}
+	if err := s.syncPending(ctx); err != nil {
+		return err
+	}
+	if s.recovering.Load() {
+		return nil
+	}
+	if err := s.takeBack(ctx); err != nil {
+		return err
+	}
+	if err := s.sweep(ctx); err != nil {
+		return err
+	}
+	return s.pruneAdopted(ctx)
 }
 
-// beat renews the lease; when the lease was new (reaped while this node was
-// cut off, or Redis lost it) the node's legs are put back.
+// beat renews the lease and reads the epoch and any recovery under way.
+// A lease found missing (adopted while this node was cut off, or lost with
+// Redis's data) is replaced by a new one, under which the node puts its legs
+// back. s.tickMu is held.
 func (s *Store) beat(ctx context.Context) error {
-	before := s.heldCount()
-	res, err := heartbeatScript.Run(ctx, s.rdb, []string{s.leaseKey, s.tag + "l:" + s.lease}, s.lease,
-		s.cfg.LeaseTTL.Milliseconds()).Int64Slice()
+	lease := s.Lease()
+	res, err := heartbeatScript.Run(ctx, s.rdb,
+		[]string{s.gtag + "leases", s.gtag + "epoch", s.gtag + "rec", s.gtag + "rec:pending"},
+		lease, s.cfg.LeaseTTL.Milliseconds(), token(16)).Slice()
 	if err != nil {
 		return fmt.Errorf("heartbeat: %w", err)
 	}
-	if len(res) != 2 {
+	if len(res) < 6 {
 		return fmt.Errorf("heartbeat: unexpected reply %v", res)
 	}
-	if res[0] == 0 {
-		return s.resync(ctx, false)
+	had, _ := res[0].(int64)
+	epoch, _ := res[1].(string)
+	s.recov.epoch, _ = res[2].(string)
+	left, _ := res[3].(int64)
+	s.recov.left = time.Duration(left) * time.Millisecond
+	s.recov.pending, _ = res[4].(int64)
+	mine, _ := res[5].(int64)
+	s.recov.mine = mine == 1
+	var live []string
+	for _, v := range res[6:] {
+		if l, ok := v.(string); ok {
+			live = append(live, l)
+		}
 	}
-	if int(res[1]) != before && int(res[1]) != s.heldCount() {
-		// Usually acquires and releases in flight; checkOwn looks again
-		// with none.
-		return s.checkOwn(ctx)
+	switch {
+	case s.epoch == "":
+		s.epoch = epoch
+		if s.recov.epoch == epoch && s.recov.pending > 0 {
+			// Started during a recovery: nothing to put back, but counting
+			// waits for the nodes that have legs to.
+			s.recovering.Store(true)
+			s.published = true
+		}
+	case epoch != s.epoch:
+		s.suspectLoss("the epoch in Redis changed: Redis lost its data")
+	}
+	if !s.lost.Load() && !s.recovering.Load() {
+		// The leases of the nodes that may hold legs, as they were before
+		// any loss: after one, Redis's own list may be gone.
+		s.live = live
+	}
+	first := !s.beaten
+	s.beaten = true
+	if had == 0 && !first && !s.lost.Load() {
+		// (After a loss the lease is simply gone with the data: the
+		// recovery puts the legs back under it.)
+		return s.newLease(ctx, lease)
 	}
 	return nil
 }
 
-// reconcileOwn releases the legs Redis counts for this node's lease that the
-// node does not hold (their release was lost), and puts back those it holds
-// that Redis lost.
-func (s *Store) reconcileOwn(ctx context.Context) error {
-	s.sync.Lock()
-	defer s.sync.Unlock()
-	return s.reconcileOwnLocked(ctx)
-}
-
-// checkOwn compares, with no acquire or release in flight, how many legs
-// Redis counts for this node with how many it holds, and reconciles them if
-// they differ (Redis restarted and lost its last writes, unnoticed).
-func (s *Store) checkOwn(ctx context.Context) error {
-	s.sync.Lock()
-	defer s.sync.Unlock()
-	n, err := s.rdb.SCard(ctx, s.tag+"l:"+s.lease).Result()
-	if err != nil {
-		return fmt.Errorf("check own legs: %w", err)
-	}
-	if int(n) == s.heldCount() {
-		return nil
-	}
-	s.log.Warn("Redis counts a different number of legs for this node than it holds: reconciling",
-		"redis", n, "held", s.heldCount())
-	return s.reconcileOwnLocked(ctx)
-}
-
-func (s *Store) heldCount() int {
+// newLease replaces a lease that is gone: the node's legs are put back
+// under a new one (taken back from whoever adopted them). s.tickMu is held.
+func (s *Store) newLease(ctx context.Context, old string) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, lh := range s.local {
-		if lh.state == held {
-			n++
-		}
+	if s.lease == old {
+		s.leaseN++
+		s.lease = s.inc + "." + strconv.Itoa(s.leaseN)
+		s.registered = map[string]bool{}
 	}
-	return n
-}
-
-func (s *Store) reconcileOwnLocked(ctx context.Context) error {
-	ids, err := s.rdb.SMembers(ctx, s.tag+"l:"+s.lease).Result()
-	if err != nil {
-		return fmt.Errorf("reconcile own legs: %w", err)
-	}
-	var extra []string
-	s.mu.Lock()
-	for _, id := range ids {
-		if lh := s.local[id]; lh == nil || lh.state == releasing {
-			extra = append(extra, id)
-		}
-	}
+	lease := s.lease
 	s.mu.Unlock()
-	for _, id := range extra {
-		if err := s.release(ctx, id); err != nil {
-			return fmt.Errorf("reconcile own legs: %w", err)
-		}
-		s.log.Warn("released a leg Redis still counted for this node after its release was lost", "call", callOf(id), "hold", id)
+	s.log.Warn("lease lost (adopted by another node while this one was cut off, or lost with Redis's data): counting under a new one",
+		"old", old, "lease", lease)
+	if _, err := heartbeatScript.Run(ctx, s.rdb,
+		[]string{s.gtag + "leases", s.gtag + "epoch", s.gtag + "rec", s.gtag + "rec:pending"},
+		lease, s.cfg.LeaseTTL.Milliseconds(), token(16)).Result(); err != nil {
+		return fmt.Errorf("heartbeat: %w", err)
 	}
-	return s.resyncLocked(ctx, false)
-}
-
-// resync puts back the legs this node holds (all of them, or only those let
-// through uncounted).
-func (s *Store) resync(ctx context.Context, onlyUncounted bool) error {
-	s.sync.Lock()
-	defer s.sync.Unlock()
-	return s.resyncLocked(ctx, onlyUncounted)
-}
-
-// resyncLocked is resync with s.sync held.
-func (s *Store) resyncLocked(ctx context.Context, onlyUncounted bool) error {
-	s.mu.Lock()
-	var hs []*localHold
-	for _, lh := range s.local {
-		if lh.state == uncounted || lh.state == held && !onlyUncounted {
-			hs = append(hs, lh)
-		}
-	}
-	s.mu.Unlock()
-	if len(hs) == 0 {
-		return nil
-	}
-	added := 0
-	for len(hs) > 0 {
-		batch := hs[:min(len(hs), 200)]
-		hs = hs[len(batch):]
-		args := []any{s.tag, s.lease}
-		for _, lh := range batch {
-			args = append(args, lh.h.ID, lh.h.Leg.Server, lh.h.Leg.Org, lh.h.Channel)
-		}
-		n, err := resyncScript.Run(ctx, s.rdb, []string{s.holdsKey, s.leaseKey}, args...).Int()
-		if err != nil {
-			return fmt.Errorf("put legs back: %w", err)
-		}
-		if n < 0 {
-			return fmt.Errorf("put legs back: lease %s vanished", s.lease)
-		}
-		added += n
-		s.mu.Lock()
-		for _, lh := range batch {
-			if lh.state == uncounted {
-				lh.state = held
-			}
-		}
-		s.mu.Unlock()
-	}
-	if added > 0 {
-		s.log.Warn("counted legs put back in Redis (lease had lapsed or legs were let through while Redis was down)",
-			"legs", added)
-	}
-	return nil
+	return s.putBack(ctx, false)
 }

@@ -115,6 +115,11 @@ func serve(ctx context.Context, cfg *Config, hup <-chan os.Signal, logOut io.Wri
 		return &exitError{code: 1, err: err}
 	}
 	n.state = st
+	if c, ok := st.(prometheus.Collector); ok {
+		// The Redis state's own metrics: reachability, data losses seen,
+		// recoveries, adopted legs.
+		n.reg.MustRegister(c)
+	}
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -64,35 +64,53 @@ type Leg struct {
 	Remote bool `json:"remote,omitempty"`
 }
 
-// Legs is a small fixed set of legs: a decision never holds more than a few,
-// and an array keeps routing free of allocations.
+// Legs is the set of legs a decision counts. The first few live in an array,
+// which keeps routing free of allocations for every call the plan can
+// produce today; any more go to a slice, so no counted leg is ever dropped.
 type Legs struct {
 	n    uint8
 	legs [3]Leg
+	more []Leg
 }
 
-// Add appends a leg; a fourth is a programming error and is dropped.
+// Add appends a leg.
 func (l *Legs) Add(g Leg) {
 	if int(l.n) < len(l.legs) {
 		l.legs[l.n] = g
 		l.n++
+		return
 	}
+	// The full slice expression makes a copy of Legs that adds its own leg
+	// reallocate instead of writing into the array the original shares.
+	l.more = append(l.more[:len(l.more):len(l.more)], g)
 }
 
 // Len is the number of legs.
-func (l *Legs) Len() int { return int(l.n) }
+func (l *Legs) Len() int { return int(l.n) + len(l.more) }
 
 // At returns leg i.
-func (l *Legs) At(i int) Leg { return l.legs[i] }
+func (l *Legs) At(i int) Leg {
+	if i < len(l.legs) {
+		if i >= int(l.n) {
+			panic("accounting: leg index " + itoa(i) + " out of range " + itoa(l.Len()))
+		}
+		return l.legs[i]
+	}
+	return l.more[i-len(l.legs)]
+}
 
 // Slice returns the legs as a slice (allocates; for output, not hot paths).
-func (l Legs) Slice() []Leg { return append([]Leg(nil), l.legs[:l.n]...) }
+func (l Legs) Slice() []Leg {
+	out := make([]Leg, 0, l.Len())
+	out = append(out, l.legs[:l.n]...)
+	return append(out, l.more...)
+}
 
 // Count returns the number of legs counted on server, local and remote.
 func (l *Legs) Count(server string) int {
 	n := 0
-	for i := 0; i < int(l.n); i++ {
-		if l.legs[i].Server == server {
+	for i := 0; i < l.Len(); i++ {
+		if l.At(i).Server == server {
 			n++
 		}
 	}
@@ -101,11 +119,11 @@ func (l *Legs) Count(server string) int {
 
 func (l Legs) String() string {
 	var b strings.Builder
-	for i := 0; i < int(l.n); i++ {
+	for i := 0; i < l.Len(); i++ {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		g := l.legs[i]
+		g := l.At(i)
 		b.WriteString(g.Server)
 		b.WriteString(":")
 		b.WriteString(g.Kind.String())

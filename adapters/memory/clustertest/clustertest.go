@@ -48,8 +48,10 @@ func Run(t *testing.T, b Backend) {
 	t.Run("AcquireRelease", func(t *testing.T) { testAcquireRelease(t, b) })
 	t.Run("Limits", func(t *testing.T) { testLimits(t, b) })
 	t.Run("Idempotent", func(t *testing.T) { testIdempotent(t, b) })
+	t.Run("ManyLegsOneCall", func(t *testing.T) { testManyLegsOneCall(t, b) })
 	t.Run("ConcurrentLimit", func(t *testing.T) { testConcurrentLimit(t, b) })
 	t.Run("Reconcile", func(t *testing.T) { testReconcile(t, b) })
+	t.Run("ReleaseServer", func(t *testing.T) { testReleaseServer(t, b) })
 	t.Run("Plan", func(t *testing.T) { testPlan(t, b) })
 	t.Run("Records", func(t *testing.T) { testRecords(t, b) })
 	t.Run("Owners", func(t *testing.T) { testOwners(t, b) })
@@ -180,6 +182,35 @@ func testIdempotent(t *testing.T, b Backend) {
 	WantCount(t, n, "org", "acme", 0)
 }
 
+// testManyLegsOneCall: one call counting four legs (an inbound PSTN leg,
+// transfer legs, a PSTN leg out) counts each, against the server's and the
+// org's limits.
+func testManyLegsOneCall(t *testing.T, b Backend) {
+	n := b.New(t)
+	ctx := ctxFor(t)
+	ids := []string{"c1/in/0", "c1/l1/0", "c1/l2/0", "c1/l3/0"}
+	for _, id := range ids {
+		if err := n.Acquire(ctx, hold(id, "fs1", "acme", id, 4, 4)); err != nil {
+			t.Fatalf("acquire %s: %v", id, err)
+		}
+	}
+	WantCount(t, n, "server", "fs1", 4)
+	WantCount(t, n, "org", "acme", 4)
+	if err := n.Acquire(ctx, hold("c2/in/0", "fs1", "other", "c2", 4, 0)); !errors.Is(err, accounting.ErrLimit) {
+		t.Fatalf("a fifth leg on a server limited to 4: %v, want the limit", err)
+	}
+	if err := n.Acquire(ctx, hold("c3/in/0", "fs2", "acme", "c3", 0, 4)); !errors.Is(err, accounting.ErrLimit) {
+		t.Fatalf("a fifth leg of an org limited to 4: %v, want the limit", err)
+	}
+	for _, id := range ids {
+		if err := n.Release(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	WantCount(t, n, "server", "fs1", 0)
+	WantCount(t, n, "org", "acme", 0)
+}
+
 func testConcurrentLimit(t *testing.T, b Backend) {
 	n := b.New(t)
 	ctx := ctxFor(t)
@@ -265,6 +296,40 @@ func testReconcile(t *testing.T, b Backend) {
 	if got, err := n.Reconcile(ctx, "fs1", []string{"a"}); err != nil || got != 0 {
 		t.Fatalf("second reconcile released %d (err %v), want 0", got, err)
 	}
+}
+
+// testReleaseServer: every leg of one server goes, young or old, with its
+// org count; other servers' legs stay; an engine's own release afterwards
+// changes nothing.
+func testReleaseServer(t *testing.T, b Backend) {
+	n := b.New(t)
+	ctx := ctxFor(t)
+	for i := 0; i < 4; i++ {
+		if err := n.Acquire(ctx, hold(fmt.Sprintf("g%d/in/0", i), "gone1", "acme", fmt.Sprintf("ch%d", i), 0, 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := n.Acquire(ctx, hold("k/in/0", "fs2", "acme", "k", 0, 0)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := n.ReleaseServer(ctx, "gone1")
+	if err != nil || got != 4 {
+		t.Fatalf("release server: %d (%v), want 4", got, err)
+	}
+	WantCount(t, n, "server", "gone1", 0)
+	WantCount(t, n, "server", "fs2", 1)
+	WantCount(t, n, "org", "acme", 1)
+	if err := n.Release(ctx, "g1/in/0"); err != nil {
+		t.Fatal(err)
+	}
+	WantCount(t, n, "org", "acme", 1)
+	if got, err := n.ReleaseServer(ctx, "gone1"); err != nil || got != 0 {
+		t.Fatalf("second release: %d (%v), want 0", got, err)
+	}
+	if err := n.Acquire(ctx, hold("g9/in/0", "gone1", "acme", "ch9", 0, 0)); err != nil {
+		t.Fatalf("a new leg on the server afterwards: %v", err)
+	}
+	WantCount(t, n, "server", "gone1", 1)
 }
 
 func testPlan(t *testing.T, b Backend) {

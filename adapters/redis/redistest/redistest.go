@@ -74,9 +74,14 @@ type Options struct {
 	// what the readiness check dials with.
 	TLSCert, TLSKey, TLSCA string
 	ClientTLS              *tls.Config
-	// Sentinel runs the server as a Sentinel watching this master.
-	Sentinel     *Server
-	SentinelName string
+	// Sentinel runs the server as a Sentinel watching this master, with
+	// SentinelQuorum (default 1) and SentinelDownAfter (default 5 s).
+	Sentinel          *Server
+	SentinelName      string
+	SentinelQuorum    int
+	SentinelDownAfter time.Duration
+	// ReplicaOf starts the server as a replica of this one.
+	ReplicaOf *Server
 }
 
 // Start starts a standalone server (or a cluster-enabled one) on a free
@@ -97,8 +102,14 @@ func Start(t testing.TB, opt Options) *Server {
 		s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), Port: port, Dir: dir, bin: bin, t: t, opt: opt}
 		if opt.Sentinel != nil {
 			conf := filepath.Join(dir, "sentinel.conf")
-			text := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor %s 127.0.0.1 %d 1\nsentinel down-after-milliseconds %s 5000\n",
-				port, dir, opt.SentinelName, opt.Sentinel.Port, opt.SentinelName)
+			quorum, downAfter := max(opt.SentinelQuorum, 1), opt.SentinelDownAfter
+			if downAfter <= 0 {
+				downAfter = 5 * time.Second
+			}
+			text := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor %s 127.0.0.1 %d %d\n"+
+				"sentinel down-after-milliseconds %s %d\nsentinel failover-timeout %s %d\n",
+				port, dir, opt.SentinelName, opt.Sentinel.Port, quorum, opt.SentinelName, downAfter.Milliseconds(),
+				opt.SentinelName, max(3*downAfter.Milliseconds(), 3000))
 			if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 				t.Fatalf("redistest: sentinel config: %v", err)
 			}
@@ -126,6 +137,9 @@ func Start(t testing.TB, opt Options) *Server {
 		if opt.Cluster {
 			s.args = append(s.args, "--cluster-enabled", "yes", "--cluster-config-file", "nodes-"+strconv.Itoa(port)+".conf",
 				"--cluster-node-timeout", "5000")
+		}
+		if opt.ReplicaOf != nil {
+			s.args = append(s.args, "--replicaof", "127.0.0.1", strconv.Itoa(opt.ReplicaOf.Port))
 		}
 		s.args = append(s.args, opt.Args...)
 		if lastErr = s.start(); lastErr == nil {
@@ -206,6 +220,22 @@ func (s *Server) Kill() {
 	<-done
 }
 
+// Pause stops the process (SIGSTOP) without ending it: a replica paused
+// misses the writes its master takes meanwhile.
+func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused process (SIGCONT).
+func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig syscall.Signal) {
+	s.mu.Lock()
+	cmd := s.cmd
+	s.mu.Unlock()
+	if cmd != nil {
+		_ = cmd.Process.Signal(sig)
+	}
+}
+
 // Restart starts the server again on the same port and directory (its
 // append-only file, if any, brings the data back).
 func (s *Server) Restart() {
@@ -242,8 +272,10 @@ func (c *Cluster) Addrs() []string {
 	return out
 }
 
-// StartCluster starts masters cluster-enabled servers and joins them with
-// redis-cli --cluster create; it returns once every node says cluster_state:ok.
+// StartCluster starts masters cluster-enabled servers and joins them: with
+// redis-cli --cluster create from three masters on (what it accepts), by
+// assigning the slots and meeting the nodes for one or two. It returns once
+// every node says cluster_state:ok.
 func StartCluster(t testing.TB, masters int) *Cluster {
 	t.Helper()
 	_, cli := Binaries(t)
@@ -251,11 +283,15 @@ func StartCluster(t testing.TB, masters int) *Cluster {
 	for i := 0; i < masters; i++ {
 		c.Servers = append(c.Servers, Start(t, Options{Cluster: true}))
 	}
-	args := append([]string{"--cluster", "create"}, c.Addrs()...)
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
-	out, err := exec.Command(cli, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
+	if masters >= 3 {
+		args := append([]string{"--cluster", "create"}, c.Addrs()...)
+		args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+		out, err := exec.Command(cli, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
+		}
+	} else {
+		c.assignSlots(t)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), startWait)
 	defer cancel()
@@ -275,4 +311,29 @@ func StartCluster(t testing.TB, masters int) *Cluster {
 		_ = cl.Close()
 	}
 	return c
+}
+
+// assignSlots splits the slots evenly over the masters and introduces them
+// to each other.
+func (c *Cluster) assignSlots(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), startWait)
+	defer cancel()
+	const slots = 16384
+	per := slots / len(c.Servers)
+	for i, s := range c.Servers {
+		cl := goredis.NewClient(&goredis.Options{Addr: s.Addr})
+		first, last := i*per, (i+1)*per-1
+		if i == len(c.Servers)-1 {
+			last = slots - 1
+		}
+		err := cl.Do(ctx, "CLUSTER", "ADDSLOTSRANGE", first, last).Err()
+		if err == nil && i > 0 {
+			err = cl.ClusterMeet(ctx, "127.0.0.1", strconv.Itoa(c.Servers[0].Port)).Err()
+		}
+		_ = cl.Close()
+		if err != nil {
+			t.Fatalf("redistest: cluster slots on %s: %v", s.Addr, err)
+		}
+	}
 }
