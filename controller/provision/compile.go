@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net/url"
 	"regexp"
 	"slices"
 	"sort"
@@ -126,6 +127,11 @@ func (c *compiler) settings() {
 }
 
 func (c *compiler) servers() {
+	if len(c.doc.Servers) == 0 {
+		// An empty, comment-only or cut-off file must never replace a plan
+		// that runs calls.
+		c.errf("document", "servers", "", "the plan has no servers: a plan needs at least one media server")
+	}
 	pr := c.doc.Settings.ServerPrefixes
 	for i := range c.doc.Servers {
 		s := &c.doc.Servers[i]
@@ -432,6 +438,12 @@ func (c *compiler) orgSettings(oi *OrgInfo, o *Org, path string) {
 	if o.ChannelLimit < 0 {
 		c.errf(obj, path, "channel_limit", "must not be negative (0 = unlimited)")
 	}
+	if o.Webhook != "" {
+		if u, err := url.Parse(o.Webhook); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			c.errf(obj, path, "webhook", "%q is not an http or https URL", o.Webhook)
+		}
+	}
+	oi.Webhook = o.Webhook
 	oi.RingTimeout = time.Duration(o.Hunt.RingTimeout)
 	if oi.RingTimeout < 0 {
 		c.errf(obj, path+".hunt", "ring_timeout", "must not be negative")

@@ -148,8 +148,10 @@ type OrgInfo struct {
 	InternationalPrefix string
 	DefaultNumber       string
 	ChannelLimit        int
-	RingTimeout         time.Duration
-	Fallback            string
+	// Webhook is where assignment notices for the org's admins go.
+	Webhook     string
+	RingTimeout time.Duration
+	Fallback    string
 	// Override applies caller-ID rules even to users with a specific number.
 	Override bool
 

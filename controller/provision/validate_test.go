@@ -275,3 +275,34 @@ func TestShadowingExternalIsAWarning(t *testing.T) {
 		t.Errorf("want one shadowing warning, got:\n%s", list(probs))
 	}
 }
+
+// A file that is empty, only comments, or cut off is never a plan: each is
+// an error, so it cannot replace a plan that runs calls.
+func TestEmptyAndTruncatedPlans(t *testing.T) {
+	lab := string(examples.Lab)
+	cut := strings.Index(lab, "orgs:")
+	cases := map[string]string{
+		"empty":         "",
+		"blank lines":   "\n\n  \n",
+		"comments only": "# plan for the Berlin site\n# servers come later\n",
+		"settings only": "settings: {ring_timeout: 20s}\n",
+		"zero servers":  "servers: []\norgs: []\n",
+		// Cut in the middle of a flow mapping: a YAML syntax error.
+		"cut mid-line": lab[:strings.Index(lab, `name: "Aiko Sato"`)+12],
+		// Cut where the rest still parses: the objects left refer to nothing.
+		"cut before users": lab[:cut] + "orgs:\n  - id: acme\n    country_code: \"49\"\n    users:\n      - {extension: \"3999\", server: srv11, outbound_rule: world}\n",
+	}
+	for name, doc := range cases {
+		t.Run(name, func(t *testing.T) {
+			p, probs, err := load(t, doc)
+			var inv *provision.InvalidError
+			if p != nil || !errors.As(err, &inv) || probs.Errors() == 0 {
+				t.Fatalf("plan %v, err %v: want an invalid plan", p != nil, err)
+			}
+		})
+	}
+	_, probs, _ := load(t, "# nothing\n")
+	if len(probs) != 1 || !strings.Contains(probs[0].Reason, "no servers") {
+		t.Errorf("comment-only file: %v, want one problem saying the plan has no servers", probs)
+	}
+}
