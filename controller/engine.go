@@ -1,7 +1,7 @@
 // Package controller is the heart of callctl: it owns each call a media server
 // hands over, routes it with the pure routing core, dials, counts channels and
 // writes the call record. It knows calls, not protocols: media servers, the
-// limiter, the plan store and the record sink are interfaces defined here and
+// limiter and the record sink are interfaces defined here and
 // implemented by adapters.
 package controller
 

@@ -197,13 +197,5 @@ if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[3]) then return 1 end
 return 0
 `)
 
-// putPlanScript: KEYS plan; ARGV version, document, channel. Stores both in
-// one hash write (a reader gets both or neither) and tells every node.
-var putPlanScript = goredis.NewScript(`
-redis.call('HSET', KEYS[1], 'version', ARGV[1], 'doc', ARGV[2])
-redis.call('PUBLISH', ARGV[3], ARGV[1])
-return 1
-`)
-
 var allScripts = []*goredis.Script{acquireScript, releaseScript, heartbeatScript, expiredScript, reapScript,
-	resyncScript, reconcileScript, campaignScript, resignScript, claimScript, putPlanScript}
+	resyncScript, reconcileScript, campaignScript, resignScript, claimScript, commitScript}

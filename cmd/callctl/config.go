@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -52,8 +53,11 @@ type ListenConfig struct {
 
 // StateConfig chooses where shared state lives.
 type StateConfig struct {
-	Backend string       `mapstructure:"backend"` // memory, redis
-	Redis   redis.Config `mapstructure:"redis"`
+	Backend string `mapstructure:"backend"` // memory, redis
+	// Dir keeps a single node's state (backend memory): the plan and
+	// assignments as changed through the API, API tokens, call records.
+	Dir   string       `mapstructure:"dir"`
+	Redis redis.Config `mapstructure:"redis"`
 }
 
 func defaults(v *viper.Viper) {
@@ -68,6 +72,7 @@ func defaults(v *viper.Viper) {
 	v.SetDefault("listen.esl", "127.0.0.1:8084")
 	v.SetDefault("listen.http", "127.0.0.1:9464")
 	v.SetDefault("state.backend", "memory")
+	v.SetDefault("state.dir", defaultStateDir())
 	// Every Redis key has a default so that CALLCTL_STATE_REDIS_* variables
 	// reach it (viper only maps variables of keys it knows).
 	var rc redis.Config
@@ -112,6 +117,18 @@ func loadConfig(path string) (*Config, error) {
 		return nil, fmt.Errorf("node config %s: %w", orDefault(path), err)
 	}
 	return &c, nil
+}
+
+// defaultStateDir is where a single node keeps its state unless told:
+// $XDG_STATE_HOME/callctl, else ~/.local/state/callctl.
+func defaultStateDir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "callctl")
+	}
+	if h, err := os.UserHomeDir(); err == nil && h != "" {
+		return filepath.Join(h, ".local", "state", "callctl")
+	}
+	return "callctl-state"
 }
 
 func orDefault(p string) string {

@@ -146,6 +146,7 @@ func TestServeReloadsAndStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Plan = path
+	cfg.State.Dir = t.TempDir()
 	cfg.Listen.HTTP = "127.0.0.1:0"
 	cfg.Listen.ESL = "127.0.0.1:0"
 	cfg.PlanCheck = 50 * time.Millisecond
@@ -171,13 +172,13 @@ func TestServeReloadsAndStops(t *testing.T) {
 	if err := os.WriteFile(path, []byte(changed), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, &logs, "plan reloaded")
+	waitFor(t, &logs, "plan switched")
 	// An invalid one changes nothing and says why, with the field.
 	broken := strings.Replace(changed, `prefix: "12"`, `prefix: "9"`, 1)
 	if err := os.WriteFile(path, []byte(broken), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, &logs, "plan reload rejected")
+	waitFor(t, &logs, "plan file rejected")
 	if !strings.Contains(logs.String(), "field=prefix") {
 		t.Errorf("rejected reload does not name the field:\n%s", logs.String())
 	}
@@ -204,6 +205,7 @@ func TestServeReloadsAndStops(t *testing.T) {
 func TestServeRefusesAnInvalidPlan(t *testing.T) {
 	cfg, _ := loadConfig("")
 	cfg.Plan = writePlan(t, "servers: [{name: x, kind: yate}]\n")
+	cfg.State.Dir = t.TempDir()
 	cfg.Listen.HTTP = ""
 	var logs syncBuffer
 	err := serve(context.Background(), cfg, nil, &logs)
