@@ -36,9 +36,9 @@ type Assignment struct {
 	// Destination is where the number rings in To's PBX once active;
 	// OwnerDestination where it rang in the owner's before (restored by a
 	// reset).
-	Destination      string `json:"destination,omitempty"`
-	OwnerDestination string `json:"owner_destination,omitempty"`
-	State            string `json:"state"`
+	Destination      string    `json:"destination,omitempty"`
+	OwnerDestination string    `json:"owner_destination,omitempty"`
+	State            string    `json:"state"`
 	Requested        time.Time `json:"requested"`
 	RequestedBy      string    `json:"requested_by"`
 	Expires          time.Time `json:"expires"`
@@ -93,7 +93,9 @@ type InputError struct{ Reason string }
 
 func (e *InputError) Error() string { return e.Reason }
 
-func inputf(format string, args ...any) error { return &InputError{Reason: fmt.Sprintf(format, args...)} }
+func inputf(format string, args ...any) error {
+	return &InputError{Reason: fmt.Sprintf(format, args...)}
+}
 
 func newToken() (plain, hash string) {
 	var b [32]byte

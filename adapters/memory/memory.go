@@ -56,8 +56,8 @@ type Store struct {
 	orgs    map[string]int
 	tombs   map[string]time.Time
 
-	rec  records
-	own  owners
+	rec records
+	own owners
 }
 
 type hold struct {

@@ -25,7 +25,7 @@ var _ control.Store = (*Control)(nil)
 func (s *Store) Control() *Control { return &Control{s: s} }
 
 func (c *Control) key(k string) string { return "{" + c.s.cfg.Prefix + ":control}:" + k }
-func (c *Control) channel() string    { return c.s.cfg.Prefix + ":control" }
+func (c *Control) channel() string     { return c.s.cfg.Prefix + ":control" }
 
 // commitScript: KEYS state, revision, audit; ARGV base, state, revision,
 // channel, audit cap, audit entries... Returns -1 when committed, else the
