@@ -132,3 +132,10 @@ func (s *Service) Load(ctx context.Context) (*State, error) { return s.opt.Store
 func (s *Service) Audit(ctx context.Context, org string, limit int) ([]Entry, error) {
 	return s.opt.Store.Audit(ctx, org, limit)
 }
+
+// Append writes audit entries of an action that changes no plan (legs
+// released by an operator), as who.
+func (s *Service) Append(ctx context.Context, who Actor, action, object, detail string) error {
+	return s.opt.Store.Append(ctx, []Entry{{Time: s.opt.Now().UTC(), Actor: who.String(), ActorOrg: who.Org,
+		Action: action, Object: object, Detail: detail}})
+}

@@ -59,6 +59,8 @@ type callState struct {
 	start    time.Time
 	route    string
 	answered string
+	// org, callerOrg and billing say whose call it is (who may see it).
+	org, callerOrg, billing string
 }
 
 // CallView is what an operator sees of an active call.
@@ -70,6 +72,11 @@ type CallView struct {
 	Route    string    `json:"route"`
 	Answered string    `json:"answered_by,omitempty"`
 	Start    time.Time `json:"start"`
+	// Org is the callee's org, CallerOrg the caller's, Billing the account
+	// billed: an org's admins see the calls that name their org.
+	Org       string `json:"org,omitempty"`
+	CallerOrg string `json:"caller_org,omitempty"`
+	Billing   string `json:"billing,omitempty"`
 }
 
 // Calls lists the active calls.
@@ -80,7 +87,7 @@ func (e *Engine) Calls() []CallView {
 	for id, cs := range e.active {
 		info := cs.call.Info()
 		out = append(out, CallView{ID: id, Server: info.Server, Caller: info.Caller, Dialed: info.Dialed,
-			Route: cs.route, Answered: cs.answered, Start: cs.start})
+			Route: cs.route, Answered: cs.answered, Start: cs.start, Org: cs.org, CallerOrg: cs.callerOrg, Billing: cs.billing})
 	}
 	return out
 }
@@ -321,7 +328,9 @@ func (c *run) decide() bool {
 	d := &c.dec
 	c.fillRecord()
 	kind := d.Kind.String()
-	c.e.note(c.call.ID(), func(cs *callState) { cs.route = kind })
+	c.e.note(c.call.ID(), func(cs *callState) {
+		cs.route, cs.org, cs.callerOrg, cs.billing = kind, c.rec.Org, c.rec.CallerOrg, c.rec.Billing
+	})
 	if d.Kind == routing.Rejected {
 		c.log.Info("call rejected", "server", info.Server, "caller", info.Caller, "dialed", info.Dialed,
 			"origin", d.Origin, "cause", d.Cause, "reason", d.Reason)
