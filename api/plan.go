@@ -79,8 +79,6 @@ func (c collection[T]) allowed(r *request, old, new *T) error {
 	return c.check(r, old, new)
 }
 
-
-
 func list[T any](s *Server, c collection[T]) handler {
 	return func(w http.ResponseWriter, r *request) {
 		doc, st, err := s.read(r)
@@ -388,7 +386,7 @@ func (s *Server) planHandlers(h map[string]handler) {
 	h["getSettings"], h["putSettings"] = getOne(s, settings), putOne(s, settings)
 
 	servers := collection[provision.Server]{kind: "server", param: "server",
-		key: func(v *provision.Server) string { return v.Name },
+		key:  func(v *provision.Server) string { return v.Name },
 		list: func(d *provision.Document, r *request) (*[]provision.Server, error) { return &d.Servers, nil }}
 	h["listServers"], h["createServer"], h["getServer"], h["putServer"], h["deleteServer"] =
 		list(s, servers), create(s, servers), get(s, servers), put(s, servers), remove(s, servers)

@@ -58,11 +58,11 @@ func (o *Outcome) UnmarshalText(b []byte) error {
 
 // Attempt is one member rung (or skipped), for the call record.
 type Attempt struct {
-	Target  string        `json:"target"`
-	Server  string        `json:"server,omitempty"`
-	Outcome Outcome       `json:"outcome"`
-	Cause   string        `json:"cause,omitempty"`
-	Start   time.Time     `json:"start"`
+	Target  string    `json:"target"`
+	Server  string    `json:"server,omitempty"`
+	Outcome Outcome   `json:"outcome"`
+	Cause   string    `json:"cause,omitempty"`
+	Start   time.Time `json:"start"`
 	// Ring is how long it rang; records carry it as ring_ms.
 	Ring time.Duration `json:"-"`
 }
