@@ -35,6 +35,21 @@ type Config struct {
 	DrainTimeout time.Duration `mapstructure:"drain_timeout"`
 	// PlanCheck is how often the plan file is checked for changes.
 	PlanCheck time.Duration `mapstructure:"plan_check"`
+	API       APIConfig     `mapstructure:"api"`
+}
+
+// APIConfig says how the API is reached from outside.
+type APIConfig struct {
+	// PublicURL is the API's address as orgs' admins reach it, for the
+	// confirmation links of assignment notices (default http://listen.http).
+	PublicURL string `mapstructure:"public_url"`
+}
+
+func (c *Config) publicURL() string {
+	if c.API.PublicURL != "" {
+		return c.API.PublicURL
+	}
+	return "http://" + c.Listen.HTTP
 }
 
 // LogConfig says how the node logs.
@@ -92,6 +107,7 @@ func defaults(v *viper.Viper) {
 	v.SetDefault("media_servers", []string{})
 	v.SetDefault("drain_timeout", "30s")
 	v.SetDefault("plan_check", "1s")
+	v.SetDefault("api.public_url", "")
 }
 
 // loadConfig reads the node config from path (optional) and the environment.

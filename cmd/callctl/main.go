@@ -50,7 +50,8 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newValidate(), newRoute(), newServe(), newCalls(), newRecords())
+	root.AddCommand(newValidate(), newRoute(), newServe(), newToken(), newPlan(), newUsers(), newGroups(), newNumbers(),
+		newAssignments(), newCalls(), newCounts(), newRecords(), newAudit())
 	return root
 }
 

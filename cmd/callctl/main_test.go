@@ -27,6 +27,7 @@ func run(t *testing.T, args ...string) (string, string, int) {
 		var ee *exitError
 		if errors.As(err, &ee) {
 			code = ee.code
+			errb.WriteString(err.Error())
 		} else {
 			code = 2
 			errb.WriteString(err.Error())
@@ -162,9 +163,23 @@ func TestServeReloadsAndStops(t *testing.T) {
 	if addr == nil {
 		t.Fatalf("no http address in the log:\n%s", logs.String())
 	}
-	out, _, code := run(t, "calls", "--node", addr[1])
+	// callctl calls speaks to the API with a token; without one it is refused.
+	cfgFile := filepath.Join(t.TempDir(), "node.yaml")
+	if err := os.WriteFile(cfgFile, []byte("state: {dir: "+cfg.State.Dir+"}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tok, _, code := run(t, "token", "create", "--cluster", "--name", "ops", "--config", cfgFile)
+	if code != 0 || !strings.HasPrefix(tok, "callctl_") {
+		t.Fatalf("token create: exit %d: %q", code, tok)
+	}
+	t.Setenv("CALLCTL_TOKEN", strings.TrimSpace(tok))
+	out, _, code := run(t, "calls", "--api", addr[1])
 	if code != 0 || !strings.HasPrefix(out, "CALL ") {
 		t.Errorf("calls: exit %d: %s", code, out)
+	}
+	t.Setenv("CALLCTL_TOKEN", "callctl_0123456789abcdef_"+strings.Repeat("x", 43))
+	if _, errOut, code := run(t, "calls", "--api", addr[1]); code != 1 || !strings.Contains(errOut, "401") {
+		t.Errorf("calls with a wrong token: exit %d: %s", code, errOut)
 	}
 
 	// A changed file is picked up by itself.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"sort"
 	"syscall"
 	"time"
 
@@ -23,6 +21,8 @@ import (
 	"github.com/callctl/callctl/adapters/file"
 	"github.com/callctl/callctl/adapters/memory"
 	"github.com/callctl/callctl/adapters/redis"
+	"github.com/callctl/callctl/api"
+	"github.com/callctl/callctl/auth"
 	"github.com/callctl/callctl/control"
 	"github.com/callctl/callctl/controller"
 	"github.com/callctl/callctl/controller/provision"
@@ -67,11 +67,24 @@ type memoryState struct{ *memory.Store }
 
 func (memoryState) Close(context.Context) error { return nil }
 
-// backend is what a node keeps, where: the calls' state, and the control
-// plane's (the plan and assignments).
+// backend is what a node keeps, where: the calls' state, the control
+// plane's (the plan and assignments), the API tokens and the call records.
 type backend struct {
 	state   state
 	control control.Store
+	tokens  auth.Store
+	records api.Records
+	release api.LegReleaser
+	// up says whether the state store answers (Redis); nil when it is
+	// local.
+	up func() bool
+}
+
+// queryFunc adapts a store's record query to the API's.
+type queryFunc func(ctx context.Context, since, until time.Time, match func(*controller.Record) bool, limit int) ([]controller.Record, error)
+
+func (f queryFunc) Query(ctx context.Context, q api.RecordQuery) ([]controller.Record, error) {
+	return f(ctx, q.Since, q.Until, q.Match, q.Limit)
 }
 
 // openState opens the configured backend. A Redis that does not answer is not
@@ -82,24 +95,30 @@ func openState(ctx context.Context, cfg *Config, log *slog.Logger) (*backend, er
 		if err != nil {
 			return nil, fmt.Errorf("state.redis: %w", err)
 		}
-		return &backend{state: s, control: s.Control()}, nil
+		return &backend{state: s, control: s.Control(), tokens: s.Tokens(), records: queryFunc(s.Query), release: s, up: s.Up}, nil
 	}
 	c, err := file.NewControl(cfg.State.Dir)
 	if err != nil {
 		return nil, err
 	}
-	return &backend{state: memoryState{memory.New(memory.Options{Logger: log})}, control: c}, nil
+	t, err := file.NewTokens(cfg.State.Dir)
+	if err != nil {
+		return nil, err
+	}
+	m := memory.New(memory.Options{Logger: log})
+	return &backend{state: memoryState{m}, control: c, tokens: t, records: queryFunc(m.Query), release: m}, nil
 }
 
 // runningNode is a node being served.
 type runningNode struct {
-	cfg     *Config
-	log     *slog.Logger
-	backend *backend
-	plans   *control.Service
-	node    *node.Node
-	reg     *prometheus.Registry
-	ready   chan struct{}
+	cfg      *Config
+	log      *slog.Logger
+	backend  *backend
+	plans    *control.Service
+	notifier *control.Notifier
+	node     *node.Node
+	reg      *prometheus.Registry
+	ready    chan struct{}
 }
 
 // serve runs a node until ctx ends (SIGTERM or SIGINT), then drains: no new
@@ -131,16 +150,18 @@ func serve(ctx context.Context, cfg *Config, hup <-chan os.Signal, logOut io.Wri
 			log.Warn("closing the state backend", "err", err)
 		}
 	}()
+	n.notifier = &control.Notifier{BaseURL: cfg.publicURL(), Store: be.control, Logger: log}
 	n.plans = control.New(control.Options{Node: cfg.Node, Store: be.control, File: cfg.Plan,
 		SeedName: examples.LabName, Seed: examples.Lab, Logger: log, Retry: cfg.PlanCheck,
-		Apply: func(p *provision.Plan) { n.node.SetPlan(p) }})
+		Apply:  func(p *provision.Plan) { n.node.SetPlan(p) },
+		Notify: func(ns []control.Notice) { n.notifier.Send(ctx, ns) }})
 	plan, err := n.plans.Start(ctx)
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
 	var httpSrv *http.Server
 	if cfg.Listen.HTTP != "" {
-		if httpSrv, err = n.startHTTP(); err != nil {
+		if httpSrv, err = n.startHTTP(ctx); err != nil {
 			return &exitError{code: 1, err: err}
 		}
 		defer func() {
@@ -212,54 +233,39 @@ func logProblems(log *slog.Logger, probs provision.Problems) {
 	}
 }
 
-func (n *runningNode) startHTTP() (*http.Server, error) {
+func (n *runningNode) startHTTP(ctx context.Context) (*http.Server, error) {
+	be := n.backend
+	apiSrv, err := api.New(api.Options{Plans: n.plans, Tokens: be.tokens, Counts: be.state, Records: be.records,
+		Release: be.release, Notifier: n.notifier, Logger: n.log, Context: ctx,
+		Calls: func() []controller.CallView {
+			select {
+			case <-n.ready:
+				return n.node.Engine().Calls()
+			default:
+				return nil
+			}
+		}})
+	if err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))
+	mux.Handle("/api/", apiSrv)
+	mux.Handle("/metrics", n.local(be.tokens, promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{})))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		select {
-		case <-n.ready:
-			e := n.node.Engine()
-			st := n.node.Status()
-			names := make([]string, 0, len(st))
-			for name := range st {
-				names = append(names, name)
-			}
-			sort.Strings(names)
-			fmt.Fprintf(w, "ready plan=%s active=%d\n", e.Plan().Version, e.Active())
-			for _, name := range names {
-				fmt.Fprintf(w, "%s=%s\n", name, st[name])
-			}
-		default:
-			http.Error(w, "starting", http.StatusServiceUnavailable)
-		}
-	})
-	mux.HandleFunc("/calls", func(w http.ResponseWriter, _ *http.Request) {
-		var calls []controller.CallView
-		select {
-		case <-n.ready:
-			calls = n.node.Engine().Calls()
-		default:
-		}
-		if calls == nil {
-			calls = []controller.CallView{}
-		}
-		sort.Slice(calls, func(i, j int) bool { return calls[i].Start.Before(calls[j].Start) })
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(calls)
-	})
+	mux.Handle("/readyz", http.HandlerFunc(n.readyz))
 	ln, err := net.Listen("tcp", n.cfg.Listen.HTTP)
 	if err != nil {
 		return nil, fmt.Errorf("listen.http: %w", err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("http server stopped", "err", err)
 		}
 	}()
-	n.log.Info("http listening", "addr", ln.Addr().String(), "paths", "/metrics /healthz /readyz /calls")
+	n.log.Info("http listening", "addr", ln.Addr().String(), "paths", "/api/v1 /metrics /healthz /readyz")
 	return srv, nil
 }
