@@ -192,6 +192,19 @@ func New(opt Options) (*Server, error) {
 	// Anything else under /api/ is a 404 in the API's own form (a wrong
 	// method on a known path stays a 405 from the mux).
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		var allow []string
+		for _, m := range []string{"GET", "PUT", "POST", "DELETE"} {
+			r2 := r.Clone(r.Context())
+			r2.Method = m
+			if _, pat := s.mux.Handler(r2); pat != "/api/" {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(w, http.StatusMethodNotAllowed, "this path takes "+strings.Join(allow, ", "))
+			return
+		}
 		writeError(w, http.StatusNotFound, "no such API path")
 	})
 	return s, nil

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -40,7 +41,11 @@ type Notifier struct {
 	Tries   int
 	Backoff time.Duration
 	Now     func() time.Time
+	wg      sync.WaitGroup
 }
+
+// Wait waits for the deliveries under way (they end with Send's context).
+func (n *Notifier) Wait() { n.wg.Wait() }
 
 // Send delivers each notice in the background; ctx ends the retries.
 func (n *Notifier) Send(ctx context.Context, notices []Notice) {
@@ -48,7 +53,11 @@ func (n *Notifier) Send(ctx context.Context, notices []Notice) {
 		if no.Token != "" {
 			no.ConfirmURL = strings.TrimRight(n.BaseURL, "/") + "/api/v1/orgs/" + no.Org + "/assignments/" + no.Assignment + "/confirm"
 		}
-		go n.deliver(ctx, no)
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.deliver(ctx, no)
+		}()
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -242,6 +244,22 @@ func (c *compiler) identifier(kind string, i int, name, path, field string, take
 	return false
 }
 
+// displayName checks a name people read (an org's, a user's, shown as the
+// caller name): text, not control characters that could split a header or
+// a log line.
+func (c *compiler) displayName(obj, path, name string) {
+	if len(name) > 100 {
+		c.errf(obj, path, "name", "is longer than 100 characters")
+		return
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) || r == utf8.RuneError {
+			c.errf(obj, path, "name", "%q holds a control character or invalid UTF-8", name)
+			return
+		}
+	}
+}
+
 func (c *compiler) serverPath(name string) string {
 	for i := range c.doc.Servers {
 		if c.doc.Servers[i].Name == name {
@@ -365,6 +383,7 @@ func (c *compiler) orgs() {
 			Users: map[string]*UserInfo{}, SIPNumbers: map[string]*SIPInfo{}, ServiceNumbers: map[string]*ServiceInfo{},
 			Rules: map[string]*RuleInfo{}, Linked: map[string]*OrgInfo{},
 			dial: map[string]*DialTarget{}, usable: map[string]*NumberInfo{}, back: map[string]string{}}
+		c.displayName(obj, path, o.Name)
 		if oi.Name == "" {
 			oi.Name = o.ID
 		}
@@ -603,6 +622,7 @@ func (c *compiler) members(oi *OrgInfo, o *Org, path string) {
 		if s == nil {
 			c.errf(obj, up, "server", "no server named %q", u.Server)
 		}
+		c.displayName(obj, up, u.Name)
 		ui := &UserInfo{Org: oi, Ext: u.Extension, Name: u.Name, Server: s}
 		ui.Endpoint = c.endpoint(obj, up, u.Endpoint, s, u.Extension)
 		if s != nil {
