@@ -204,6 +204,7 @@ func (e *Engine) begin(ms MediaServer, call Call) (*run, error) {
 	log := e.log.With("call", id)
 	if e.draining.Load() {
 		log.Warn("refusing call: controller is draining")
+		e.opt.Metrics.refuse("draining")
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = call.Reject(ctx, routing.CauseOutOfOrder)
@@ -334,6 +335,7 @@ func (c *run) decide() bool {
 	if d.Kind == routing.Rejected {
 		c.log.Info("call rejected", "server", info.Server, "caller", info.Caller, "dialed", info.Dialed,
 			"origin", d.Origin, "cause", d.Cause, "reason", d.Reason)
+		c.e.opt.Metrics.refuse(d.Cause.String())
 		c.reject(d.Cause, d.Reason)
 		return false
 	}
@@ -354,6 +356,11 @@ func (c *run) admit() bool {
 	d := &c.dec
 	for i := 0; i < d.InLegs.Len(); i++ {
 		if err := c.acquire(c.call.ID()+"/in/"+string(rune('0'+i)), c.call.ID(), d.InLegs.At(i)); err != nil {
+			reason := "counts_unavailable"
+			if s := refusalScope(err); s != "unavailable" {
+				reason = "limit_" + s
+			}
+			c.e.opt.Metrics.refuse(reason)
 			c.reject(routing.CauseCongestion, err.Error())
 			return false
 		}
@@ -715,7 +722,14 @@ func (c *run) finish() {
 		c.rec.HangupCause = routing.CauseNormal.String()
 	}
 	if m := c.e.opt.Metrics; m != nil {
-		m.calls.WithLabelValues(c.rec.Route, c.rec.HangupCause).Inc()
+		outcome := "unanswered"
+		switch {
+		case c.rec.Answered != "":
+			outcome = "answered"
+		case c.rec.Route == routing.Rejected.String():
+			outcome = "rejected"
+		}
+		m.calls.WithLabelValues(c.rec.Route, outcome, c.rec.HangupCause).Inc()
 	}
 	c.log.Info("call record", "route", c.rec.Route, "org", c.rec.Org, "billing", c.rec.Billing,
 		"attempts", len(c.rec.Attempts), "answered_by", c.rec.Answered, "hangup_cause", c.rec.HangupCause,

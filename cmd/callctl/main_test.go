@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -140,8 +142,14 @@ func waitFor(t *testing.T, buf *syncBuffer, what string) {
 	t.Fatalf("log never said %q:\n%s", what, buf.String())
 }
 
+// offline is the lab plan with its media servers where nothing listens:
+// tests never reach a media server running on this machine.
+func offline() string {
+	return strings.NewReplacer("127.0.0.1:8021", "127.0.0.1:9", "http://127.0.0.1:8088/ari", "http://127.0.0.1:9/ari").Replace(string(examples.Lab))
+}
+
 func TestServeReloadsAndStops(t *testing.T) {
-	path := writePlan(t, string(examples.Lab))
+	path := writePlan(t, offline())
 	cfg, err := loadConfig("")
 	if err != nil {
 		t.Fatal(err)
@@ -182,8 +190,35 @@ func TestServeReloadsAndStops(t *testing.T) {
 		t.Errorf("calls with a wrong token: exit %d: %s", code, errOut)
 	}
 
+	// The metrics of SPEC §9, open on loopback.
+	resp, err := http.Get("http://" + addr[1] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`callctl_channels_in_use{server="srv11"} 0`, `callctl_channel_limit{server="srv11"} 30`,
+		`callctl_org_channel_limit{org="acme"} 20`, `callctl_org_channels_in_use{org="acme"} 0`,
+		`callctl_media_server_connection{server="srv11",state="disconnected"} 1`, `callctl_state_backend_up{backend="memory"} 1`,
+		`callctl_plan_revision 1`, `callctl_plan_file_behind 0`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	// No media server is up here: not ready, and says why.
+	resp, err = http.Get("http://" + addr[1] + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "no media server connected") ||
+		!strings.Contains(string(body), "srv11=disconnected") {
+		t.Errorf("/readyz %d: %s", resp.StatusCode, body)
+	}
+
 	// A changed file is picked up by itself.
-	changed := strings.Replace(string(examples.Lab), "channel_limit: 30", "channel_limit: 31", 1)
+	changed := strings.Replace(offline(), "channel_limit: 30", "channel_limit: 31", 1)
 	if err := os.WriteFile(path, []byte(changed), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -128,7 +128,7 @@ func serve(ctx context.Context, cfg *Config, hup <-chan os.Signal, logOut io.Wri
 	base := newLogger(cfg.Log, logOut)
 	log := base.With("node", cfg.Node)
 	n := &runningNode{cfg: cfg, log: log, reg: prometheus.NewRegistry(), ready: make(chan struct{})}
-	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newNodeCollector(n))
 
 	// The plan file is checked before anything connects: a bad file stops
 	// here. The state backend names the node on its lines itself.
