@@ -16,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callctl/callctl/adapters/file"
+	"github.com/callctl/callctl/controller"
+	"github.com/callctl/callctl/controller/hunt"
 	"github.com/callctl/callctl/examples"
 )
 
@@ -288,5 +291,32 @@ func TestNodeConfig(t *testing.T) {
 	os.WriteFile(bad, []byte("state: {backend: etcd}\nlog: {format: xml}\n"), 0o600)
 	if _, err := loadConfig(bad); err == nil || !strings.Contains(err.Error(), "etcd") || !strings.Contains(err.Error(), "xml") {
 		t.Errorf("bad values: %v", err)
+	}
+}
+
+// A single node (no Redis) keeps its call records in a journal in its state
+// directory: `callctl records --config` reads them, durations in ms.
+func TestRecordsFromTheJournal(t *testing.T) {
+	dir := t.TempDir()
+	j, err := file.OpenJournal(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
+	rec := controller.Record{CallID: "c-1", Server: "srv11", Caller: "1100", Dialed: "8008003", Route: "hunt", Org: "grp1",
+		Attempts: []hunt.Attempt{{Target: "77721403", Outcome: hunt.Busy, Start: start, Ring: 1500 * time.Millisecond}}, Start: start, End: start.Add(time.Minute)}
+	if err := j.Write(context.Background(), &rec); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	cfg := filepath.Join(t.TempDir(), "node.yaml")
+	os.WriteFile(cfg, []byte("state: {backend: memory, dir: "+dir+"}\n"), 0o600)
+	out, errOut, code := run(t, "records", "--config", cfg)
+	if code != 0 || !strings.Contains(out, "call=c-1 server=srv11 1100 -> 8008003 route=hunt org=grp1") {
+		t.Fatalf("exit %d: %s %s", code, out, errOut)
+	}
+	out, _, _ = run(t, "records", "--config", cfg, "--json")
+	if !strings.Contains(out, `"ring_ms":1500`) {
+		t.Fatalf("json: %s", out)
 	}
 }

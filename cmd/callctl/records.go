@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/callctl/callctl/adapters/file"
 	"github.com/callctl/callctl/adapters/redis"
 	"github.com/callctl/callctl/controller"
 )
@@ -49,13 +49,20 @@ func newRecords() *cobra.Command {
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
-			if cfg.State.Backend != "redis" {
-				return &exitError{code: 2, err: errors.New("call records are kept in Redis (state.backend: redis); a node with in-memory state writes them to its log")}
-			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 			print := printer(cmd.OutOrStdout(), asJSON)
+			if cfg.State.Backend != "redis" {
+				// A single node's journal, read from its state directory.
+				if follow {
+					return file.FollowJournal(ctx, cfg.State.Dir, from == "all" || from == "0", 200*time.Millisecond, print)
+				}
+				if err := file.QueryJournalInOrder(cfg.State.Dir, print); err != nil {
+					return &exitError{code: 1, err: err}
+				}
+				return nil
+			}
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 			if follow {
 				// Following needs the stream reader of a node's state; the reader
 				// takes a lease of its own, which it drops when it stops.

@@ -63,9 +63,18 @@ type state interface {
 	Close(ctx context.Context) error
 }
 
-type memoryState struct{ *memory.Store }
+// memoryState is a single node's state: counts in memory, call records in
+// a bounded journal in state.dir.
+type memoryState struct {
+	*memory.Store
+	journal *file.Journal
+}
 
-func (memoryState) Close(context.Context) error { return nil }
+func (m memoryState) Write(ctx context.Context, r *controller.Record) error {
+	return m.journal.Write(ctx, r)
+}
+
+func (m memoryState) Close(context.Context) error { return m.journal.Close() }
 
 // backend is what a node keeps, where: the calls' state, the control
 // plane's (the plan and assignments), the API tokens and the call records.
@@ -105,8 +114,12 @@ func openState(ctx context.Context, cfg *Config, log *slog.Logger) (*backend, er
 	if err != nil {
 		return nil, err
 	}
+	j, err := file.OpenJournal(cfg.State.Dir, 0)
+	if err != nil {
+		return nil, err
+	}
 	m := memory.New(memory.Options{Logger: log})
-	return &backend{state: memoryState{m}, control: c, tokens: t, records: queryFunc(m.Query), release: m}, nil
+	return &backend{state: memoryState{Store: m, journal: j}, control: c, tokens: t, records: queryFunc(j.Query), release: m}, nil
 }
 
 // runningNode is a node being served.
