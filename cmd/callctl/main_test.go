@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -319,4 +321,60 @@ func TestRecordsFromTheJournal(t *testing.T) {
 	if !strings.Contains(out, `"ring_ms":1500`) {
 		t.Fatalf("json: %s", out)
 	}
+}
+
+// Every key of the node configuration has its CALLCTL_* variable, and the
+// variable reaches the key: a key added to Config cannot be forgotten.
+func TestEveryConfigKeyHasAVariable(t *testing.T) {
+	def, err := decodeConfig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := configKeys()
+	if len(keys) < 40 {
+		t.Fatalf("only %d keys found: %v", len(keys), keys)
+	}
+	for _, k := range keys {
+		t.Run(k, func(t *testing.T) {
+			field := lookup(reflect.ValueOf(def).Elem(), k)
+			var val string
+			switch field.Interface().(type) {
+			case string:
+				val = "set-by-env"
+			case bool:
+				val = strconv.FormatBool(!field.Bool())
+			case int, int64:
+				val = "77"
+			case time.Duration:
+				val = "77s"
+			case []string:
+				val = "a:1,b:2"
+			default:
+				t.Fatalf("key %s of type %s: the test does not know it", k, field.Type())
+			}
+			t.Setenv(envName(k), val)
+			got, err := decodeConfig("")
+			if err != nil {
+				t.Fatalf("%s=%s: %v", envName(k), val, err)
+			}
+			now := lookup(reflect.ValueOf(got).Elem(), k)
+			if reflect.DeepEqual(now.Interface(), field.Interface()) {
+				t.Fatalf("%s=%s left %s at %v: the variable does not reach the key", envName(k), val, k, now.Interface())
+			}
+		})
+	}
+}
+
+// lookup finds a config key's field by its mapstructure names.
+func lookup(v reflect.Value, key string) reflect.Value {
+	for _, part := range strings.Split(key, ".") {
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			if t.Field(i).Tag.Get("mapstructure") == part {
+				v = v.Field(i)
+				break
+			}
+		}
+	}
+	return v
 }
