@@ -145,9 +145,22 @@ func decodeConfig(path string) (*Config, error) {
 	}
 	var c Config
 	if err := v.UnmarshalExact(&c); err != nil {
+		if path != "" && looksLikePlan(v) {
+			return nil, fmt.Errorf("%s is a provisioning plan, not a node configuration: run `callctl serve --plan %s` (--config takes the node's settings: listen, state, log)", path, path)
+		}
 		return nil, fmt.Errorf("node config %s: %w", orDefault(path), err)
 	}
 	return &c, nil
+}
+
+// looksLikePlan says whether a config file holds a plan's sections.
+func looksLikePlan(v *viper.Viper) bool {
+	for _, k := range []string{"servers", "orgs", "numbers"} {
+		if v.InConfig(k) {
+			return true
+		}
+	}
+	return false
 }
 
 // loadConfig reads the node config and checks it.

@@ -378,3 +378,33 @@ func lookup(v reflect.Value, key string) reflect.Value {
 	}
 	return v
 }
+
+// `serve --config PLAN` (natural after `validate --config PLAN`) says what
+// to do instead of listing the plan's keys as unknown.
+func TestServeSaysAPlanIsNotANodeConfig(t *testing.T) {
+	path := writePlan(t, offline())
+	_, errOut, code := run(t, "serve", "--config", path)
+	if code != 2 || !strings.Contains(errOut, "is a provisioning plan, not a node configuration: run `callctl serve --plan "+path+"`") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+}
+
+// route exits non-zero when the call would not be routed, names an unknown
+// server, and asks for --from.
+func TestRouteRefusals(t *testing.T) {
+	out, errOut, code := run(t, "route", "--server", "srv99", "--from", "3999", "--dial", "2099")
+	if code != 2 || !strings.Contains(errOut, `--server "srv99": no such server in the plan (its servers: srv11, srv12)`) {
+		t.Errorf("unknown server: exit %d: %s %s", code, out, errOut)
+	}
+	_, errOut, code = run(t, "route", "--server", "srv11", "--dial", "2099")
+	if code != 2 || !strings.Contains(errOut, "--from is needed") {
+		t.Errorf("no --from: exit %d: %s", code, errOut)
+	}
+	out, _, code = run(t, "route", "--server", "srv11", "--from", "3999", "--dial", "555")
+	if code != 1 || !strings.Contains(out, "UNALLOCATED_NUMBER (SIP 404)") {
+		t.Errorf("unallocated: exit %d: %s", code, out)
+	}
+	if _, _, code := run(t, "route", "--server", "srv11", "--from", "3999", "--dial", "2099"); code != 0 {
+		t.Errorf("a routable call: exit %d", code)
+	}
+}
