@@ -757,7 +757,18 @@ func (c *compiler) numbers() {
 			continue
 		}
 		if c.plan.numbers[n.Number] != nil {
-			c.errf(obj, path, "number", "number %s is listed twice", n.Number)
+			first := 0
+			for j := range c.doc.Numbers[:i] {
+				if c.doc.Numbers[j].Number == n.Number {
+					first = j
+					break
+				}
+			}
+			where := "numbers[" + strconv.Itoa(first) + "]"
+			if c.src != nil && c.src.Line(where) > 0 {
+				where = "line " + strconv.Itoa(c.src.Line(where))
+			}
+			c.errf(obj, path, "number", "number %s is listed twice (first at %s)", n.Number, where)
 			continue
 		}
 		ni := &NumberInfo{Number: n.Number, Owner: c.plan.orgs[n.Owner], Assignment: n.Assignment}
