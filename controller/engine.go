@@ -341,7 +341,7 @@ func (c *run) decide() bool {
 	}
 	c.log.Info("call routed", "server", info.Server, "origin", d.Origin, "caller", info.Caller, "dialed", info.Dialed,
 		"route", d.Kind, "org", orgID(d.Org), "targets", d.HuntSize(), "caller_id", d.Target.CallerID,
-		"billing", d.Billing, "in_legs", d.InLegs.String())
+		"billing", d.Billing, "in_legs", d.InLegs.String(), "emergency", d.Emergency)
 	if d.CallerIDWarning != "" {
 		c.log.Warn("caller id not usable", "warning", d.CallerIDWarning)
 	}
@@ -644,9 +644,18 @@ func (c *run) acquire(id, channel string, leg accounting.Leg) error {
 	if o := p.Org(leg.Org); o != nil {
 		limits.Org = o.ChannelLimit
 	}
+	if c.dec.Emergency {
+		// An emergency call is counted, never refused by a limit.
+		limits = accounting.Limits{}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	err := lim.Acquire(ctx, accounting.Hold{ID: id, Leg: leg, Channel: channel, Limit: limits})
+	if err != nil && c.dec.Emergency {
+		// Nor by counts that cannot be reached: it goes out uncounted.
+		c.log.Warn("emergency call placed although its leg could not be counted", "server", leg.Server, "org", leg.Org, "err", err)
+		return nil
+	}
 	if err != nil {
 		if m := c.e.opt.Metrics; m != nil {
 			m.refusals.WithLabelValues(refusalScope(err)).Inc()

@@ -463,6 +463,21 @@ func (c *compiler) orgSettings(oi *OrgInfo, o *Org, path string) {
 		}
 	}
 	oi.Webhook = o.Webhook
+	oi.emergency = map[string]bool{}
+	list := o.EmergencyNumbers
+	if len(list) == 0 {
+		list = emergencyByCountry[o.CountryCode]
+		if list == nil {
+			list = []string{"112"}
+		}
+	}
+	for j, n := range list {
+		if !AllDigits(n) || len(n) > 6 {
+			c.errf(obj, path, "emergency_numbers["+strconv.Itoa(j)+"]", "%q must be 1-6 digits (112, 911)", n)
+			continue
+		}
+		oi.emergency[n] = true
+	}
 	oi.RingTimeout = time.Duration(o.Hunt.RingTimeout)
 	if oi.RingTimeout < 0 {
 		c.errf(obj, path+".hunt", "ring_timeout", "must not be negative")
@@ -579,6 +594,10 @@ func (c *compiler) endpoint(obj, path string, ep string, s *ServerInfo, number s
 // claim records an internal dialed string of the org; a second claim of the
 // same string is the "duplicate numbers across objects" error.
 func (c *compiler) claim(oi *OrgInfo, s string, t *DialTarget, obj, path, field string) bool {
+	if oi.emergency[s] {
+		c.errf(obj, path, field, "%s is an emergency number of org %s (emergency_numbers): it always goes to the PSTN", s, oi.ID)
+		return false
+	}
 	if prev := oi.dial[s]; prev != nil {
 		c.errf(obj, path, field, "%s is already %s in org %s", s, describe(prev), oi.ID)
 		return false
