@@ -92,7 +92,7 @@ type Org struct {
 	// or the limits; default: those of the org's country (110 and 112 in
 	// Germany, 110, 118 and 119 in Japan, 911 in North America, ...).
 	EmergencyNumbers []string `yaml:"emergency_numbers,omitempty" json:"emergency_numbers,omitempty"`
-	FeatureCodes        []string      `yaml:"feature_codes,omitempty" json:"feature_codes,omitempty"`
+	FeatureCodes     []string `yaml:"feature_codes,omitempty" json:"feature_codes,omitempty"`
 	// LinkedOrgs are the orgs this org is linked with (seed 000); a link
 	// declared by either side lets both sides define org-connect prefixes.
 	LinkedOrgs []string `yaml:"linked_orgs,omitempty" json:"linked_orgs,omitempty"`
