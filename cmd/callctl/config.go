@@ -150,6 +150,9 @@ func decodeConfig(path string) (*Config, error) {
 		}
 		return nil, fmt.Errorf("node config %s: %w", orDefault(path), err)
 	}
+	// What is not set takes the Redis adapter's defaults (the ones the
+	// adapter itself would apply), so what is checked is what runs.
+	c.State.Redis.Defaults()
 	return &c, nil
 }
 

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/callctl/callctl/adapters/file"
 	"github.com/callctl/callctl/controller"
 	"github.com/callctl/callctl/controller/hunt"
@@ -406,5 +408,55 @@ func TestRouteRefusals(t *testing.T) {
 	}
 	if _, _, code := run(t, "route", "--server", "srv11", "--from", "3999", "--dial", "2099"); code != 0 {
 		t.Errorf("a routable call: exit %d", code)
+	}
+}
+
+// docker/compose.yaml runs on a fresh clone and publishes nothing beyond
+// loopback: every file it mounts is in the repository, every published
+// port is bound to 127.0.0.1, and the node configuration it mounts loads.
+func TestComposeFileRunsOnAFreshClone(t *testing.T) {
+	data, err := os.ReadFile("../../docker/compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		Services map[string]struct {
+			Ports       []string          `yaml:"ports"`
+			Volumes     []string          `yaml:"volumes"`
+			Environment map[string]string `yaml:"environment"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(data, &c); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Services) < 3 {
+		t.Fatalf("services: %v", c.Services)
+	}
+	for name, s := range c.Services {
+		for _, p := range s.Ports {
+			if !strings.HasPrefix(p, "127.0.0.1:") {
+				t.Errorf("%s publishes %s beyond loopback", name, p)
+			}
+		}
+		for _, v := range s.Volumes {
+			src, _, _ := strings.Cut(v, ":")
+			if strings.HasPrefix(src, ".") {
+				if _, err := os.Stat(filepath.Join("../../docker", src)); err != nil {
+					t.Errorf("%s mounts %s, which a fresh clone does not have", name, src)
+				}
+			}
+		}
+		for k, v := range s.Environment {
+			t.Setenv(k, v)
+		}
+	}
+	cfg, err := loadConfig("../../docker/node.yaml")
+	if err != nil {
+		t.Fatalf("node.yaml: %v", err)
+	}
+	if cfg.Plan != "" {
+		if _, err := os.Stat(cfg.Plan); err != nil {
+			t.Errorf("node.yaml names plan %s, which the image does not have", cfg.Plan)
+		}
 	}
 }
