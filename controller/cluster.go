@@ -7,8 +7,7 @@ import (
 	"log/slog"
 )
 
-// What the cluster state gives a node besides the Limiter, the PlanStore and
-// the RecordSink: releasing the counted legs of channels that a media server
+// What the cluster state gives a node besides the Limiter and the RecordSink: releasing the counted legs of channels that a media server
 // no longer has, and one owner at a time per media server.
 
 // Reconciler releases counted legs whose channels are gone: the cure for

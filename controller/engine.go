@@ -1,7 +1,7 @@
 // Package controller is the heart of callctl: it owns each call a media server
 // hands over, routes it with the pure routing core, dials, counts channels and
 // writes the call record. It knows calls, not protocols: media servers, the
-// limiter, the plan store and the record sink are interfaces defined here and
+// limiter and the record sink are interfaces defined here and
 // implemented by adapters.
 package controller
 
@@ -60,6 +60,8 @@ type callState struct {
 	start    time.Time
 	route    string
 	answered string
+	// org, callerOrg and billing say whose call it is (who may see it).
+	org, callerOrg, billing string
 }
 
 // CallView is what an operator sees of an active call.
@@ -71,6 +73,11 @@ type CallView struct {
 	Route    string    `json:"route"`
 	Answered string    `json:"answered_by,omitempty"`
 	Start    time.Time `json:"start"`
+	// Org is the callee's org, CallerOrg the caller's, Billing the account
+	// billed: an org's admins see the calls that name their org.
+	Org       string `json:"org,omitempty"`
+	CallerOrg string `json:"caller_org,omitempty"`
+	Billing   string `json:"billing,omitempty"`
 }
 
 // Calls lists the active calls.
@@ -81,7 +88,7 @@ func (e *Engine) Calls() []CallView {
 	for id, cs := range e.active {
 		info := cs.call.Info()
 		out = append(out, CallView{ID: id, Server: info.Server, Caller: info.Caller, Dialed: info.Dialed,
-			Route: cs.route, Answered: cs.answered, Start: cs.start})
+			Route: cs.route, Answered: cs.answered, Start: cs.start, Org: cs.org, CallerOrg: cs.callerOrg, Billing: cs.billing})
 	}
 	return out
 }
@@ -201,6 +208,7 @@ func (e *Engine) begin(ms MediaServer, call Call) (*run, error) {
 	log := e.log.With("call", id)
 	if e.draining.Load() {
 		log.Warn("refusing call: controller is draining")
+		e.opt.Metrics.refuse("draining")
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = call.Reject(ctx, routing.CauseOutOfOrder)
@@ -325,16 +333,19 @@ func (c *run) decide() bool {
 	d := &c.dec
 	c.fillRecord()
 	kind := d.Kind.String()
-	c.e.note(c.call.ID(), func(cs *callState) { cs.route = kind })
+	c.e.note(c.call.ID(), func(cs *callState) {
+		cs.route, cs.org, cs.callerOrg, cs.billing = kind, c.rec.Org, c.rec.CallerOrg, c.rec.Billing
+	})
 	if d.Kind == routing.Rejected {
 		c.log.Info("call rejected", "server", info.Server, "caller", info.Caller, "dialed", info.Dialed,
 			"origin", d.Origin, "cause", d.Cause, "reason", d.Reason)
+		c.e.opt.Metrics.refuse(d.Cause.String())
 		c.reject(d.Cause, d.Reason)
 		return false
 	}
 	c.log.Info("call routed", "server", info.Server, "origin", d.Origin, "caller", info.Caller, "dialed", info.Dialed,
 		"route", d.Kind, "org", orgID(d.Org), "targets", d.HuntSize(), "caller_id", d.Target.CallerID,
-		"billing", d.Billing, "in_legs", d.InLegs.String())
+		"billing", d.Billing, "in_legs", d.InLegs.String(), "emergency", d.Emergency)
 	if d.CallerIDWarning != "" {
 		c.log.Warn("caller id not usable", "warning", d.CallerIDWarning)
 	}
@@ -349,6 +360,11 @@ func (c *run) admit() bool {
 	d := &c.dec
 	for i := 0; i < d.InLegs.Len(); i++ {
 		if err := c.acquire(c.call.ID()+"/in/"+strconv.Itoa(i), c.call.ID(), d.InLegs.At(i)); err != nil {
+			reason := "counts_unavailable"
+			if s := refusalScope(err); s != "unavailable" {
+				reason = "limit_" + s
+			}
+			c.e.opt.Metrics.refuse(reason)
 			c.reject(routing.CauseCongestion, err.Error())
 			return false
 		}
@@ -646,9 +662,18 @@ func (c *run) acquire(id, channel string, leg accounting.Leg) error {
 	if o := p.Org(leg.Org); o != nil {
 		limits.Org = o.ChannelLimit
 	}
+	if c.dec.Emergency {
+		// An emergency call is counted, never refused by a limit.
+		limits = accounting.Limits{}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	err := lim.Acquire(ctx, accounting.Hold{ID: id, Leg: leg, Channel: channel, Limit: limits})
+	if err != nil && c.dec.Emergency {
+		// Nor by counts that cannot be reached: it goes out uncounted.
+		c.log.Warn("emergency call placed although its leg could not be counted", "server", leg.Server, "org", leg.Org, "err", err)
+		return nil
+	}
 	if err != nil {
 		if m := c.e.opt.Metrics; m != nil {
 			m.refusals.WithLabelValues(refusalScope(err)).Inc()
@@ -724,7 +749,14 @@ func (c *run) finish() {
 		c.rec.HangupCause = routing.CauseNormal.String()
 	}
 	if m := c.e.opt.Metrics; m != nil {
-		m.calls.WithLabelValues(c.rec.Route, c.rec.HangupCause).Inc()
+		outcome := "unanswered"
+		switch {
+		case c.rec.Answered != "":
+			outcome = "answered"
+		case c.rec.Route == routing.Rejected.String():
+			outcome = "rejected"
+		}
+		m.calls.WithLabelValues(c.rec.Route, outcome, c.rec.HangupCause).Inc()
 	}
 	c.log.Info("call record", "route", c.rec.Route, "org", c.rec.Org, "billing", c.rec.Billing,
 		"attempts", len(c.rec.Attempts), "answered_by", c.rec.Answered, "hangup_cause", c.rec.HangupCause,

@@ -389,3 +389,32 @@ func TestRingTimeoutIsCallctls(t *testing.T) {
 		t.Errorf("caller got %s, want USER_BUSY", c.rejected)
 	}
 }
+
+// An emergency call goes out even with the server at its limit, and its
+// leg is counted.
+func TestEmergencyCallIgnoresTheLimit(t *testing.T) {
+	h := newHarness(t, func(s string) string { return strings.Replace(s, "channel_limit: 30", "channel_limit: 1", 1) })
+	first := newCall("e1", phone("3999", "030123456"), map[string]script{"sofia/gateway/pstn/+4930123456": {outcome: hunt.Answered, talk: time.Hour}})
+	done := make(chan struct{})
+	go func() { h.eng.Handle(h.ms, first); close(done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for h.count(t, "server", "srv11") != 1 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	sos := newCall("e2", phone("3998", "112"), map[string]script{"sofia/gateway/pstn/112": {outcome: hunt.Answered, talk: time.Hour}})
+	sdone := make(chan struct{})
+	go func() { h.eng.Handle(h.ms, sos); close(sdone) }()
+	for h.count(t, "server", "srv11") != 2 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if n := h.count(t, "server", "srv11"); n != 2 || len(sos.dials()) != 1 {
+		t.Fatalf("emergency call at the limit: count %d, dialed %v", n, sos.dials())
+	}
+	sos.hangup()
+	first.hangup()
+	<-done
+	<-sdone
+	if n := h.count(t, "server", "srv11"); n != 0 {
+		t.Errorf("count %d after both calls", n)
+	}
+}

@@ -40,14 +40,3 @@ type Record struct {
 type RecordSink interface {
 	Write(ctx context.Context, r *Record) error
 }
-
-// PlanStore holds the provisioning document the cluster runs. Put replaces it
-// atomically; Watch tells when another node put a new one.
-type PlanStore interface {
-	// Get returns the current document and its version; empty when none.
-	Get(ctx context.Context) (version string, doc []byte, err error)
-	// Put stores a validated document with its version.
-	Put(ctx context.Context, version string, doc []byte) error
-	// Watch delivers versions as they change, until ctx ends.
-	Watch(ctx context.Context) <-chan string
-}

@@ -29,7 +29,6 @@ type State interface {
 	controller.Reconciler
 	controller.Owners
 	controller.RecordSink
-	controller.PlanStore
 }
 
 // Options configure a node.

@@ -1,5 +1,5 @@
 // Package memory keeps the cluster state of a single callctl node in process:
-// channel counts, plan store, call records and media server ownership. It is
+// channel counts, call records and media server ownership. It is
 // the default when no Redis is configured, and the reference the Redis
 // adapter is tested against (package clustertest runs one contract suite on
 // both).
@@ -44,8 +44,8 @@ var ErrReleased = errors.New("hold was already released")
 const tombstoneTTL = 10 * time.Minute
 
 // Store is the in-process cluster state of one node. It implements
-// accounting.Limiter, controller.Reconciler, controller.Owners,
-// controller.PlanStore and controller.RecordSink.
+// accounting.Limiter, controller.Reconciler, controller.Owners and
+// controller.RecordSink.
 type Store struct {
 	opt Options
 	log *slog.Logger
@@ -56,9 +56,8 @@ type Store struct {
 	orgs    map[string]int
 	tombs   map[string]time.Time
 
-	plan planState
-	rec  records
-	own  owners
+	rec records
+	own owners
 }
 
 type hold struct {
@@ -71,7 +70,6 @@ var (
 	_ accounting.Limiter    = (*Store)(nil)
 	_ controller.Reconciler = (*Store)(nil)
 	_ controller.Owners     = (*Store)(nil)
-	_ controller.PlanStore  = (*Store)(nil)
 	_ controller.RecordSink = (*Store)(nil)
 )
 
@@ -97,7 +95,6 @@ func New(opt Options) *Store {
 	}
 	s := &Store{opt: opt, log: opt.Logger, holds: map[string]hold{}, servers: map[string]int{},
 		orgs: map[string]int{}, tombs: map[string]time.Time{}}
-	s.plan.init()
 	s.rec.init(opt.RecordCap)
 	s.own.init()
 	return s

@@ -12,6 +12,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/callctl/callctl/adapters/redis/redistest"
+	"github.com/callctl/callctl/control"
 	"github.com/callctl/callctl/controller"
 	"github.com/callctl/callctl/controller/accounting"
 )
@@ -173,35 +174,35 @@ func TestNoRedisAtStart(t *testing.T) {
 	}
 }
 
-// TestPlanAcrossNodes: a plan put by one node reaches the others' Watch
-// quickly, and they read it whole.
+// TestPlanAcrossNodes: a revision committed by one node reaches the others'
+// Watch quickly, on a Redis Cluster, and they read it whole.
 func TestPlanAcrossNodes(t *testing.T) {
 	c := redistest.StartCluster(t, 3)
 	cfg := fastConfig(c.Addrs(), true, randPrefix())
 	cfg.PlanCheckInterval = time.Second
-	a, b := open(t, cfg, "a"), open(t, cfg, "b")
+	a, b := open(t, cfg, "a").Control(), open(t, cfg, "b").Control()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	w := b.Watch(ctx)
 	time.Sleep(100 * time.Millisecond) // let the subscription settle
-	for i := 1; i <= 3; i++ {
-		v := fmt.Sprintf("v%d", i)
+	for i := int64(1); i <= 3; i++ {
 		put := time.Now()
-		if err := a.Put(ctx, v, []byte("doc "+v)); err != nil {
+		next := &control.State{Revision: i, Plan: fmt.Sprintf("doc %d", i), Version: fmt.Sprintf("v%d", i)}
+		if err := a.Commit(ctx, i-1, next, nil); err != nil {
 			t.Fatal(err)
 		}
 		select {
 		case got := <-w:
-			if got != v {
-				t.Fatalf("watch got %s, want %s", got, v)
+			if got != i {
+				t.Fatalf("watch got %d, want %d", got, i)
 			}
-			t.Logf("plan %s seen by the other node %s after the put", v, time.Since(put).Round(time.Millisecond))
+			t.Logf("revision %d seen by the other node %s after the commit", i, time.Since(put).Round(time.Millisecond))
 		case <-time.After(10 * time.Second):
-			t.Fatalf("plan %s not seen by the other node", v)
+			t.Fatalf("revision %d not seen by the other node", i)
 		}
-		gv, doc, err := b.Get(ctx)
-		if err != nil || gv != v || string(doc) != "doc "+v {
-			t.Fatalf("get %q %q %v", gv, doc, err)
+		st, err := b.Load(ctx)
+		if err != nil || st.Revision != i || st.Plan != next.Plan || st.Version != next.Version {
+			t.Fatalf("load %+v %v", st, err)
 		}
 	}
 }
@@ -297,7 +298,7 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	w := s.Watch(ctx)
+	w := s.Control().Watch(ctx)
 	if err := s.Acquire(ctx, hold("g/in/0", "fs1")); err != nil {
 		t.Fatal(err)
 	}

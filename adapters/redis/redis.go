@@ -52,8 +52,8 @@ import (
 )
 
 // Store is one node's view of the cluster state in Redis. It implements
-// accounting.Limiter, controller.Reconciler, controller.Owners,
-// controller.PlanStore and controller.RecordSink.
+// accounting.Limiter, controller.Reconciler, controller.Owners and
+// controller.RecordSink.
 type Store struct {
 	cfg  Config
 	node string
@@ -161,7 +161,6 @@ var (
 	_ accounting.Limiter    = (*Store)(nil)
 	_ controller.Reconciler = (*Store)(nil)
 	_ controller.Owners     = (*Store)(nil)
-	_ controller.PlanStore  = (*Store)(nil)
 	_ controller.RecordSink = (*Store)(nil)
 )
 

@@ -358,14 +358,6 @@ if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[3]) then return 1 end
 return 0
 `)
 
-// putPlanScript: KEYS plan; ARGV version, document, channel. Stores both in
-// one hash write (a reader gets both or neither) and tells every node.
-var putPlanScript = goredis.NewScript(`
-redis.call('HSET', KEYS[1], 'version', ARGV[1], 'doc', ARGV[2])
-redis.call('PUBLISH', ARGV[3], ARGV[1])
-return 1
-`)
-
 var allScripts = []*goredis.Script{acquireScript, acquireBothScript, releaseScript, releaseBothScript, dropScript, heartbeatScript, recoverScript,
 	publishedScript, registerScript, expiredScript, claimLeaseScript, adoptScript, putBackScript, campaignScript,
-	resignScript, claimScript, putPlanScript}
+	resignScript, claimScript, commitScript}

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"time"
 
@@ -34,6 +36,21 @@ type Config struct {
 	DrainTimeout time.Duration `mapstructure:"drain_timeout"`
 	// PlanCheck is how often the plan file is checked for changes.
 	PlanCheck time.Duration `mapstructure:"plan_check"`
+	API       APIConfig     `mapstructure:"api"`
+}
+
+// APIConfig says how the API is reached from outside.
+type APIConfig struct {
+	// PublicURL is the API's address as orgs' admins reach it, for the
+	// confirmation links of assignment notices (default http://listen.http).
+	PublicURL string `mapstructure:"public_url"`
+}
+
+func (c *Config) publicURL() string {
+	if c.API.PublicURL != "" {
+		return c.API.PublicURL
+	}
+	return "http://" + c.Listen.HTTP
 }
 
 // LogConfig says how the node logs.
@@ -52,8 +69,11 @@ type ListenConfig struct {
 
 // StateConfig chooses where shared state lives.
 type StateConfig struct {
-	Backend string       `mapstructure:"backend"` // memory, redis
-	Redis   redis.Config `mapstructure:"redis"`
+	Backend string `mapstructure:"backend"` // memory, redis
+	// Dir keeps a single node's state (backend memory): the plan and
+	// assignments as changed through the API, API tokens, call records.
+	Dir   string       `mapstructure:"dir"`
+	Redis redis.Config `mapstructure:"redis"`
 }
 
 func defaults(v *viper.Viper) {
@@ -68,35 +88,54 @@ func defaults(v *viper.Viper) {
 	v.SetDefault("listen.esl", "127.0.0.1:8084")
 	v.SetDefault("listen.http", "127.0.0.1:9464")
 	v.SetDefault("state.backend", "memory")
-	// Every Redis key has a default so that CALLCTL_STATE_REDIS_* variables
-	// reach it (viper only maps variables of keys it knows).
-	var rc redis.Config
-	rc.Defaults()
-	for k, val := range map[string]any{
-		"addrs": rc.Addrs, "mode": rc.Mode, "master_name": rc.MasterName, "username": rc.Username,
-		"password": rc.Password, "sentinel_username": rc.SentinelUsername, "sentinel_password": rc.SentinelPassword,
-		"db": rc.DB, "dial_timeout": rc.DialTimeout, "read_timeout": rc.ReadTimeout, "write_timeout": rc.WriteTimeout,
-		"pool_size": rc.PoolSize, "prefix": rc.Prefix, "lease_ttl": rc.LeaseTTL, "heartbeat_interval": rc.HeartbeatInterval,
-		"owner_ttl": rc.OwnerTTL, "fail_open": rc.FailOpen, "reconcile_min_age": rc.ReconcileMinAge,
-		"plan_check_interval": rc.PlanCheckInterval, "record_stream": rc.RecordStream, "record_cap": rc.RecordCap,
-		"record_buffer": rc.RecordBuffer, "tls.enabled": false, "tls.ca_file": "", "tls.cert_file": "",
-		"tls.key_file": "", "tls.server_name": "", "tls.insecure_skip_verify": false,
-	} {
-		v.SetDefault("state.redis."+k, val)
-	}
+	v.SetDefault("state.dir", defaultStateDir())
 	v.SetDefault("media_servers", []string{})
 	v.SetDefault("drain_timeout", "30s")
 	v.SetDefault("plan_check", "1s")
+	v.SetDefault("api.public_url", "")
 }
 
-// loadConfig reads the node config from path (optional) and the environment.
-// Unknown keys are errors: a misspelt key silently ignored is an outage later.
-func loadConfig(path string) (*Config, error) {
+// configKeys lists every key of the node configuration, from Config's
+// mapstructure names: each is bound to its CALLCTL_* variable, so a key
+// added to the struct has its variable without a list kept by hand.
+func configKeys() []string {
+	var keys []string
+	var walk func(t reflect.Type, prefix string)
+	walk = func(t reflect.Type, prefix string) {
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			name := f.Tag.Get("mapstructure")
+			if name == "" || name == "-" {
+				continue
+			}
+			key := prefix + name
+			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Duration(0)) {
+				walk(f.Type, key+".")
+				continue
+			}
+			keys = append(keys, key)
+		}
+	}
+	walk(reflect.TypeOf(Config{}), "")
+	return keys
+}
+
+// envName is the variable of a config key: CALLCTL_STATE_REDIS_ADDRS.
+func envName(key string) string {
+	return "CALLCTL_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+// decodeConfig reads the node config from path (optional) and the
+// environment. Unknown keys are errors: a misspelt key silently ignored is
+// an outage later.
+func decodeConfig(path string) (*Config, error) {
 	v := viper.New()
 	defaults(v)
-	v.SetEnvPrefix("CALLCTL")
-	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
-	v.AutomaticEnv()
+	for _, k := range configKeys() {
+		if err := v.BindEnv(k, envName(k)); err != nil {
+			return nil, fmt.Errorf("node config: %w", err)
+		}
+	}
 	if path != "" {
 		v.SetConfigFile(path)
 		v.SetConfigType("yaml")
@@ -106,12 +145,49 @@ func loadConfig(path string) (*Config, error) {
 	}
 	var c Config
 	if err := v.UnmarshalExact(&c); err != nil {
+		if path != "" && looksLikePlan(v) {
+			return nil, fmt.Errorf("%s is a provisioning plan, not a node configuration: run `callctl serve --plan %s` (--config takes the node's settings: listen, state, log)", path, path)
+		}
 		return nil, fmt.Errorf("node config %s: %w", orDefault(path), err)
+	}
+	// What is not set takes the Redis adapter's defaults (the ones the
+	// adapter itself would apply), so what is checked is what runs.
+	c.State.Redis.Defaults()
+	return &c, nil
+}
+
+// looksLikePlan says whether a config file holds a plan's sections.
+func looksLikePlan(v *viper.Viper) bool {
+	for _, k := range []string{"servers", "orgs", "numbers"} {
+		if v.InConfig(k) {
+			return true
+		}
+	}
+	return false
+}
+
+// loadConfig reads the node config and checks it.
+func loadConfig(path string) (*Config, error) {
+	c, err := decodeConfig(path)
+	if err != nil {
+		return nil, err
 	}
 	if err := c.validate(); err != nil {
 		return nil, fmt.Errorf("node config %s: %w", orDefault(path), err)
 	}
-	return &c, nil
+	return c, nil
+}
+
+// defaultStateDir is where a single node keeps its state unless told:
+// $XDG_STATE_HOME/callctl, else ~/.local/state/callctl.
+func defaultStateDir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "callctl")
+	}
+	if h, err := os.UserHomeDir(); err == nil && h != "" {
+		return filepath.Join(h, ".local", "state", "callctl")
+	}
+	return "callctl-state"
 }
 
 func orDefault(p string) string {

@@ -50,7 +50,8 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newValidate(), newRoute(), newServe(), newCalls(), newRecords())
+	root.AddCommand(newValidate(), newRoute(), newServe(), newToken(), newPlan(), newUsers(), newGroups(), newNumbers(),
+		newAssignments(), newCalls(), newCounts(), newRecords(), newAudit())
 	return root
 }
 
@@ -139,6 +140,16 @@ func newRoute() *cobra.Command {
 				}
 				return &exitError{code: 2, err: err}
 			}
+			if plan.Server(req.Server) == nil {
+				names := make([]string, 0, len(plan.Servers))
+				for _, s := range plan.Servers {
+					names = append(names, s.Name)
+				}
+				return &exitError{code: 2, err: fmt.Errorf("--server %q: no such server in the plan (its servers: %s)", req.Server, strings.Join(names, ", "))}
+			}
+			if req.Caller == "" && req.Source == "" {
+				return &exitError{code: 2, err: errors.New("--from is needed: the calling extension (for a call from the PSTN or a trunk, give --source and the caller's number)")}
+			}
 			switch transfer {
 			case "":
 			case "blind":
@@ -153,9 +164,17 @@ func newRoute() *cobra.Command {
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
-				return enc.Encode(s)
+				if err := enc.Encode(s); err != nil {
+					return err
+				}
+			} else {
+				printDecision(cmd.OutOrStdout(), &req, s)
 			}
-			printDecision(cmd.OutOrStdout(), &req, s)
+			if s.Route == routing.Rejected {
+				// Scripts test the exit code: a call that would be refused
+				// is not a success.
+				return &exitError{code: 1, err: errors.New("")}
+			}
 			return nil
 		},
 	}

@@ -5,15 +5,24 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
+	"github.com/callctl/callctl/adapters/file"
+	"github.com/callctl/callctl/controller"
+	"github.com/callctl/callctl/controller/hunt"
 	"github.com/callctl/callctl/examples"
 )
 
@@ -27,6 +36,7 @@ func run(t *testing.T, args ...string) (string, string, int) {
 		var ee *exitError
 		if errors.As(err, &ee) {
 			code = ee.code
+			errb.WriteString(err.Error())
 		} else {
 			code = 2
 			errb.WriteString(err.Error())
@@ -139,13 +149,20 @@ func waitFor(t *testing.T, buf *syncBuffer, what string) {
 	t.Fatalf("log never said %q:\n%s", what, buf.String())
 }
 
+// offline is the lab plan with its media servers where nothing listens:
+// tests never reach a media server running on this machine.
+func offline() string {
+	return strings.NewReplacer("127.0.0.1:8021", "127.0.0.1:9", "http://127.0.0.1:8088/ari", "http://127.0.0.1:9/ari").Replace(string(examples.Lab))
+}
+
 func TestServeReloadsAndStops(t *testing.T) {
-	path := writePlan(t, string(examples.Lab))
+	path := writePlan(t, offline())
 	cfg, err := loadConfig("")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.Plan = path
+	cfg.State.Dir = t.TempDir()
 	cfg.Listen.HTTP = "127.0.0.1:0"
 	cfg.Listen.ESL = "127.0.0.1:0"
 	cfg.PlanCheck = 50 * time.Millisecond
@@ -161,23 +178,64 @@ func TestServeReloadsAndStops(t *testing.T) {
 	if addr == nil {
 		t.Fatalf("no http address in the log:\n%s", logs.String())
 	}
-	out, _, code := run(t, "calls", "--node", addr[1])
+	// callctl calls speaks to the API with a token; without one it is refused.
+	cfgFile := filepath.Join(t.TempDir(), "node.yaml")
+	if err := os.WriteFile(cfgFile, []byte("state: {dir: "+cfg.State.Dir+"}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tok, _, code := run(t, "token", "create", "--cluster", "--name", "ops", "--config", cfgFile)
+	if code != 0 || !strings.HasPrefix(tok, "callctl_") {
+		t.Fatalf("token create: exit %d: %q", code, tok)
+	}
+	t.Setenv("CALLCTL_TOKEN", strings.TrimSpace(tok))
+	out, _, code := run(t, "calls", "--api", addr[1])
 	if code != 0 || !strings.HasPrefix(out, "CALL ") {
 		t.Errorf("calls: exit %d: %s", code, out)
 	}
+	t.Setenv("CALLCTL_TOKEN", "callctl_0123456789abcdef_"+strings.Repeat("x", 43))
+	if _, errOut, code := run(t, "calls", "--api", addr[1]); code != 1 || !strings.Contains(errOut, "401") {
+		t.Errorf("calls with a wrong token: exit %d: %s", code, errOut)
+	}
+
+	// The metrics of SPEC §9, open on loopback.
+	resp, err := http.Get("http://" + addr[1] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`callctl_channels_in_use{server="srv11"} 0`, `callctl_channel_limit{server="srv11"} 30`,
+		`callctl_org_channel_limit{org="acme"} 20`, `callctl_org_channels_in_use{org="acme"} 0`,
+		`callctl_media_server_connection{server="srv11",state="disconnected"} 1`, `callctl_state_backend_up{backend="memory"} 1`,
+		`callctl_plan_revision 1`, `callctl_plan_file_behind 0`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	// No media server is up here: not ready, and says why.
+	resp, err = http.Get("http://" + addr[1] + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "no media server connected") ||
+		!strings.Contains(string(body), "srv11=disconnected") {
+		t.Errorf("/readyz %d: %s", resp.StatusCode, body)
+	}
 
 	// A changed file is picked up by itself.
-	changed := strings.Replace(string(examples.Lab), "channel_limit: 30", "channel_limit: 31", 1)
+	changed := strings.Replace(offline(), "channel_limit: 30", "channel_limit: 31", 1)
 	if err := os.WriteFile(path, []byte(changed), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, &logs, "plan reloaded")
+	waitFor(t, &logs, "plan switched")
 	// An invalid one changes nothing and says why, with the field.
 	broken := strings.Replace(changed, `prefix: "12"`, `prefix: "9"`, 1)
 	if err := os.WriteFile(path, []byte(broken), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, &logs, "plan reload rejected")
+	waitFor(t, &logs, "plan file rejected")
 	if !strings.Contains(logs.String(), "field=prefix") {
 		t.Errorf("rejected reload does not name the field:\n%s", logs.String())
 	}
@@ -204,6 +262,7 @@ func TestServeReloadsAndStops(t *testing.T) {
 func TestServeRefusesAnInvalidPlan(t *testing.T) {
 	cfg, _ := loadConfig("")
 	cfg.Plan = writePlan(t, "servers: [{name: x, kind: yate}]\n")
+	cfg.State.Dir = t.TempDir()
 	cfg.Listen.HTTP = ""
 	var logs syncBuffer
 	err := serve(context.Background(), cfg, nil, &logs)
@@ -236,5 +295,168 @@ func TestNodeConfig(t *testing.T) {
 	os.WriteFile(bad, []byte("state: {backend: etcd}\nlog: {format: xml}\n"), 0o600)
 	if _, err := loadConfig(bad); err == nil || !strings.Contains(err.Error(), "etcd") || !strings.Contains(err.Error(), "xml") {
 		t.Errorf("bad values: %v", err)
+	}
+}
+
+// A single node (no Redis) keeps its call records in a journal in its state
+// directory: `callctl records --config` reads them, durations in ms.
+func TestRecordsFromTheJournal(t *testing.T) {
+	dir := t.TempDir()
+	j, err := file.OpenJournal(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
+	rec := controller.Record{CallID: "c-1", Server: "srv11", Caller: "1100", Dialed: "8008003", Route: "hunt", Org: "grp1",
+		Attempts: []hunt.Attempt{{Target: "77721403", Outcome: hunt.Busy, Start: start, Ring: 1500 * time.Millisecond}}, Start: start, End: start.Add(time.Minute)}
+	if err := j.Write(context.Background(), &rec); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	cfg := filepath.Join(t.TempDir(), "node.yaml")
+	os.WriteFile(cfg, []byte("state: {backend: memory, dir: "+dir+"}\n"), 0o600)
+	out, errOut, code := run(t, "records", "--config", cfg)
+	if code != 0 || !strings.Contains(out, "call=c-1 server=srv11 1100 -> 8008003 route=hunt org=grp1") {
+		t.Fatalf("exit %d: %s %s", code, out, errOut)
+	}
+	out, _, _ = run(t, "records", "--config", cfg, "--json")
+	if !strings.Contains(out, `"ring_ms":1500`) {
+		t.Fatalf("json: %s", out)
+	}
+}
+
+// Every key of the node configuration has its CALLCTL_* variable, and the
+// variable reaches the key: a key added to Config cannot be forgotten.
+func TestEveryConfigKeyHasAVariable(t *testing.T) {
+	def, err := decodeConfig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := configKeys()
+	if len(keys) < 40 {
+		t.Fatalf("only %d keys found: %v", len(keys), keys)
+	}
+	for _, k := range keys {
+		t.Run(k, func(t *testing.T) {
+			field := lookup(reflect.ValueOf(def).Elem(), k)
+			var val string
+			switch field.Interface().(type) {
+			case string:
+				val = "set-by-env"
+			case bool:
+				val = strconv.FormatBool(!field.Bool())
+			case int, int64:
+				val = "77"
+			case time.Duration:
+				val = "77s"
+			case []string:
+				val = "a:1,b:2"
+			default:
+				t.Fatalf("key %s of type %s: the test does not know it", k, field.Type())
+			}
+			t.Setenv(envName(k), val)
+			got, err := decodeConfig("")
+			if err != nil {
+				t.Fatalf("%s=%s: %v", envName(k), val, err)
+			}
+			now := lookup(reflect.ValueOf(got).Elem(), k)
+			if reflect.DeepEqual(now.Interface(), field.Interface()) {
+				t.Fatalf("%s=%s left %s at %v: the variable does not reach the key", envName(k), val, k, now.Interface())
+			}
+		})
+	}
+}
+
+// lookup finds a config key's field by its mapstructure names.
+func lookup(v reflect.Value, key string) reflect.Value {
+	for _, part := range strings.Split(key, ".") {
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			if t.Field(i).Tag.Get("mapstructure") == part {
+				v = v.Field(i)
+				break
+			}
+		}
+	}
+	return v
+}
+
+// `serve --config PLAN` (natural after `validate --config PLAN`) says what
+// to do instead of listing the plan's keys as unknown.
+func TestServeSaysAPlanIsNotANodeConfig(t *testing.T) {
+	path := writePlan(t, offline())
+	_, errOut, code := run(t, "serve", "--config", path)
+	if code != 2 || !strings.Contains(errOut, "is a provisioning plan, not a node configuration: run `callctl serve --plan "+path+"`") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+}
+
+// route exits non-zero when the call would not be routed, names an unknown
+// server, and asks for --from.
+func TestRouteRefusals(t *testing.T) {
+	out, errOut, code := run(t, "route", "--server", "srv99", "--from", "3999", "--dial", "2099")
+	if code != 2 || !strings.Contains(errOut, `--server "srv99": no such server in the plan (its servers: srv11, srv12)`) {
+		t.Errorf("unknown server: exit %d: %s %s", code, out, errOut)
+	}
+	_, errOut, code = run(t, "route", "--server", "srv11", "--dial", "2099")
+	if code != 2 || !strings.Contains(errOut, "--from is needed") {
+		t.Errorf("no --from: exit %d: %s", code, errOut)
+	}
+	out, _, code = run(t, "route", "--server", "srv11", "--from", "3999", "--dial", "555")
+	if code != 1 || !strings.Contains(out, "UNALLOCATED_NUMBER (SIP 404)") {
+		t.Errorf("unallocated: exit %d: %s", code, out)
+	}
+	if _, _, code := run(t, "route", "--server", "srv11", "--from", "3999", "--dial", "2099"); code != 0 {
+		t.Errorf("a routable call: exit %d", code)
+	}
+}
+
+// docker/compose.yaml runs on a fresh clone and publishes nothing beyond
+// loopback: every file it mounts is in the repository, every published
+// port is bound to 127.0.0.1, and the node configuration it mounts loads.
+func TestComposeFileRunsOnAFreshClone(t *testing.T) {
+	data, err := os.ReadFile("../../docker/compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		Services map[string]struct {
+			Ports       []string          `yaml:"ports"`
+			Volumes     []string          `yaml:"volumes"`
+			Environment map[string]string `yaml:"environment"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(data, &c); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Services) < 3 {
+		t.Fatalf("services: %v", c.Services)
+	}
+	for name, s := range c.Services {
+		for _, p := range s.Ports {
+			if !strings.HasPrefix(p, "127.0.0.1:") {
+				t.Errorf("%s publishes %s beyond loopback", name, p)
+			}
+		}
+		for _, v := range s.Volumes {
+			src, _, _ := strings.Cut(v, ":")
+			if strings.HasPrefix(src, ".") {
+				if _, err := os.Stat(filepath.Join("../../docker", src)); err != nil {
+					t.Errorf("%s mounts %s, which a fresh clone does not have", name, src)
+				}
+			}
+		}
+		for k, v := range s.Environment {
+			t.Setenv(k, v)
+		}
+	}
+	cfg, err := loadConfig("../../docker/node.yaml")
+	if err != nil {
+		t.Fatalf("node.yaml: %v", err)
+	}
+	if cfg.Plan != "" {
+		if _, err := os.Stat(cfg.Plan); err != nil {
+			t.Errorf("node.yaml names plan %s, which the image does not have", cfg.Plan)
+		}
 	}
 }

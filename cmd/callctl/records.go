@@ -3,10 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/callctl/callctl/adapters/file"
 	"github.com/callctl/callctl/adapters/redis"
 	"github.com/callctl/callctl/controller"
 )
@@ -22,22 +23,46 @@ import (
 func newRecords() *cobra.Command {
 	var cfgPath, from string
 	var follow, asJSON bool
+	c := &client{}
+	q := map[string]*string{"org": new(string), "since": new(string), "until": new(string), "number": new(string), "call_id": new(string), "limit": new(string)}
 	cmd := &cobra.Command{
-		Use:   "records --config NODE.yaml [--follow] [--from ID|TIME|all]",
-		Short: "Print the cluster's call records (state: redis), and with --follow the new ones as they come",
+		Use:   "records [--org O] [--since T] [--number N] [--call-id ID] | --config NODE.yaml [--follow] [--from ID|TIME|all]",
+		Short: "Call records: through a node's API, or with --config from the node's own store (--follow prints new ones as they come)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfgPath == "" {
+				if err := c.resolve(); err != nil {
+					return &exitError{code: 2, err: err}
+				}
+				vals := url.Values{}
+				for k, v := range q {
+					if *v != "" {
+						vals.Set(k, *v)
+					}
+				}
+				if err := recordsFromAPI(cmd.Context(), c, cmd, vals, asJSON || c.json); err != nil {
+					return &exitError{code: 1, err: err}
+				}
+				return nil
+			}
 			cfg, err := loadConfig(cfgPath)
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
-			if cfg.State.Backend != "redis" {
-				return &exitError{code: 2, err: errors.New("call records are kept in Redis (state.backend: redis); a node with in-memory state writes them to its log")}
-			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 			print := printer(cmd.OutOrStdout(), asJSON)
+			if cfg.State.Backend != "redis" {
+				// A single node's journal, read from its state directory.
+				if follow {
+					return file.FollowJournal(ctx, cfg.State.Dir, from == "all" || from == "0", 200*time.Millisecond, print)
+				}
+				if err := file.QueryJournalInOrder(cfg.State.Dir, print); err != nil {
+					return &exitError{code: 1, err: err}
+				}
+				return nil
+			}
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 			if follow {
 				// Following needs the stream reader of a node's state; the reader
 				// takes a lease of its own, which it drops when it stops.
@@ -58,7 +83,15 @@ func newRecords() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfgPath, "config", "", "node configuration with state.redis (CALLCTL_* variables override it)")
+	f.StringVar(&c.api, "api", "", "the node's API address (default: $CALLCTL_API or http://127.0.0.1:9464)")
+	f.StringVar(&c.token, "token", "", "API token (default: $CALLCTL_TOKEN)")
+	f.StringVar(q["org"], "org", "", "records of this org (callee's, caller's or billed)")
+	f.StringVar(q["since"], "since", "", "calls started at or after this RFC 3339 time")
+	f.StringVar(q["until"], "until", "", "calls started at or before this RFC 3339 time")
+	f.StringVar(q["number"], "number", "", "records naming this number (caller, dialed, external, caller ID)")
+	f.StringVar(q["call_id"], "call-id", "", "the record of this call")
+	f.StringVar(q["limit"], "limit", "", "at most this many (newest; default 100)")
+	f.StringVar(&cfgPath, "config", "", "read the node's own store instead (state.redis; CALLCTL_* variables override it)")
 	f.BoolVar(&follow, "follow", false, "keep printing new records until interrupted")
 	f.StringVar(&from, "from", "", "start after a stream id, at an RFC 3339 time, or 'all' (default: all, or only new ones with --follow)")
 	f.BoolVar(&asJSON, "json", false, "one JSON record per line")

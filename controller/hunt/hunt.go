@@ -4,6 +4,7 @@
 package hunt
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 )
@@ -57,12 +58,41 @@ func (o *Outcome) UnmarshalText(b []byte) error {
 
 // Attempt is one member rung (or skipped), for the call record.
 type Attempt struct {
-	Target  string        `json:"target"`
-	Server  string        `json:"server,omitempty"`
-	Outcome Outcome       `json:"outcome"`
-	Cause   string        `json:"cause,omitempty"`
-	Start   time.Time     `json:"start"`
-	Ring    time.Duration `json:"ring_ns"`
+	Target  string    `json:"target"`
+	Server  string    `json:"server,omitempty"`
+	Outcome Outcome   `json:"outcome"`
+	Cause   string    `json:"cause,omitempty"`
+	Start   time.Time `json:"start"`
+	// Ring is how long it rang; records carry it as ring_ms.
+	Ring time.Duration `json:"-"`
+}
+
+// attemptJSON is an Attempt as records carry it: the ring time in
+// milliseconds.
+type attemptJSON struct {
+	Target  string    `json:"target"`
+	Server  string    `json:"server,omitempty"`
+	Outcome Outcome   `json:"outcome"`
+	Cause   string    `json:"cause,omitempty"`
+	Start   time.Time `json:"start"`
+	RingMS  int64     `json:"ring_ms"`
+}
+
+// MarshalJSON writes the ring time in milliseconds (ring_ms).
+func (a Attempt) MarshalJSON() ([]byte, error) {
+	return json.Marshal(attemptJSON{Target: a.Target, Server: a.Server, Outcome: a.Outcome, Cause: a.Cause, Start: a.Start,
+		RingMS: a.Ring.Milliseconds()})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (a *Attempt) UnmarshalJSON(b []byte) error {
+	var j attemptJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*a = Attempt{Target: j.Target, Server: j.Server, Outcome: j.Outcome, Cause: j.Cause, Start: j.Start,
+		Ring: time.Duration(j.RingMS) * time.Millisecond}
+	return nil
 }
 
 // State of a hunt.

@@ -1,7 +1,10 @@
 package hunt_test
 
 import (
+	"encoding/json"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/callctl/callctl/controller/hunt"
 )
@@ -65,5 +68,18 @@ func TestOutcomeNames(t *testing.T) {
 		if err := back.UnmarshalText(b); err != nil || back != o {
 			t.Errorf("%s does not round-trip: %v", o, err)
 		}
+	}
+}
+
+// Records carry ring times in milliseconds, and read them back.
+func TestAttemptJSONInMilliseconds(t *testing.T) {
+	a := hunt.Attempt{Target: "77721403", Outcome: hunt.Busy, Ring: 2500 * time.Millisecond}
+	b, err := json.Marshal(a)
+	if err != nil || !strings.Contains(string(b), `"ring_ms":2500`) || strings.Contains(string(b), "ring_ns") {
+		t.Fatalf("%s %v", b, err)
+	}
+	var back hunt.Attempt
+	if err := json.Unmarshal(b, &back); err != nil || back.Ring != a.Ring || back.Outcome != hunt.Busy {
+		t.Fatalf("%+v %v", back, err)
 	}
 }

@@ -4,12 +4,15 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net/url"
 	"regexp"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -126,6 +129,11 @@ func (c *compiler) settings() {
 }
 
 func (c *compiler) servers() {
+	if len(c.doc.Servers) == 0 {
+		// An empty, comment-only or cut-off file must never replace a plan
+		// that runs calls.
+		c.errf("document", "servers", "", "the plan has no servers: a plan needs at least one media server")
+	}
 	pr := c.doc.Settings.ServerPrefixes
 	for i := range c.doc.Servers {
 		s := &c.doc.Servers[i]
@@ -234,6 +242,22 @@ func (c *compiler) identifier(kind string, i int, name, path, field string, take
 		return true
 	}
 	return false
+}
+
+// displayName checks a name people read (an org's, a user's, shown as the
+// caller name): text, not control characters that could split a header or
+// a log line.
+func (c *compiler) displayName(obj, path, name string) {
+	if len(name) > 100 {
+		c.errf(obj, path, "name", "is longer than 100 characters")
+		return
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) || r == utf8.RuneError {
+			c.errf(obj, path, "name", "%q holds a control character or invalid UTF-8", name)
+			return
+		}
+	}
 }
 
 func (c *compiler) serverPath(name string) string {
@@ -359,6 +383,7 @@ func (c *compiler) orgs() {
 			Users: map[string]*UserInfo{}, SIPNumbers: map[string]*SIPInfo{}, ServiceNumbers: map[string]*ServiceInfo{},
 			Rules: map[string]*RuleInfo{}, Linked: map[string]*OrgInfo{},
 			dial: map[string]*DialTarget{}, usable: map[string]*NumberInfo{}, back: map[string]string{}}
+		c.displayName(obj, path, o.Name)
 		if oi.Name == "" {
 			oi.Name = o.ID
 		}
@@ -431,6 +456,27 @@ func (c *compiler) orgSettings(oi *OrgInfo, o *Org, path string) {
 	}
 	if o.ChannelLimit < 0 {
 		c.errf(obj, path, "channel_limit", "must not be negative (0 = unlimited)")
+	}
+	if o.Webhook != "" {
+		if u, err := url.Parse(o.Webhook); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			c.errf(obj, path, "webhook", "%q is not an http or https URL", o.Webhook)
+		}
+	}
+	oi.Webhook = o.Webhook
+	oi.emergency = map[string]bool{}
+	list := o.EmergencyNumbers
+	if len(list) == 0 {
+		list = emergencyByCountry[o.CountryCode]
+		if list == nil {
+			list = []string{"112"}
+		}
+	}
+	for j, n := range list {
+		if !AllDigits(n) || len(n) > 6 {
+			c.errf(obj, path, "emergency_numbers["+strconv.Itoa(j)+"]", "%q must be 1-6 digits (112, 911)", n)
+			continue
+		}
+		oi.emergency[n] = true
 	}
 	oi.RingTimeout = time.Duration(o.Hunt.RingTimeout)
 	if oi.RingTimeout < 0 {
@@ -548,6 +594,10 @@ func (c *compiler) endpoint(obj, path string, ep string, s *ServerInfo, number s
 // claim records an internal dialed string of the org; a second claim of the
 // same string is the "duplicate numbers across objects" error.
 func (c *compiler) claim(oi *OrgInfo, s string, t *DialTarget, obj, path, field string) bool {
+	if oi.emergency[s] {
+		c.errf(obj, path, field, "%s is an emergency number of org %s (emergency_numbers): it always goes to the PSTN", s, oi.ID)
+		return false
+	}
 	if prev := oi.dial[s]; prev != nil {
 		c.errf(obj, path, field, "%s is already %s in org %s", s, describe(prev), oi.ID)
 		return false
@@ -591,6 +641,7 @@ func (c *compiler) members(oi *OrgInfo, o *Org, path string) {
 		if s == nil {
 			c.errf(obj, up, "server", "no server named %q", u.Server)
 		}
+		c.displayName(obj, up, u.Name)
 		ui := &UserInfo{Org: oi, Ext: u.Extension, Name: u.Name, Server: s}
 		ui.Endpoint = c.endpoint(obj, up, u.Endpoint, s, u.Extension)
 		if s != nil {
@@ -725,7 +776,18 @@ func (c *compiler) numbers() {
 			continue
 		}
 		if c.plan.numbers[n.Number] != nil {
-			c.errf(obj, path, "number", "number %s is listed twice", n.Number)
+			first := 0
+			for j := range c.doc.Numbers[:i] {
+				if c.doc.Numbers[j].Number == n.Number {
+					first = j
+					break
+				}
+			}
+			where := "numbers[" + strconv.Itoa(first) + "]"
+			if c.src != nil && c.src.Line(where) > 0 {
+				where = "line " + strconv.Itoa(c.src.Line(where))
+			}
+			c.errf(obj, path, "number", "number %s is listed twice (first at %s)", n.Number, where)
 			continue
 		}
 		ni := &NumberInfo{Number: n.Number, Owner: c.plan.orgs[n.Owner], Assignment: n.Assignment}

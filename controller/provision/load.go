@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -28,6 +29,22 @@ func (s Severity) String() string {
 		return "warning"
 	}
 	return "error"
+}
+
+// MarshalText writes "error" or "warning".
+func (s Severity) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText reads "error" or "warning".
+func (s *Severity) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "error":
+		*s = Error
+	case "warning":
+		*s = Warning
+	default:
+		return fmt.Errorf("severity %q: want error or warning", b)
+	}
+	return nil
 }
 
 // Problem is one finding of validation: which object, which field, why, and
@@ -119,14 +136,17 @@ func LoadFile(path string) (*Plan, Problems, error) {
 }
 
 // Load decodes, validates and compiles a provisioning document. name is used in
-// problem locations (usually the file path).
+// problem locations (usually the file path). Every problem is reported at
+// once: keys the plan does not know and values of the wrong type together
+// with what validating the rest finds.
 func Load(name string, data []byte) (*Plan, Problems, error) {
-	doc, src, problems := Decode(name, data)
-	if problems.Errors() > 0 {
+	doc, src, problems := decode(name, data)
+	if doc == nil {
 		return nil, problems, &InvalidError{Problems: problems}
 	}
 	plan, more := Compile(doc, src)
 	problems = append(problems, more...)
+	sortProblems(problems)
 	if problems.Errors() > 0 {
 		return nil, problems, &InvalidError{Problems: problems}
 	}
@@ -137,8 +157,19 @@ func Load(name string, data []byte) (*Plan, Problems, error) {
 var yamlLine = regexp.MustCompile(`^line (\d+): (.*)$`)
 
 // Decode parses the YAML strictly: unknown keys, wrong types and syntax errors
-// are all reported, each with its line.
+// are all reported, each with its line. The document is nil when any is.
 func Decode(name string, data []byte) (*Document, *Source, Problems) {
+	doc, src, probs := decode(name, data)
+	if probs.Errors() > 0 {
+		return nil, src, probs
+	}
+	return doc, src, probs
+}
+
+// decode is Decode that also returns what could be read of a document with
+// unknown keys or wrong types (nil only when the YAML does not parse), so
+// that validation can report the rest of its problems too.
+func decode(name string, data []byte) (*Document, *Source, Problems) {
 	src := &Source{File: name, lines: map[string]int{}, byLine: map[int]string{}}
 	if len(data) > maxDocumentSize {
 		return nil, src, Problems{{Object: "document", Reason: fmt.Sprintf("larger than %d bytes", maxDocumentSize), File: name}}
@@ -156,20 +187,119 @@ func Decode(name string, data []byte) (*Document, *Source, Problems) {
 		return doc, src, nil
 	}
 	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		ps := make(Problems, 0, len(te.Errors))
-		for _, msg := range te.Errors {
-			p := Problem{Object: "document", Reason: msg, File: name}
-			if m := yamlLine.FindStringSubmatch(msg); m != nil {
-				p.Line, _ = strconv.Atoi(m[1])
-				p.Reason = m[2]
-				p.Object, p.Field = src.At(p.Line)
-			}
-			ps = append(ps, p)
-		}
-		return nil, src, ps
+	if !errors.As(err, &te) {
+		return nil, src, Problems{yamlProblem(name, err)}
 	}
-	return nil, src, Problems{yamlProblem(name, err)}
+	ps := make(Problems, 0, len(te.Errors))
+	for _, msg := range te.Errors {
+		p := Problem{Object: "document", Reason: msg, File: name}
+		if m := yamlLine.FindStringSubmatch(msg); m != nil {
+			p.Line, _ = strconv.Atoi(m[1])
+			p.Reason = m[2]
+			p.Object, p.Field = src.At(p.Line)
+		}
+		p.Reason = inPlanWords(p.Reason)
+		ps = append(ps, p)
+	}
+	// What could be read, without the unknown keys, for the rest of the
+	// validation.
+	loose := &Document{}
+	_ = yaml.Unmarshal(data, loose)
+	for i := range ps {
+		ps[i].Object = loose.objectName(ps[i].Object)
+	}
+	return loose, src, ps
+}
+
+var rePath = regexp.MustCompile(`^(servers|orgs|numbers)\[(\d+)\](?:\.(users|sip_numbers|service_numbers|outbound_rules)\[(\d+)\])?`)
+
+// objectName names the object at a document path as validation does
+// ("servers[1]" is "server s2"), or returns the path.
+func (d *Document) objectName(path string) string {
+	m := rePath.FindStringSubmatch(path)
+	if m == nil {
+		return path
+	}
+	i, _ := strconv.Atoi(m[2])
+	var name string
+	switch {
+	case m[1] == "servers" && i < len(d.Servers):
+		name = "server " + d.Servers[i].Name
+	case m[1] == "numbers" && i < len(d.Numbers):
+		name = "number " + d.Numbers[i].Number
+	case m[1] == "orgs" && i < len(d.Orgs):
+		o := &d.Orgs[i]
+		name = "org " + o.ID
+		j, _ := strconv.Atoi(m[4])
+		switch {
+		case m[3] == "users" && j < len(o.Users):
+			name += " user " + o.Users[j].Extension
+		case m[3] == "sip_numbers" && j < len(o.SIPNumbers):
+			name += " sip number " + o.SIPNumbers[j].Number
+		case m[3] == "service_numbers" && j < len(o.ServiceNumbers):
+			name += " service number " + o.ServiceNumbers[j].Number
+		case m[3] == "outbound_rules" && j < len(o.OutboundRules):
+			name += " outbound rule " + o.OutboundRules[j].Name
+		}
+	default:
+		return path
+	}
+	if rest := strings.TrimPrefix(path, m[0]); rest != "" {
+		name += " " + strings.TrimPrefix(rest, ".")
+	}
+	return name
+}
+
+var (
+	reUnknown = regexp.MustCompile(`^field (\S+) not found in type provision\.(\w+)$`)
+	reType    = regexp.MustCompile("^cannot unmarshal !!(\\w+) `(.*)` into (\\S+)$")
+)
+
+// kinds names the plan's objects as an operator writes about them.
+var kinds = map[string]reflect.Type{
+	"document": reflect.TypeOf(Document{}), "settings": reflect.TypeOf(Settings{}), "server prefix range": reflect.TypeOf(PrefixRange{}),
+	"server": reflect.TypeOf(Server{}), "freeswitch connection": reflect.TypeOf(ESLConn{}), "asterisk connection": reflect.TypeOf(ARIConn{}),
+	"trunk": reflect.TypeOf(Trunk{}), "org": reflect.TypeOf(Org{}), "caller-id settings": reflect.TypeOf(CallerIDRules{}),
+	"caller-id rule": reflect.TypeOf(CallerIDRule{}), "hunt settings": reflect.TypeOf(HuntSettings{}), "outbound rule": reflect.TypeOf(OutboundRule{}),
+	"org connection": reflect.TypeOf(OrgConnect{}), "user": reflect.TypeOf(User{}), "sip number": reflect.TypeOf(SIPNumber{}),
+	"service number": reflect.TypeOf(ServiceNumber{}), "number": reflect.TypeOf(Number{}),
+}
+
+// inPlanWords rewrites a YAML decoder's message, which names Go types, in
+// the plan's words.
+func inPlanWords(msg string) string {
+	if m := reUnknown.FindStringSubmatch(msg); m != nil {
+		for kind, t := range kinds {
+			if t.Name() != m[2] {
+				continue
+			}
+			var keys []string
+			for i := 0; i < t.NumField(); i++ {
+				if k, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); k != "" {
+					keys = append(keys, k)
+				}
+			}
+			return fmt.Sprintf("unknown key %s: a %s has %s", m[1], kind, strings.Join(keys, ", "))
+		}
+		return "unknown key " + m[1]
+	}
+	if m := reType.FindStringSubmatch(msg); m != nil {
+		want := "a mapping"
+		switch {
+		case strings.HasPrefix(m[3], "[]"):
+			want = "a list"
+		case m[3] == "int" || m[3] == "int64":
+			want = "a whole number"
+		case m[3] == "bool":
+			want = "true or false"
+		case m[3] == "string":
+			want = "text"
+		case strings.HasPrefix(m[3], "map["):
+			want = "a mapping of names"
+		}
+		return fmt.Sprintf("%s is not %s", m[2], want)
+	}
+	return msg
 }
 
 func yamlProblem(name string, err error) Problem {

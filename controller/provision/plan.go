@@ -148,8 +148,10 @@ type OrgInfo struct {
 	InternationalPrefix string
 	DefaultNumber       string
 	ChannelLimit        int
-	RingTimeout         time.Duration
-	Fallback            string
+	// Webhook is where assignment notices for the org's admins go.
+	Webhook     string
+	RingTimeout time.Duration
+	Fallback    string
 	// Override applies caller-ID rules even to users with a specific number.
 	Override bool
 
@@ -169,6 +171,23 @@ type OrgInfo struct {
 	// back is, per linked org, the smallest prefix any rule of this org
 	// reaches it with.
 	back map[string]string
+	// emergency are the org's emergency numbers.
+	emergency map[string]bool
+}
+
+// Emergency says s is one of the org's emergency numbers: it goes to the
+// PSTN as dialed, whatever the outbound rule or the limits.
+func (o *OrgInfo) Emergency(s string) bool { return o.emergency[s] }
+
+// emergencyByCountry are the emergency numbers of a country calling code
+// (112 works across the EU and on GSM everywhere; it is the default).
+var emergencyByCountry = map[string][]string{
+	"1": {"911"}, "7": {"112", "101", "102", "103"}, "30": {"112", "100", "166", "199"}, "31": {"112"}, "32": {"112", "100", "101"},
+	"33": {"112", "15", "17", "18", "114"}, "34": {"112", "091", "061", "080"}, "39": {"112", "113", "115", "118"},
+	"41": {"112", "117", "118", "144"}, "43": {"112", "122", "133", "144"}, "44": {"999", "112"}, "45": {"112"}, "46": {"112"},
+	"47": {"112", "110", "113"}, "48": {"112", "997", "998", "999"}, "49": {"110", "112"}, "55": {"190", "192", "193"},
+	"61": {"000", "112"}, "81": {"110", "118", "119"}, "82": {"112", "119"}, "86": {"110", "119", "120", "122"},
+	"91": {"112", "100", "101", "102"},
 }
 
 // PrefixBack is the prefix with which some outbound rule of the org reaches

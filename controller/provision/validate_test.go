@@ -2,6 +2,7 @@ package provision_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -246,7 +247,7 @@ func TestUnknownKeysAndTypes(t *testing.T) {
 	}
 	var sawKey, sawType bool
 	for _, p := range probs {
-		if strings.Contains(p.Reason, "colour") && p.Line == 5 && p.Object == "servers[0]" && p.Field == "colour" {
+		if strings.Contains(p.Reason, "colour") && p.Line == 5 && p.Object == "server s1" && p.Field == "colour" {
 			sawKey = true
 		}
 		if strings.Contains(p.Reason, "many") && p.Line > 0 && p.Field == "channel_limit" {
@@ -273,5 +274,63 @@ func TestShadowingExternalIsAWarning(t *testing.T) {
 	}
 	if len(probs) != 1 || !strings.Contains(probs[0].Reason, "shadows the external number +492785643") {
 		t.Errorf("want one shadowing warning, got:\n%s", list(probs))
+	}
+}
+
+// A file that is empty, only comments, or cut off is never a plan: each is
+// an error, so it cannot replace a plan that runs calls.
+func TestEmptyAndTruncatedPlans(t *testing.T) {
+	lab := string(examples.Lab)
+	cut := strings.Index(lab, "orgs:")
+	cases := map[string]string{
+		"empty":         "",
+		"blank lines":   "\n\n  \n",
+		"comments only": "# plan for the Berlin site\n# servers come later\n",
+		"settings only": "settings: {ring_timeout: 20s}\n",
+		"zero servers":  "servers: []\norgs: []\n",
+		// Cut in the middle of a flow mapping: a YAML syntax error.
+		"cut mid-line": lab[:strings.Index(lab, `name: "Aiko Sato"`)+12],
+		// Cut where the rest still parses: the objects left refer to nothing.
+		"cut before users": lab[:cut] + "orgs:\n  - id: acme\n    country_code: \"49\"\n    users:\n      - {extension: \"3999\", server: srv11, outbound_rule: world}\n",
+	}
+	for name, doc := range cases {
+		t.Run(name, func(t *testing.T) {
+			p, probs, err := load(t, doc)
+			var inv *provision.InvalidError
+			if p != nil || !errors.As(err, &inv) || probs.Errors() == 0 {
+				t.Fatalf("plan %v, err %v: want an invalid plan", p != nil, err)
+			}
+		})
+	}
+	_, probs, _ := load(t, "# nothing\n")
+	if len(probs) != 1 || !strings.Contains(probs[0].Reason, "no servers") {
+		t.Errorf("comment-only file: %v, want one problem saying the plan has no servers", probs)
+	}
+}
+
+// A misspelt key does not hide the other problems, and the report speaks
+// of the plan, not of Go types; a duplicate number points to its first
+// listing.
+func TestUnknownKeysWithEveryOtherProblem(t *testing.T) {
+	doc := strings.Replace(base, "    kind: asterisk\n", "    kind: asterix\n    chanel_limit: 5\n", 1)
+	doc = strings.Replace(doc, `default_outgoing_number: "+4930111111"`, "default_outgoing_number: \"+4930111111\"\n    channel_limit: many", 1)
+	doc += `  - {number: "+4930222222", owner: b}` + "\n"
+	_, probs, err := load(t, doc)
+	if err == nil {
+		t.Fatal("invalid plan loaded")
+	}
+	text := fmt.Sprint(probs)
+	for _, want := range []string{
+		"server s2 chanel_limit: unknown key chanel_limit: a server has name, kind, prefix, channel_limit",
+		`server s2 kind: "asterix" is not a media server kind`,
+		"many is not a whole number",
+		"number +4930222222 is listed twice (first at line 41)",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("problems lack %q:\n%s", want, strings.ReplaceAll(text, "} {", "}\n{"))
+		}
+	}
+	if strings.Contains(text, "provision.") || strings.Contains(text, "!!") {
+		t.Errorf("problems name Go or YAML types:\n%s", text)
 	}
 }

@@ -198,6 +198,9 @@ type Decision struct {
 
 	// Billing is the account (org id) that pays.
 	Billing string
+	// Emergency is set for a call to an emergency number: it goes to the
+	// PSTN whatever the outbound rule, and no limit refuses its legs.
+	Emergency bool
 
 	// InLegs are counted when the call arrives (PSTN or trunk inbound).
 	InLegs accounting.Legs
@@ -413,6 +416,12 @@ func (r *Router) fromUser(d *Decision, req *Request, entry *provision.ServerInfo
 		d.CallerIDName = req.OriginalName
 	}
 
+	// Emergency numbers before anything else: they reach the PSTN whatever
+	// the rule (the validator keeps them out of the org's own numbers).
+	if org.Emergency(s) {
+		r.emergency(d, req, org, caller)
+		return
+	}
 	// Steps 1–3 and 6: the org's own dialed strings.
 	if s[len(s)-1] == 'T' || org.Lookup(s) != nil {
 		r.internal(d, org, s, entry, org.ID)
@@ -574,6 +583,27 @@ func (d *Decision) calleeUser(dest *provision.OrgInfo) (*provision.UserInfo, boo
 	}
 	u := dest.Users[d.Target.Number]
 	return u, u != nil
+}
+
+// emergency sends an emergency number to the PSTN as dialed, with the
+// caller's usual caller ID (a call-back number).
+func (r *Router) emergency(d *Decision, req *Request, org *provision.OrgInfo, caller *provision.UserInfo) {
+	d.Org = org
+	d.Emergency = true
+	if d.Entry.PSTN == nil {
+		reject(d, CauseFailure, "emergency number "+req.Dialed+": server "+d.Entry.Name+" has no PSTN trunk")
+		return
+	}
+	d.Kind = External
+	d.External = req.Dialed
+	d.Target = Target{Number: req.Dialed, Server: d.Entry, Trunk: d.Entry.PSTN, Dest: req.Dialed, Registered: true}
+	d.Target.Legs.Add(accounting.Leg{Server: d.Entry.Name, Org: org.ID, Kind: accounting.PSTNOut})
+	ch := callerid.Choose(org, caller.Number, "")
+	d.CallerIDNumber, d.CallerIDName, d.CallerIDWarning = ch.Number, "", ch.Warning
+	d.Billing = org.ID
+	if n := org.Usable(ch.Number); n != nil {
+		d.Billing = n.Owner.ID
+	}
 }
 
 // external routes to the PSTN after the outbound rule allows it (step 7).

@@ -1,6 +1,7 @@
 package routing_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -312,5 +313,33 @@ func TestHostileDialedStrings(t *testing.T) {
 	d := r.Route(&routing.Request{Server: "nope", Caller: "3999", Dialed: "3998"})
 	if d.Kind != routing.Rejected {
 		t.Errorf("unknown server routed as %s", d.Kind)
+	}
+}
+
+// Emergency numbers of the org's country reach the PSTN as dialed, whatever
+// the outbound rule (1100 of grp1 has none; 2099's allows Germany only).
+func TestEmergencyNumbers(t *testing.T) {
+	jp := strings.Replace(string(examples.Lab), "  - id: grp4\n    country_code: \"49\"", "  - id: grp4\n    country_code: \"81\"", 1)
+	plan, _, err := provision.Load("jp", []byte(jp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := routing.New(plan)
+	for _, c := range []struct{ server, from, dial string }{
+		{"srv11", "1100", "112"}, {"srv11", "1100", "110"}, {"srv12", "2099", "112"}, {"srv11", "1400", "119"}, {"srv11", "1400", "118"},
+	} {
+		d := r.Route(&routing.Request{Server: c.server, Caller: c.from, Dialed: c.dial})
+		if d.Kind != routing.External || !d.Emergency || d.Target.Dest != c.dial || d.Target.Trunk == nil || d.Target.Trunk.Peer != nil {
+			t.Errorf("%s dials %s: %s %s emergency=%v dest %q", c.from, c.dial, d.Kind, d.Reason, d.Emergency, d.Target.Dest)
+		}
+	}
+	// 119 is not an emergency number in Germany: 1100 has no rule, refused.
+	if d := r.Route(&routing.Request{Server: "srv11", Caller: "1100", Dialed: "119"}); d.Emergency || d.Kind != routing.Rejected {
+		t.Errorf("119 in Germany: %s emergency=%v", d.Kind, d.Emergency)
+	}
+	// An org may not give an emergency number to anything of its own.
+	bad := strings.Replace(string(examples.Lab), `{extension: "1100"`, `{extension: "112"`, 1)
+	if _, probs, err := provision.Load("bad", []byte(bad)); err == nil || !strings.Contains(fmt.Sprint(probs), "112 is an emergency number of org grp1") {
+		t.Errorf("extension 112: %v", probs)
 	}
 }

@@ -27,6 +27,8 @@ type Summary struct {
 	Billing    string           `json:"billing,omitempty"`
 	Legs       []accounting.Leg `json:"counted_legs"`
 	Fallback   string           `json:"fallback,omitempty"`
+	// Emergency: an emergency number, to the PSTN whatever the rule.
+	Emergency bool `json:"emergency,omitempty"`
 }
 
 // TargetSummary is one target in ringing order.
@@ -47,7 +49,7 @@ type TargetSummary struct {
 func (d *Decision) Summarize() Summary {
 	s := Summary{Route: d.Kind, Reason: d.Reason, Origin: d.Origin, Dialed: d.Dialed, External: d.External,
 		CallerName: d.CallerIDName, Warning: d.CallerIDWarning, Billing: d.Billing, Fallback: d.Fallback,
-		Legs: d.InLegs.Slice()}
+		Legs: d.InLegs.Slice(), Emergency: d.Emergency}
 	if d.Kind == Rejected {
 		s.Cause = d.Cause.String()
 		s.SIPCode = d.Cause.SIP()

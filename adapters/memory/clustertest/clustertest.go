@@ -1,6 +1,6 @@
 // Package clustertest is the contract every cluster state backend (memory,
-// Redis) must meet: channel accounting, reconciliation, ownership terms, the
-// plan store and the call record log. Each backend's tests call Run.
+// Redis) must meet: channel accounting, reconciliation, ownership terms and
+// the call record log. Each backend's tests call Run.
 package clustertest
 
 import (
@@ -22,7 +22,6 @@ type Node interface {
 	accounting.Limiter
 	controller.Reconciler
 	controller.Owners
-	controller.PlanStore
 	controller.RecordSink
 	Follow(ctx context.Context, from string, fn func(controller.Record) error) error
 	// Flush waits until the records written so far are stored.
@@ -52,7 +51,6 @@ func Run(t *testing.T, b Backend) {
 	t.Run("ConcurrentLimit", func(t *testing.T) { testConcurrentLimit(t, b) })
 	t.Run("Reconcile", func(t *testing.T) { testReconcile(t, b) })
 	t.Run("ReleaseServer", func(t *testing.T) { testReleaseServer(t, b) })
-	t.Run("Plan", func(t *testing.T) { testPlan(t, b) })
 	t.Run("Records", func(t *testing.T) { testRecords(t, b) })
 	t.Run("Owners", func(t *testing.T) { testOwners(t, b) })
 }
@@ -330,75 +328,6 @@ func testReleaseServer(t *testing.T, b Backend) {
 		t.Fatalf("a new leg on the server afterwards: %v", err)
 	}
 	WantCount(t, n, "server", "gone1", 1)
-}
-
-func testPlan(t *testing.T, b Backend) {
-	n := b.New(t)
-	ctx := ctxFor(t)
-	v, doc, err := n.Get(ctx)
-	if err != nil || v != "" || len(doc) != 0 {
-		t.Fatalf("empty store: version %q doc %q err %v", v, doc, err)
-	}
-	wctx, cancel := context.WithCancel(ctx)
-	w := n.Watch(wctx)
-	if err := n.Put(ctx, "v1", []byte("doc of v1")); err != nil {
-		t.Fatalf("put: %v", err)
-	}
-	if got := waitVersion(t, w, "v1"); got != "v1" {
-		t.Fatalf("watch delivered %q", got)
-	}
-	// Concurrent puts and gets: a get never pairs a version with another
-	// version's document.
-	var wg sync.WaitGroup
-	for i := 2; i < 12; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			v := "v" + strconv.Itoa(i)
-			if err := n.Put(ctx, v, []byte("doc of "+v)); err != nil {
-				t.Errorf("put %s: %v", v, err)
-			}
-		}(i)
-	}
-	for i := 0; i < 50; i++ {
-		v, doc, err := n.Get(ctx)
-		if err != nil {
-			t.Fatalf("get: %v", err)
-		}
-		if string(doc) != "doc of "+v {
-			t.Fatalf("get returned version %q with document %q", v, doc)
-		}
-	}
-	wg.Wait()
-	if err := n.Put(ctx, "final", []byte("doc of final")); err != nil {
-		t.Fatal(err)
-	}
-	waitVersion(t, w, "final")
-	cancel()
-	for range w { // closed once the watch's context ends
-	}
-	if err := n.Put(ctx, "", []byte("x")); err == nil {
-		t.Fatalf("put with an empty version: no error")
-	}
-}
-
-func waitVersion(t *testing.T, w <-chan string, want string) string {
-	t.Helper()
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	for {
-		select {
-		case v, ok := <-w:
-			if !ok {
-				t.Fatalf("watch closed before version %q", want)
-			}
-			if v == want {
-				return v
-			}
-		case <-timer.C:
-			t.Fatalf("watch did not deliver version %q", want)
-		}
-	}
 }
 
 func record(i int) *controller.Record {
