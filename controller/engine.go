@@ -46,6 +46,12 @@ type Engine struct {
 
 	mu     sync.Mutex
 	active map[string]*callState
+	// connectedTo remembers, per channel, the phone user a call of it was
+	// last connected to: when that user transfers the channel (a REFER from
+	// the answered phone sends the caller's channel back to callctl), the
+	// transfer routes as dialed by them, also when the REFER does not name
+	// them (a Referred-By of the phone's own device name).
+	connectedTo map[string]connectedUser
 	wg     sync.WaitGroup
 	// stopCtx is cancelled when the engine must end every call now: ringing
 	// legs follow it through context.AfterFunc, connected calls watch it
@@ -99,6 +105,44 @@ func (e *Engine) note(id string, f func(*callState)) {
 		f(cs)
 	}
 	e.mu.Unlock()
+}
+
+// connectedUser is a phone user a channel was connected to.
+type connectedUser struct {
+	server, domain, ext string
+	at                  time.Time
+}
+
+// connectedMemory bounds how long a connection is remembered for a
+// transfer to find its transferer (the transfer follows the REFER within
+// milliseconds; a channel handed back later is a new story).
+const connectedMemory = 2 * time.Minute
+
+// rememberConnected notes that channel was connected to a phone user.
+func (e *Engine) rememberConnected(channel string, u connectedUser) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.connectedTo == nil {
+		e.connectedTo = map[string]connectedUser{}
+	}
+	for id, c := range e.connectedTo {
+		if u.at.Sub(c.at) > connectedMemory {
+			delete(e.connectedTo, id)
+		}
+	}
+	e.connectedTo[channel] = u
+}
+
+// connectedUserOf is the phone user channel was last connected to, if any
+// and recent.
+func (e *Engine) connectedUserOf(channel string, now time.Time) (connectedUser, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	u, ok := e.connectedTo[channel]
+	if !ok || now.Sub(u.at) > connectedMemory {
+		return connectedUser{}, false
+	}
+	return u, true
 }
 
 // NewEngine returns an engine running plan.
@@ -329,6 +373,18 @@ func (c *run) decide() bool {
 	c.req = routing.Request{Server: info.Server, Source: info.Source, Caller: info.Caller, CallerName: info.CallerName,
 		Domain: info.Domain, MarkOrg: info.MarkOrg, Dialed: info.Dialed, Transfer: info.Transfer,
 		OriginalCaller: info.OriginalCaller, OriginalName: info.OriginalName}
+	if info.Transfer != routing.NoTransfer && c.router.Plan.Caller(info.Server, info.Domain, info.Caller) == nil {
+		// The media server does not say which user transferred the call: the
+		// phone it was connected to did (its REFER sent this channel back).
+		from := info.TransferredFrom
+		if from == "" {
+			from = c.call.ID()
+		}
+		if u, ok := c.e.connectedUserOf(from, c.e.opt.Now()); ok && u.server == info.Server {
+			c.req.Caller, c.req.Domain = u.ext, u.domain
+			c.log.Info("transfer by the phone the call was connected to", "transferer", u.ext)
+		}
+	}
 	c.router.RouteInto(&c.req, &c.dec)
 	d := &c.dec
 	c.fillRecord()
@@ -612,6 +668,9 @@ func (c *run) note(t *routing.Target) {
 	c.rec.Answer = &now
 	c.rec.Answered = t.Number
 	c.e.note(c.call.ID(), func(cs *callState) { cs.answered = t.Number })
+	if t.Kind == provision.TargetExtension && t.Server != nil && t.Server.Name == c.rec.Server && c.dec.Org != nil {
+		c.e.rememberConnected(c.call.ID(), connectedUser{server: t.Server.Name, domain: c.dec.Org.Domain, ext: t.Number, at: now})
+	}
 	c.rec.CallerID = t.CallerID
 	c.log.Info("answered: connected", "target", t.Number, "leg", c.answered.leg.ID())
 }

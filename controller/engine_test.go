@@ -418,3 +418,33 @@ func TestEmergencyCallIgnoresTheLimit(t *testing.T) {
 		t.Errorf("count %d after both calls", n)
 	}
 }
+
+// A transfer that does not name its transferer (a REFER whose Referred-By
+// is the phone's device name, an Asterisk transfer of the answered leg)
+// routes as dialed by the phone user the channel was connected to.
+func TestTransferByTheConnectedPhone(t *testing.T) {
+	h := newHarness(t, nil)
+	first := newCall("x1", controller.CallInfo{Server: "srv11", Caller: "+4989123456", Dialed: "+4930100100", Source: "127.0.0.99"},
+		map[string]script{"user/3999": {outcome: hunt.Answered, talk: 10 * time.Millisecond}})
+	h.eng.Handle(h.ms, first)
+	if r := h.recs.last(t); r.Answered != "3999" {
+		t.Fatalf("first call answered by %q", r.Answered)
+	}
+	transfer := func(id, from string) *fakeCall {
+		return newCall(id, controller.CallInfo{Server: "srv11", Caller: "+4989123456", Dialed: "122099", Source: "127.0.0.99",
+			Transfer: routing.Blind, OriginalCaller: "+4989123456", TransferredFrom: from},
+			map[string]script{"sofia/gateway/srv12/2099": {outcome: hunt.Answered, talk: 10 * time.Millisecond}})
+	}
+	c := transfer("x2", "x1")
+	h.eng.Handle(h.ms, c)
+	if got := c.dials(); len(got) != 1 || got[0] != "sofia/gateway/srv12/2099" || c.specs[0].CallerIDNumber != "+4989123456" {
+		t.Errorf("transfer by 3999: dialed %v, specs %+v; want 2099 over the trunk showing the transferred caller", got, c.specs)
+	}
+	// A channel callctl never connected to a phone: nobody known transferred
+	// it, and 122099 is no DID.
+	c = transfer("x3", "never-connected")
+	h.eng.Handle(h.ms, c)
+	if len(c.dials()) != 0 || c.rejected != routing.CauseUnallocated {
+		t.Errorf("unknown transferer: dialed %v, rejected %s", c.dials(), c.rejected)
+	}
+}

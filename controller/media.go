@@ -57,6 +57,10 @@ type CallInfo struct {
 	Transfer       routing.Transfer
 	OriginalCaller string
 	OriginalName   string
+	// TransferredFrom is the call (its channel id) this transfer took the
+	// party from, when it was another channel's (Asterisk's transfers bring
+	// the party back as a new channel); empty: the same channel.
+	TransferredFrom string
 	// Start is when the media server created the channel.
 	Start time.Time
 }

@@ -124,6 +124,9 @@ func (p SIPPorts) Phones() int { return p.Base + 21 }
 // PSTNFar is the port of the PSTN's far end, where external calls arrive.
 func (p SIPPorts) PSTNFar() int { return p.Base + 22 }
 
+// Transferer is the port of the phone that answers and transfers (REFER).
+func (p SIPPorts) Transferer() int { return p.Base + 23 }
+
 // Any says whether at least one real server is configured.
 func (c RealConfig) Any() bool { return c.FS1 != nil || c.FS2 != nil || c.AST1 != nil || c.AST2 != nil }
 
@@ -349,11 +352,14 @@ const (
 	PhoneAnswers Target = 'A' // answers (200) and stays up
 	PhoneBusy    Target = 'B' // 486
 	PhoneRings   Target = 'R' // 180 until cancelled
+	// PhoneTransfers answers and then transfers the caller (a blind REFER);
+	// the scenario starts it (sipp.StartTransferer).
+	PhoneTransfers Target = 'T'
 )
 
 // phoneDigit is the first digit of the number a SIP phone is called on:
 // the phones behave by it (integration/sipp).
-var phoneDigit = map[Target]byte{PhoneAnswers: '5', PhoneBusy: '2', PhoneRings: '3'}
+var phoneDigit = map[Target]byte{PhoneAnswers: '5', PhoneBusy: '2', PhoneRings: '3', PhoneTransfers: '6'}
 
 // IsPhone says whether t is one of the suite's SIP phones.
 func (t Target) IsPhone() bool { _, ok := phoneDigit[t]; return ok }
@@ -384,14 +390,17 @@ func (f RealFleet) Endpoint(server string, t Target, number string) string {
 	if !t.IsPhone() {
 		return TargetEndpoint(kind, t, number)
 	}
-	port := 0
+	port, endpoint := 0, "phones"
 	if f.SIP != nil {
 		port = f.SIP.Phones()
+		if t == PhoneTransfers {
+			port, endpoint = f.SIP.Transferer(), "transferer"
+		}
 	}
 	if kind == provision.KindFreeSWITCH {
 		return fmt.Sprintf("sofia/internal/%s@127.0.0.1:%d", PhoneNumber(t, number), port)
 	}
-	return "PJSIP/" + PhoneNumber(t, number) + "@phones"
+	return "PJSIP/" + PhoneNumber(t, number) + "@" + endpoint
 }
 
 // TargetEndpoint is the endpoint of number on a server of kind behaving as
@@ -503,11 +512,14 @@ func RealDocument(f RealFleet, eps Endpoints) (*provision.Document, error) {
 	return doc, nil
 }
 
-// RealPlan compiles RealDocument.
-func RealPlan(f RealFleet, eps Endpoints) (*provision.Plan, error) {
+// RealPlan compiles RealDocument, changed by edits (a scenario's limits).
+func RealPlan(f RealFleet, eps Endpoints, edits ...func(*provision.Document)) (*provision.Plan, error) {
 	doc, err := RealDocument(f, eps)
 	if err != nil {
 		return nil, err
+	}
+	for _, edit := range edits {
+		edit(doc)
 	}
 	plan, probs := provision.Compile(doc, nil)
 	if plan == nil {

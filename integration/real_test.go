@@ -6,6 +6,7 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -167,7 +168,9 @@ type realScenario struct {
 	// which the simulated lab does not have.
 	sip bool
 	eps Endpoints
-	run func(t *testing.T, e *RealEnv)
+	// edit changes the scenario's plan (a limit).
+	edit func(*provision.Document)
+	run  func(t *testing.T, e *RealEnv)
 }
 
 func runRealSuite(t *testing.T, cfg RealConfig) {
@@ -193,7 +196,11 @@ func runRealSuite(t *testing.T, cfg RealConfig) {
 					}
 					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 					defer cancel()
-					e, err := StartReal(ctx, cfg, f, sc.eps, logger())
+					var edits []func(*provision.Document)
+					if sc.edit != nil {
+						edits = append(edits, sc.edit)
+					}
+					e, err := StartReal(ctx, cfg, f, sc.eps, logger(), edits...)
 					if err != nil {
 						t.Fatalf("start the %s fleet: %v", fleet, err)
 					}
@@ -238,6 +245,160 @@ var realScenarios = []realScenario{
 	{name: "HostileDialed", sip: true, run: realHostileDialed},
 	{name: "Seed003InterServer", two: true, sip: true, eps: Endpoints{"acme": {"2099": PhoneAnswers, "3999": PhoneAnswers}},
 		run: realSeed003InterServer},
+	{name: "Seed000OrgConnect", sip: true, eps: Endpoints{"orgB": {"201": PhoneAnswers}}, run: realSeed000OrgConnect},
+	{name: "Seed004CallerID", sip: true, run: realSeed004CallerID},
+	{name: "Seed001SharedNumber", sip: true, eps: Endpoints{"kundeB": {"300": PhoneAnswers}}, run: realSeed001SharedNumber},
+	{name: "BlindTransfer2Plus1", two: true, sip: true, eps: Endpoints{"acme": {"3999": PhoneTransfers, "2099": PhoneAnswers}},
+		run: realBlindTransfer},
+	{name: "LimitRefusesTheNextCall", sip: true, eps: Endpoints{"acme": {"3999": PhoneAnswers}},
+		edit: func(d *provision.Document) { setLimit(d, "srv11", 1) }, run: realLimit},
+}
+
+// setLimit sets a server's channel limit in a plan.
+func setLimit(d *provision.Document, server string, limit int) {
+	for i := range d.Servers {
+		if d.Servers[i].Name == server {
+			d.Servers[i].ChannelLimit = limit
+		}
+	}
+}
+
+// pstnCaller is where the suite's calls from the PSTN come from.
+func (e *RealEnv) pstnCaller() int { return e.Fleet.SIP.PSTNCallers()[0] }
+
+// Seed 000: agent 124 of org A dials 1201; agent 201 of org B rings showing
+// 2124 (B's prefix for A, then 124), and the call is billed to org A.
+func realSeed000OrgConnect(t *testing.T, e *RealEnv) {
+	cl := e.sipStart(t, "srv11", sipp.Call{From: "124", Dialed: "1201"})
+	e.sipAnswered(t, "srv11", "124", "1201", cl)
+	e.waitPhone(t, e.SIPPhones, PhoneNumber(PhoneAnswers, "201"), "2124")
+	r := e.hangupSIP(t, "srv11", "124", cl)
+	rec := e.sipRecord(t, "srv11", "124", "1201", r)
+	if rec.Route != "org-connect" || rec.CallerID != "2124" || rec.Billing != "orgA" || rec.Org != "orgB" {
+		t.Errorf("record: route %s caller id %s billing %s org %s; want org-connect 2124 orgA orgB", rec.Route, rec.CallerID, rec.Billing, rec.Org)
+	}
+}
+
+// Seed 004: an external call to the United Kingdom presents the +44 number
+// (the 0044 rule); another presents the org's default number. The PSTN's
+// far end shows what was presented.
+func realSeed004CallerID(t *testing.T, e *RealEnv) {
+	for _, tc := range []struct{ dialed, e164, presented string }{
+		{"00442079460000", "+442079460000", "+442071234567"},
+		{"030123456", "+4930123456", "+4930100100"},
+	} {
+		cl := e.sipStart(t, "srv11", sipp.Call{From: "3999", Dialed: tc.dialed})
+		e.sipAnswered(t, "srv11", "3999", tc.dialed, cl)
+		e.waitPhone(t, e.PSTN, tc.e164, tc.presented)
+		r := e.hangupSIP(t, "srv11", "3999", cl)
+		rec := e.sipRecord(t, "srv11", "3999", tc.dialed, r)
+		if rec.Route != "external" || rec.CallerID != tc.presented || rec.External != tc.e164 || rec.Billing != "acme" {
+			t.Errorf("%s: record route %s caller id %s external %s billing %s", tc.dialed, rec.Route, rec.CallerID, rec.External, rec.Billing)
+		}
+	}
+}
+
+// Seed 001: account A's number +4930555001, used in account B's PBX. A
+// call from the PSTN to it rings B's 300 and is billed to A; 300's own
+// external call presents it and is billed to A too.
+func realSeed001SharedNumber(t *testing.T, e *RealEnv) {
+	cl := e.sipStart(t, "srv11", sipp.Call{Port: e.pstnCaller(), From: "+4989123456", Dialed: "+4930555001"})
+	e.sipAnswered(t, "srv11", "+4989123456", "+4930555001", cl)
+	e.waitPhone(t, e.SIPPhones, PhoneNumber(PhoneAnswers, "300"), "+4989123456")
+	r := e.hangupSIP(t, "srv11", "+4989123456", cl)
+	rec := e.sipRecord(t, "srv11", "+4989123456", "+4930555001", r)
+	if rec.Origin != "pstn" || rec.Org != "kundeB" || rec.Billing != "kundeA" || rec.Answered != "300" {
+		t.Errorf("inbound record: origin %s org %s billing %s answered %s; want pstn kundeB kundeA 300", rec.Origin, rec.Org, rec.Billing, rec.Answered)
+	}
+	cl = e.sipStart(t, "srv11", sipp.Call{From: "300", Dialed: "040123456"})
+	e.sipAnswered(t, "srv11", "300", "040123456", cl)
+	e.waitPhone(t, e.PSTN, "+4940123456", "+4930555001")
+	r = e.hangupSIP(t, "srv11", "300", cl)
+	if rec := e.sipRecord(t, "srv11", "300", "040123456", r); rec.CallerID != "+4930555001" || rec.Billing != "kundeA" {
+		t.Errorf("outbound record: caller id %s billing %s; want +4930555001 billed to kundeA", rec.CallerID, rec.Billing)
+	}
+}
+
+// Seed 003 §4 with real SIP: a call from the PSTN to 3999's phone, which
+// transfers it blind (REFER) to 122099. 2099's phone on server 12 shows the
+// original caller; server 11 counts 2 (the PSTN leg and the trunk leg out),
+// server 12 counts 1; everything is released when the caller hangs up.
+func realBlindTransfer(t *testing.T, e *RealEnv) {
+	if e.Fleet.SIP == nil || e.sipDir == "" {
+		labtest.Missing(t, "real SIP phones: set %s", EnvSIPP)
+	}
+	tr, err := sipp.StartTransferer(realCtx(t), filepath.Join(e.sipDir, "transferer"), e.Fleet.SIP.Transferer(),
+		"sip:122099@"+e.Fleet.Servers["srv11"].SIP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	const caller, did = "+4989123456", "+4930100100"
+	cl := e.sipStart(t, "srv11", sipp.Call{Port: e.pstnCaller(), From: caller, Dialed: did})
+	e.sipAnswered(t, "srv11", caller, did, cl)
+	e.waitPhone(t, tr, PhoneNumber(PhoneTransfers, "3999"), caller)
+	// The transfer: 2099 rings showing the original caller.
+	e.waitPhone(t, e.SIPPhones, PhoneNumber(PhoneAnswers, "2099"), caller)
+	e.waitCount(t, "server", "srv11", 2)
+	e.waitCount(t, "server", "srv12", 1)
+	if cl.Ended() {
+		t.Fatal("the caller's call ended with the transfer")
+	}
+	// The transferring phone leaves the call once its transfer succeeded
+	// (the server's BYE, or its own 1.5 s after the final NOTIFY).
+	deadline := time.Now().Add(10 * time.Second)
+	for !tr.HungUp() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !tr.HungUp() {
+		t.Errorf("the transferring phone is still in its call after the transfer")
+	}
+	r := e.hangupSIP(t, "srv11", caller, cl)
+	if r.Final != 200 {
+		t.Errorf("the caller's call: final %d", r.Final)
+	}
+	rec := e.recordWhere(t, func(rec *controller.Record) bool {
+		return rec.Server == "srv11" && rec.Transfer != "" && !rec.Start.Before(r.Invited.Add(-time.Second))
+	})
+	if rec.Transfer != "blind" || rec.Route != "inter-server" || rec.CallerID != caller {
+		t.Errorf("record of the transferred call: transfer %q route %s caller id %s; want blind inter-server %s", rec.Transfer, rec.Route, rec.CallerID, caller)
+	}
+	e.waitCount(t, "server", "srv11", 0)
+	e.waitCount(t, "server", "srv12", 0)
+}
+
+// A server at its limit refuses the next counted leg with 503 (to a real
+// SIP caller, out and in), and the call already up is untouched.
+func realLimit(t *testing.T, e *RealEnv) {
+	first := e.sipStart(t, "srv11", sipp.Call{From: "3999", Dialed: "030123456"})
+	e.sipAnswered(t, "srv11", "3999", "030123456", first)
+	e.waitCount(t, "server", "srv11", 1)
+	out := e.sipCall(t, "srv11", sipp.Call{From: "3998", Dialed: "030999999"})
+	if out.Final != 503 {
+		t.Errorf("a second external call at the limit: the caller got %d (cause %s), want 503", out.Final, out.Reason)
+	}
+	in := e.sipCall(t, "srv11", sipp.Call{Port: e.pstnCaller(), From: "+4989123456", Dialed: "+4930100100"})
+	if in.Final != 503 {
+		t.Errorf("a call from the PSTN at the limit: the caller got %d (cause %s), want 503", in.Final, in.Reason)
+	}
+	for _, rec := range []controller.Record{e.sipRecord(t, "srv11", "3998", "030999999", out),
+		e.sipRecord(t, "srv11", "+4989123456", "+4930100100", in)} {
+		if rec.HangupCause != "NORMAL_CIRCUIT_CONGESTION" || len(rec.Legs) != 0 {
+			t.Errorf("refused call %s: cause %s, counted legs %v", rec.Dialed, rec.HangupCause, rec.Legs)
+		}
+	}
+	if e.PSTN != nil && len(e.PSTN.RingsOf("+4930999999")) != 0 {
+		t.Errorf("the refused external call reached the PSTN")
+	}
+	if first.Ended() {
+		t.Fatalf("the first call ended when the next were refused")
+	}
+	e.waitCount(t, "server", "srv11", 1)
+	r := e.hangupSIP(t, "srv11", "3999", first)
+	if !r.HungUpByFar || r.Final != 200 {
+		t.Errorf("first call: final %d, ended by the server %v", r.Final, r.HungUpByFar)
+	}
+	e.waitCount(t, "server", "srv11", 0)
 }
 
 // ringWithin says whether a ring lasted the plan's ring timeout, ±100 ms.

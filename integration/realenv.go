@@ -85,7 +85,7 @@ func (e *RealEnv) SIPCallerChannel(server, from string) (Channel, bool) {
 		if !c.Ended.IsZero() || c.Caller != from {
 			continue
 		}
-		if strings.HasPrefix(c.Name, "sofia/internal/"+from+"@") || strings.HasPrefix(c.Name, "PJSIP/sipp-") {
+		if strings.HasPrefix(c.Name, "sofia/internal/"+from+"@") || strings.HasPrefix(c.Name, "PJSIP/sipp-") || strings.HasPrefix(c.Name, "PJSIP/pstn-") {
 			return c, true
 		}
 	}
@@ -271,11 +271,11 @@ func (l *chanLog) list() []Channel {
 
 // StartReal starts the suite's connections to the fleet's servers and a
 // callctl node serving them with the lab plan and the scenario's endpoints.
-func StartReal(ctx context.Context, cfg RealConfig, f RealFleet, eps Endpoints, logger *slog.Logger) (*RealEnv, error) {
+func StartReal(ctx context.Context, cfg RealConfig, f RealFleet, eps Endpoints, logger *slog.Logger, edits ...func(*provision.Document)) (*RealEnv, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	plan, err := RealPlan(f, eps)
+	plan, err := RealPlan(f, eps, edits...)
 	if err != nil {
 		return nil, err
 	}

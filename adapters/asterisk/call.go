@@ -207,11 +207,15 @@ func (c *call) readTransfer() {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	c.info.Transfer = routing.Blind
+	c.info.TransferredFrom = x.id
 	if l != nil {
-		// The far end of x transferred x's caller.
+		// The far end of x transferred x's caller. x's caller stays in x's
+		// bridge, counted by x (its PSTN or trunk leg): this call counts
+		// only the legs it opens itself, so it is not a call from x's
+		// source.
 		c.info.Caller, c.info.CallerName = l.number, ""
 		c.info.OriginalCaller, c.info.OriginalName = x.info.Caller, x.info.CallerName
-		c.info.Source = x.info.Source
+		c.info.Source = ""
 	} else {
 		// x's caller transferred its far end.
 		c.info.Caller, c.info.CallerName = x.info.Caller, x.info.CallerName

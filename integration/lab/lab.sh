@@ -43,7 +43,8 @@ sip_port() { case $1 in fs1) port 5060;; fs2) port 5062;; ast1) port 5080;; ast2
 socket_port() { case $1 in fs1) port 18084;; fs2) port 18085;; esac; }
 server_of() { case $1 in fs1|ast1) echo srv11;; fs2|ast2) echo srv12;; esac; }
 # The suite's own SIP peers (sipp), from one base: callers base..base+5 (phones), PSTN callers
-# base+6 and base+7, the SIP phones' UAS base+21, the PSTN's far end base+22.
+# base+6 and base+7, the SIP phones' UAS base+21, the PSTN's far end base+22, the transferring
+# phone base+23.
 SIPP_BASE=$(port 5070)
 
 fs_moddir() {
@@ -96,6 +97,7 @@ render() {
     -e "s#@FS1_SIP_PORT@#$(sip_port fs1)#g" -e "s#@FS2_SIP_PORT@#$(sip_port fs2)#g" \
     -e "s#@AST1_SIP_PORT@#$(sip_port ast1)#g" -e "s#@AST2_SIP_PORT@#$(sip_port ast2)#g" \
     -e "s#@PSTN_SIP_PORT@#$((SIPP_BASE + 22))#g" -e "s#@PHONES_PORT@#$((SIPP_BASE + 21))#g" \
+    -e "s#@TRANSFERER_PORT@#$((SIPP_BASE + 23))#g" \
     -e "s#@CALLER_PORTS@#$SIPP_BASE-$((SIPP_BASE + 5))#g" \
     -e "s#@PSTN_CALLER_PORTS@#$((SIPP_BASE + 6))-$((SIPP_BASE + 7))#g" \
     -e "s#@CALLER_MATCH@#$caller_match#g" -e "s#@PSTN_MATCH@#$pstn_match#g" \

@@ -179,6 +179,16 @@ func (c *Caller) Wait(ctx context.Context) (*Result, error) {
 	return r, nil
 }
 
+// Ended says whether sipp is done with the call.
+func (c *Caller) Ended() bool {
+	select {
+	case <-c.p.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // Stop ends the sipp process (the call is abandoned without signalling).
 func (c *Caller) Stop() { c.p.kill(); <-c.p.done }
 
