@@ -52,7 +52,7 @@ type Engine struct {
 	// transfer routes as dialed by them, also when the REFER does not name
 	// them (a Referred-By of the phone's own device name).
 	connectedTo map[string]connectedUser
-	wg     sync.WaitGroup
+	wg          sync.WaitGroup
 	// stopCtx is cancelled when the engine must end every call now: ringing
 	// legs follow it through context.AfterFunc, connected calls watch it
 	// where they wait; no goroutine per call watches it.
