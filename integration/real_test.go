@@ -250,6 +250,8 @@ var realScenarios = []realScenario{
 	{name: "Seed001SharedNumber", sip: true, eps: Endpoints{"kundeB": {"300": PhoneAnswers}}, run: realSeed001SharedNumber},
 	{name: "BlindTransfer2Plus1", two: true, sip: true, eps: Endpoints{"acme": {"3999": PhoneTransfers, "2099": PhoneAnswers}},
 		run: realBlindTransfer},
+	{name: "MediaServerKilledMidCall", two: true, sip: true, eps: Endpoints{"acme": {"3998": PhoneAnswers, "2099": PhoneAnswers}},
+		run: realMediaServerKilled},
 	{name: "LimitRefusesTheNextCall", sip: true, eps: Endpoints{"acme": {"3999": PhoneAnswers}},
 		edit: func(d *provision.Document) { setLimit(d, "srv11", 1) }, run: realLimit},
 }
@@ -365,6 +367,84 @@ func realBlindTransfer(t *testing.T, e *RealEnv) {
 	}
 	e.waitCount(t, "server", "srv11", 0)
 	e.waitCount(t, "server", "srv12", 0)
+}
+
+// Server 12 crashes (SIGKILL) while a call crosses to it and another call
+// is up on server 11: callctl releases what counted on server 12, the call
+// on server 11 is untouched, no goroutine is left behind, and once server 12
+// is back callctl serves it again.
+func realMediaServerKilled(t *testing.T, e *RealEnv) {
+	if !e.CanRestart() {
+		labtest.Missing(t, "the servers are not the lab's: set %s to stop and start them", EnvLabCtl)
+	}
+	local := e.sipStart(t, "srv11", sipp.Call{From: "3999", Dialed: "3998"})
+	e.sipAnswered(t, "srv11", "3999", "3998", local)
+	across := e.sipStart(t, "srv11", sipp.Call{From: "3998", Dialed: "122099"})
+	e.sipAnswered(t, "srv11", "3998", "122099", across)
+	e.waitCount(t, "server", "srv12", 1)
+	goroutines := runtime.NumGoroutine()
+
+	if err := e.KillServer(realCtx(t), "srv12"); err != nil {
+		t.Fatal(err)
+	}
+	if e.Fleet.Kinds["srv12"] == provision.KindFreeSWITCH {
+		// FreeSWITCH's socket connections went with its channels: what
+		// counted there is released.
+		e.waitCount(t, "server", "srv12", 0)
+	} else if n := e.Count(context.Background(), "server", "srv12"); n != 1 {
+		// Asterisk's channels cannot be asked while it is down: the leg
+		// stays counted until they can (SPEC §5).
+		t.Errorf("server srv12 counts %d while it is down, want its leg still counted", n)
+	}
+	if local.Ended() {
+		t.Fatal("the call on server 11 ended when server 12 died")
+	}
+	if err := e.StartServer(realCtx(t), "srv12"); err != nil {
+		t.Fatal(err)
+	}
+	e.waitConnected(t, "srv12")
+	// Back: its live channels say the leg is gone.
+	e.waitCount(t, "server", "srv12", 0)
+	if local.Ended() {
+		t.Fatal("the call on server 11 ended when server 12 came back")
+	}
+	e.hangupSIP(t, "srv11", "3999", local)
+	// The call across lost its far end with the server; its caller is hung
+	// up here if server 11 still has it.
+	if !across.Ended() {
+		if _, ok := e.SIPCallerChannel("srv11", "3998"); ok {
+			e.hangupSIP(t, "srv11", "3998", across)
+		}
+	}
+	e.waitCount(t, "server", "srv11", 0)
+	e.waitCount(t, "server", "srv12", 0)
+
+	// Served again: the same call across works.
+	again := e.sipStart(t, "srv11", sipp.Call{From: "3999", Dialed: "122099"})
+	e.sipAnswered(t, "srv11", "3999", "122099", again)
+	e.waitCount(t, "server", "srv12", 1)
+	e.hangupSIP(t, "srv11", "3999", again)
+	e.waitCount(t, "server", "srv12", 0)
+	deadline := time.Now().Add(15 * time.Second)
+	for runtime.NumGoroutine() > goroutines+5 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > goroutines+5 {
+		t.Errorf("%d goroutines before the crash, %d after the server came back and its calls ended", goroutines, n)
+	}
+}
+
+// waitConnected waits until the node serves server again.
+func (e *RealEnv) waitConnected(t *testing.T, server string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if e.Node.Status()[server] == "connected" {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("callctl did not reconnect to %s: %v", server, e.Node.Status())
 }
 
 // A server at its limit refuses the next counted leg with 503 (to a real

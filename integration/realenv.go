@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -40,6 +41,9 @@ type RealEnv struct {
 	// calls; nil without SIP peers (CALLCTL_IT_SIPP) or sipp.
 	SIPPhones, PSTN *sipp.Phones
 	sipDir          string
+	labCtl          string // the lab's control script, when the servers are the lab's
+	killed          map[string]bool // servers KillServer stopped and StartServer did not start yet
+	callerApp       string
 	nextCaller      int
 	callers         []*sipp.Caller
 	keepLogs        bool
@@ -90,6 +94,57 @@ func (e *RealEnv) SIPCallerChannel(server, from string) (Channel, bool) {
 		}
 	}
 	return Channel{}, false
+}
+
+// CanRestart says whether the scenario may stop and start the fleet's
+// servers (they are the lab's).
+func (e *RealEnv) CanRestart() bool { return e.labCtl != "" }
+
+// KillServer kills server's media server at once (SIGKILL), as a crash.
+// The suite's connection to it goes with it.
+func (e *RealEnv) KillServer(ctx context.Context, server string) error {
+	rs := e.Fleet.Servers[server]
+	if rs == nil || e.labCtl == "" {
+		return fmt.Errorf("server %s cannot be killed here", server)
+	}
+	out, err := exec.CommandContext(ctx, e.labCtl, "kill", rs.Name).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("kill %s: %v: %s", rs.Name, err, out)
+	}
+	e.mu.Lock()
+	p := e.phones[server]
+	if e.killed == nil {
+		e.killed = map[string]bool{}
+	}
+	e.killed[server] = true
+	e.mu.Unlock()
+	p.Close()
+	return nil
+}
+
+// StartServer starts server's media server again and reconnects the suite
+// to it; what the dead server's channels did is forgotten (they are gone).
+func (e *RealEnv) StartServer(ctx context.Context, server string) error {
+	rs := e.Fleet.Servers[server]
+	out, err := exec.CommandContext(ctx, e.labCtl, "start", rs.Name).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("start %s: %v: %s", rs.Name, err, out)
+	}
+	var p phoneSide
+	switch rs.Kind {
+	case provision.KindFreeSWITCH:
+		p, err = dialFS(ctx, server, rs, e.Log)
+	default:
+		p, err = dialARI(ctx, server, rs, e.callerApp, e.Log)
+	}
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.phones[server] = p
+	delete(e.killed, server)
+	e.mu.Unlock()
+	return nil
 }
 
 // Kill hangs up a channel of server.
@@ -279,7 +334,7 @@ func StartReal(ctx context.Context, cfg RealConfig, f RealFleet, eps Endpoints, 
 	if err != nil {
 		return nil, err
 	}
-	e := &RealEnv{Fleet: f, Plan: plan, Log: logger, phones: map[string]phoneSide{}}
+	e := &RealEnv{Fleet: f, Plan: plan, Log: logger, phones: map[string]phoneSide{}, labCtl: cfg.LabCtl, callerApp: cfg.CallerApp}
 	ok := false
 	defer func() {
 		if !ok {
@@ -508,6 +563,21 @@ func (e *RealEnv) Record(ctx context.Context, match func(*controller.Record) boo
 // Close stops the node, then the relays and the suite's connections.
 func (e *RealEnv) Close() {
 	e.closeOnce.Do(func() {
+		// A scenario that failed between killing a server and starting it
+		// again leaves it down: the next scenario needs it.
+		e.mu.Lock()
+		var down []string
+		for s := range e.killed {
+			down = append(down, s)
+		}
+		e.mu.Unlock()
+		for _, s := range down {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			if err := e.StartServer(ctx, s); err != nil {
+				e.Log.Error("could not start a killed server again", "server", s, "err", err)
+			}
+			cancel()
+		}
 		// A scenario that failed may leave its callers up: they leave
 		// first, so that the node has nothing to drain.
 		e.mu.Lock()

@@ -6,6 +6,7 @@
 #                                  ../shared/lab is beside the repository, and sipp)
 #   lab.sh start [instances]       render the configuration and start (default: all four)
 #   lab.sh stop [instances]        stop what start started
+#   lab.sh kill INSTANCE           kill an instance at once (SIGKILL), as a crash would
 #   lab.sh status                  which instances run
 #   lab.sh env                     the CALLCTL_IT_* variables of the suite, as shell exports
 #   lab.sh run -- COMMAND...       start what is not running, run COMMAND with the variables,
@@ -174,6 +175,19 @@ stop_one() {
   rm -f "$pf"
 }
 
+kill_one() {
+  local pf
+  pf=$(pidfile "$1")
+  if ! alive "$pf"; then echo "$1: not running" >&2; return 1; fi
+  kill -KILL "$(cat "$pf")"
+  for _ in $(seq 1 50); do
+    alive "$pf" || { rm -f "$pf"; echo "$1: killed"; return 0; }
+    sleep 0.1
+  done
+  echo "$1: still alive after SIGKILL" >&2
+  return 1
+}
+
 start() {
   local rc=0 i
   if ! installed; then
@@ -263,6 +277,7 @@ case $cmd in
   install) install ;;
   start) start "$@" ;;
   stop) stop "$@" ;;
+  kill) [ $# -eq 1 ] || { echo "usage: $0 kill INSTANCE" >&2; exit 2; }; kill_one "$1" ;;
   status) status ;;
   env) envvars ;;
   run)
@@ -270,5 +285,5 @@ case $cmd in
     [ $# -gt 0 ] || { echo "usage: $0 run -- COMMAND..." >&2; exit 2; }
     run "$@"
     ;;
-  *) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
