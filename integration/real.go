@@ -30,6 +30,7 @@ const (
 	EnvARIContext   = "CALLCTL_IT_ARI_CONTEXT" // context test calls start in (from-sipp)
 	EnvARICaller    = "CALLCTL_IT_ARI_CALLER"  // the suite's own ARI application (callctl-it-caller)
 	EnvESLListen    = "CALLCTL_IT_ESL_LISTEN"  // where callctl listens for the socket application
+	EnvESLStandby   = "CALLCTL_IT_ESL_STANDBY" // where a second node listens (the dialplan's second socket)
 	EnvFleets       = "CALLCTL_IT_FLEETS"      // freeswitch,asterisk,mixed (default: all that are set)
 	EnvSIPP         = "CALLCTL_IT_SIPP"        // first port of the suite's SIP peers (sipp), 5070 in the lab
 	EnvLabCtl       = "CALLCTL_IT_LAB"         // the lab's control script (lab.sh), to stop and start servers
@@ -85,6 +86,10 @@ type RealConfig struct {
 	// whose servers connect to different ports, as the recorded one does:
 	// fs1 to 18084, fs2 to 18085).
 	ESLListen []string
+	// ESLStandby: where the dialplan's second socket line connects when the
+	// first node does not answer (a second node of a cluster), in the order
+	// of ESLListen; empty when the dialplan has no second line.
+	ESLStandby []string
 	// CallerApp is the suite's own ARI application: the caller's half of each
 	// test call enters it, so the suite sees what the caller sees.
 	CallerApp string
@@ -154,6 +159,16 @@ func RealConfigFrom(getenv func(string) string) (RealConfig, error) {
 			continue
 		}
 		cfg.ESLListen = append(cfg.ESLListen, a)
+	}
+	if v := strings.TrimSpace(getenv(EnvESLStandby)); v != "" {
+		for _, a := range strings.Split(v, ",") {
+			a = strings.TrimSpace(a)
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				bad("%s: %q is not host:port: %v", EnvESLStandby, a, err)
+				continue
+			}
+			cfg.ESLStandby = append(cfg.ESLStandby, a)
+		}
 	}
 	if v := strings.TrimSpace(getenv(EnvFleets)); v != "" {
 		for _, f := range strings.Split(v, ",") {
@@ -510,20 +525,4 @@ func RealDocument(f RealFleet, eps Endpoints) (*provision.Document, error) {
 	}
 	doc.Settings.RingTimeout = provision.Duration(realRingTimeout)
 	return doc, nil
-}
-
-// RealPlan compiles RealDocument, changed by edits (a scenario's limits).
-func RealPlan(f RealFleet, eps Endpoints, edits ...func(*provision.Document)) (*provision.Plan, error) {
-	doc, err := RealDocument(f, eps)
-	if err != nil {
-		return nil, err
-	}
-	for _, edit := range edits {
-		edit(doc)
-	}
-	plan, probs := provision.Compile(doc, nil)
-	if plan == nil {
-		return nil, &provision.InvalidError{Problems: probs}
-	}
-	return plan, nil
 }

@@ -170,7 +170,10 @@ type realScenario struct {
 	eps Endpoints
 	// edit changes the scenario's plan (a limit).
 	edit func(*provision.Document)
-	run  func(t *testing.T, e *RealEnv)
+	// processes: the scenario runs callctl as processes (a cluster with
+	// Redis), not the suite's node.
+	processes bool
+	run       func(t *testing.T, e *RealEnv)
 }
 
 func runRealSuite(t *testing.T, cfg RealConfig) {
@@ -196,11 +199,17 @@ func runRealSuite(t *testing.T, cfg RealConfig) {
 					}
 					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 					defer cancel()
-					var edits []func(*provision.Document)
+					var opts []RealOption
 					if sc.edit != nil {
-						edits = append(edits, sc.edit)
+						opts = append(opts, WithEdit(sc.edit))
 					}
-					e, err := StartReal(ctx, cfg, f, sc.eps, logger(), edits...)
+					if sc.processes {
+						if cfg.simulated {
+							t.Skip("callctl processes on the lab's servers: the simulated suite has TestControllerKilledMidCall and TestTwoNodeCluster")
+						}
+						opts = append(opts, WithoutNode())
+					}
+					e, err := StartReal(ctx, cfg, f, sc.eps, logger(), opts...)
 					if err != nil {
 						t.Fatalf("start the %s fleet: %v", fleet, err)
 					}
@@ -219,7 +228,9 @@ func runRealSuite(t *testing.T, cfg RealConfig) {
 						t.Fatal(err)
 					}
 					for _, s := range f.Served() {
-						e.waitCount(t, "server", s, 0)
+						if e.State != nil {
+							e.waitCount(t, "server", s, 0)
+						}
 					}
 				})
 			}
@@ -252,6 +263,10 @@ var realScenarios = []realScenario{
 		run: realBlindTransfer},
 	{name: "MediaServerKilledMidCall", two: true, sip: true, eps: Endpoints{"acme": {"3998": PhoneAnswers, "2099": PhoneAnswers}},
 		run: realMediaServerKilled},
+	{name: "ControllerKilledMidCall", sip: true, processes: true, eps: Endpoints{"acme": {"3999": PhoneAnswers}},
+		run: realControllerKilled},
+	{name: "TwoNodeCluster", two: true, sip: true, processes: true, eps: Endpoints{"acme": {"2099": PhoneAnswers}},
+		run: realTwoNodes},
 	{name: "LimitRefusesTheNextCall", sip: true, eps: Endpoints{"acme": {"3999": PhoneAnswers}},
 		edit: func(d *provision.Document) { setLimit(d, "srv11", 1) }, run: realLimit},
 }

@@ -30,6 +30,7 @@ type RealEnv struct {
 	Fleet   RealFleet
 	Node    *node.Node
 	Plan    *provision.Plan
+	Doc     *provision.Document // the plan's document (for callctl processes)
 	State   node.State
 	Records *Recorder
 	Log     *slog.Logger
@@ -41,7 +42,8 @@ type RealEnv struct {
 	// calls; nil without SIP peers (CALLCTL_IT_SIPP) or sipp.
 	SIPPhones, PSTN *sipp.Phones
 	sipDir          string
-	labCtl          string // the lab's control script, when the servers are the lab's
+	cfg             RealConfig
+	labCtl          string          // the lab's control script, when the servers are the lab's
 	killed          map[string]bool // servers KillServer stopped and StartServer did not start yet
 	callerApp       string
 	nextCaller      int
@@ -326,15 +328,26 @@ func (l *chanLog) list() []Channel {
 
 // StartReal starts the suite's connections to the fleet's servers and a
 // callctl node serving them with the lab plan and the scenario's endpoints.
-func StartReal(ctx context.Context, cfg RealConfig, f RealFleet, eps Endpoints, logger *slog.Logger, edits ...func(*provision.Document)) (*RealEnv, error) {
+func StartReal(ctx context.Context, cfg RealConfig, f RealFleet, eps Endpoints, logger *slog.Logger, opts ...RealOption) (*RealEnv, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	plan, err := RealPlan(f, eps, edits...)
+	var o realOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	doc, err := RealDocument(f, eps)
 	if err != nil {
 		return nil, err
 	}
-	e := &RealEnv{Fleet: f, Plan: plan, Log: logger, phones: map[string]phoneSide{}, labCtl: cfg.LabCtl, callerApp: cfg.CallerApp}
+	for _, edit := range o.edits {
+		edit(doc)
+	}
+	plan, probs := provision.Compile(doc, nil)
+	if plan == nil {
+		return nil, &provision.InvalidError{Problems: probs}
+	}
+	e := &RealEnv{Fleet: f, Plan: plan, Doc: doc, Log: logger, phones: map[string]phoneSide{}, cfg: cfg, labCtl: cfg.LabCtl, callerApp: cfg.CallerApp}
 	ok := false
 	defer func() {
 		if !ok {
@@ -379,6 +392,17 @@ func StartReal(ctx context.Context, cfg RealConfig, f RealFleet, eps Endpoints, 
 			}
 			e.relays = append(e.relays, r)
 		}
+		if o.noNode && len(cfg.ESLStandby) > 1 {
+			// The scenario's second node listens on the first standby
+			// address; the other servers' second socket lines reach it too.
+			for _, a := range cfg.ESLStandby[1:] {
+				r, err := startRelay(a, cfg.ESLStandby[0], logger)
+				if err != nil {
+					return nil, fmt.Errorf("%s: %w", EnvESLStandby, err)
+				}
+				e.relays = append(e.relays, r)
+			}
+		}
 	}
 	if f.SIP != nil && sipp.Available() == nil {
 		if e.sipDir, err = os.MkdirTemp("", "callctl-sipp-"); err != nil {
@@ -390,6 +414,11 @@ func StartReal(ctx context.Context, cfg RealConfig, f RealFleet, eps Endpoints, 
 		if e.PSTN, err = sipp.StartPhones(ctx, filepath.Join(e.sipDir, "pstn"), f.SIP.PSTNFar()); err != nil {
 			return nil, fmt.Errorf("the PSTN's far end: %w", err)
 		}
+	}
+	if o.noNode {
+		// The scenario runs callctl itself (processes).
+		ok = true
+		return e, nil
 	}
 	state := memory.New(memory.Options{Logger: logger})
 	e.Records = &Recorder{State: state, more: make(chan struct{})}
@@ -424,6 +453,24 @@ func StartReal(ctx context.Context, cfg RealConfig, f RealFleet, eps Endpoints, 
 	ok = true
 	return e, nil
 }
+
+// RealOption changes how StartReal sets a scenario up.
+type RealOption func(*realOptions)
+
+type realOptions struct {
+	edits  []func(*provision.Document)
+	noNode bool
+}
+
+// WithEdit changes the scenario's plan (a limit).
+func WithEdit(edit func(*provision.Document)) RealOption {
+	return func(o *realOptions) { o.edits = append(o.edits, edit) }
+}
+
+// WithoutNode starts no callctl node: the scenario runs its own (callctl
+// processes), listening where the servers' socket lines connect
+// (ESLListen[0], and ESLStandby[0] for a second node).
+func WithoutNode() RealOption { return func(o *realOptions) { o.noNode = true } }
 
 // Place places a call on server from the phone from dialing dialed.
 func (e *RealEnv) Place(ctx context.Context, server, from, dialed string) (*RealCall, error) {
@@ -517,6 +564,9 @@ func (e *RealEnv) Sync(ctx context.Context) error {
 
 // Count returns the counted legs held now on a server or org (-1 on error).
 func (e *RealEnv) Count(ctx context.Context, scope, name string) int {
+	if e.State == nil {
+		return -1
+	}
 	n, err := e.State.Count(ctx, scope, name)
 	if err != nil {
 		return -1
@@ -543,7 +593,10 @@ func (e *RealEnv) Quiet(ctx context.Context) error {
 				}
 			}
 		}
-		calls := e.Node.Engine().Calls()
+		var calls []controller.CallView
+		if e.Node != nil {
+			calls = e.Node.Engine().Calls()
+		}
 		if len(up) == 0 && len(calls) == 0 {
 			return nil
 		}

@@ -87,8 +87,11 @@ type Client struct {
 	handler Handler
 	own     bool // the HTTP client is ours to close
 
-	mu        sync.RWMutex
-	chans     map[string]*chanRef // every channel id callctl tracks
+	mu    sync.RWMutex
+	chans map[string]*chanRef // every channel id callctl tracks
+	// adopted are the channels of an earlier owner's connected calls
+	// (adopt.go), apart from chans: no call of this process has them.
+	adopted   map[string]*adoptedCall
 	calls     map[*call]struct{}
 	gen       uint64 // registration counter, for reconcile
 	accepting bool
@@ -325,6 +328,7 @@ func (c *Client) connLoop(ctx context.Context) {
 			c.reconcile(ctx)
 		} else {
 			c.log.Info("ARI connected", "app", c.cfg.App, "entity_id", info.EntityID, "version", info.Version)
+			c.adoptStrays(ctx)
 		}
 		if info.StartupTime != "" {
 			c.lastInfo = info
@@ -446,7 +450,9 @@ func (c *Client) handleFrame(data []byte, at time.Time) {
 		// ChannelDestroyed after StasisEnd (subscribeAll=false, trace e1):
 		// for them StasisEnd is the end.
 		switch ref, _ := c.lookup(e.Channel.ID); {
-		case ref == nil || ref.leg != nil:
+		case ref == nil:
+			c.adoptedGone(e.Channel.ID)
+		case ref.leg != nil:
 		case ref.standIn:
 			ref.call.standInGone(e.Channel.ID)
 		default:
@@ -461,6 +467,7 @@ func (c *Client) handleFrame(data []byte, at time.Time) {
 		ref, half2 := c.lookup(e.Channel.ID)
 		switch {
 		case ref == nil:
+			c.adoptedGone(e.Channel.ID)
 		case ref.leg != nil:
 			if ref.leg.destroyed(half2, e.Cause, at) {
 				stepDecided()

@@ -41,7 +41,10 @@ port() { echo $(($1 + O)); }
 esl_port() { case $1 in fs1) port 8021;; fs2) port 8022;; esac; }
 ari_port() { case $1 in ast1) port 8088;; ast2) port 8089;; esac; }
 sip_port() { case $1 in fs1) port 5060;; fs2) port 5062;; ast1) port 5080;; ast2) port 5082;; esac; }
-socket_port() { case $1 in fs1) port 18084;; fs2) port 18085;; esac; }
+# Both FreeSWITCH servers hand their calls to the same callctl nodes (as in a
+# cluster): the first node, then the second when the first does not answer.
+socket_port() { port 18084; }
+socket2_port() { port 18086; }
 server_of() { case $1 in fs1|ast1) echo srv11;; fs2|ast2) echo srv12;; esac; }
 # The suite's own SIP peers (sipp), from one base: callers base..base+5 (phones), PSTN callers
 # base+6 and base+7, the SIP phones' UAS base+21, the PSTN's far end base+22, the transferring
@@ -85,7 +88,7 @@ render() {
   local src=$1 dst=$2 i=$3 rtp
   case $i in fs1) rtp=20000;; fs2) rtp=25000;; ast1) rtp=30000;; ast2) rtp=35000;; esac
   rm -rf "$dst" && mkdir -p "$dst" && cp -a "$src/." "$dst/" && chmod -R u+w "$dst"
-  local sock="127.0.0.1:$(socket_port "$i")"
+  local sock="127.0.0.1:$(socket_port "$i")" sock2="127.0.0.1:$(socket2_port "$i")"
   local caller_match pstn_match
   caller_match=$(matchlist "$SIPP_BASE" 6)
   pstn_match=$(matchlist $((SIPP_BASE + 6)) 2)"match = 127.0.0.1:$((SIPP_BASE + 22))"
@@ -93,7 +96,7 @@ render() {
     -e "s#@INSTANCE@#$i#g" -e "s#@SERVER@#$(server_of "$i")#g" -e "s#@DIR@#$DIR/$i#g" \
     -e "s#@ESL_PORT@#$(esl_port "$i")#g" -e "s#@ESL_PASSWORD@#$ESL_PASSWORD#g" \
     -e "s#@ARI_PORT@#$(ari_port "$i")#g" -e "s#@ARI_USER@#$ARI_USER#g" -e "s#@ARI_PASSWORD@#$ARI_PASSWORD#g" \
-    -e "s#@ARI_APP@#$ARI_APP#g" -e "s#@SIP_PORT@#$(sip_port "$i")#g" -e "s#@SOCKET@#$sock#g" \
+    -e "s#@ARI_APP@#$ARI_APP#g" -e "s#@SIP_PORT@#$(sip_port "$i")#g" -e "s#@SOCKET@#$sock#g" -e "s#@SOCKET2@#$sock2#g" \
     -e "s#@RTP_START@#$rtp#g" -e "s#@RTP_END@#$((rtp + 4999))#g" \
     -e "s#@FS1_SIP_PORT@#$(sip_port fs1)#g" -e "s#@FS2_SIP_PORT@#$(sip_port fs2)#g" \
     -e "s#@AST1_SIP_PORT@#$(sip_port ast1)#g" -e "s#@AST2_SIP_PORT@#$(sip_port ast2)#g" \
@@ -209,7 +212,7 @@ envvars() {
 export CALLCTL_IT_FS1=127.0.0.1:$(esl_port fs1) CALLCTL_IT_FS2=127.0.0.1:$(esl_port fs2)
 export CALLCTL_IT_FS_PASSWORD=$ESL_PASSWORD
 export CALLCTL_IT_FS1_SIP=127.0.0.1:$(sip_port fs1) CALLCTL_IT_FS2_SIP=127.0.0.1:$(sip_port fs2)
-export CALLCTL_IT_ESL_LISTEN=127.0.0.1:$(socket_port fs1),127.0.0.1:$(socket_port fs2)
+export CALLCTL_IT_ESL_LISTEN=127.0.0.1:$(socket_port) CALLCTL_IT_ESL_STANDBY=127.0.0.1:$(socket2_port)
 export CALLCTL_IT_AST1=http://$ARI_USER:$ARI_PASSWORD@127.0.0.1:$(ari_port ast1)/ari CALLCTL_IT_AST2=http://$ARI_USER:$ARI_PASSWORD@127.0.0.1:$(ari_port ast2)/ari
 export CALLCTL_IT_AST1_SIP=127.0.0.1:$(sip_port ast1) CALLCTL_IT_AST2_SIP=127.0.0.1:$(sip_port ast2)
 export CALLCTL_IT_ARI_APP=$ARI_APP
