@@ -5,7 +5,8 @@
 //	app NAME QUERY          connect NAME's event WebSocket (QUERY: subscribeAll=false)
 //	rest METHOD PATH        a REST call below /ari, logged with its reply
 //	async rest METHOD PATH  the same, without waiting for the reply (the next line goes at once)
-//	wait APP TYPE [ID]      until APP received an event TYPE (about channel or bridge ID)
+//	wait APP TYPE [ID]      until APP received an event TYPE (about channel or bridge ID);
+//	                        $last in a later rest path is that event's channel id
 //	sleep DURATION          a pause (Go duration)
 //
 // Usage: go run ./integration/lab/arirecord -ari http://ari:ari@127.0.0.1:8088/ari -out DIR/NAME SCRIPT
@@ -114,6 +115,7 @@ func run(base, out, script string, timeout time.Duration) error {
 		return err
 	}
 	sc := bufio.NewScanner(f)
+	last := ""
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || strings.HasPrefix(line, "#") {
@@ -138,7 +140,7 @@ func run(base, out, script string, timeout time.Duration) error {
 			apps[w[1]] = a
 			go a.read()
 		case w[0] == "rest" && len(w) == 3:
-			if err := call(w[1], w[2]); err != nil {
+			if err := call(w[1], strings.ReplaceAll(w[2], "$last", url.PathEscape(last))); err != nil {
 				return bad(err)
 			}
 		case w[0] == "async" && len(w) == 4 && w[1] == "rest":
@@ -158,7 +160,7 @@ func run(base, out, script string, timeout time.Duration) error {
 			if len(w) == 4 {
 				id = w[3]
 			}
-			if err := a.wait(w[2], id, timeout); err != nil {
+			if last, err = a.wait(w[2], id, timeout); err != nil {
 				return bad(err)
 			}
 		case w[0] == "sleep" && len(w) == 2:
@@ -199,7 +201,7 @@ func (a *app) read() {
 	}
 }
 
-func (a *app) wait(typ, id string, timeout time.Duration) error {
+func (a *app) wait(typ, id string, timeout time.Duration) (string, error) {
 	deadline := time.After(timeout)
 	next := 0
 	for {
@@ -211,14 +213,17 @@ func (a *app) wait(typ, id string, timeout time.Duration) error {
 			}
 			if id == "" || ev.Channel != nil && ev.Channel.ID == id || ev.Bridge != nil && ev.Bridge.ID == id {
 				a.mu.Unlock()
-				return nil
+				if ev.Channel != nil {
+					return ev.Channel.ID, nil
+				}
+				return "", nil
 			}
 		}
 		a.mu.Unlock()
 		select {
 		case <-a.more:
 		case <-deadline:
-			return fmt.Errorf("no %s %s within %s", typ, id, timeout)
+			return "", fmt.Errorf("no %s %s within %s", typ, id, timeout)
 		}
 	}
 }

@@ -225,7 +225,9 @@ func (e *engine) runStasisContext(c *channel, context, exten string, prio int) {
 	if prio == 2 {
 		data := e.cfg.App + "," + context + "," + exten
 		e.runApp(c, 2, "Stasis", data)
-		if e.enterStasis(c, e.cfg.App, []string{context, exten}, nil) {
+		// Asterisk splits the application's data at commas: an exten with
+		// commas becomes several arguments (m-comma-in-dialed).
+		if e.enterStasis(c, e.cfg.App, strings.Split(data, ",")[1:], nil) {
 			return
 		}
 		prio = 3

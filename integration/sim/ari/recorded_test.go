@@ -71,3 +71,20 @@ func TestFidelityHangupTwice(t *testing.T) {
 	compareStreams(t, "controller", repoTrace(t, "l-hangup-twice.controller.jsonl"), ctl.snapshot())
 	compareStreams(t, "caller", repoTrace(t, "l-hangup-twice.caller.jsonl"), caller.snapshot())
 }
+
+// TestFidelityCommaInDialed: Stasis(app,context,${EXTEN}) with commas in the
+// exten gives the application one argument per comma-separated part
+// (m-comma-in-dialed).
+func TestFidelityCommaInDialed(t *testing.T) {
+	srv := fidelityServer(t, "ast1", "02:00:00:00:a5:01", newTestNet("ast1"))
+	ev := dialEvents(t, srv, "controller", "&subscribeAll=false")
+	c := newClient(t, srv)
+	recorded := repoTrace(t, "m-comma-in-dialed.controller.jsonl")
+	callIn(t, srv, InboundCall{Endpoint: "sipp", Context: "from-sipp", Exten: "1000,user/3998",
+		Caller: Party{Number: "1400"}, CallID: "1-13147@127.0.0.1"})
+	start := ev.wait("StasisStart", isType("StasisStart", ""))
+	del := repoRestLog(t, "m-comma-in-dialed.rest.log")[0]
+	replay(t, c, del, map[string]string{recorded[0].ev.Channel.ID: start.Channel.ID})
+	ev.wait("StasisEnd", isType("StasisEnd", start.Channel.ID))
+	compareStreams(t, "controller", recorded, ev.snapshot())
+}

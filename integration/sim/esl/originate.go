@@ -203,7 +203,7 @@ func (s *Server) startGroup(tx *callmodel.Tx, o *originate) {
 		o.groupFailed(tx)
 		return
 	}
-	d := o.groupTimeout(tx)
+	d := wholeSecondTimeout(tx.Now(), o.groupTimeout(tx))
 	gi := o.gi
 	o.cancelT = tx.AfterFunc("", d, func(tx *callmodel.Tx) {
 		if o.done || o.gi != gi {
@@ -216,6 +216,15 @@ func (s *Server) startGroup(tx *callmodel.Tx, o *originate) {
 			}
 		}
 	})
+}
+
+// wholeSecondTimeout is how long FreeSWITCH really lets an originate ring
+// for a timeout of limit: it compares whole epoch seconds
+// (switch_timestamp(NULL) - start >= timelimit_sec in switch_ivr_originate.c),
+// so the ring ends when the clock's second has advanced limit times, up to a
+// second early (trace c: originate_timeout=5 ended after 4.92 s).
+func wholeSecondTimeout(now time.Time, limit time.Duration) time.Duration {
+	return now.Truncate(time.Second).Add(limit).Sub(now)
 }
 
 func legCalleeNumber(tx *callmodel.Tx, uuid string) string {
