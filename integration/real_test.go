@@ -199,6 +199,16 @@ func runRealSuite(t *testing.T, cfg RealConfig) {
 					}
 					ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 					defer cancel()
+					if !cfg.simulated {
+						// What the scenario before left must be gone: one
+						// failure does not cascade into the next.
+						ictx, icancel := context.WithTimeout(ctx, 15*time.Second)
+						err := LabIdle(ictx, f, logger())
+						icancel()
+						if err != nil {
+							t.Fatalf("before the scenario: %v", err)
+						}
+					}
 					var opts []RealOption
 					if sc.edit != nil {
 						opts = append(opts, WithEdit(sc.edit))

@@ -3,9 +3,12 @@ package integration
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -684,4 +687,94 @@ func (e *RealEnv) KeepSIPLogs() string {
 	defer e.mu.Unlock()
 	e.keepLogs = true
 	return e.sipDir
+}
+
+// LabIdle waits until the fleet's servers are as a scenario must leave them:
+// no channel up, no ARI application left registered, and no client still
+// connected to a FreeSWITCH's event socket (a callctl node or a suite side
+// of an earlier scenario). It says what is left when they do not get there.
+func LabIdle(ctx context.Context, f RealFleet, logger *slog.Logger) error {
+	var left []string
+	for {
+		left = left[:0]
+		for _, name := range f.Served() {
+			rs := f.Servers[name]
+			switch rs.Kind {
+			case provision.KindFreeSWITCH:
+				if n := established(rs.Addr); n > 0 {
+					left = append(left, fmt.Sprintf("%s: %d event socket clients", name, n))
+				}
+				side, err := dialFS(ctx, name, rs, logger)
+				if err != nil {
+					return err
+				}
+				f, err := side.command(ctx, "api show channels count")
+				side.Close()
+				if err != nil {
+					return err
+				}
+				if body := strings.TrimSpace(string(f.body)); !strings.HasPrefix(body, "0 total") {
+					left = append(left, fmt.Sprintf("%s: %s", name, body))
+				}
+			case provision.KindAsterisk:
+				a := &ariSide{base: strings.TrimRight(rs.URL, "/"), http: &http.Client{Timeout: 5 * time.Second},
+					auth: "Basic " + base64.StdEncoding.EncodeToString([]byte(rs.User+":"+rs.Password))}
+				var chans, apps []struct {
+					ID   string `json:"id"`
+					Name string `json:"name"`
+				}
+				if err := a.request(ctx, http.MethodGet, "/channels", &chans); err != nil {
+					return err
+				}
+				if err := a.request(ctx, http.MethodGet, "/applications", &apps); err != nil {
+					return err
+				}
+				for _, c := range chans {
+					left = append(left, name+": channel "+c.Name)
+				}
+				for _, ap := range apps {
+					left = append(left, name+": ARI application "+ap.Name)
+				}
+				a.http.CloseIdleConnections()
+			}
+		}
+		if len(left) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the lab is not idle: %s", strings.Join(left, "; "))
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// established counts the TCP connections of this machine (its network
+// namespace) that are established to addr (host:port) as clients.
+func established(addr string) int {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	var p int
+	if _, err := fmt.Sscan(port, &p); err != nil {
+		return 0
+	}
+	want := fmt.Sprintf(":%04X", p)
+	n := 0
+	for _, file := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n")[1:] {
+			f := strings.Fields(line)
+			// sl local_address rem_address st: a client's remote port is the
+			// server's; 01 is ESTABLISHED.
+			if len(f) > 3 && strings.HasSuffix(f[2], want) && f[3] == "01" {
+				n++
+			}
+		}
+	}
+	return n
 }
