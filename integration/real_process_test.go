@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -110,6 +111,9 @@ func realControllerKilled(t *testing.T, e *RealEnv) {
 			first := e.sipStart(t, "srv11", sipp.Call{From: "3999", Dialed: "030123456"})
 			sipUp(t, first)
 			waitCount(t, c.obs, "server", "srv11", 1, 10*time.Second)
+			// Answered and connected: on Asterisk the caller hears the
+			// answer before callctl's bridge joins the two.
+			e.waitBridged(t, "srv11")
 
 			n1.kill()
 			killed := time.Now()
@@ -186,4 +190,32 @@ func realTwoNodes(t *testing.T, e *RealEnv) {
 	e.hangupSIP(t, "srv11", "3999", again)
 	waitCount(t, c.obs, "server", "srv11", 0, 10*time.Second)
 	waitCount(t, c.obs, "server", "srv12", 0, 10*time.Second)
+}
+
+// waitBridged waits until server connects a call: on Asterisk a bridge of
+// two channels (callctl's), on FreeSWITCH the answer already means it.
+func (e *RealEnv) waitBridged(t *testing.T, server string) {
+	t.Helper()
+	rs := e.Fleet.Servers[server]
+	if rs.Kind != provision.KindAsterisk {
+		return
+	}
+	a := ariClient(rs)
+	defer a.http.CloseIdleConnections()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		var bridges []struct {
+			Channels []string `json:"channels"`
+		}
+		if err := a.request(realCtx(t), http.MethodGet, "/bridges", &bridges); err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range bridges {
+			if len(b.Channels) == 2 {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no call connected on %s", server)
 }

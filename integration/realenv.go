@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -717,8 +716,7 @@ func LabIdle(ctx context.Context, f RealFleet, logger *slog.Logger) error {
 					left = append(left, fmt.Sprintf("%s: %s", name, body))
 				}
 			case provision.KindAsterisk:
-				a := &ariSide{base: strings.TrimRight(rs.URL, "/"), http: &http.Client{Timeout: 5 * time.Second},
-					auth: "Basic " + base64.StdEncoding.EncodeToString([]byte(rs.User+":"+rs.Password))}
+				a := ariClient(rs)
 				var chans, apps []struct {
 					ID   string `json:"id"`
 					Name string `json:"name"`

@@ -83,17 +83,22 @@ type ariChannel struct {
 	} `json:"caller"`
 }
 
+// ariClient is an ariSide that only makes REST requests (no events).
+func ariClient(rs *RealServer) *ariSide {
+	return &ariSide{rs: rs, base: strings.TrimRight(rs.URL, "/"),
+		auth: "Basic " + base64.StdEncoding.EncodeToString([]byte(rs.User+":"+rs.Password)),
+		http: &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4}}}
+}
+
 func dialARI(ctx context.Context, server string, rs *RealServer, app string, log *slog.Logger) (*ariSide, error) {
 	u, err := url.Parse(rs.URL)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", rs.Var, err)
 	}
-	c := &ariSide{server: server, rs: rs, app: app, log: log.With("side", "asterisk", "server", server),
-		base: strings.TrimRight(rs.URL, "/"),
-		auth: "Basic " + base64.StdEncoding.EncodeToString([]byte(rs.User+":"+rs.Password)),
-		http: &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4}}, chans: newChanLog(),
-		calls: map[string]*RealCall{}, halves: map[string]*localHalves{}, syncs: map[string]chan struct{}{},
-		done: make(chan struct{})}
+	c := ariClient(rs)
+	c.server, c.app, c.log = server, app, log.With("side", "asterisk", "server", server)
+	c.chans, c.calls, c.halves = newChanLog(), map[string]*RealCall{}, map[string]*localHalves{}
+	c.syncs, c.done = map[string]chan struct{}{}, make(chan struct{})
 	ws := *u
 	ws.Scheme = map[string]string{"http": "ws", "https": "wss"}[u.Scheme]
 	ws.Path = strings.TrimRight(u.Path, "/") + "/events"
