@@ -30,6 +30,11 @@ type call struct {
 	id   string
 	info controller.CallInfo
 	log  callLog
+	// connectSeq is the Event-Sequence of the connect reply: an event fired
+	// before it (an earlier socket application's end, still in FreeSWITCH's
+	// dispatch queue when this connection subscribed) is not about this
+	// connection.
+	connectSeq uint64
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -176,6 +181,11 @@ func (c *call) onExecuteComplete(ev *esl.Event, at time.Time) {
 		// would end the next socket application's park and kill the call
 		// (transfers trace, case 1 exit/close).
 		if ev.Is("Answer-State", "hangup") {
+			return
+		}
+		if seq, err := strconv.ParseUint(ev.Get("Event-Sequence"), 10, 64); err == nil && seq < c.connectSeq {
+			c.log.Debug("an earlier socket application's end: not this connection's",
+				"application_data", ev.Get("Application-Data"), "event_sequence", seq, "connect_sequence", c.connectSeq)
 			return
 		}
 		c.mu.Lock()

@@ -362,6 +362,7 @@ func (s *Server) handshake(nc net.Conn) (*call, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &call{srv: s, ms: ms, id: id, info: info, cancel: cancel, handled: make(chan struct{}),
 		log: callLog{l: s.log, id: id, server: ms.Name()}}
+	c.connectSeq, _ = strconv.ParseUint(h.Get("Event-Sequence"), 10, 64)
 	c.ctx = context.WithValue(ctx, ctxCallKey{}, c)
 	c.stepKind = "setup"
 	c.conn = newConn(nc, rd)
