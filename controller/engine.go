@@ -195,6 +195,9 @@ func (e *Engine) Handle(ms MediaServer, call Call) error {
 		return err
 	}
 	defer e.end(c)
+	// A panic in finish itself (a record sink's, a limiter's) still costs
+	// only this call; one in the call's handling is recovered inside handle,
+	// before the record is written.
 	defer c.recoverPanic()
 	return c.handle()
 }
@@ -277,6 +280,9 @@ func (c *run) handle() error {
 	// engine's stop is watched where the call waits.
 	c.ctx = c.call.Context()
 	defer c.finish()
+	// Recovered before finish runs, so that the record and the metrics carry
+	// the cause the caller got (NORMAL_TEMPORARY_FAILURE), not the clearing.
+	defer c.recoverPanic()
 	// The work is split into small frames so that the one that stays on the
 	// stack while the call is up is small: the goroutine's stack then shrinks
 	// back to a few KiB and ten thousand calls fit in little memory.
