@@ -929,7 +929,7 @@ func (c *call) connect(ctx context.Context, l *leg) (controller.Leg, controller.
 		c.teardown(rctx, nil, bid)
 		return failed("add to bridge", err)
 	}
-	return l, controller.DialResult{Outcome: hunt.Answered, Cause: "ANSWER"}, nil
+	return l, controller.DialResult{Outcome: hunt.Answered, Cause: controller.AnswerCause}, nil
 }
 
 // Reject ends the unanswered call with cause: Asterisk answers the caller

@@ -347,7 +347,7 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 			// The bridge stays current: its end (and what follows it) tells
 			// a hangup from a transfer, see settle.
 			c.ms.arm(w)
-			return &leg{w: w}, controller.DialResult{Outcome: hunt.Answered, Cause: "SUCCESS"}, nil
+			return &leg{w: w}, controller.DialResult{Outcome: hunt.Answered, Cause: controller.AnswerCause}, nil
 		case <-d.complete:
 			v := d.vars
 			select {
