@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,6 +29,7 @@ type call struct {
 	ms   *MediaServer
 	conn *conn
 	id   string
+	peer netip.Addr // the address the connection comes from
 	info controller.CallInfo
 	log  callLog
 
@@ -40,6 +42,7 @@ type call struct {
 	sockClosed  bool
 	transferred bool // the channel moved on to another owner
 	handedOff   bool // callctl gave the call back to the dialplan
+	foreign     bool // refused: another connection owns the channel
 	handoffTo   string
 	hangupSent  bool
 	varsSet     bool // continue_on_fail and hangup_after_bridge are set
@@ -207,7 +210,7 @@ func (c *call) onNotice(f *esl.Frame, at time.Time) {
 func (c *call) onClose(err error) {
 	c.mu.Lock()
 	c.sockClosed = true
-	orphan := !c.hungup && !c.transferred && !c.handedOff
+	orphan := !c.hungup && !c.transferred && !c.handedOff && !c.foreign
 	if orphan && c.endCause == "" {
 		c.endCause = "CONNECTION_LOST"
 	}
@@ -236,6 +239,19 @@ func (c *call) onClose(err error) {
 		cancel()
 	}
 	c.maybeFinalize()
+}
+
+// refuse drops a connection that names a channel another connection owns:
+// it is not the channel's controller, so nothing is sent on it, and its end
+// touches nothing of the channel.
+func (c *call) refuse() {
+	c.mu.Lock()
+	c.foreign = true
+	c.handlerDone = true
+	close(c.handled)
+	c.mu.Unlock()
+	c.cancel()
+	c.conn.Close()
 }
 
 // transferredAway records that the channel is no longer this connection's:
