@@ -334,7 +334,7 @@ func (c *run) decide() bool {
 	}
 	c.req = routing.Request{Server: info.Server, Source: info.Source, Caller: info.Caller, CallerName: info.CallerName,
 		Domain: info.Domain, MarkOrg: info.MarkOrg, Dialed: info.Dialed, Transfer: info.Transfer,
-		OriginalCaller: info.OriginalCaller, OriginalName: info.OriginalName}
+		OriginalCaller: info.OriginalCaller, OriginalName: info.OriginalName, Withheld: info.Withheld}
 	c.router.RouteInto(&c.req, &c.dec)
 	d := &c.dec
 	c.fillRecord()
@@ -350,7 +350,7 @@ func (c *run) decide() bool {
 		return false
 	}
 	c.log.Info("call routed", "server", info.Server, "origin", d.Origin, "caller", info.Caller, "dialed", info.Dialed,
-		"route", d.Kind, "org", orgID(d.Org), "targets", d.HuntSize(), "caller_id", d.Target.CallerID,
+		"route", d.Kind, "org", orgID(d.Org), "targets", d.HuntSize(), "caller_id", d.Target.CallerID, "withheld", d.Withheld,
 		"billing", d.Billing, "in_legs", d.InLegs.String(), "emergency", d.Emergency)
 	if d.CallerIDWarning != "" {
 		c.log.Warn("caller id not usable", "warning", d.CallerIDWarning)
@@ -445,6 +445,7 @@ func (c *run) fillRecord() {
 	c.rec.Billing = d.Billing
 	c.rec.External = d.External
 	c.rec.CallerID = d.Target.CallerID
+	c.rec.Withheld = d.Withheld
 	c.rec.Reason = d.Reason
 }
 
@@ -551,7 +552,8 @@ func (c *run) attempt(t *routing.Target) (hunt.Attempt, Leg, []string) {
 		}
 		held = append(held, hid)
 	}
-	spec := DialSpec{LegID: legID, Target: dial, CallerIDNumber: t.CallerID, Timeout: t.RingTimeout, Trunk: t.Trunk != nil}
+	spec := DialSpec{LegID: legID, Target: dial, CallerIDNumber: t.CallerID, Timeout: t.RingTimeout, Trunk: t.Trunk != nil,
+		Withheld: c.dec.Withheld}
 	if t.CallerID == c.dec.CallerIDNumber {
 		spec.CallerIDName = c.dec.CallerIDName
 	}

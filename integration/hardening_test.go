@@ -286,3 +286,30 @@ func TestESLTakeoverRefused(t *testing.T) {
 		}
 	})
 }
+
+// SPEC §10: a withheld or non-numeric caller from the PSTN is delivered on
+// every kind, shown withheld (anonymous, or no number at all), never
+// refused and never passed on as it came.
+func TestWithheldCallerDelivered(t *testing.T) {
+	callers := []string{"anonymous", "Restricted", "unknown", "+49 30 1234", "Anonymous <x>", "12,user/3998"}
+	ringing := sim.Behaviour{Mode: "answer", RingFor: 20 * time.Millisecond}
+	scenario(t, Options{Phones: phones("srv11", "3999", ringing)}, func(t *testing.T, e *Env) {
+		for i, caller := range callers {
+			in := e.pstnCall(t, "srv11", "+4930100100", caller)
+			bridged(t, in)
+			hangup(t, in)
+			rs := e.Lab.Rings("srv11", "3999")
+			if len(rs) != i+1 {
+				t.Fatalf("PSTN caller %q: 3999 rang %d times, want %d", caller, len(rs), i+1)
+			}
+			shown := rs[i].Caller
+			if n := strings.ToLower(shown.Number); n != "anonymous" && n != "" || shown.Name != "Anonymous" && shown.Name != "" {
+				t.Errorf("PSTN caller %q: 3999 was shown %q <%s>, want the caller withheld", caller, shown.Name, shown.Number)
+			}
+			rec := e.record(t, of(in))
+			if rec.Answered != "3999" || !rec.Withheld || rec.CallerID != "" {
+				t.Errorf("PSTN caller %q: record answered %q withheld %v caller id %q", caller, rec.Answered, rec.Withheld, rec.CallerID)
+			}
+		}
+	})
+}

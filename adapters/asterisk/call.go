@@ -25,6 +25,8 @@ const (
 	markHeader = "X-Callctl-Org"
 	markRead   = "PJSIP_HEADER(read," + markHeader + ")"
 	markAdd    = "PJSIP_HEADER(add," + markHeader + ")"
+	// presSet restricts the presentation of a leg's caller ID.
+	presSet = "CALLERID(pres)"
 )
 
 // callKey marks contexts made for a call, so that the client can tell
@@ -714,6 +716,12 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 		return nil, controller.DialResult{Outcome: hunt.Failed, Cause: "UNSAFE_TARGET"}, fmt.Errorf("dial: %w", err)
 	}
 	cid, err := callerID(spec.CallerIDNumber, spec.CallerIDName)
+	if spec.Withheld {
+		// Nothing of the caller's own caller ID (which may be anything) is
+		// used: an empty number, and presentation restricted, which makes
+		// PJSIP send an anonymous From.
+		cid, err = `"Anonymous" <>`, nil
+	}
 	if err != nil {
 		return nil, controller.DialResult{Outcome: hunt.Failed, Cause: "UNSAFE_CALLER_ID"}, fmt.Errorf("dial %s: %w", ep, err)
 	}
@@ -726,6 +734,12 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 			return nil, controller.DialResult{Outcome: hunt.Failed, Cause: "UNSAFE_MARK"}, fmt.Errorf("dial %s: org mark %q: %w", ep, spec.MarkOrg, ErrUnsafe)
 		}
 		vars = map[string]string{markAdd: spec.MarkOrg}
+	}
+	if spec.Withheld {
+		if vars == nil {
+			vars = map[string]string{}
+		}
+		vars[presSet] = "prohib"
 	}
 	ctx = withCall(ctx, c)
 	if ctx.Err() != nil || c.isGone() {

@@ -509,6 +509,7 @@ func callInfo(h esl.Headers, server string) controller.CallInfo {
 		Server:     server,
 		Caller:     h.Get("Caller-Caller-ID-Number"),
 		CallerName: h.Get("Caller-Caller-ID-Name"),
+		Withheld:   h.Get("Caller-Privacy-Hide-Number") == "true",
 		Domain:     h.Get("variable_domain_name"),
 		MarkOrg:    h.Get("variable_sip_h_X-Callctl-Org"),
 		Dialed:     h.Get("Caller-Destination-Number"),
