@@ -718,9 +718,11 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 	cid, err := callerID(spec.CallerIDNumber, spec.CallerIDName)
 	if spec.Withheld {
 		// Nothing of the caller's own caller ID (which may be anything) is
-		// used: an empty number, and presentation restricted, which makes
-		// PJSIP send an anonymous From.
-		cid, err = `"Anonymous" <>`, nil
+		// used: with no number the leg would take the caller's (the
+		// originator's), and an endpoint that trusts identities outbound
+		// sends even a restricted one as it is. So the number is
+		// "anonymous", and the presentation restricted for the rest.
+		cid, err = `"Anonymous" <anonymous>`, nil
 	}
 	if err != nil {
 		return nil, controller.DialResult{Outcome: hunt.Failed, Cause: "UNSAFE_CALLER_ID"}, fmt.Errorf("dial %s: %w", ep, err)
