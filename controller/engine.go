@@ -647,13 +647,20 @@ func (c *run) afterConnected() {
 		}
 		cancel()
 	}
-	timer := time.NewTimer(c.e.opt.LegGrace)
 	select {
 	case <-leg.Ended():
-	case <-timer.C:
-		c.log.Warn("connected leg did not report its end; releasing its count", "leg", leg.ID())
+	default:
+		// Its count is released when the leg's channel is gone (SPEC §5),
+		// which the media server has not said yet.
+		c.log.Debug("waiting for the connected leg's end before releasing its count", "leg", leg.ID(), "grace", c.e.opt.LegGrace)
+		timer := time.NewTimer(c.e.opt.LegGrace)
+		select {
+		case <-leg.Ended():
+		case <-timer.C:
+			c.log.Warn("connected leg did not report its end; releasing its count", "leg", leg.ID())
+		}
+		timer.Stop()
 	}
-	timer.Stop()
 	c.release(c.answered.held)
 }
 

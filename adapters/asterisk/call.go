@@ -597,6 +597,8 @@ func (l *leg) destroyed(half2 bool, cause int, at time.Time) bool {
 		l.lastAt = at
 		if l.replacedBy != "" {
 			// A transfer's stand-in carries on for this leg.
+			l.c.logger().Info("the party a transfer replaced has left; the call goes on with the stand-in",
+				"leg", l.id, "stand_in", l.replacedBy)
 			return false
 		}
 		l.closeEnded()
