@@ -30,6 +30,7 @@ func TestBlindTransferByCallee(t *testing.T) {
 	if got := l.fleet.RingsOf("srv12", "2003")[0].Caller.Number; got != "2001" {
 		t.Errorf("2003 saw %q, want the original caller 2001", got)
 	}
+	waitConnected(t, l, "2003")
 	// The transferring phone hangs up, as phones do after the NOTIFY:
 	// callctl says the call goes on once it has handled that end.
 	l.hangup("srv12", leg)
@@ -74,6 +75,7 @@ func TestBlindTransferByCaller(t *testing.T) {
 	if got := l.fleet.RingsOf("srv12", "2003")[0].Caller.Number; got != "2002" {
 		t.Errorf("2003 saw %q, want the transferred party 2002", got)
 	}
+	waitConnected(t, l, "2003")
 	l.hangup("srv12", caller)
 	first := l.record("2001", "2002")
 	if first.HangupCause != "TRANSFERRED" || first.Answered != "2002" {
@@ -88,4 +90,18 @@ func TestBlindTransferByCaller(t *testing.T) {
 	l.hangup("srv12", target)
 	waitFor(t, 10*time.Second, func() bool { return !l.obs.get(phone).hungup.IsZero() }, "phone hung up after the target")
 	l.settled(15 * time.Second)
+}
+
+// waitConnected waits until callctl has connected a call to target: the
+// transfer is complete on callctl's side too.
+func waitConnected(t *testing.T, l *lab, target string) {
+	t.Helper()
+	waitFor(t, 10*time.Second, func() bool {
+		for _, v := range l.eng.Calls() {
+			if v.Answered == target {
+				return true
+			}
+		}
+		return false
+	}, "callctl connected "+target)
 }
