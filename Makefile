@@ -59,6 +59,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 3s ./controller/provision/
 	$(GO) test -run '^$$' -fuzz '^FuzzValidDialed$$' -fuzztime $(FUZZTIME) ./controller/provision/
 	$(GO) test -run '^$$' -fuzz '^FuzzRoute$$' -fuzztime $(FUZZTIME) ./controller/routing/
+	$(GO) test -run '^$$' -fuzz '^FuzzReadFrame$$' -fuzztime $(FUZZTIME) ./adapters/freeswitch/esl/
+	$(GO) test -run '^$$' -fuzz '^FuzzHandleFrame$$' -fuzztime $(FUZZTIME) ./adapters/asterisk/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseEndpoint$$' -fuzztime $(FUZZTIME) ./adapters/asterisk/
 
 clean:
 	rm -rf bin

@@ -239,6 +239,9 @@ func (e *Engine) Handle(ms MediaServer, call Call) error {
 		return err
 	}
 	defer e.end(c)
+	// A panic in finish itself (a record sink's, a limiter's) still costs
+	// only this call; one in the call's handling is recovered inside handle,
+	// before the record is written.
 	defer c.recoverPanic()
 	return c.handle()
 }
@@ -321,6 +324,9 @@ func (c *run) handle() error {
 	// engine's stop is watched where the call waits.
 	c.ctx = c.call.Context()
 	defer c.finish()
+	// Recovered before finish runs, so that the record and the metrics carry
+	// the cause the caller got (NORMAL_TEMPORARY_FAILURE), not the clearing.
+	defer c.recoverPanic()
 	// The work is split into small frames so that the one that stays on the
 	// stack while the call is up is small: the goroutine's stack then shrinks
 	// back to a few KiB and ten thousand calls fit in little memory.
@@ -372,7 +378,7 @@ func (c *run) decide() bool {
 	}
 	c.req = routing.Request{Server: info.Server, Source: info.Source, Caller: info.Caller, CallerName: info.CallerName,
 		Domain: info.Domain, MarkOrg: info.MarkOrg, Dialed: info.Dialed, Transfer: info.Transfer,
-		OriginalCaller: info.OriginalCaller, OriginalName: info.OriginalName}
+		OriginalCaller: info.OriginalCaller, OriginalName: info.OriginalName, Withheld: info.Withheld}
 	if info.Transfer != routing.NoTransfer && c.router.Plan.Caller(info.Server, info.Domain, info.Caller) == nil {
 		// The media server does not say which user transferred the call: the
 		// phone it was connected to did (its REFER sent this channel back).
@@ -400,7 +406,7 @@ func (c *run) decide() bool {
 		return false
 	}
 	c.log.Info("call routed", "server", info.Server, "origin", d.Origin, "caller", info.Caller, "dialed", info.Dialed,
-		"route", d.Kind, "org", orgID(d.Org), "targets", d.HuntSize(), "caller_id", d.Target.CallerID,
+		"route", d.Kind, "org", orgID(d.Org), "targets", d.HuntSize(), "caller_id", d.Target.CallerID, "withheld", d.Withheld,
 		"billing", d.Billing, "in_legs", d.InLegs.String(), "emergency", d.Emergency)
 	if d.CallerIDWarning != "" {
 		c.log.Warn("caller id not usable", "warning", d.CallerIDWarning)
@@ -495,6 +501,7 @@ func (c *run) fillRecord() {
 	c.rec.Billing = d.Billing
 	c.rec.External = d.External
 	c.rec.CallerID = d.Target.CallerID
+	c.rec.Withheld = d.Withheld
 	c.rec.Reason = d.Reason
 }
 
@@ -601,7 +608,8 @@ func (c *run) attempt(t *routing.Target) (hunt.Attempt, Leg, []string) {
 		}
 		held = append(held, hid)
 	}
-	spec := DialSpec{LegID: legID, Target: dial, CallerIDNumber: t.CallerID, Timeout: t.RingTimeout, Trunk: t.Trunk != nil}
+	spec := DialSpec{LegID: legID, Target: dial, CallerIDNumber: t.CallerID, Timeout: t.RingTimeout, Trunk: t.Trunk != nil,
+		Withheld: c.dec.Withheld}
 	if t.CallerID == c.dec.CallerIDNumber {
 		spec.CallerIDName = c.dec.CallerIDName
 	}
@@ -698,13 +706,20 @@ func (c *run) afterConnected() {
 		}
 		cancel()
 	}
-	timer := time.NewTimer(c.e.opt.LegGrace)
 	select {
 	case <-leg.Ended():
-	case <-timer.C:
-		c.log.Warn("connected leg did not report its end; releasing its count", "leg", leg.ID())
+	default:
+		// Its count is released when the leg's channel is gone (SPEC §5),
+		// which the media server has not said yet.
+		c.log.Debug("waiting for the connected leg's end before releasing its count", "leg", leg.ID(), "grace", c.e.opt.LegGrace)
+		timer := time.NewTimer(c.e.opt.LegGrace)
+		select {
+		case <-leg.Ended():
+		case <-timer.C:
+			c.log.Warn("connected leg did not report its end; releasing its count", "leg", leg.ID())
+		}
+		timer.Stop()
 	}
-	timer.Stop()
 	c.release(c.answered.held)
 }
 

@@ -3,12 +3,16 @@ package controller_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/callctl/callctl/adapters/memory"
 	"github.com/callctl/callctl/controller"
@@ -302,8 +306,14 @@ func TestRejectedRoute(t *testing.T) {
 	}
 }
 
+// A panic costs one call: the caller gets NORMAL_TEMPORARY_FAILURE, and the
+// record and the metrics say so (not the NORMAL_CLEARING of a call that
+// ended by itself).
 func TestPanicCostsOneCall(t *testing.T) {
 	h := newHarness(t, nil)
+	reg := prometheus.NewRegistry()
+	h.eng = controller.NewEngine(h.eng.Plan(), controller.Options{Node: "test", Limiter: h.store, Records: h.recs,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), LegGrace: time.Second, Metrics: controller.NewMetrics(reg)})
 	c := newCall("c7", phone("3999", "030123456"), map[string]script{"sofia/gateway/pstn/+4930123456": {panics: true}})
 	if err := h.eng.Handle(h.ms, c); err != nil {
 		t.Fatal(err)
@@ -314,8 +324,13 @@ func TestPanicCostsOneCall(t *testing.T) {
 	if n := h.count(t, "server", "srv11"); n != 0 {
 		t.Errorf("count %d after the panic, want 0", n)
 	}
-	if r := h.recs.last(t); r.CallID != "c7" {
-		t.Errorf("record %+v", r)
+	r := h.recs.last(t)
+	if r.CallID != "c7" || r.HangupCause != "NORMAL_TEMPORARY_FAILURE" || !strings.Contains(r.Reason, "internal error") {
+		t.Errorf("record of the panicked call: id %s cause %s reason %q, want NORMAL_TEMPORARY_FAILURE, internal error",
+			r.CallID, r.HangupCause, r.Reason)
+	}
+	if got := callsByCause(t, reg); got != "NORMAL_TEMPORARY_FAILURE=1" {
+		t.Errorf("callctl_calls_total by cause: %s, want NORMAL_TEMPORARY_FAILURE=1", got)
 	}
 	// The engine still handles calls.
 	ok := newCall("c8", phone("3999", "3998"), map[string]script{"user/3998": {outcome: hunt.Answered}})
@@ -323,6 +338,34 @@ func TestPanicCostsOneCall(t *testing.T) {
 	if h.recs.last(t).Answered != "3998" {
 		t.Error("the engine stopped handling calls after a panic")
 	}
+}
+
+// callsByCause is callctl_calls_total summed by cause, "CAUSE=n ...".
+func callsByCause(t *testing.T, reg *prometheus.Registry) string {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	by := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "callctl_calls_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "cause" {
+					by[l.GetValue()] += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	var out []string
+	for c, n := range by {
+		out = append(out, fmt.Sprintf("%s=%g", c, n))
+	}
+	slices.Sort(out)
+	return strings.Join(out, " ")
 }
 
 func TestTrunkLegCarriesMarkAndPrefixedCallerID(t *testing.T) {

@@ -61,6 +61,9 @@ type CallInfo struct {
 	// party from, when it was another channel's (Asterisk's transfers bring
 	// the party back as a new channel); empty: the same channel.
 	TransferredFrom string
+	// Withheld: the caller asked for its number to be withheld (SIP
+	// Privacy: id, when the media server tells).
+	Withheld bool
 	// Start is when the media server created the channel.
 	Start time.Time
 }
@@ -75,6 +78,9 @@ type DialSpec struct {
 	Target         string
 	CallerIDNumber string
 	CallerIDName   string
+	// Withheld: present the caller as withheld (presentation restricted,
+	// no number, "Anonymous"); CallerIDNumber and CallerIDName are empty.
+	Withheld bool
 	// Timeout is the ring time; 0 means the media server's default.
 	Timeout time.Duration
 	// MarkOrg is carried to the other server on trunk calls.

@@ -23,6 +23,7 @@ type Record struct {
 	Billing     string            `json:"billing,omitempty"`
 	External    string            `json:"external,omitempty"`
 	CallerID    string            `json:"caller_id_presented,omitempty"`
+	Withheld    bool              `json:"caller_withheld,omitempty"`
 	Attempts    []hunt.Attempt    `json:"attempts"`
 	Legs        []accounting.Leg  `json:"counted_legs"`
 	Start       time.Time         `json:"start"`

@@ -72,6 +72,8 @@ type Options struct {
 	State node.State
 	// NodeID names the node (n1).
 	NodeID string
+	// Node adjusts the node's options before it starts.
+	Node func(*node.Options)
 }
 
 // Env is a running lab with a callctl node serving it.
@@ -184,8 +186,11 @@ func Start(ctx context.Context, fleet Fleet, opt Options) (*Env, error) {
 	}
 	e.Records = &Recorder{State: state, more: make(chan struct{})}
 	e.State = e.Records
-	e.Node, err = node.Start(ctx, plan, Tuned(node.Options{ID: opt.NodeID, ESLListen: eslAddr, State: e.Records,
-		Logger: opt.Logger}))
+	nopt := Tuned(node.Options{ID: opt.NodeID, ESLListen: eslAddr, State: e.Records, Logger: opt.Logger})
+	if opt.Node != nil {
+		opt.Node(&nopt)
+	}
+	e.Node, err = node.Start(ctx, plan, nopt)
 	if err != nil {
 		lab.Close()
 		return nil, err

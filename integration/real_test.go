@@ -279,6 +279,8 @@ var realScenarios = []realScenario{
 		run: realTwoNodes},
 	{name: "LimitRefusesTheNextCall", sip: true, eps: Endpoints{"acme": {"3999": PhoneAnswers}},
 		edit: func(d *provision.Document) { setLimit(d, "srv11", 1) }, run: realLimit},
+	{name: "WithheldCallers", two: true, sip: true, eps: Endpoints{"acme": {"3999": PhoneAnswers, "2099": PhoneAnswers}},
+		run: realWithheldCallers},
 }
 
 // setLimit sets a server's channel limit in a plan.
@@ -1215,5 +1217,49 @@ func TestARISyncSeesItsBridge(t *testing.T) {
 	defer a.mu.Unlock()
 	if a.syncMisses != 0 || len(a.syncs) != 0 {
 		t.Errorf("sync bridges not reported: %d misses, %d waiting", a.syncMisses, len(a.syncs))
+	}
+}
+
+// SPEC §10 on real servers: PSTN callers whose caller ID is withheld or not
+// a number reach the phone of the DID they dial, on the same server and
+// over the trunk to the other one, and the phone shows them withheld: an
+// anonymous From, never what the caller sent.
+func realWithheldCallers(t *testing.T, e *RealEnv) {
+	for _, tc := range []struct{ from, name string }{
+		{"anonymous", "Anonymous"}, // a From withheld as RFC 3323 says
+		{"Restricted", ""},
+		{"unknown", ""},
+		{"+49%2030%201234", ""}, // "+49 30 1234"
+	} {
+		for _, to := range []struct{ did, phone string }{{"+4930100100", "3999"}, {"+442071234567", "2099"}} {
+			number := PhoneNumber(PhoneAnswers, to.phone)
+			before := len(e.SIPPhones.RingsOf(number))
+			r := e.sipCall(t, "srv11", sipp.Call{Port: e.Fleet.SIP.PSTNCallers()[0], From: tc.from, FromName: tc.name,
+				Dialed: to.did, Hold: 500 * time.Millisecond})
+			if r.Final != 200 {
+				t.Errorf("%s calls %s: the caller got %d (%s), want the call delivered", tc.from, to.did, r.Final, r.Reason)
+				continue
+			}
+			rs := e.SIPPhones.RingsOf(number)
+			if len(rs) != before+1 {
+				t.Errorf("%s calls %s: %s rang %d times, want once", tc.from, to.did, to.phone, len(rs)-before)
+				continue
+			}
+			got := rs[len(rs)-1]
+			if u := strings.ToLower(got.From.User); u != "anonymous" && u != "" || got.From.Name != "" && got.From.Name != "Anonymous" {
+				t.Errorf("%s calls %s: %s shows %q <%s>, want the caller withheld", tc.from, to.did, to.phone, got.From.Name, got.From.User)
+			}
+			if raw := strings.ToLower(strings.SplitN(tc.from, "%", 2)[0]); raw != "anonymous" &&
+				(strings.Contains(strings.ToLower(got.PAI.User+got.PAI.Name), raw) || strings.Contains(strings.ToLower(got.From.Name), raw)) {
+				t.Errorf("%s calls %s: %s is shown the caller's own ID (From %+v, P-Asserted-Identity %+v)", tc.from, to.did,
+					to.phone, got.From, got.PAI)
+			}
+			rec := e.recordWhere(t, func(rec *controller.Record) bool {
+				return rec.Server == "srv11" && rec.Dialed == to.did && !rec.Start.Before(r.Invited.Add(-5*time.Second))
+			})
+			if !rec.Withheld || rec.CallerID != "" || rec.Answered != to.phone {
+				t.Errorf("%s calls %s: record withheld %v caller id %q answered %q", tc.from, to.did, rec.Withheld, rec.CallerID, rec.Answered)
+			}
+		}
 	}
 }

@@ -329,7 +329,9 @@ func TestCallerHangsUpMidHunt(t *testing.T) {
 		if len(rs) != 1 || !rs[0].Ended() || rs[0].End.Sub(hung) > time.Second {
 			t.Errorf("77721402's ring was not cancelled at once: %+v", rs)
 		}
-		time.Sleep(300 * time.Millisecond)
+		// The record is written once callctl is done with the call, and the
+		// lab is idle once nothing is in progress: nothing can ring after.
+		e.waitIdle(t)
 		if n := len(e.Lab.Rings("srv11", "77721403")); n != 0 {
 			t.Errorf("77721403 rang %d times after the caller left", n)
 		}

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/callctl/callctl/adapters/asterisk"
 	"github.com/callctl/callctl/adapters/freeswitch"
 	"github.com/callctl/callctl/controller"
@@ -51,7 +53,11 @@ type Options struct {
 	AdoptedEvery time.Duration
 	// LegGrace, see controller.Options.
 	LegGrace time.Duration
-	// FreeSWITCH tunes the outbound-socket server; FreeSWITCHConn and
+	// Registry, when set, gets the adapters' own metrics (the outbound
+	// socket listener's refused connections).
+	Registry prometheus.Registerer
+	// FreeSWITCH tunes the outbound-socket server (Allow: the addresses
+	// besides the plan's FreeSWITCH servers that may connect); FreeSWITCHConn and
 	// Asterisk tune each server's connection (tests shorten backoffs).
 	FreeSWITCH     freeswitch.Options
 	FreeSWITCHConn func(*freeswitch.MediaServerConfig)
@@ -130,6 +136,13 @@ func Start(ctx context.Context, plan *provision.Plan, opt Options) (*Node, error
 			return nil, errors.New("node: the plan has FreeSWITCH servers but no listen address for their socket application")
 		}
 		n.fsServer = freeswitch.NewServer(n.engine, fsList, opt.FreeSWITCH)
+		if opt.Registry != nil {
+			if err := opt.Registry.Register(n.fsServer); err != nil {
+				n.cancel()
+				n.wg.Wait()
+				return nil, fmt.Errorf("node: metrics of the FreeSWITCH listener: %w", err)
+			}
+		}
 		if err := n.fsServer.Listen(n.ctx, opt.ESLListen); err != nil {
 			n.cancel()
 			n.wg.Wait()

@@ -25,6 +25,8 @@ const (
 	markHeader = "X-Callctl-Org"
 	markRead   = "PJSIP_HEADER(read," + markHeader + ")"
 	markAdd    = "PJSIP_HEADER(add," + markHeader + ")"
+	// presSet restricts the presentation of a leg's caller ID.
+	presSet = "CALLERID(pres)"
 )
 
 // callKey marks contexts made for a call, so that the client can tell
@@ -599,6 +601,8 @@ func (l *leg) destroyed(half2 bool, cause int, at time.Time) bool {
 		l.lastAt = at
 		if l.replacedBy != "" {
 			// A transfer's stand-in carries on for this leg.
+			l.c.logger().Info("the party a transfer replaced has left; the call goes on with the stand-in",
+				"leg", l.id, "stand_in", l.replacedBy)
 			return false
 		}
 		l.closeEnded()
@@ -718,6 +722,14 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 		return nil, controller.DialResult{Outcome: hunt.Failed, Cause: "UNSAFE_TARGET"}, fmt.Errorf("dial: %w", err)
 	}
 	cid, err := callerID(spec.CallerIDNumber, spec.CallerIDName)
+	if spec.Withheld {
+		// Nothing of the caller's own caller ID (which may be anything) is
+		// used: with no number the leg would take the caller's (the
+		// originator's), and an endpoint that trusts identities outbound
+		// sends even a restricted one as it is. So the number is
+		// "anonymous", and the presentation restricted for the rest.
+		cid, err = `"Anonymous" <anonymous>`, nil
+	}
 	if err != nil {
 		return nil, controller.DialResult{Outcome: hunt.Failed, Cause: "UNSAFE_CALLER_ID"}, fmt.Errorf("dial %s: %w", ep, err)
 	}
@@ -730,6 +742,12 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 			return nil, controller.DialResult{Outcome: hunt.Failed, Cause: "UNSAFE_MARK"}, fmt.Errorf("dial %s: org mark %q: %w", ep, spec.MarkOrg, ErrUnsafe)
 		}
 		vars = map[string]string{markAdd: spec.MarkOrg}
+	}
+	if spec.Withheld {
+		if vars == nil {
+			vars = map[string]string{}
+		}
+		vars[presSet] = "prohib"
 	}
 	ctx = withCall(ctx, c)
 	if ctx.Err() != nil || c.isGone() {
@@ -933,7 +951,7 @@ func (c *call) connect(ctx context.Context, l *leg) (controller.Leg, controller.
 		c.teardown(rctx, nil, bid)
 		return failed("add to bridge", err)
 	}
-	return l, controller.DialResult{Outcome: hunt.Answered, Cause: "ANSWER"}, nil
+	return l, controller.DialResult{Outcome: hunt.Answered, Cause: controller.AnswerCause}, nil
 }
 
 // Reject ends the unanswered call with cause: Asterisk answers the caller

@@ -89,7 +89,7 @@ func TestHuntLocalTargets(t *testing.T) {
 	if got := outcomes(rec.Attempts); !sameStrings(got, want) {
 		t.Errorf("attempts = %v, want %v", got, want)
 	}
-	causes := []string{"BUSY", "CONGESTION", "NO_ANSWER", "ANSWER"}
+	causes := []string{"USER_BUSY", "NORMAL_CIRCUIT_CONGESTION", "NO_ANSWER", "ANSWER"}
 	for i, a := range rec.Attempts {
 		if i < len(causes) && a.Cause != causes[i] {
 			t.Errorf("attempt %d cause %q, want %q", i, a.Cause, causes[i])

@@ -140,9 +140,9 @@ func TestTraceOutcomes(t *testing.T) {
 		cause      string
 	}{
 		{"a-answer-local101.jsonl", "trace-a-101", true, true, hunt.Failed, "NORMAL_CLEARING"},
-		{"b-busy-local201.jsonl", "trace-b-201", true, false, hunt.Busy, "BUSY"},
+		{"b-busy-local201.jsonl", "trace-b-201", true, false, hunt.Busy, "USER_BUSY"},
 		{"c-noanswer-local301.jsonl", "trace-c-301", true, false, hunt.NoAnswer, "NO_ANSWER"},
-		{"j-congestion-local401.jsonl", "trace-j-401", true, false, hunt.Congested, "CONGESTION"},
+		{"j-congestion-local401.jsonl", "trace-j-401", true, false, hunt.Congested, "NORMAL_CIRCUIT_CONGESTION"},
 		{"f-trunk-ast1-to-ast2.ast1-side.jsonl", "orig-1795306168", false, true, hunt.Failed, "NORMAL_CLEARING"},
 	}
 	for _, tc := range cases {

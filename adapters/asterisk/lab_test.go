@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -107,6 +108,7 @@ type lab struct {
 	logs   *logBuffer
 	cancel context.CancelFunc
 	runs   sync.WaitGroup
+	active atomic.Int32 // Runs not returned yet
 	obs    *observer
 	closed bool
 }
@@ -182,8 +184,10 @@ func newLab(t testing.TB, o labOptions) *lab {
 		}
 		l.cli[name] = c
 		l.runs.Add(1)
+		l.active.Add(1)
 		go func() {
 			defer l.runs.Done()
+			defer l.active.Add(-1)
 			if err := c.Run(ctx, h); err != nil {
 				t.Errorf("Run %s: %v", name, err)
 			}

@@ -30,9 +30,13 @@ func TestBlindTransferByCallee(t *testing.T) {
 	if got := l.fleet.RingsOf("srv12", "2003")[0].Caller.Number; got != "2001" {
 		t.Errorf("2003 saw %q, want the original caller 2001", got)
 	}
-	// The transferring phone hangs up, as phones do after the NOTIFY.
+	waitConnected(t, l, "2003")
+	// The transferring phone hangs up, as phones do after the NOTIFY:
+	// callctl says the call goes on once it has handled that end.
 	l.hangup("srv12", leg)
-	time.Sleep(300 * time.Millisecond)
+	waitFor(t, 10*time.Second, func() bool {
+		return l.logs.contains("the party a transfer replaced has left; the call goes on with the stand-in")
+	}, "the transferer's end handled")
 	if s := l.obs.get(caller); !s.hungup.IsZero() {
 		t.Fatalf("the caller was hung up with the transferer: %+v", s)
 	}
@@ -44,8 +48,7 @@ func TestBlindTransferByCallee(t *testing.T) {
 	if x.Transfer != "blind" || x.Answered != "2003" {
 		t.Errorf("transfer record: transfer %q answered %q attempts %v", x.Transfer, x.Answered, outcomes(x.Attempts))
 	}
-	first := l.record("2001", "2002")
-	if first.Answered != "2002" {
+	if first := l.record("2001", "2002"); first.Answered != "2002" {
 		t.Errorf("first record: %+v", first)
 	}
 	l.settled(15 * time.Second)
@@ -72,12 +75,14 @@ func TestBlindTransferByCaller(t *testing.T) {
 	if got := l.fleet.RingsOf("srv12", "2003")[0].Caller.Number; got != "2002" {
 		t.Errorf("2003 saw %q, want the transferred party 2002", got)
 	}
+	waitConnected(t, l, "2003")
 	l.hangup("srv12", caller)
 	first := l.record("2001", "2002")
 	if first.HangupCause != "TRANSFERRED" || first.Answered != "2002" {
 		t.Errorf("first record: cause %q answered %q", first.HangupCause, first.Answered)
 	}
-	time.Sleep(300 * time.Millisecond)
+	// The record is written once callctl has handled the caller's end: had
+	// it hung the phone up with it, that would have come before.
 	if s := l.obs.get(phone); !s.hungup.IsZero() {
 		t.Fatalf("the transferred phone was hung up with the caller: %+v", s)
 	}
@@ -85,4 +90,18 @@ func TestBlindTransferByCaller(t *testing.T) {
 	l.hangup("srv12", target)
 	waitFor(t, 10*time.Second, func() bool { return !l.obs.get(phone).hungup.IsZero() }, "phone hung up after the target")
 	l.settled(15 * time.Second)
+}
+
+// waitConnected waits until callctl has connected a call to target: the
+// transfer is complete on callctl's side too.
+func waitConnected(t *testing.T, l *lab, target string) {
+	t.Helper()
+	waitFor(t, 10*time.Second, func() bool {
+		for _, v := range l.eng.Calls() {
+			if v.Answered == target {
+				return true
+			}
+		}
+		return false
+	}, "callctl connected "+target)
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"runtime"
@@ -147,10 +148,12 @@ func TestGracefulShutdown(t *testing.T) {
 	if c := l.waitHangup(second, 10*time.Second); c != "DESTINATION_OUT_OF_ORDER" {
 		t.Errorf("call during shutdown: %s", c)
 	}
+	// Shutdown is under way (the listener closed, the new call refused) and
+	// the first call still up: it must not have returned.
 	select {
 	case err := <-shut:
 		t.Fatalf("Shutdown returned while a call was up: %v", err)
-	case <-time.After(200 * time.Millisecond):
+	default:
 	}
 	if err := l.ms["srv11"].Kill(context.Background(), first, "NORMAL_CLEARING"); err != nil {
 		t.Fatal(err)
@@ -258,7 +261,8 @@ func TestOriginate(t *testing.T) {
 func TestInboundIdleProbe(t *testing.T) {
 	l := newTestLab(t, labOptions{})
 	defer l.close()
-	ms := NewMediaServer(MediaServerConfig{Name: "srv11", Address: l.sims["srv11"].Addr(), Password: "ClueCon",
+	probes := probeCounter(t, l.sims["srv11"].Addr())
+	ms := NewMediaServer(MediaServerConfig{Name: "srv11", Address: probes.addr, Password: "ClueCon",
 		Logger: quietLogger(), IdleTimeout: 300 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -269,7 +273,10 @@ func TestInboundIdleProbe(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, _ := ms.current()
-	time.Sleep(1500 * time.Millisecond) // five idle periods without a heartbeat
+	// Several idle periods without a heartbeat, each ended by a probe.
+	if !waitFor(10*time.Second, func() bool { return probes.n.Load() >= 4 }) {
+		t.Fatalf("%d probes sent on the idle connection, want 4", probes.n.Load())
+	}
 	if c2, err := ms.current(); err != nil || c2 != c {
 		t.Errorf("the idle connection was replaced (%v)", err)
 	}
@@ -278,6 +285,78 @@ func TestInboundIdleProbe(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// relay passes a connection to addr through, counting the idle probes
+// ("api status") callctl sends on it.
+type relay struct {
+	addr string
+	n    atomic.Int32
+}
+
+func probeCounter(t *testing.T, addr string) *relay {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &relay{addr: ln.Addr().String()}
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", addr)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, in, out)
+			mu.Unlock()
+			go func() { _, _ = io.Copy(in, out); in.Close() }()
+			go func() {
+				buf := make([]byte, 4096)
+				var seen []byte
+				for {
+					k, err := in.Read(buf)
+					if k > 0 {
+						seen = append(seen, buf[:k]...)
+						for {
+							i := bytes.Index(seen, []byte("api status\n\n"))
+							if i < 0 {
+								break
+							}
+							r.n.Add(1)
+							seen = seen[i+len("api status\n\n"):]
+						}
+						if len(seen) > 64 {
+							seen = seen[len(seen)-64:]
+						}
+						if _, werr := out.Write(buf[:k]); werr != nil {
+							return
+						}
+					}
+					if err != nil {
+						out.Close()
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return r
 }
 
 // A peer that accepts the handshake and then answers nothing (a hung

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,6 +29,7 @@ type call struct {
 	ms   *MediaServer
 	conn *conn
 	id   string
+	peer netip.Addr // the address the connection comes from
 	info controller.CallInfo
 	log  callLog
 	// connectSeq is the Event-Sequence of the connect reply: an event fired
@@ -45,6 +47,7 @@ type call struct {
 	sockClosed  bool
 	transferred bool // the channel moved on to another owner
 	handedOff   bool // callctl gave the call back to the dialplan
+	foreign     bool // refused: another connection owns the channel
 	handoffTo   string
 	hangupSent  bool
 	varsSet     bool // continue_on_fail and hangup_after_bridge are set
@@ -217,7 +220,7 @@ func (c *call) onNotice(f *esl.Frame, at time.Time) {
 func (c *call) onClose(err error) {
 	c.mu.Lock()
 	c.sockClosed = true
-	orphan := !c.hungup && !c.transferred && !c.handedOff
+	orphan := !c.hungup && !c.transferred && !c.handedOff && !c.foreign
 	if orphan && c.endCause == "" {
 		c.endCause = "CONNECTION_LOST"
 	}
@@ -246,6 +249,19 @@ func (c *call) onClose(err error) {
 		cancel()
 	}
 	c.maybeFinalize()
+}
+
+// refuse drops a connection that names a channel another connection owns:
+// it is not the channel's controller, so nothing is sent on it, and its end
+// touches nothing of the channel.
+func (c *call) refuse() {
+	c.mu.Lock()
+	c.foreign = true
+	c.handlerDone = true
+	close(c.handled)
+	c.mu.Unlock()
+	c.cancel()
+	c.conn.Close()
 }
 
 // transferredAway records that the channel is no longer this connection's:
@@ -357,7 +373,7 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 			// The bridge stays current: its end (and what follows it) tells
 			// a hangup from a transfer, see settle.
 			c.ms.arm(w)
-			return &leg{w: w}, controller.DialResult{Outcome: hunt.Answered, Cause: "SUCCESS"}, nil
+			return &leg{w: w}, controller.DialResult{Outcome: hunt.Answered, Cause: controller.AnswerCause}, nil
 		case <-d.complete:
 			v := d.vars
 			select {

@@ -205,14 +205,17 @@ type dialVars struct {
 	legID   string
 	cidNum  string
 	cidName string
+	private bool
 	markOrg string
 }
 
 // BridgeArg builds the bridge argument for spec:
 //
 //	{origination_uuid=<leg>,callctl_leg=true,originate_timeout=<s>,origination_caller_id_number=<n>,
-//	 origination_caller_id_name=<name>[,sip_h_X-Callctl-Org=<org>]}<target>
+//	 origination_caller_id_name=<name>[,origination_privacy=hide_name:hide_number][,sip_h_X-Callctl-Org=<org>]}<target>
 //
+// A withheld caller (spec.Withheld) is shown as anonymous with FreeSWITCH's
+// privacy flags.
 // The target, leg id and org must be valid (else an error wrapping
 // ErrUnsafeInput); a caller number that is not digits is left out (the leg
 // then shows the channel's own caller ID) and reported in dropped; the name
@@ -225,7 +228,13 @@ func BridgeArg(spec controller.DialSpec) (arg string, dropped string, err error)
 		return "", "", fmt.Errorf("%w: leg id %q", ErrUnsafeInput, spec.LegID)
 	}
 	v := dialVars{legID: spec.LegID, cidName: SanitizeName(spec.CallerIDName)}
-	if spec.CallerIDNumber != "" {
+	switch {
+	case spec.Withheld:
+		// The caller is withheld: nothing of the caller's channel (whose
+		// caller ID may be anything) shows, and the privacy flags make
+		// FreeSWITCH send an anonymous From.
+		v.cidNum, v.cidName, v.private = "anonymous", "Anonymous", true
+	case spec.CallerIDNumber != "":
 		if validNumber(spec.CallerIDNumber) {
 			v.cidNum = spec.CallerIDNumber
 		} else {
@@ -264,6 +273,9 @@ func BridgeArg(spec controller.DialSpec) (arg string, dropped string, err error)
 	if v.cidName != "" {
 		b.WriteString(",origination_caller_id_name=")
 		b.WriteString(v.cidName)
+	}
+	if v.private {
+		b.WriteString(",origination_privacy=hide_name:hide_number")
 	}
 	if v.markOrg != "" {
 		b.WriteString(",sip_h_X-Callctl-Org=")

@@ -58,6 +58,13 @@ func TestBridgeArg(t *testing.T) {
 	if strings.Contains(arg, "X-Callctl-Org") || arg != "{origination_uuid="+legID+",callctl_leg=true}user/1000" {
 		t.Errorf("local call: %s", arg)
 	}
+	// A withheld caller is set anonymous explicitly, with the privacy flags:
+	// nothing of the caller's own channel shows.
+	arg, _, _ = BridgeArg(controller.DialSpec{LegID: legID, Target: "user/1000", Withheld: true})
+	if arg != "{origination_uuid="+legID+",callctl_leg=true,origination_caller_id_number=anonymous,"+
+		"origination_caller_id_name=Anonymous,origination_privacy=hide_name:hide_number}user/1000" {
+		t.Errorf("withheld caller: %s", arg)
+	}
 }
 
 // Network input placed in every field of a dial: nothing may add a leg, a

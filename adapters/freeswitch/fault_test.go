@@ -1,15 +1,18 @@
 package freeswitch
 
 import (
+	"context"
+	"log/slog"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/callctl/callctl/adapters/freeswitch/esl"
 	"github.com/callctl/callctl/controller"
-	simesl "github.com/callctl/callctl/integration/sim/esl"
-
 	"github.com/callctl/callctl/integration/sim/callmodel"
+	simesl "github.com/callctl/callctl/integration/sim/esl"
 )
 
 // Engine options for fault tests: a leg grace long enough that only the
@@ -75,7 +78,9 @@ func TestMediaServerDropsConnectionsMidCall(t *testing.T) {
 func TestInboundLostWhileTheLegEnds(t *testing.T) {
 	base := runtime.NumGoroutine()
 	func() {
-		l := newTestLab(t, labOptions{engineOpts: longGrace})
+		logs := &syncBuffer{}
+		l := newTestLab(t, labOptions{engineOpts: longGrace,
+			logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 		defer l.close()
 		id := answeredExternal(t, l, callmodel.CallerPlan{})
 		sim := l.sims["srv11"]
@@ -99,7 +104,18 @@ func TestInboundLostWhileTheLegEnds(t *testing.T) {
 			t.Fatal(err)
 		}
 		l.waitHangup(id, 10*time.Second)
-		time.Sleep(200 * time.Millisecond)
+		// callctl has seen the caller go and keeps the leg counted until its
+		// end is known: it says so.
+		if !waitFor(10*time.Second, func() bool {
+			for _, line := range strings.Split(logs.String(), "\n") {
+				if strings.Contains(line, "waiting for the connected leg's end") && strings.Contains(line, "call="+id) {
+					return true
+				}
+			}
+			return false
+		}) {
+			t.Fatal("callctl did not wait for the leg's end")
+		}
 		if n := countOn(l, "srv11"); n != 1 {
 			t.Errorf("the leg was released while its end could not be known (count %d)", n)
 		}
@@ -124,7 +140,18 @@ func TestMalformedFrames(t *testing.T) {
 				t.Fatalf("malformed frame %d not sent", m)
 			}
 		}
-		time.Sleep(200 * time.Millisecond)
+		// A reply on the call's own connection comes after those frames:
+		// once it is back, callctl has read them, and the call is still up.
+		l.srv.mu.Lock()
+		c := l.srv.calls[id]
+		l.srv.mu.Unlock()
+		cmd, _ := esl.AppendCommand(nil, "api", "uuid_exists", id)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		r, err := c.conn.command(ctx, cmd)
+		cancel()
+		if err != nil || strings.TrimSpace(r.text) != "true" {
+			t.Fatalf("after harmless malformed frames: uuid_exists on the call's connection: %q %v", r.text, err)
+		}
 		if _, gone := l.events.hangupCause(id); gone {
 			t.Fatal("a harmless malformed frame ended the call")
 		}

@@ -43,6 +43,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -85,6 +86,9 @@ type Options struct {
 	// OrphanKillWait bounds the attempt to end a call whose socket was lost
 	// through the inbound connection (10s).
 	OrphanKillWait time.Duration
+	// Allow lists addresses besides the servers' own that may connect (the
+	// node's listen.esl_allow): a server behind NAT, a second interface.
+	Allow []netip.Prefix
 	// ObserveStep, when set, receives callctl's own latency between an
 	// outcome reaching it and the command acting on it leaving: kind "setup"
 	// (connect reply to first bridge) or "step" (a member's outcome to the
@@ -119,6 +123,7 @@ type Server struct {
 	servers []*MediaServer
 	opt     Options
 	log     *slog.Logger
+	gate    *peerGate
 
 	mu       sync.Mutex
 	ln       net.Listener
@@ -132,7 +137,8 @@ type Server struct {
 // ErrServerClosed is returned by Serve after Shutdown.
 var ErrServerClosed = errors.New("freeswitch: server closed")
 
-// NewServer returns a Server handing calls from servers to h.
+// NewServer returns a Server handing calls from servers to h. Only the
+// servers' own addresses (and opt.Allow) may connect.
 //
 // Each connection is mapped to a MediaServer by, in order: the channel
 // variable callctl_server (set in the dialplan), the FreeSWITCH-Switchname
@@ -142,7 +148,7 @@ var ErrServerClosed = errors.New("freeswitch: server closed")
 // callctl_server or has a distinct switchname.
 func NewServer(h Handler, servers []*MediaServer, opt Options) *Server {
 	opt.defaults()
-	return &Server{h: h, servers: servers, opt: opt, log: opt.Logger,
+	return &Server{h: h, servers: servers, opt: opt, log: opt.Logger, gate: newPeerGate(opt.Allow, opt.Logger),
 		calls: map[string]*call{}, conns: map[*call]struct{}{}}
 }
 
@@ -177,10 +183,13 @@ func (s *Server) Addr() net.Addr {
 func (s *Server) Serve() error {
 	s.mu.Lock()
 	ln := s.ln
+	servers := s.servers
 	s.mu.Unlock()
 	if ln == nil {
 		return errors.New("freeswitch: Serve before Listen")
 	}
+	// Connections are taken from the servers served from now on.
+	s.gate.addServers(servers)
 	s.log.Info("accepting FreeSWITCH outbound connections", "addr", ln.Addr().String())
 	var delay time.Duration
 	for {
@@ -278,7 +287,15 @@ func (s *Server) forget(c *call) {
 // handler, and let the call close the socket once FreeSWITCH is done with it.
 func (s *Server) serveConn(nc net.Conn) {
 	start := time.Now()
-	c, err := s.handshake(nc)
+	peer := peerAddr(nc)
+	if !s.gate.allowed(peer) {
+		// Not a FreeSWITCH server of the plan: nothing is sent or read.
+		_ = nc.Close()
+		s.gate.refuse(peer, refusedPeer)
+		s.wg.Done()
+		return
+	}
+	c, err := s.handshake(nc, peer)
 	if err != nil {
 		if !errors.Is(err, errSessionEnded) {
 			s.log.Warn("FreeSWITCH outbound connection refused", "remote", nc.RemoteAddr().String(), "err", err)
@@ -288,7 +305,16 @@ func (s *Server) serveConn(nc net.Conn) {
 		return
 	}
 	// From here the call's own finalisation calls wg.Done.
-	if prev := s.claim(c); prev != nil && !s.secondHandoff(c, prev) {
+	prev, ok := s.claim(c)
+	if !ok {
+		// A second connection for a channel another connection owns, from
+		// another server: not a transfer, and not this channel's controller.
+		s.gate.refuse(peer, refusedTakeover, "call", c.id, "server", c.ms.Name(), "owner_peer", prev.peer.String(),
+			"owner_server", prev.ms.Name())
+		c.refuse()
+		return
+	}
+	if prev != nil && !s.secondHandoff(c, prev) {
 		ctx, cancel := context.WithTimeout(context.Background(), s.opt.CommandTimeout)
 		if err := c.Hangup(ctx, routing.CauseFailure); err != nil {
 			c.log.Warn("hangup failed", "err", err)
@@ -321,7 +347,7 @@ func (s *Server) runHandler(c *call) {
 
 // handshake sends connect, reads the channel data, subscribes to the
 // channel's events and turns lingering on.
-func (s *Server) handshake(nc net.Conn) (*call, error) {
+func (s *Server) handshake(nc net.Conn, peer netip.Addr) (*call, error) {
 	_ = nc.SetDeadline(time.Now().Add(s.opt.HandshakeTimeout))
 	if _, err := nc.Write(connectCmd); err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
@@ -360,7 +386,7 @@ func (s *Server) handshake(nc net.Conn) (*call, error) {
 	}
 	info := callInfo(h, ms.Name())
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &call{srv: s, ms: ms, id: id, info: info, cancel: cancel, handled: make(chan struct{}),
+	c := &call{srv: s, ms: ms, id: id, peer: peer, info: info, cancel: cancel, handled: make(chan struct{}),
 		log: callLog{l: s.log, id: id, server: ms.Name()}}
 	c.connectSeq, _ = strconv.ParseUint(h.Get("Event-Sequence"), 10, 64)
 	c.ctx = context.WithValue(ctx, ctxCallKey{}, c)
@@ -410,13 +436,19 @@ func (s *Server) handshake(nc net.Conn) (*call, error) {
 var errSessionEnded = errors.New("session ended during the handshake")
 
 // claim registers c as the owner of its channel and returns the previous
-// owner, if the channel already had one on this node.
-func (s *Server) claim(c *call) *call {
+// owner, if the channel already had one on this node. A channel moves to a
+// new connection only from the server that handed it over (a transfer
+// makes that server run socket again): ok is false, and nothing changes,
+// for a connection from another server or another address.
+func (s *Server) claim(c *call) (prev *call, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	prev := s.calls[c.id]
+	prev = s.calls[c.id]
+	if prev != nil && (prev.ms != c.ms || prev.peer != c.peer) {
+		return prev, false
+	}
 	s.calls[c.id] = c
-	return prev
+	return prev, true
 }
 
 // secondHandoff handles a connection for a channel that already has one: the
@@ -478,6 +510,7 @@ func callInfo(h esl.Headers, server string) controller.CallInfo {
 		Server:     server,
 		Caller:     h.Get("Caller-Caller-ID-Number"),
 		CallerName: h.Get("Caller-Caller-ID-Name"),
+		Withheld:   h.Get("Caller-Privacy-Hide-Number") == "true",
 		Domain:     h.Get("variable_domain_name"),
 		MarkOrg:    h.Get("variable_sip_h_X-Callctl-Org"),
 		Dialed:     h.Get("Caller-Destination-Number"),

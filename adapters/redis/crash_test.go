@@ -104,7 +104,9 @@ func TestCrashedNodeRestarted(t *testing.T) {
 					return strings.HasPrefix(l, "crashy/") && l != leaseOfChild(t, observer, "new-0/in/0")
 				})
 			})
-			time.Sleep(3 * cfg.LeaseTTL) // several lease TTLs: nothing may go
+			// Several lease TTLs of the restarted node's heartbeats (each a
+			// chance to take back or adopt): nothing may go.
+			renewedFor(t, observer, 3*cfg.LeaseTTL, leaseOfChild(t, observer, "new-0/in/0"))
 			close(stop)
 			if n := MustCountNode(t, observer); n != 13 || lowest.Load() < 13 {
 				t.Fatalf("count %d (lowest seen %d), want the 10 legs of the dead run and the 3 new ones to stay", n, lowest.Load())
@@ -167,7 +169,8 @@ func TestCrashedNodeAdopted(t *testing.T) {
 	if n := metric(t, adopter, "callctl_adopted_legs"); n != 5 {
 		t.Fatalf("callctl_adopted_legs %v, want 5", n)
 	}
-	time.Sleep(3 * cfg.LeaseTTL)
+	// Several lease TTLs of the adopter's heartbeats: nothing may go.
+	renewedFor(t, observer, 3*cfg.LeaseTTL, adopter.Lease())
 	close(stop)
 	if n := MustCountNode(t, observer); n != 5 || lowest.Load() < 5 {
 		t.Fatalf("count %d (lowest %d) lease TTLs after the node died, want its 5 legs counted", n, lowest.Load())

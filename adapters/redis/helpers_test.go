@@ -102,3 +102,23 @@ func freeTCPPort(t testing.TB) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// renewedFor waits until each lease has been renewed for another d: its
+// node was alive all that while, and every heartbeat also looked for
+// expired leases to adopt and for legs to take back. A check that nothing
+// was released over some lease TTLs is bounded by what the nodes did, not
+// by a sleep.
+func renewedFor(t testing.TB, s *Store, d time.Duration, leases ...string) {
+	t.Helper()
+	ctx := context.Background()
+	for _, lease := range leases {
+		start, err := s.rdb.ZScore(ctx, s.gtag+"leases", lease).Result()
+		if err != nil {
+			t.Fatalf("lease %s: %v", lease, err)
+		}
+		eventually(t, d+30*time.Second, "lease "+lease+" not renewed for "+d.String(), func() bool {
+			now, err := s.rdb.ZScore(ctx, s.gtag+"leases", lease).Result()
+			return err == nil && now >= start+float64(d.Milliseconds())
+		})
+	}
+}

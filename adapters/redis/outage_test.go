@@ -105,7 +105,7 @@ func testRedisRestart(t *testing.T, appendOnly bool) {
 		return n == legs
 	})
 	// Several leases and sweeps later, still exact: nobody reaped a live node.
-	time.Sleep(3 * cfg.LeaseTTL)
+	renewedFor(t, closed, 3*cfg.LeaseTTL, closed.Lease(), opened.Lease())
 	if n := MustCountNode(t, closed); n != legs {
 		t.Fatalf("count %d some leases after the restart, want %d", n, legs)
 	}

@@ -129,7 +129,13 @@ func TestOwnershipFailover(t *testing.T) {
 				}()
 			}
 			defer func() { cancel(); wg.Wait() }()
-			time.Sleep(cfg.OwnerTTL / 2)
+			// The owner goes on handling events while the two campaign: by
+			// the time it handled 25 more (half an owner TTL of its work),
+			// none may have been handled by anyone else.
+			before := len(doneEvents(t, probe))
+			eventually(t, 30*time.Second, "the owner stopped handling events while others campaigned", func() bool {
+				return len(doneEvents(t, probe)) >= before+25
+			})
 			for _, e := range doneEvents(t, probe) {
 				if e.node != "owner" {
 					t.Fatalf("event %s handled by %s while the owner was alive", e.ev, e.node)

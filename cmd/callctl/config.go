@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/viper"
 
+	"github.com/callctl/callctl/adapters/freeswitch"
 	"github.com/callctl/callctl/adapters/redis"
 )
 
@@ -63,6 +64,9 @@ type LogConfig struct {
 type ListenConfig struct {
 	// ESL is where FreeSWITCH's `socket` application connects.
 	ESL string `mapstructure:"esl"`
+	// ESLAllow lists addresses or prefixes, besides the plan's FreeSWITCH
+	// servers' own, that may connect to ESL (a server behind NAT).
+	ESLAllow []string `mapstructure:"esl_allow"`
 	// HTTP serves /metrics, /healthz and /readyz; empty disables it.
 	HTTP string `mapstructure:"http"`
 }
@@ -86,6 +90,7 @@ func defaults(v *viper.Viper) {
 	v.SetDefault("log.level", "info")
 	v.SetDefault("log.format", "text")
 	v.SetDefault("listen.esl", "127.0.0.1:8084")
+	v.SetDefault("listen.esl_allow", []string{})
 	v.SetDefault("listen.http", "127.0.0.1:9464")
 	v.SetDefault("state.backend", "memory")
 	v.SetDefault("state.dir", defaultStateDir())
@@ -220,6 +225,9 @@ func (c *Config) validate() error {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s %q: %w", name, addr, err))
 		}
+	}
+	if _, err := freeswitch.ParseAllow(c.Listen.ESLAllow); err != nil {
+		errs = append(errs, fmt.Errorf("listen.%w", err))
 	}
 	if c.Node == "" || strings.ContainsAny(c.Node, " \t\r\n/{}") {
 		errs = append(errs, fmt.Errorf("node %q: want a name without spaces, / or braces", c.Node))

@@ -296,6 +296,14 @@ func TestNodeConfig(t *testing.T) {
 	if _, err := loadConfig(bad); err == nil || !strings.Contains(err.Error(), "etcd") || !strings.Contains(err.Error(), "xml") {
 		t.Errorf("bad values: %v", err)
 	}
+	os.WriteFile(good, []byte("listen: {esl_allow: [10.0.0.5, 192.0.2.0/24, \"::1\"]}\n"), 0o600)
+	if c, err := loadConfig(good); err != nil || len(c.Listen.ESLAllow) != 3 {
+		t.Errorf("esl_allow: %+v %v", c, err)
+	}
+	os.WriteFile(bad, []byte("listen: {esl_allow: [fs1.example]}\n"), 0o600)
+	if _, err := loadConfig(bad); err == nil || !strings.Contains(err.Error(), "esl_allow") || !strings.Contains(err.Error(), "fs1.example") {
+		t.Errorf("a name in esl_allow: %v", err)
+	}
 }
 
 // A single node (no Redis) keeps its call records in a journal in its state

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/callctl/callctl/adapters/file"
+	"github.com/callctl/callctl/adapters/freeswitch"
 	"github.com/callctl/callctl/adapters/memory"
 	"github.com/callctl/callctl/adapters/redis"
 	"github.com/callctl/callctl/api"
@@ -188,8 +189,13 @@ func serve(ctx context.Context, cfg *Config, hup <-chan os.Signal, logOut io.Wri
 			cancel()
 		}()
 	}
+	allow, err := freeswitch.ParseAllow(cfg.Listen.ESLAllow)
+	if err != nil {
+		return &exitError{code: 1, err: err}
+	}
 	n.node, err = node.Start(ctx, plan, node.Options{ID: cfg.Node, ESLListen: cfg.Listen.ESL, Servers: cfg.MediaServers,
-		State: be.state, Logger: log, Metrics: controller.NewMetrics(n.reg)})
+		State: be.state, Logger: log, Metrics: controller.NewMetrics(n.reg), Registry: n.reg,
+		FreeSWITCH: freeswitch.Options{Allow: allow}})
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}

@@ -5,6 +5,7 @@
 package routing
 
 import (
+	"strings"
 	"time"
 
 	"github.com/callctl/callctl/controller/accounting"
@@ -123,6 +124,9 @@ type Request struct {
 	Transfer       Transfer
 	OriginalCaller string
 	OriginalName   string
+	// Withheld says the caller asked for its number to be withheld (SIP
+	// Privacy: id, as the media server tells).
+	Withheld bool
 }
 
 // Transfer kinds.
@@ -195,6 +199,9 @@ type Decision struct {
 	TrunkCallerID  string
 	// CallerIDWarning is set when the wanted caller ID could not be used.
 	CallerIDWarning string
+	// Withheld: the caller passed through is presented as withheld (SPEC
+	// §10), with no number or name; CallerIDNumber is then empty.
+	Withheld bool
 
 	// Billing is the account (org id) that pays.
 	Billing string
@@ -261,6 +268,34 @@ func (d *Decision) setCallerID(t *Target) {
 	if t.Trunk != nil && t.Trunk.Peer != nil && d.TrunkCallerID != "" {
 		t.CallerID = d.TrunkCallerID
 	}
+}
+
+// passCaller sets the caller ID of a caller passed through to the targets
+// (a PSTN or trunk caller, the party of a blind transfer). Caller IDs are
+// data (SPEC §10): one that is not a number (anonymous, Restricted,
+// unknown, "+49 30 1234") or that asked for privacy is withheld, never
+// refused and never passed on.
+func (d *Decision) passCaller(number, name string, private bool) {
+	if private || !CallerNumber(number) {
+		d.CallerIDNumber, d.CallerIDName, d.Withheld = "", "", true
+		return
+	}
+	d.CallerIDNumber, d.CallerIDName, d.Withheld = number, name, false
+}
+
+// CallerNumber reports whether s can be presented as a caller's number:
+// 1 to 32 digits, optionally after a '+'.
+func CallerNumber(s string) bool {
+	s = strings.TrimPrefix(s, "+")
+	if len(s) == 0 || len(s) > 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // HuntSize is the number of members a hunt rings at most.
@@ -371,8 +406,7 @@ func (r *Router) fromTrunk(d *Decision, req *Request, entry *provision.ServerInf
 	}
 	d.Org = org
 	d.Billing = org.ID
-	d.CallerIDNumber = req.Caller
-	d.CallerIDName = req.CallerName
+	d.passCaller(req.Caller, req.CallerName, req.Withheld)
 	d.InLegs.Add(accounting.Leg{Server: entry.Name, Org: org.ID, Kind: accounting.TrunkIn})
 	r.internal(d, org, req.Dialed, entry, org.ID)
 	if d.Kind != Hunt && d.Target.Trunk != nil {
@@ -398,8 +432,7 @@ func (r *Router) fromPSTN(d *Decision, req *Request, entry *provision.ServerInfo
 	d.Org = n.User
 	// Inbound calls over a number are billed to its owner (seed 001).
 	d.Billing = n.Owner.ID
-	d.CallerIDNumber = req.Caller
-	d.CallerIDName = req.CallerName
+	d.passCaller(req.Caller, req.CallerName, req.Withheld)
 	d.InLegs.Add(accounting.Leg{Server: entry.Name, Org: n.User.ID, Kind: accounting.PSTNIn})
 	r.target(d, n.User, n.Destination, entry, n.User.ID)
 }
@@ -412,8 +445,7 @@ func (r *Router) fromUser(d *Decision, req *Request, entry *provision.ServerInfo
 	d.CallerIDNumber = caller.Ext
 	d.CallerIDName = caller.Name
 	if req.Transfer == Blind {
-		d.CallerIDNumber = req.OriginalCaller
-		d.CallerIDName = req.OriginalName
+		d.passCaller(req.OriginalCaller, req.OriginalName, req.Withheld)
 	}
 
 	// Emergency numbers before anything else: they reach the PSTN whatever

@@ -343,3 +343,35 @@ func TestEmergencyNumbers(t *testing.T) {
 		t.Errorf("extension 112: %v", probs)
 	}
 }
+
+// SPEC §10: a caller that is not a number (or that asked for privacy) is
+// passed on withheld, never refused and never as it came: from the PSTN,
+// from another server's trunk, as the party of a blind transfer.
+func TestWithheldCallers(t *testing.T) {
+	r := labRouter(t)
+	for _, caller := range []string{"anonymous", "Restricted", "unknown", "+49 30 1234", " ", "", "12a4", "+", "1000,user/3998", "+4930\n12"} {
+		d := r.Route(&routing.Request{Server: "srv11", Source: "127.0.0.99", Caller: caller, CallerName: "Evil\" <sip:x>", Dialed: "+4930100100"})
+		if d.Kind != routing.Local || d.Target.Number != "3999" || !d.Withheld || d.Target.CallerID != "" || d.CallerIDName != "" {
+			t.Errorf("PSTN caller %q: %s %s withheld %v caller id %q name %q (%s)", caller, d.Kind, d.Target.Number, d.Withheld,
+				d.Target.CallerID, d.CallerIDName, d.Reason)
+		}
+		// Over a trunk to the other server (a hunt member there would be the same).
+		tr := r.Route(&routing.Request{Server: "srv11", Source: "127.0.0.99", Caller: "3999", Dialed: "122099",
+			Transfer: routing.Blind, OriginalCaller: caller, OriginalName: "x"})
+		if tr.Kind != routing.InterServer || !tr.Withheld || tr.Target.CallerID != "" {
+			t.Errorf("blind transfer of %q: %s withheld %v shows %q", caller, tr.Kind, tr.Withheld, tr.Target.CallerID)
+		}
+		in := r.Route(&routing.Request{Server: "srv12", Source: "srv11", MarkOrg: "acme", Caller: caller, Dialed: "2099"})
+		if in.Kind != routing.Local || !in.Withheld || in.Target.CallerID != "" {
+			t.Errorf("trunk caller %q: %s withheld %v shows %q (%s)", caller, in.Kind, in.Withheld, in.Target.CallerID, in.Reason)
+		}
+	}
+	d := r.Route(&routing.Request{Server: "srv11", Source: "127.0.0.99", Caller: "+4915112345678", Dialed: "+4930100100"})
+	if d.Withheld || d.Target.CallerID != "+4915112345678" {
+		t.Errorf("a number: withheld %v shows %q", d.Withheld, d.Target.CallerID)
+	}
+	d = r.Route(&routing.Request{Server: "srv11", Source: "127.0.0.99", Caller: "+4915112345678", Dialed: "+4930100100", Withheld: true})
+	if !d.Withheld || d.Target.CallerID != "" {
+		t.Errorf("a number that asked for privacy: withheld %v shows %q", d.Withheld, d.Target.CallerID)
+	}
+}

@@ -226,6 +226,14 @@ type Reader struct {
 	pooled *[]byte // buf comes from bufPool
 	r, w   int
 	idle   [idleBufSize]byte
+
+	// What is known of the frame at r, so that each read scans only the new
+	// bytes (a peer sending its header a byte at a time would otherwise cost
+	// time quadratic in its length): scanned is how far from r the header
+	// was searched for its end without finding it; once found, hdrEnd is the
+	// header block's length, bodyAt where its body starts, bodyLen its length
+	// (all relative to r).
+	scanned, hdrEnd, bodyAt, bodyLen int
 }
 
 // NewReader returns a Reader with the default limits.
@@ -248,6 +256,7 @@ func (r *Reader) dropBuf() {
 	}
 	r.buf = r.idle[:]
 	r.r, r.w = 0, 0
+	r.scanned, r.hdrEnd = 0, 0
 }
 
 // ReadFrame reads the next frame. Empty lines between frames are skipped. An
@@ -259,9 +268,11 @@ func (r *Reader) ReadFrame() (Frame, error) {
 		r.dropBuf()
 	}
 	for {
-		// Skip blank lines between frames.
-		for r.r < r.w && (r.buf[r.r] == '\n' || r.buf[r.r] == '\r') {
+		// Skip blank lines between frames (only ever before a frame's
+		// first byte: nothing of it is scanned yet).
+		for r.hdrEnd == 0 && r.r < r.w && (r.buf[r.r] == '\n' || r.buf[r.r] == '\r') {
 			r.r++
+			r.scanned = 0
 		}
 		if f, ok, err := r.parse(); err != nil || ok {
 			return f, err
@@ -275,53 +286,67 @@ func (r *Reader) ReadFrame() (Frame, error) {
 	}
 }
 
-// parse tries to cut one frame out of the buffered bytes.
+// parse tries to cut one frame out of the buffered bytes. It scans only
+// what it has not scanned before.
 func (r *Reader) parse() (Frame, bool, error) {
 	data := r.buf[r.r:r.w]
-	end, next := headerEnd(data)
-	if end < 0 {
-		if len(data) > r.MaxHeader {
+	if r.hdrEnd == 0 {
+		end, next, resume := headerEndFrom(data, r.scanned)
+		if end < 0 {
+			if len(data) > r.MaxHeader {
+				return Frame{}, false, fmt.Errorf("%w: header block longer than %d bytes", ErrMalformed, r.MaxHeader)
+			}
+			r.scanned = resume
+			return Frame{}, false, nil
+		}
+		if end > r.MaxHeader {
 			return Frame{}, false, fmt.Errorf("%w: header block longer than %d bytes", ErrMalformed, r.MaxHeader)
 		}
-		return Frame{}, false, nil
-	}
-	if end > r.MaxHeader {
-		return Frame{}, false, fmt.Errorf("%w: header block longer than %d bytes", ErrMalformed, r.MaxHeader)
-	}
-	hdr := Headers(data[:end])
-	n := 0
-	if v, ok := hdr.Lookup("Content-Length"); ok {
-		var err error
-		if n, err = parseLength(v, r.MaxBody); err != nil {
-			return Frame{}, false, err
+		n := 0
+		if v, ok := Headers(data[:end]).Lookup("Content-Length"); ok {
+			var err error
+			if n, err = parseLength(v, r.MaxBody); err != nil {
+				return Frame{}, false, err
+			}
 		}
+		r.hdrEnd, r.bodyAt, r.bodyLen = end, next, n
 	}
+	end, next, n := r.hdrEnd, r.bodyAt, r.bodyLen
 	if len(data)-next < n {
 		return Frame{}, false, r.reserve(next + n)
 	}
 	r.r += next + n
-	return Frame{Header: hdr, Body: data[next : next+n : next+n]}, true, nil
+	r.scanned, r.hdrEnd = 0, 0
+	return Frame{Header: Headers(data[:end]), Body: data[next : next+n : next+n]}, true, nil
 }
 
 // headerEnd finds the blank line ending a header block: it returns the length
 // of the block and the offset just after the blank line, or -1.
 func headerEnd(data []byte) (int, int) {
-	from := 0
+	end, next, _ := headerEndFrom(data, 0)
+	return end, next
+}
+
+// headerEndFrom is headerEnd searching from offset from, where the bytes
+// before are known to hold no end. When there is no end yet, resume is
+// where the next search, with more bytes, must start: a line break at the
+// very end may begin the blank line.
+func headerEndFrom(data []byte, from int) (end, next, resume int) {
 	for {
 		i := bytes.IndexByte(data[from:], '\n')
 		if i < 0 {
-			return -1, -1
+			return -1, -1, len(data)
 		}
 		i += from
 		// data[i] is a LF; a blank line follows if the next byte is LF, or CR LF.
 		if i+1 < len(data) && data[i+1] == '\n' {
-			return i + 1, i + 2
+			return i + 1, i + 2, 0
 		}
 		if i+2 < len(data) && data[i+1] == '\r' && data[i+2] == '\n' {
-			return i + 1, i + 3
+			return i + 1, i + 3, 0
 		}
 		if i+1 >= len(data) || (data[i+1] == '\r' && i+2 >= len(data)) {
-			return -1, -1
+			return -1, -1, i
 		}
 		from = i + 1
 	}
