@@ -180,7 +180,7 @@ func TestServeReloadsAndStops(t *testing.T) {
 	}
 	// callctl calls speaks to the API with a token; without one it is refused.
 	cfgFile := filepath.Join(t.TempDir(), "node.yaml")
-	if err := os.WriteFile(cfgFile, []byte("state: {dir: "+cfg.State.Dir+"}\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfgFile, []byte("state: {dir: "+cfg.State.Dir+"}\nlisten: {http: \""+addr[1]+"\"}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	tok, _, code := run(t, "token", "create", "--cluster", "--name", "ops", "--config", cfgFile)
@@ -195,6 +195,22 @@ func TestServeReloadsAndStops(t *testing.T) {
 	t.Setenv("CALLCTL_TOKEN", "callctl_0123456789abcdef_"+strings.Repeat("x", 43))
 	if _, errOut, code := run(t, "calls", "--api", addr[1]); code != 1 || !strings.Contains(errOut, "401") {
 		t.Errorf("calls with a wrong token: exit %d: %s", code, errOut)
+	}
+	// A token made elsewhere (a lab's .env) works once imported.
+	t.Setenv("CALLCTL_TOKEN", "callctl_00000000000000aa_"+strings.Repeat("L", 43))
+	if _, errOut, code := run(t, "calls", "--api", addr[1]); code != 1 || !strings.Contains(errOut, "401") {
+		t.Errorf("calls with a token not imported yet: exit %d: %s", code, errOut)
+	}
+	if out, errOut, code := run(t, "token", "import", "--cluster", "--name", "lab", "--config", cfgFile); code != 0 ||
+		!strings.Contains(out, "token 00000000000000aa (lab) for cluster imported") {
+		t.Fatalf("token import: exit %d: %s %s", code, out, errOut)
+	}
+	if out, errOut, code := run(t, "calls", "--api", addr[1]); code != 0 || !strings.HasPrefix(out, "CALL ") {
+		t.Errorf("calls with the imported token: exit %d: %s %s", code, out, errOut)
+	}
+	// No media server is up: callctl ready says so and exits 1.
+	if out, _, code := run(t, "ready", "--config", cfgFile); code != 1 || !strings.Contains(out, "not ready: no media server connected") {
+		t.Errorf("ready: exit %d: %s", code, out)
 	}
 
 	// The metrics of SPEC §9, open on loopback.
