@@ -97,7 +97,7 @@ ENV GOPATH=/go PATH=/go/bin:/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/us
 EOF
   tar -c -C "$ctx" Dockerfile -C /etc/ssl/certs ca-certificates.crt -C "$(dirname "$goroot")" \
     --transform "s#^$(basename "$goroot")#go#" "$(basename "$goroot")" |
-    docker build --network host -t "$1" --build-arg BASE_IMAGE="$BASE" -
+    docker build --network host --force-rm -t "$1" --build-arg BASE_IMAGE="$BASE" -
   rc=$?
   rm -rf "$ctx"
   return $rc
@@ -108,7 +108,7 @@ EOF
 make_static() {
   local ctx
   ctx=$(mktemp -d)
-  docker build --network host -t "$1" --build-arg BASE_IMAGE="$BASE" -f - "$ctx" <<'EOF'
+  docker build --network host --force-rm -t "$1" --build-arg BASE_IMAGE="$BASE" -f - "$ctx" <<'EOF'
 ARG BASE_IMAGE
 FROM ${BASE_IMAGE} AS rootfs
 RUN apt-get update -qq \
@@ -165,7 +165,7 @@ images() {
     source) ctx=$HERE/media; say "media image from the upstream release tags: this takes a long while" ;;
     *) die "CALLCTL_MEDIA_BUILD=$media: want prebuilt or source" ;;
   esac
-  local args=(--network host --build-arg "BASE_IMAGE=$BASE")
+  local args=(--network host --force-rm --build-arg "BASE_IMAGE=$BASE")
   timed "image-media" docker build "${args[@]}" -f "$HERE/media/Dockerfile" --target "$media" -t callctl-lab/media "$ctx"
   timed "image-redis" docker build "${args[@]}" -f "$HERE/redis/Dockerfile" -t callctl-lab/redis "$HERE/redis"
   args+=(--build-arg "GO_IMAGE=$GO" --build-arg "STATIC_IMAGE=$STATIC" -f "$HERE/Dockerfile")
