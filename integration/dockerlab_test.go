@@ -13,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/callctl/callctl/controller"
+	"github.com/callctl/callctl/controller/provision"
 	"github.com/callctl/callctl/integration/sipp"
 	"github.com/callctl/callctl/internal/labtest"
 )
@@ -426,4 +429,120 @@ func firstLines(s string, n int) string {
 		lines = lines[:n]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// The compose file as compose reads it (`docker compose config`, with
+// docker/.env): host networking, nothing published, every address on
+// 127.0.0.1 and where DockerNodes, DockerRedis and the plan say, the secrets
+// from .env, and a missing secret refused by name.
+func TestComposeConfig(t *testing.T) {
+	labSh, err := filepath.Abs("../docker/lab.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, errV2 := exec.Command("docker", "compose", "version").CombinedOutput()
+	if _, errV1 := exec.LookPath("docker-compose"); errV2 != nil && errV1 != nil {
+		labtest.Missing(t, "docker compose: neither the Compose plugin nor docker-compose is installed (.ci/run installs docker-compose)")
+	}
+	config := func(env ...string) (string, error) {
+		cmd := exec.Command(labSh, "compose", "config")
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := config()
+	if err != nil {
+		t.Fatalf("compose config: %v\n%s", err, out)
+	}
+	var c struct {
+		Services map[string]struct {
+			Network     string            `yaml:"network_mode"`
+			Ports       []any             `yaml:"ports"`
+			Command     []string          `yaml:"command"`
+			Environment map[string]string `yaml:"environment"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal([]byte(out), &c); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	env, err := ReadEnvFile("../docker/.env")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"redis", "freeswitch", "asterisk", "token", "callctl1", "callctl2", "examples"} {
+		s, ok := c.Services[name]
+		if !ok {
+			t.Errorf("no service %s", name)
+			continue
+		}
+		if s.Network != "host" || len(s.Ports) > 0 {
+			t.Errorf("%s: network_mode %q ports %v", name, s.Network, s.Ports)
+		}
+	}
+	var sockets []string
+	for _, n := range DockerNodes {
+		e := c.Services[n.Name].Environment
+		if e["CALLCTL_NODE"] != n.Name || e["CALLCTL_LISTEN_ESL"] != n.ESL || e["CALLCTL_LISTEN_HTTP"] != n.HTTP {
+			t.Errorf("%s's environment %v, want listen %s and %s", n.Name, e, n.ESL, n.HTTP)
+		}
+		sockets = append(sockets, n.ESL)
+	}
+	for _, name := range []string{"freeswitch", "asterisk", "examples"} {
+		e := c.Services[name].Environment
+		for _, k := range []string{"CALLCTL_LAB_ESL_PASSWORD", "CALLCTL_LAB_ARI_USER", "CALLCTL_LAB_ARI_PASSWORD"} {
+			if e[k] == "" || e[k] != env[k] {
+				t.Errorf("%s: %s=%q, want docker/.env's %q", name, k, e[k], env[k])
+			}
+		}
+		if name == "examples" {
+			continue
+		}
+		if e["CALLCTL_LAB_PORT_OFFSET"] != fmt.Sprint(DockerLabOffset) || e["CALLCTL_LAB_SOCKETS"] != strings.Join(sockets, ",") {
+			t.Errorf("%s: offset %s sockets %s, want %d and %s", name, e["CALLCTL_LAB_PORT_OFFSET"], e["CALLCTL_LAB_SOCKETS"],
+				DockerLabOffset, strings.Join(sockets, ","))
+		}
+	}
+	if e := c.Services["token"].Environment; e["CALLCTL_TOKEN"] != env["CALLCTL_TOKEN"] {
+		t.Errorf("token: CALLCTL_TOKEN %q, want docker/.env's", e["CALLCTL_TOKEN"])
+	}
+	host, port, _ := net.SplitHostPort(DockerRedis)
+	if cmd := strings.Join(c.Services["redis"].Command, " "); !strings.Contains(cmd, "--bind "+host+" --port "+port+" ") {
+		t.Errorf("redis: %s, want it on %s", cmd, DockerRedis)
+	}
+	node, err := os.ReadFile("../docker/node.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(node), `addrs: ["`+DockerRedis+`"]`) {
+		t.Errorf("docker/node.yaml does not name Redis at %s:\n%s", DockerRedis, node)
+	}
+	// A secret missing from the environment and .env is refused by name.
+	if out, err := config("CALLCTL_LAB_ARI_PASSWORD="); err == nil || !strings.Contains(out, "CALLCTL_LAB_ARI_PASSWORD") {
+		t.Errorf("compose config without the ARI password: %v\n%s", err, out)
+	}
+}
+
+// The plan of the lab in containers compiles, and points at the lab's
+// servers with the secrets given.
+func TestDockerLabPlan(t *testing.T) {
+	sec := DockerSecrets{ESLPassword: "esl-pw", ARIUser: "ari-user", ARIPassword: "ari-pw", Token: "unused"}
+	data, err := DockerLabPlan(sec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, probs, err := provision.Load("docker-lab.yaml", data)
+	if err != nil || plan == nil {
+		t.Fatalf("the plan does not load: %v %v", err, probs)
+	}
+	for _, want := range []string{"address: 127.0.0.1:9021", "password: esl-pw", "url: http://127.0.0.1:9088/ari",
+		"user: ari-user", "password: ari-pw", "sofia/internal/277721403@127.0.0.1:6091", "PJSIP/52099@phones",
+		"127.0.0.1:6080", "ring_timeout: 3s"} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("the plan lacks %q", want)
+		}
+	}
+	if _, err := DockerSecretsFrom(func(string) string { return "" }); err == nil ||
+		!strings.Contains(err.Error(), "CALLCTL_LAB_ESL_PASSWORD") || !strings.Contains(err.Error(), "CALLCTL_TOKEN") {
+		t.Errorf("missing secrets: %v", err)
+	}
 }
