@@ -241,5 +241,5 @@ case $cmd in
   down) down ;;
   examples) compose run --rm -T examples examples ;;
   compose) compose "$@" ;;
-  *) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -318,5 +318,5 @@ case $cmd in
     [ $# -gt 0 ] || { echo "usage: $0 run -- COMMAND..." >&2; exit 2; }
     run "$@"
     ;;
-  *) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2 ;;
 esac
