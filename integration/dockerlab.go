@@ -117,11 +117,13 @@ func DockerLabFleet(sec DockerSecrets) RealFleet {
 // DockerLabEndpoints: the phones of the worked examples are SIP phones
 // (sipp), so what they display is what a phone would. Seed 002's group 1:
 // 01 answers, 02 and 03 are busy, 04 rings without answer, 05 is not
-// registered, 06 answers; seed 003's 2099 and 3999 answer.
+// registered, 06 answers; seed 003's 2099 and 3999 and seed 000's 201 of
+// org B answer.
 var DockerLabEndpoints = Endpoints{
 	"grp1": {"77721401": PhoneAnswers, "77721402": PhoneBusy, "77721403": PhoneBusy, "77721404": PhoneRings,
 		"77721405": Unregistered, "77721406": PhoneAnswers},
 	"acme": {"2099": PhoneAnswers, "3999": PhoneAnswers},
+	"orgB": {"201": PhoneAnswers},
 }
 
 // DockerLabPlan is the plan the lab's nodes run: the lab plan
@@ -170,6 +172,12 @@ func (l *DockerLab) Call(ctx context.Context, server string, c sipp.Call) (*sipp
 // Phones starts the SIP phones the plan's phone endpoints ring.
 func (l *DockerLab) Phones(ctx context.Context) (*sipp.Phones, error) {
 	return sipp.StartPhones(ctx, filepath.Join(l.Dir, "phones"), l.Fleet.SIP.Phones())
+}
+
+// PSTN starts the PSTN's far end, where external calls arrive (the lab's
+// gateway and endpoint pstn); it answers every number.
+func (l *DockerLab) PSTN(ctx context.Context) (*sipp.Phones, error) {
+	return sipp.StartPhones(ctx, filepath.Join(l.Dir, "pstn"), l.Fleet.SIP.PSTNFar())
 }
 
 // get GETs path of node's API into v.
@@ -292,8 +300,9 @@ func (e *Example) check(ok bool, format string, args ...any) {
 
 // RunDockerExamples places the seeds' worked examples through the lab with
 // real SIP callers and phones and says, for each, what happened and what
-// did not go as the seed says. ph are the phones (Phones).
-func (l *DockerLab) RunDockerExamples(ctx context.Context, ph *sipp.Phones) []*Example {
+// did not go as the seed says. ph are the phones (Phones), pstn the PSTN's
+// far end (PSTN).
+func (l *DockerLab) RunDockerExamples(ctx context.Context, ph, pstn *sipp.Phones) []*Example {
 	node := DockerNodes[0]
 	var out []*Example
 
@@ -347,6 +356,62 @@ func (l *DockerLab) RunDockerExamples(ctx context.Context, ph *sipp.Phones) []*E
 			ex.check(rec.Route == "member" && Attempts(rec) == "77721402:busy", "record: route %s attempts %s", rec.Route, Attempts(rec))
 		}
 		ex.check(len(ph.RingsOf("277721403")) == before, "77721403 rang after 77721402T")
+	}
+
+	// Seed 000: agent 124 of org A dials 1201; 201 of org B sees 2124.
+	ex = &Example{Name: "seed 000: agent 124 of org A dials 1201", Want: "201 of org B rings showing 2124, billed to org A"}
+	out = append(out, ex)
+	cl, err = l.Call(ctx, "srv11", sipp.Call{From: "124", Dialed: "1201", Hold: time.Second})
+	if err == nil {
+		r, err = cl.Wait(ctx)
+	}
+	if err != nil {
+		ex.check(false, "the call: %v", err)
+	} else {
+		ex.Got = append(ex.Got, fmt.Sprintf("the caller got %d", r.Final))
+		ex.check(r.Final == 200, "the caller got %d, want 200", r.Final)
+		rs := ph.RingsOf("5201")
+		ex.check(len(rs) == 1 && rs[0].From.User == "2124", "201's phone rang %+v, want once showing 2124", rs)
+		if len(rs) > 0 {
+			ex.Got = append(ex.Got, fmt.Sprintf("201's phone rang showing %s", rs[0].From.User))
+		}
+		rec, err := l.Record(ctx, node, "srv11", "124", "1201", r.Invited)
+		ex.check(err == nil, "record: %v", err)
+		if err == nil {
+			ex.Got = append(ex.Got, fmt.Sprintf("record by %s: route %s, org %s, billed to %s", rec.Node, rec.Route, rec.Org, rec.Billing))
+			ex.check(rec.Org == "orgB" && rec.Billing == "orgA" && rec.CallerID == "2124",
+				"record: org %s billing %s caller id %s", rec.Org, rec.Billing, rec.CallerID)
+		}
+	}
+
+	// Seed 004: an external call to the UK goes out with the +44 number.
+	ex = &Example{Name: "seed 004: 3999 dials 00442079460000", Want: "the PSTN sees +442071234567 (the org's 0044 rule)"}
+	out = append(out, ex)
+	cl, err = l.Call(ctx, "srv11", sipp.Call{From: "3999", Dialed: "00442079460000", Hold: time.Second})
+	if err == nil {
+		r, err = cl.Wait(ctx)
+	}
+	if err != nil {
+		ex.check(false, "the call: %v", err)
+	} else {
+		ex.Got = append(ex.Got, fmt.Sprintf("the caller got %d", r.Final))
+		ex.check(r.Final == 200, "the caller got %d, want 200", r.Final)
+		var rs []sipp.Ring
+		for _, ring := range pstn.Rings() {
+			if strings.HasSuffix(ring.Number, "442079460000") {
+				rs = append(rs, ring)
+			}
+		}
+		ex.check(len(rs) == 1 && rs[0].From.User == "+442071234567", "the PSTN got %+v, want one call from +442071234567", rs)
+		if len(rs) > 0 {
+			ex.Got = append(ex.Got, fmt.Sprintf("the PSTN got a call to %s from %s", rs[0].Number, rs[0].From.User))
+		}
+		rec, err := l.Record(ctx, node, "srv11", "3999", "00442079460000", r.Invited)
+		ex.check(err == nil, "record: %v", err)
+		if err == nil {
+			ex.Got = append(ex.Got, fmt.Sprintf("record by %s: route %s, caller id %s, counted %v", rec.Node, rec.Route, rec.CallerID, legs(rec)))
+			ex.check(rec.CallerID == "+442071234567", "record: caller id %s", rec.CallerID)
+		}
 	}
 
 	// Seed 003: 3999 on server 11 dials 122099; 2099 on server 12 sees 113999.

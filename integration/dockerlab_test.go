@@ -121,7 +121,7 @@ func TestDockerLab(t *testing.T) {
 
 	t.Run("Runner", func(t *testing.T) {
 		out, err := labCmd(3*time.Minute, "examples")
-		if err != nil || !strings.Contains(out, "3 examples, 3 as the seeds say, 0 not") {
+		if err != nil || !strings.Contains(out, "5 examples, 5 as the seeds say, 0 not") {
 			t.Fatalf("docker/lab.sh examples: %v\n%s", err, out)
 		}
 	})

@@ -54,8 +54,15 @@ func main() {
 		fmt.Fprintln(os.Stderr, "labcalls: the SIP phones:", err)
 		os.Exit(1)
 	}
-	exs := lab.RunDockerExamples(ctx, ph)
+	pstn, err := lab.PSTN(ctx)
+	if err != nil {
+		ph.Close()
+		fmt.Fprintln(os.Stderr, "labcalls: the PSTN's far end:", err)
+		os.Exit(1)
+	}
+	exs := lab.RunDockerExamples(ctx, ph, pstn)
 	ph.Close()
+	pstn.Close()
 	failed := 0
 	for _, ex := range exs {
 		verdict := "ok"
