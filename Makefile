@@ -5,7 +5,7 @@ BIN     := bin/callctl
 
 LAB     := integration/lab/lab.sh
 
-.PHONY: all build run test test-real check unit bench fuzz demo clean lab-install lab-up lab-down
+.PHONY: all build run test test-real check unit bench fuzz demo clean lab-install lab-up lab-down docker-lab docker-lab-down docker-lab-examples
 
 all: build
 
@@ -41,6 +41,15 @@ lab-up:
 	$(LAB) start
 lab-down:
 	$(LAB) stop
+
+# The lab in containers (docker/): FreeSWITCH, Asterisk, Redis and two callctl nodes on
+# 127.0.0.1, healthy when the command returns; see README "Lab in containers".
+docker-lab:
+	docker/lab.sh up
+docker-lab-down:
+	docker/lab.sh down
+docker-lab-examples:
+	docker/lab.sh examples
 
 check:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -87,6 +87,42 @@ func Create(ctx context.Context, s Store, name, org string, now time.Time) (Toke
 	return t, prefix + t.ID + "_" + sec, nil
 }
 
+// Import stores a token made elsewhere (a deployment's secret store, a
+// lab's .env file) so that it works as if Create had made it: only its hash
+// is kept. Importing the same token again changes nothing; a different
+// token with the same id is refused, as is anything Create could not have
+// made.
+func Import(ctx context.Context, s Store, name, org, presented string, now time.Time) (Token, error) {
+	if !reName.MatchString(name) {
+		return Token{}, fmt.Errorf("token name %q: 1-64 letters, digits, space . _ @ -", name)
+	}
+	id, secret, ok := Parse(presented)
+	if !ok {
+		return Token{}, fmt.Errorf("not a callctl token: want %s<16 hex digits>_<43 characters of base64url>", prefix)
+	}
+	if _, err := base64.RawURLEncoding.DecodeString(secret); err != nil {
+		return Token{}, fmt.Errorf("token %s: its secret is not base64url: %w", id, err)
+	}
+	t := Token{ID: id, Name: name, Org: org, Hash: hash(secret), Created: now.UTC()}
+	old, err := s.Get(ctx, id)
+	switch {
+	case err == nil:
+		if subtle.ConstantTimeCompare([]byte(old.Hash), []byte(t.Hash)) != 1 || old.Org != org {
+			return Token{}, fmt.Errorf("token %s exists with another secret or scope", id)
+		}
+		if old.Revoked != nil {
+			return Token{}, fmt.Errorf("token %s was revoked", id)
+		}
+		return old, nil
+	case !errors.Is(err, ErrUnknown):
+		return Token{}, fmt.Errorf("import token %s: %w", id, err)
+	}
+	if err := s.Put(ctx, t); err != nil {
+		return Token{}, fmt.Errorf("store token: %w", err)
+	}
+	return t, nil
+}
+
 func hash(secret string) string {
 	h := sha256.Sum256([]byte(secret))
 	return hex.EncodeToString(h[:])

@@ -24,7 +24,12 @@ type exitError struct {
 	err  error
 }
 
-func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return "" // the command said all there was to say
+	}
+	return e.err.Error()
+}
 
 func main() {
 	root := newRoot(os.Stdout, os.Stderr)
@@ -51,7 +56,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newValidate(), newRoute(), newServe(), newToken(), newPlan(), newUsers(), newGroups(), newNumbers(),
-		newAssignments(), newCalls(), newCounts(), newRecords(), newAudit())
+		newAssignments(), newCalls(), newCounts(), newRecords(), newAudit(), newReady())
 	return root
 }
 

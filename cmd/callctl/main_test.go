@@ -180,7 +180,7 @@ func TestServeReloadsAndStops(t *testing.T) {
 	}
 	// callctl calls speaks to the API with a token; without one it is refused.
 	cfgFile := filepath.Join(t.TempDir(), "node.yaml")
-	if err := os.WriteFile(cfgFile, []byte("state: {dir: "+cfg.State.Dir+"}\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfgFile, []byte("state: {dir: "+cfg.State.Dir+"}\nlisten: {http: \""+addr[1]+"\"}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	tok, _, code := run(t, "token", "create", "--cluster", "--name", "ops", "--config", cfgFile)
@@ -195,6 +195,22 @@ func TestServeReloadsAndStops(t *testing.T) {
 	t.Setenv("CALLCTL_TOKEN", "callctl_0123456789abcdef_"+strings.Repeat("x", 43))
 	if _, errOut, code := run(t, "calls", "--api", addr[1]); code != 1 || !strings.Contains(errOut, "401") {
 		t.Errorf("calls with a wrong token: exit %d: %s", code, errOut)
+	}
+	// A token made elsewhere (a lab's .env) works once imported.
+	t.Setenv("CALLCTL_TOKEN", "callctl_00000000000000aa_"+strings.Repeat("L", 43))
+	if _, errOut, code := run(t, "calls", "--api", addr[1]); code != 1 || !strings.Contains(errOut, "401") {
+		t.Errorf("calls with a token not imported yet: exit %d: %s", code, errOut)
+	}
+	if out, errOut, code := run(t, "token", "import", "--cluster", "--name", "lab", "--config", cfgFile); code != 0 ||
+		!strings.Contains(out, "token 00000000000000aa (lab) for cluster imported") {
+		t.Fatalf("token import: exit %d: %s %s", code, out, errOut)
+	}
+	if out, errOut, code := run(t, "calls", "--api", addr[1]); code != 0 || !strings.HasPrefix(out, "CALL ") {
+		t.Errorf("calls with the imported token: exit %d: %s %s", code, out, errOut)
+	}
+	// No media server is up: callctl ready says so and exits 1.
+	if out, _, code := run(t, "ready", "--config", cfgFile); code != 1 || !strings.Contains(out, "not ready: no media server connected") {
+		t.Errorf("ready: exit %d: %s", code, out)
 	}
 
 	// The metrics of SPEC §9, open on loopback.
@@ -429,6 +445,8 @@ func TestComposeFileRunsOnAFreshClone(t *testing.T) {
 	}
 	var c struct {
 		Services map[string]struct {
+			Image       string            `yaml:"image"`
+			Network     string            `yaml:"network_mode"`
 			Ports       []string          `yaml:"ports"`
 			Volumes     []string          `yaml:"volumes"`
 			Environment map[string]string `yaml:"environment"`
@@ -437,34 +455,54 @@ func TestComposeFileRunsOnAFreshClone(t *testing.T) {
 	if err := yaml.Unmarshal(data, &c); err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Services) < 3 {
-		t.Fatalf("services: %v", c.Services)
+	script, err := os.ReadFile("../../docker/lab.sh")
+	if err != nil {
+		t.Fatal(err)
 	}
+	nodes := 0
 	for name, s := range c.Services {
-		for _, p := range s.Ports {
-			if !strings.HasPrefix(p, "127.0.0.1:") {
-				t.Errorf("%s publishes %s beyond loopback", name, p)
-			}
+		// Host networking: what a service listens on is what it binds, and
+		// nothing is published.
+		if s.Network != "host" || len(s.Ports) > 0 {
+			t.Errorf("%s: network_mode %q, ports %v; want host networking and no published ports", name, s.Network, s.Ports)
 		}
 		for _, v := range s.Volumes {
 			src, _, _ := strings.Cut(v, ":")
-			if strings.HasPrefix(src, ".") {
+			switch {
+			case strings.HasPrefix(src, "./.lab/"):
+				// Made by docker/lab.sh up before the services start.
+				if !strings.Contains(string(script), `$STATE/`+strings.TrimPrefix(src, "./.lab/")) {
+					t.Errorf("%s mounts %s, which docker/lab.sh does not make", name, src)
+				}
+			case strings.HasPrefix(src, "."):
 				if _, err := os.Stat(filepath.Join("../../docker", src)); err != nil {
 					t.Errorf("%s mounts %s, which a fresh clone does not have", name, src)
 				}
 			}
 		}
-		for k, v := range s.Environment {
-			t.Setenv(k, v)
+		if s.Image != "callctl-lab/callctl" || s.Environment["CALLCTL_LISTEN_HTTP"] == "" {
+			continue
 		}
+		nodes++
+		t.Run(name, func(t *testing.T) {
+			for k, v := range s.Environment {
+				t.Setenv(k, v)
+			}
+			cfg, err := loadConfig("../../docker/node.yaml")
+			if err != nil {
+				t.Fatalf("node.yaml with %s's environment: %v", name, err)
+			}
+			for _, addr := range []string{cfg.Listen.HTTP, cfg.Listen.ESL} {
+				if !strings.HasPrefix(addr, "127.0.0.1:") {
+					t.Errorf("%s listens on %s, beyond 127.0.0.1", name, addr)
+				}
+			}
+			if cfg.Node != name || cfg.State.Backend != "redis" || cfg.Plan != "/etc/callctl/plan.yaml" {
+				t.Errorf("%s: node %q, state %s, plan %s", name, cfg.Node, cfg.State.Backend, cfg.Plan)
+			}
+		})
 	}
-	cfg, err := loadConfig("../../docker/node.yaml")
-	if err != nil {
-		t.Fatalf("node.yaml: %v", err)
-	}
-	if cfg.Plan != "" {
-		if _, err := os.Stat(cfg.Plan); err != nil {
-			t.Errorf("node.yaml names plan %s, which the image does not have", cfg.Plan)
-		}
+	if nodes != 2 {
+		t.Errorf("%d callctl nodes in the compose file, want 2", nodes)
 	}
 }

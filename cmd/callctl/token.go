@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -76,6 +77,29 @@ func newToken() *cobra.Command {
 	create.Flags().StringVar(&org, "org", "", "the org it acts for")
 	create.Flags().BoolVar(&cluster, "cluster", false, "a cluster admin's token")
 	_ = create.MarkFlagRequired("name")
+	imp := &cobra.Command{Use: "import --name NAME (--org ORG | --cluster)",
+		Short: "Store the token in $CALLCTL_TOKEN (made elsewhere, e.g. a lab's .env) as if created here",
+		Long: "Store the token in $CALLCTL_TOKEN (never a flag: flags show in ps) so that it works as if\n" +
+			"`token create` had made it; only its hash is kept. Importing it again changes nothing.",
+		Args: cobra.NoArgs, RunE: run(func(ctx context.Context, cmd *cobra.Command, s auth.Store, _ []string) error {
+			if cluster == (org != "") {
+				return errors.New("say whom the token acts for: --org ORG, or --cluster for a cluster admin")
+			}
+			presented := os.Getenv("CALLCTL_TOKEN")
+			if presented == "" {
+				return errors.New("no token to import: set CALLCTL_TOKEN")
+			}
+			t, err := auth.Import(ctx, s, name, org, presented, time.Now())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "token %s (%s) for %s imported\n", t.ID, t.Name, t.Scope())
+			return nil
+		})}
+	imp.Flags().StringVar(&name, "name", "", "who or what uses it")
+	imp.Flags().StringVar(&org, "org", "", "the org it acts for")
+	imp.Flags().BoolVar(&cluster, "cluster", false, "a cluster admin's token")
+	_ = imp.MarkFlagRequired("name")
 	list := &cobra.Command{Use: "list", Short: "List tokens (never their secrets)", Args: cobra.NoArgs,
 		RunE: run(func(ctx context.Context, cmd *cobra.Command, s auth.Store, _ []string) error {
 			ts, err := s.List(ctx)
@@ -104,6 +128,6 @@ func newToken() *cobra.Command {
 			fmt.Fprintf(cmd.OutOrStdout(), "token %s (%s, %s) revoked\n", t.ID, t.Name, t.Scope())
 			return nil
 		})}
-	cmd.AddCommand(create, list, revoke)
+	cmd.AddCommand(create, imp, list, revoke)
 	return cmd
 }
