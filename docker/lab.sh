@@ -171,6 +171,9 @@ images() {
   args+=(--build-arg "GO_IMAGE=$GO" --build-arg "STATIC_IMAGE=$STATIC" -f "$HERE/Dockerfile")
   timed "image-callctl" docker build "${args[@]}" --target callctl -t callctl-lab/callctl "$REPO"
   timed "image-examples" docker build "${args[@]}" --target examples -t callctl-lab/examples "$REPO"
+  # Each build of a changed tree leaves the previous build's untagged stages behind (about 1 GB
+  # a build): keep this build's, as the next build's cache, and drop older ones.
+  docker image prune -f --filter until=30m >/dev/null || true
 }
 
 # container SERVICE: its container id ("" when it has none).
