@@ -5,7 +5,7 @@ BIN     := bin/callctl
 
 LAB     := integration/lab/lab.sh
 
-.PHONY: all build run test test-real check unit bench fuzz demo clean lab-install lab-up lab-down docker-lab docker-lab-down docker-lab-examples
+.PHONY: all build run test test-real check unit bench bench-real fuzz demo clean lab-install lab-up lab-down docker-lab docker-lab-down docker-lab-examples
 
 all: build
 
@@ -61,6 +61,12 @@ unit:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+# callctl's hunt against FreeSWITCH's own bridge a|b|c on the lab's fs1, side by side
+# (BENCHN iterations, default 25): medians and their ratio.
+BENCHN ?= 25
+bench-real:
+	$(LAB) run -- $(GO) test -run '^$$' -bench '^BenchmarkRealHunt$$' -benchtime $(BENCHN)x ./integration/
 
 # Each fuzz target for FUZZTIME (default 1m).
 FUZZTIME ?= 1m
