@@ -183,6 +183,8 @@ func TestServeReloadsAndStops(t *testing.T) {
 	go func() { done <- serve(ctx, cfg, hup, &logs) }()
 	waitFor(t, &logs, "callctl node started")
 	waitFor(t, &logs, "http listening")
+	// A single node owns its media servers under its own id.
+	waitFor(t, &logs, `msg="media server owned" server=srv11 node=`+cfg.Node+` `)
 	addr := regexp.MustCompile(`addr=(127\.0\.0\.1:\d+)`).FindStringSubmatch(logs.String())
 	if addr == nil {
 		t.Fatalf("no http address in the log:\n%s", logs.String())
