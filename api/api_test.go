@@ -141,6 +141,14 @@ func TestSecurityMatrix(t *testing.T) {
 					}
 				}
 			}
+			// No presented token reaches the log, valid or not: only ids.
+			logs := e.logs.String()
+			for role, tok := range e.tokens {
+				_, secret, _ := strings.Cut(strings.TrimPrefix(tok, "callctl_"), "_")
+				if strings.Contains(logs, tok) || secret != "" && strings.Contains(logs, secret) {
+					t.Errorf("the token of role %q is in the log:\n%s", role, logs)
+				}
+			}
 		})
 	}
 }

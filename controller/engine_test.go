@@ -433,21 +433,32 @@ func TestRingTimeoutIsCallctls(t *testing.T) {
 	}
 }
 
-// An emergency call goes out even with the server at its limit, and its
-// leg is counted.
+// An emergency call goes out even with the server or the org at its limit,
+// and its leg is counted.
 func TestEmergencyCallIgnoresTheLimit(t *testing.T) {
-	h := newHarness(t, func(s string) string { return strings.Replace(s, "channel_limit: 30", "channel_limit: 1", 1) })
+	for scope, limit := range map[string]string{"server": "channel_limit: 30", "org": "channel_limit: 20"} {
+		t.Run(scope, func(t *testing.T) {
+			emergencyAtLimit(t, func(s string) string { return strings.Replace(s, limit, "channel_limit: 1", 1) })
+		})
+	}
+}
+
+// emergencyAtLimit: 3999 (acme, srv11) holds the one channel the edited
+// plan allows; 3998 (acme, srv11) dials 112.
+func emergencyAtLimit(t *testing.T, edit func(string) string) {
+	h := newHarness(t, edit)
 	first := newCall("e1", phone("3999", "030123456"), map[string]script{"sofia/gateway/pstn/+4930123456": {outcome: hunt.Answered, talk: time.Hour}})
 	done := make(chan struct{})
 	go func() { h.eng.Handle(h.ms, first); close(done) }()
 	deadline := time.Now().Add(5 * time.Second)
-	for h.count(t, "server", "srv11") != 1 && time.Now().Before(deadline) {
+	// The leg is counted before it is dialed: wait for both.
+	for (h.count(t, "server", "srv11") != 1 || len(first.dials()) != 1) && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
 	sos := newCall("e2", phone("3998", "112"), map[string]script{"sofia/gateway/pstn/112": {outcome: hunt.Answered, talk: time.Hour}})
 	sdone := make(chan struct{})
 	go func() { h.eng.Handle(h.ms, sos); close(sdone) }()
-	for h.count(t, "server", "srv11") != 2 && time.Now().Before(deadline) {
+	for (h.count(t, "server", "srv11") != 2 || len(sos.dials()) != 1) && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
 	if n := h.count(t, "server", "srv11"); n != 2 || len(sos.dials()) != 1 {

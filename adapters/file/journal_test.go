@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -35,7 +36,25 @@ func TestJournalBoundedQueryFollow(t *testing.T) {
 			return nil
 		})
 	}()
-	time.Sleep(20 * time.Millisecond) // the follower starts at the end
+	// The follower starts at the end of the journal: write markers until it
+	// has seen one, so that it is surely reading before the records count.
+	seen := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(followed)
+	}
+	for i := 0; seen() == 0; i++ {
+		if i == 1000 {
+			t.Fatal("the follower saw no record in 5 s")
+		}
+		if err := j.Write(ctx, &controller.Record{CallID: fmt.Sprint("marker", i), Org: "acme", Start: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	mu.Lock()
+	followed = nil
+	mu.Unlock()
 	for i := 0; i < 100; i++ {
 		if err := j.Write(ctx, &controller.Record{CallID: fmt.Sprint("c", i), Org: "acme", Start: time.Now()}); err != nil {
 			t.Fatal(err)
@@ -68,12 +87,17 @@ func TestJournalBoundedQueryFollow(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		mu.Lock()
-		n := len(followed)
-		last := ""
-		if n > 0 {
-			last = followed[n-1]
+		var calls []string
+		for _, id := range followed {
+			if !strings.HasPrefix(id, "marker") { // markers written just before the reset
+				calls = append(calls, id)
+			}
 		}
 		mu.Unlock()
+		n, last := len(calls), ""
+		if n > 0 {
+			last = calls[n-1]
+		}
 		if n == 100 && last == "c99" {
 			break
 		}

@@ -43,8 +43,8 @@ func (n *runningNode) local(tokens auth.Store, h http.Handler) http.Handler {
 
 // readyz answers 200 when the node can serve (SPEC §9): its plan loaded,
 // its state backend reachable (Redis), and at least one of its media
-// servers connected; else 503. On loopback (or with a cluster token) it
-// lists why, one line per media server; from elsewhere only the verdict.
+// servers connected; else 503. On loopback it lists why, one line per
+// media server; from elsewhere only the verdict.
 func (n *runningNode) readyz(w http.ResponseWriter, r *http.Request) {
 	var lines, why []string
 	select {

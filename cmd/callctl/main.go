@@ -225,6 +225,10 @@ func printDecision(w io.Writer, req *routing.Request, s routing.Summary) {
 		route += " " + s.External
 	}
 	fmt.Fprintf(tw, "route\t%s\n", route)
+	if s.Emergency {
+		fmt.Fprintf(tw, "emergency\t%s is an emergency number of org %s: to the PSTN whatever the outbound rule, counted but never refused by a limit\n",
+			req.Dialed, s.CallerOrg)
+	}
 	for i, t := range s.Targets {
 		label := "target"
 		if len(s.Targets) > 1 {

@@ -113,6 +113,15 @@ func TestRouteForPeopleAndMachines(t *testing.T) {
 	if s.Route != "org-connect" || s.Org != "orgB" || len(s.Targets) != 1 || s.Targets[0].CallerID != "2124" {
 		t.Errorf("1201 from 124: %+v", s)
 	}
+	// An emergency number says why neither the outbound rule (2099's is
+	// "national") nor the limits apply.
+	out, _, code = run(t, "route", "--server", "srv12", "--from", "2099", "--dial", "112")
+	if code != 0 || !regexp.MustCompile(`(?m)^emergency +112 is an emergency number of org acme`).MatchString(out) {
+		t.Errorf("112 from 2099: exit %d:\n%s", code, out)
+	}
+	if out, _, _ := run(t, "route", "--server", "srv11", "--from", "3999", "--dial", "122099"); strings.Contains(out, "emergency") {
+		t.Errorf("122099 said emergency:\n%s", out)
+	}
 	out, _, _ = run(t, "route", "--server", "srv11", "--from", "3999", "--dial", "1000,user/evil")
 	if !strings.Contains(out, "INVALID_NUMBER_FORMAT (SIP 484)") {
 		t.Errorf("hostile dial string: %s", out)
@@ -174,6 +183,8 @@ func TestServeReloadsAndStops(t *testing.T) {
 	go func() { done <- serve(ctx, cfg, hup, &logs) }()
 	waitFor(t, &logs, "callctl node started")
 	waitFor(t, &logs, "http listening")
+	// A single node owns its media servers under its own id.
+	waitFor(t, &logs, `msg="media server owned" server=srv11 node=`+cfg.Node+` `)
 	addr := regexp.MustCompile(`addr=(127\.0\.0\.1:\d+)`).FindStringSubmatch(logs.String())
 	if addr == nil {
 		t.Fatalf("no http address in the log:\n%s", logs.String())

@@ -119,7 +119,7 @@ func openState(ctx context.Context, cfg *Config, log *slog.Logger) (*backend, er
 	if err != nil {
 		return nil, err
 	}
-	m := memory.New(memory.Options{Logger: log})
+	m := memory.New(memory.Options{Node: cfg.Node, Logger: log})
 	return &backend{state: memoryState{Store: m, journal: j}, control: c, tokens: t, records: queryFunc(j.Query), release: m}, nil
 }
 

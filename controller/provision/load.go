@@ -252,7 +252,8 @@ func (d *Document) objectName(path string) string {
 
 var (
 	reUnknown = regexp.MustCompile(`^field (\S+) not found in type provision\.(\w+)$`)
-	reType    = regexp.MustCompile("^cannot unmarshal !!(\\w+) `(.*)` into (\\S+)$")
+	// A scalar's message quotes it; a mapping's or a list's does not.
+	reType = regexp.MustCompile("^cannot unmarshal !!(\\w+)(?: `(.*)`)? into (\\S+)$")
 )
 
 // kinds names the plan's objects as an operator writes about them.
@@ -297,10 +298,21 @@ func inPlanWords(msg string) string {
 		case strings.HasPrefix(m[3], "map["):
 			want = "a mapping of names"
 		}
+		if !strings.Contains(msg, "` into ") {
+			got, ok := yamlKinds[m[1]]
+			if !ok {
+				got = "a " + m[1] // timestamp, binary
+			}
+			return fmt.Sprintf("%s is expected, not %s", want, got)
+		}
 		return fmt.Sprintf("%s is not %s", m[2], want)
 	}
 	return msg
 }
+
+// yamlKinds names YAML's node kinds as an operator writes about them.
+var yamlKinds = map[string]string{"map": "a mapping", "seq": "a list", "str": "text", "int": "a number",
+	"float": "a number", "bool": "true or false", "null": "nothing"}
 
 func yamlProblem(name string, err error) Problem {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")

@@ -334,3 +334,31 @@ func TestUnknownKeysWithEveryOtherProblem(t *testing.T) {
 		t.Errorf("problems name Go or YAML types:\n%s", text)
 	}
 }
+
+// TestWrongShapesInPlanWords: a mapping where a list belongs (and the other
+// way round) is told in the plan's words, with its line, never as Go or
+// YAML types.
+func TestWrongShapesInPlanWords(t *testing.T) {
+	doc := strings.Replace(base, "    users:\n      - {extension: \"200\", server: s1}\n", "    users: {extension: \"200\", server: s1}\n", 1)
+	doc = strings.Replace(doc, `freeswitch: {address: "127.0.0.1:8021", password: ClueCon}`, `freeswitch: ["127.0.0.1:8021"]`, 1)
+	doc = strings.Replace(doc, "  - name: s2\n", "  - name: [s2]\n", 1)
+	_, probs, err := load(t, doc)
+	if err == nil {
+		t.Fatal("invalid plan loaded")
+	}
+	text := fmt.Sprint(probs)
+	for _, want := range []string{"a list is expected, not a mapping", "a mapping is expected, not a list", "text is expected, not a list"} {
+		found := false
+		for _, p := range probs {
+			if strings.Contains(p.Reason, want) && p.Line > 0 {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("problems lack %q with a line:\n%s", want, strings.ReplaceAll(text, "} {", "}\n{"))
+		}
+	}
+	if strings.Contains(text, "provision.") || strings.Contains(text, "!!") || strings.Contains(text, "unmarshal") {
+		t.Errorf("problems name Go or YAML types:\n%s", strings.ReplaceAll(text, "} {", "}\n{"))
+	}
+}
