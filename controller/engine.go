@@ -608,11 +608,10 @@ func (c *run) attempt(t *routing.Target) (hunt.Attempt, Leg, []string) {
 		}
 		held = append(held, hid)
 	}
-	spec := DialSpec{LegID: legID, Target: dial, CallerIDNumber: t.CallerID, Timeout: t.RingTimeout, Trunk: t.Trunk != nil,
-		Withheld: c.dec.Withheld}
-	if t.CallerID == c.dec.CallerIDNumber {
-		spec.CallerIDName = c.dec.CallerIDName
-	}
+	// The name goes with either number: a target over a trunk shows the
+	// prefixed number and the same caller's name (SPEC §4).
+	spec := DialSpec{LegID: legID, Target: dial, CallerIDNumber: t.CallerID, CallerIDName: c.dec.CallerIDName,
+		Timeout: t.RingTimeout, Trunk: t.Trunk != nil, Withheld: c.dec.Withheld}
 	if t.Trunk != nil && t.Trunk.Peer != nil {
 		spec.MarkOrg = orgID(c.dec.Org)
 		if t.Kind == provision.TargetSIP && c.dec.Org != nil {

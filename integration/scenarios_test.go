@@ -348,6 +348,10 @@ func TestSeed003InterServer(t *testing.T) {
 		if len(rs) != 1 || rs[0].Caller.Number != "113999" {
 			t.Fatalf("2099 rings: %+v, want one showing 113999", rs)
 		}
+		// The caller's name crosses the trunk with the number (SPEC §4).
+		if rs[0].Caller.Name != "Aiko Sato" {
+			t.Errorf("2099 rings showing the name %q, want \"Aiko Sato\"", rs[0].Caller.Name)
+		}
 		e.waitCount(t, "server", "srv11", 1)
 		e.waitCount(t, "server", "srv12", 1)
 		hangup(t, c)
