@@ -703,7 +703,11 @@ func realHostileDialed(t *testing.T, e *RealEnv) {
 func realSeed003InterServer(t *testing.T, e *RealEnv) {
 	cl := e.sipStart(t, "srv11", sipp.Call{From: "3999", FromName: "Aiko Sato", Dialed: "122099"})
 	e.sipAnswered(t, "srv11", "3999", "122099", cl)
-	e.waitPhone(t, e.SIPPhones, PhoneNumber(PhoneAnswers, "2099"), "113999")
+	ring := e.waitPhone(t, e.SIPPhones, PhoneNumber(PhoneAnswers, "2099"), "113999")
+	// The caller's name crosses the trunk with the number (SPEC §4).
+	if ring.From.Name != "Aiko Sato" {
+		t.Errorf("2099's phone shows the name %q (From %+v), want \"Aiko Sato\"", ring.From.Name, ring.From)
+	}
 	e.waitCount(t, "server", "srv11", 1)
 	e.waitCount(t, "server", "srv12", 1)
 	r := e.hangupSIP(t, "srv11", "3999", cl)
