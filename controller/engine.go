@@ -316,6 +316,9 @@ type run struct {
 	// answered is set once a target took the call.
 	answered answered
 	ended    bool
+	// refused says which limit refused a leg the call dialed (or that the
+	// counts were unavailable), for the record's reason.
+	refused string
 }
 
 func (c *run) handle() error {
@@ -460,7 +463,22 @@ func (c *run) nobodyAnswered() {
 		cause = causeFor(c.rec.Attempts[0].Outcome)
 	}
 	c.log.Info("nobody answered", "attempts", len(c.rec.Attempts), "cause", cause)
-	c.reject(cause, "nobody answered")
+	c.reject(cause, c.unansweredReason())
+}
+
+// unansweredReason says why no target took the call: the limit that refused
+// its legs when one did (SPEC §5), so that a refusal at a limit is not read
+// as nobody answering.
+func (c *run) unansweredReason() string {
+	if c.refused == "" {
+		return "nobody answered"
+	}
+	for _, a := range c.rec.Attempts {
+		if a.Outcome != hunt.Congested || a.Cause != c.refused {
+			return "nobody answered; " + c.refused
+		}
+	}
+	return c.refused
 }
 
 // over says the call is over for the engine: the caller left or the engine
@@ -604,6 +622,9 @@ func (c *run) attempt(t *routing.Target) (hunt.Attempt, Leg, []string) {
 			c.release(held)
 			a.Outcome = hunt.Congested
 			a.Cause = err.Error()
+			if c.refused == "" {
+				c.refused = a.Cause
+			}
 			return a, nil, nil
 		}
 		held = append(held, hid)

@@ -493,6 +493,10 @@ func realLimit(t *testing.T, e *RealEnv) {
 		if rec.HangupCause != "NORMAL_CIRCUIT_CONGESTION" || len(rec.Legs) != 0 {
 			t.Errorf("refused call %s: cause %s, counted legs %v", rec.Dialed, rec.HangupCause, rec.Legs)
 		}
+		// The record says which limit refused it (SPEC §5), not that nobody answered.
+		if !strings.HasSuffix(rec.Reason, ": server srv11 is at its channel limit of 1") {
+			t.Errorf("refused call %s: reason %q, want srv11's limit", rec.Dialed, rec.Reason)
+		}
 	}
 	if e.PSTN != nil && len(e.PSTN.RingsOf("+4930999999")) != 0 {
 		t.Errorf("the refused external call reached the PSTN")

@@ -483,7 +483,49 @@ func TestLimitRefusesTheNextCall(t *testing.T) {
 		if rec.HangupCause != "NORMAL_CIRCUIT_CONGESTION" {
 			t.Errorf("record cause %s", rec.HangupCause)
 		}
+		// The record says which limit refused the call, not that nobody answered.
+		if want := "leg pstn-out on srv11: server srv11 is at its channel limit of 1"; rec.Reason != want {
+			t.Errorf("record reason %q, want %q", rec.Reason, want)
+		}
 		e.waitCount(t, "server", "srv11", 1)
+		hangup(t, first)
+	})
+}
+
+// SPEC §5: an org's own limit refuses the next counted leg of that org, and
+// the record names the org and its limit, whether the refused leg is the
+// call's arrival from the PSTN or the leg it dials.
+func TestOrgLimitRefusalSaysWhichLimit(t *testing.T) {
+	opt := Options{Edit: func(d *provision.Document) {
+		for i := range d.Orgs {
+			if d.Orgs[i].ID == "acme" {
+				d.Orgs[i].ChannelLimit = 1
+			}
+		}
+	}}
+	scenario(t, opt, func(t *testing.T, e *Env) {
+		first := e.call(t, "srv11", "3999", "030111111")
+		bridged(t, first)
+		e.waitCount(t, "org", "acme", 1)
+		out := e.call(t, "srv11", "3998", "030222222")
+		in := e.pstnCall(t, "srv11", "+4930100100", "+4915112345678")
+		for _, c := range []*placed{out, in} {
+			if res := ended(t, c); res.Answered || res.SIPStatus != 503 {
+				t.Errorf("call at acme's limit: answered %v SIP %d, want 503", res.Answered, res.SIPStatus)
+			}
+		}
+		for _, tc := range []struct {
+			c    *placed
+			want string
+		}{
+			{out, "leg pstn-out on srv11: org acme is at its channel limit of 1"},
+			{in, "leg pstn-in on srv11: org acme is at its channel limit of 1"},
+		} {
+			if rec := e.record(t, of(tc.c)); rec.Reason != tc.want || rec.HangupCause != "NORMAL_CIRCUIT_CONGESTION" {
+				t.Errorf("record of %s: reason %q cause %s, want %q", rec.Dialed, rec.Reason, rec.HangupCause, tc.want)
+			}
+		}
+		e.waitCount(t, "org", "acme", 1)
 		hangup(t, first)
 	})
 }
