@@ -491,10 +491,8 @@ func (c *run) over() bool { return c.ctx.Err() != nil || c.e.stopCtx.Err() != ni
 //
 //go:noinline
 func (c *run) fallback() bool {
-	freq := c.req
-	freq.Dialed = c.dec.Fallback
 	fd := new(routing.Decision)
-	c.router.RouteInto(&freq, fd)
+	c.router.FallbackInto(&c.dec, fd)
 	if fd.Kind == routing.Rejected || fd.Kind == routing.Feature {
 		c.log.Warn("fallback does not route", "fallback", c.dec.Fallback, "cause", fd.Cause, "reason", fd.Reason)
 		return false

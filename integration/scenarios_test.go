@@ -306,6 +306,45 @@ func TestSeed002NobodyAnswers(t *testing.T) {
 	})
 }
 
+// SPEC §3: when nobody in a group answers, a PSTN caller reaches the org's
+// fallback target like a phone caller does; here an extension on the other
+// server, which shows the PSTN caller's number (a forward passes the caller
+// through, SPEC §4) and counts like a transfer: 2 on srv11, 1 on srv12 (§5).
+func TestGroupFallbackForPSTNCallers(t *testing.T) {
+	opt := Options{Phones: phones(
+		"srv11", "77721401", busy,
+		"srv11", "77721402", busy,
+		"srv11", "77721403", busy,
+		"srv11", "77721404", busy,
+		"srv11", "77721405", busy,
+		"srv11", "77721406", busy,
+		"srv12", "1101", answers,
+	), Edit: func(d *provision.Document) {
+		for i := range d.Orgs {
+			if d.Orgs[i].ID == "grp1" {
+				d.Orgs[i].Users = append(d.Orgs[i].Users, provision.User{Extension: "1101", Name: "Night Desk", Server: "srv12"})
+				d.Orgs[i].Hunt.Fallback = "1101"
+			}
+		}
+	}}
+	scenario(t, opt, func(t *testing.T, e *Env) {
+		c := e.pstnCall(t, "srv11", "+4930200100", "+4915112345678")
+		bridged(t, c)
+		rs := e.Lab.Rings("srv12", "1101")
+		if len(rs) != 1 || rs[0].Caller.Number != "+4915112345678" {
+			t.Fatalf("the fallback 1101 rang %+v, want once showing +4915112345678", rs)
+		}
+		e.waitCount(t, "server", "srv11", 2)
+		e.waitCount(t, "server", "srv12", 1)
+		hangup(t, c)
+		rec := e.record(t, of(c))
+		want := "77721401:busy 77721402:busy 77721403:busy 77721404:busy 77721405:busy 77721406:busy 1101:answered"
+		if got := attempts(rec); got != want || rec.Answered != "1101" {
+			t.Errorf("record: attempts %s, answered by %q; want %s by 1101", got, rec.Answered, want)
+		}
+	})
+}
+
 // The caller hangs up mid-hunt: the ringing leg is cancelled at once and
 // nothing rings after.
 func TestCallerHangsUpMidHunt(t *testing.T) {
