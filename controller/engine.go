@@ -110,7 +110,10 @@ func (e *Engine) note(id string, f func(*callState)) {
 // connectedUser is a phone user a channel was connected to.
 type connectedUser struct {
 	server, domain, ext string
-	at                  time.Time
+	// record is the record of the call that connected them: a transfer of
+	// the channel links to it.
+	record string
+	at     time.Time
 }
 
 // connectedMemory bounds how long a connection is remembered for a
@@ -370,7 +373,7 @@ func (c *run) decide() bool {
 	if start.IsZero() {
 		start = c.e.opt.Now()
 	}
-	c.rec = Record{CallID: c.call.ID(), Node: c.e.opt.Node, Server: info.Server, Caller: info.Caller,
+	c.rec = Record{ID: NewID(), CallID: c.call.ID(), Node: c.e.opt.Node, Server: info.Server, Caller: info.Caller,
 		CallerName: info.CallerName, Dialed: info.Dialed, Start: start, PlanVersion: c.router.Plan.Version,
 		Attempts: []hunt.Attempt{}, Legs: []accounting.Leg{}}
 	switch info.Transfer {
@@ -382,17 +385,8 @@ func (c *run) decide() bool {
 	c.req = routing.Request{Server: info.Server, Source: info.Source, Caller: info.Caller, CallerName: info.CallerName,
 		Domain: info.Domain, MarkOrg: info.MarkOrg, Dialed: info.Dialed, Transfer: info.Transfer,
 		OriginalCaller: info.OriginalCaller, OriginalName: info.OriginalName, Withheld: info.Withheld}
-	if info.Transfer != routing.NoTransfer && c.router.Plan.Caller(info.Server, info.Domain, info.Caller) == nil {
-		// The media server does not say which user transferred the call: the
-		// phone it was connected to did (its REFER sent this channel back).
-		from := info.TransferredFrom
-		if from == "" {
-			from = c.call.ID()
-		}
-		if u, ok := c.e.connectedUserOf(from, c.e.opt.Now()); ok && u.server == info.Server {
-			c.req.Caller, c.req.Domain = u.ext, u.domain
-			c.log.Info("transfer by the phone the call was connected to", "transferer", u.ext)
-		}
+	if info.Transfer != routing.NoTransfer {
+		c.transferredBy(&info)
 	}
 	c.router.RouteInto(&c.req, &c.dec)
 	d := &c.dec
@@ -415,6 +409,32 @@ func (c *run) decide() bool {
 		c.log.Warn("caller id not usable", "warning", d.CallerIDWarning)
 	}
 	return true
+}
+
+// transferredBy finds who transferred the call and the record of the call
+// it came from (the one that connected its channel to the transferer).
+func (c *run) transferredBy(info *CallInfo) {
+	from := info.TransferredFrom
+	if from == "" {
+		from = c.call.ID()
+	}
+	u, ok := c.e.connectedUserOf(from, c.e.opt.Now())
+	ok = ok && u.server == info.Server
+	if ok {
+		c.rec.TransferFrom = u.record
+	}
+	if c.router.Plan.Caller(info.Server, info.Domain, info.Caller) != nil {
+		// The media server names the user who transferred it.
+		c.rec.TransferBy = info.Caller
+		return
+	}
+	if ok {
+		// The media server does not say which user transferred the call: the
+		// phone it was connected to did (its REFER sent this channel back).
+		c.req.Caller, c.req.Domain = u.ext, u.domain
+		c.rec.TransferBy = u.ext
+		c.log.Info("transfer by the phone the call was connected to", "transferer", u.ext)
+	}
 }
 
 // admit counts the legs a call costs on arrival (PSTN or trunk inbound);
@@ -695,7 +715,8 @@ func (c *run) note(t *routing.Target) {
 	c.rec.Answered = t.Number
 	c.e.note(c.call.ID(), func(cs *callState) { cs.answered = t.Number })
 	if t.Kind == provision.TargetExtension && t.Server != nil && t.Server.Name == c.rec.Server && c.dec.Org != nil {
-		c.e.rememberConnected(c.call.ID(), connectedUser{server: t.Server.Name, domain: c.dec.Org.Domain, ext: t.Number, at: now})
+		c.e.rememberConnected(c.call.ID(), connectedUser{server: t.Server.Name, domain: c.dec.Org.Domain, ext: t.Number,
+			record: c.rec.ID, at: now})
 	}
 	c.rec.CallerID = t.CallerID
 	c.log.Info("answered: connected", "target", t.Number, "leg", c.answered.leg.ID())

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
@@ -625,6 +626,18 @@ func TestTransferredExternalCallCounts2Plus1(t *testing.T) {
 		rec := e.record(t, func(r *controller.Record) bool { return r.Transfer == "blind" })
 		if rec.Route != "inter-server" || rec.Caller != "3999" || len(rec.Legs) != 2 || rec.Answered != "2099" {
 			t.Errorf("transfer record: route %s caller %s answered %s legs %+v", rec.Route, rec.Caller, rec.Answered, rec.Legs)
+		}
+		// The transferred call's record links to the record of the call it
+		// came from and names who transferred it (SPEC §4).
+		if first.ID == "" || rec.ID == first.ID || rec.TransferFrom != first.ID || rec.TransferBy != "3999" {
+			t.Errorf("transfer record %q: from record %q by %q; want from %q (the first record) by 3999", rec.ID, rec.TransferFrom, rec.TransferBy, first.ID)
+		}
+		b, err := json.Marshal(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := `"transfer":{"kind":"blind","from_record":"` + first.ID + `","by":"3999"}`; !strings.Contains(string(b), want) {
+			t.Errorf("transfer record JSON %s, want it to carry %s", b, want)
 		}
 	})
 }
