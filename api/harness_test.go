@@ -152,7 +152,8 @@ func newEnv(t *testing.T) *env {
 	now := time.Now().UTC()
 	for _, r := range []controller.Record{
 		{CallID: "rec-kundeA-1", Server: "srv11", Caller: "+4930999", Dialed: "+4930555001", Route: "local", Org: orgB, Billing: orgA, Start: now, End: now, PlanVersion: "x", HangupCause: "NORMAL_CLEARING", Attempts: []hunt.Attempt{}, Legs: []accounting.Leg{}},
-		{CallID: "rec-acme-1", Server: "srv11", Caller: "3999", Dialed: "122099", Route: "inter-server", Org: "acme", CallerOrg: "acme", Billing: "acme", Start: now, End: now, PlanVersion: "x", HangupCause: "NORMAL_CLEARING", Attempts: []hunt.Attempt{}, Legs: []accounting.Leg{}},
+		{ID: "r-acme-1", CallID: "rec-acme-1", Server: "srv11", Caller: "3999", Dialed: "122099", Route: "inter-server", Org: "acme", CallerOrg: "acme", Billing: "acme", Start: now, End: now, PlanVersion: "x", HangupCause: "NORMAL_CLEARING", Attempts: []hunt.Attempt{}, Legs: []accounting.Leg{},
+			Transfer: "blind", TransferFrom: "r-acme-0", TransferBy: "3998"},
 	} {
 		r := r
 		if err := e.store.Write(ctx, &r); err != nil {

@@ -110,7 +110,10 @@ func (e *Engine) note(id string, f func(*callState)) {
 // connectedUser is a phone user a channel was connected to.
 type connectedUser struct {
 	server, domain, ext string
-	at                  time.Time
+	// record is the record of the call that connected them: a transfer of
+	// the channel links to it.
+	record string
+	at     time.Time
 }
 
 // connectedMemory bounds how long a connection is remembered for a
@@ -316,6 +319,9 @@ type run struct {
 	// answered is set once a target took the call.
 	answered answered
 	ended    bool
+	// refused says which limit refused a leg the call dialed (or that the
+	// counts were unavailable), for the record's reason.
+	refused string
 }
 
 func (c *run) handle() error {
@@ -367,7 +373,7 @@ func (c *run) decide() bool {
 	if start.IsZero() {
 		start = c.e.opt.Now()
 	}
-	c.rec = Record{CallID: c.call.ID(), Node: c.e.opt.Node, Server: info.Server, Caller: info.Caller,
+	c.rec = Record{ID: NewID(), CallID: c.call.ID(), Node: c.e.opt.Node, Server: info.Server, Caller: info.Caller,
 		CallerName: info.CallerName, Dialed: info.Dialed, Start: start, PlanVersion: c.router.Plan.Version,
 		Attempts: []hunt.Attempt{}, Legs: []accounting.Leg{}}
 	switch info.Transfer {
@@ -379,17 +385,8 @@ func (c *run) decide() bool {
 	c.req = routing.Request{Server: info.Server, Source: info.Source, Caller: info.Caller, CallerName: info.CallerName,
 		Domain: info.Domain, MarkOrg: info.MarkOrg, Dialed: info.Dialed, Transfer: info.Transfer,
 		OriginalCaller: info.OriginalCaller, OriginalName: info.OriginalName, Withheld: info.Withheld}
-	if info.Transfer != routing.NoTransfer && c.router.Plan.Caller(info.Server, info.Domain, info.Caller) == nil {
-		// The media server does not say which user transferred the call: the
-		// phone it was connected to did (its REFER sent this channel back).
-		from := info.TransferredFrom
-		if from == "" {
-			from = c.call.ID()
-		}
-		if u, ok := c.e.connectedUserOf(from, c.e.opt.Now()); ok && u.server == info.Server {
-			c.req.Caller, c.req.Domain = u.ext, u.domain
-			c.log.Info("transfer by the phone the call was connected to", "transferer", u.ext)
-		}
+	if info.Transfer != routing.NoTransfer {
+		c.transferredBy(&info)
 	}
 	c.router.RouteInto(&c.req, &c.dec)
 	d := &c.dec
@@ -412,6 +409,32 @@ func (c *run) decide() bool {
 		c.log.Warn("caller id not usable", "warning", d.CallerIDWarning)
 	}
 	return true
+}
+
+// transferredBy finds who transferred the call and the record of the call
+// it came from (the one that connected its channel to the transferer).
+func (c *run) transferredBy(info *CallInfo) {
+	from := info.TransferredFrom
+	if from == "" {
+		from = c.call.ID()
+	}
+	u, ok := c.e.connectedUserOf(from, c.e.opt.Now())
+	ok = ok && u.server == info.Server
+	if ok {
+		c.rec.TransferFrom = u.record
+	}
+	if c.router.Plan.Caller(info.Server, info.Domain, info.Caller) != nil {
+		// The media server names the user who transferred it.
+		c.rec.TransferBy = info.Caller
+		return
+	}
+	if ok {
+		// The media server does not say which user transferred the call: the
+		// phone it was connected to did (its REFER sent this channel back).
+		c.req.Caller, c.req.Domain = u.ext, u.domain
+		c.rec.TransferBy = u.ext
+		c.log.Info("transfer by the phone the call was connected to", "transferer", u.ext)
+	}
 }
 
 // admit counts the legs a call costs on arrival (PSTN or trunk inbound);
@@ -460,7 +483,22 @@ func (c *run) nobodyAnswered() {
 		cause = causeFor(c.rec.Attempts[0].Outcome)
 	}
 	c.log.Info("nobody answered", "attempts", len(c.rec.Attempts), "cause", cause)
-	c.reject(cause, "nobody answered")
+	c.reject(cause, c.unansweredReason())
+}
+
+// unansweredReason says why no target took the call: the limit that refused
+// its legs when one did (SPEC §5), so that a refusal at a limit is not read
+// as nobody answering.
+func (c *run) unansweredReason() string {
+	if c.refused == "" {
+		return "nobody answered"
+	}
+	for _, a := range c.rec.Attempts {
+		if a.Outcome != hunt.Congested || a.Cause != c.refused {
+			return "nobody answered; " + c.refused
+		}
+	}
+	return c.refused
 }
 
 // over says the call is over for the engine: the caller left or the engine
@@ -473,10 +511,8 @@ func (c *run) over() bool { return c.ctx.Err() != nil || c.e.stopCtx.Err() != ni
 //
 //go:noinline
 func (c *run) fallback() bool {
-	freq := c.req
-	freq.Dialed = c.dec.Fallback
 	fd := new(routing.Decision)
-	c.router.RouteInto(&freq, fd)
+	c.router.FallbackInto(&c.dec, fd)
 	if fd.Kind == routing.Rejected || fd.Kind == routing.Feature {
 		c.log.Warn("fallback does not route", "fallback", c.dec.Fallback, "cause", fd.Cause, "reason", fd.Reason)
 		return false
@@ -604,15 +640,17 @@ func (c *run) attempt(t *routing.Target) (hunt.Attempt, Leg, []string) {
 			c.release(held)
 			a.Outcome = hunt.Congested
 			a.Cause = err.Error()
+			if c.refused == "" {
+				c.refused = a.Cause
+			}
 			return a, nil, nil
 		}
 		held = append(held, hid)
 	}
-	spec := DialSpec{LegID: legID, Target: dial, CallerIDNumber: t.CallerID, Timeout: t.RingTimeout, Trunk: t.Trunk != nil,
-		Withheld: c.dec.Withheld}
-	if t.CallerID == c.dec.CallerIDNumber {
-		spec.CallerIDName = c.dec.CallerIDName
-	}
+	// The name goes with either number: a target over a trunk shows the
+	// prefixed number and the same caller's name (SPEC §4).
+	spec := DialSpec{LegID: legID, Target: dial, CallerIDNumber: t.CallerID, CallerIDName: c.dec.CallerIDName,
+		Timeout: t.RingTimeout, Trunk: t.Trunk != nil, Withheld: c.dec.Withheld}
 	if t.Trunk != nil && t.Trunk.Peer != nil {
 		spec.MarkOrg = orgID(c.dec.Org)
 		if t.Kind == provision.TargetSIP && c.dec.Org != nil {
@@ -677,7 +715,8 @@ func (c *run) note(t *routing.Target) {
 	c.rec.Answered = t.Number
 	c.e.note(c.call.ID(), func(cs *callState) { cs.answered = t.Number })
 	if t.Kind == provision.TargetExtension && t.Server != nil && t.Server.Name == c.rec.Server && c.dec.Org != nil {
-		c.e.rememberConnected(c.call.ID(), connectedUser{server: t.Server.Name, domain: c.dec.Org.Domain, ext: t.Number, at: now})
+		c.e.rememberConnected(c.call.ID(), connectedUser{server: t.Server.Name, domain: c.dec.Org.Domain, ext: t.Number,
+			record: c.rec.ID, at: now})
 	}
 	c.rec.CallerID = t.CallerID
 	c.log.Info("answered: connected", "target", t.Number, "leg", c.answered.leg.ID())

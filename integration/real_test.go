@@ -493,6 +493,10 @@ func realLimit(t *testing.T, e *RealEnv) {
 		if rec.HangupCause != "NORMAL_CIRCUIT_CONGESTION" || len(rec.Legs) != 0 {
 			t.Errorf("refused call %s: cause %s, counted legs %v", rec.Dialed, rec.HangupCause, rec.Legs)
 		}
+		// The record says which limit refused it (SPEC §5), not that nobody answered.
+		if !strings.HasSuffix(rec.Reason, ": server srv11 is at its channel limit of 1") {
+			t.Errorf("refused call %s: reason %q, want srv11's limit", rec.Dialed, rec.Reason)
+		}
 	}
 	if e.PSTN != nil && len(e.PSTN.RingsOf("+4930999999")) != 0 {
 		t.Errorf("the refused external call reached the PSTN")
@@ -703,7 +707,11 @@ func realHostileDialed(t *testing.T, e *RealEnv) {
 func realSeed003InterServer(t *testing.T, e *RealEnv) {
 	cl := e.sipStart(t, "srv11", sipp.Call{From: "3999", FromName: "Aiko Sato", Dialed: "122099"})
 	e.sipAnswered(t, "srv11", "3999", "122099", cl)
-	e.waitPhone(t, e.SIPPhones, PhoneNumber(PhoneAnswers, "2099"), "113999")
+	ring := e.waitPhone(t, e.SIPPhones, PhoneNumber(PhoneAnswers, "2099"), "113999")
+	// The caller's name crosses the trunk with the number (SPEC §4).
+	if ring.From.Name != "Aiko Sato" {
+		t.Errorf("2099's phone shows the name %q (From %+v), want \"Aiko Sato\"", ring.From.Name, ring.From)
+	}
 	e.waitCount(t, "server", "srv11", 1)
 	e.waitCount(t, "server", "srv12", 1)
 	r := e.hangupSIP(t, "srv11", "3999", cl)

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
@@ -306,6 +307,45 @@ func TestSeed002NobodyAnswers(t *testing.T) {
 	})
 }
 
+// SPEC §3: when nobody in a group answers, a PSTN caller reaches the org's
+// fallback target like a phone caller does; here an extension on the other
+// server, which shows the PSTN caller's number (a forward passes the caller
+// through, SPEC §4) and counts like a transfer: 2 on srv11, 1 on srv12 (§5).
+func TestGroupFallbackForPSTNCallers(t *testing.T) {
+	opt := Options{Phones: phones(
+		"srv11", "77721401", busy,
+		"srv11", "77721402", busy,
+		"srv11", "77721403", busy,
+		"srv11", "77721404", busy,
+		"srv11", "77721405", busy,
+		"srv11", "77721406", busy,
+		"srv12", "1101", answers,
+	), Edit: func(d *provision.Document) {
+		for i := range d.Orgs {
+			if d.Orgs[i].ID == "grp1" {
+				d.Orgs[i].Users = append(d.Orgs[i].Users, provision.User{Extension: "1101", Name: "Night Desk", Server: "srv12"})
+				d.Orgs[i].Hunt.Fallback = "1101"
+			}
+		}
+	}}
+	scenario(t, opt, func(t *testing.T, e *Env) {
+		c := e.pstnCall(t, "srv11", "+4930200100", "+4915112345678")
+		bridged(t, c)
+		rs := e.Lab.Rings("srv12", "1101")
+		if len(rs) != 1 || rs[0].Caller.Number != "+4915112345678" {
+			t.Fatalf("the fallback 1101 rang %+v, want once showing +4915112345678", rs)
+		}
+		e.waitCount(t, "server", "srv11", 2)
+		e.waitCount(t, "server", "srv12", 1)
+		hangup(t, c)
+		rec := e.record(t, of(c))
+		want := "77721401:busy 77721402:busy 77721403:busy 77721404:busy 77721405:busy 77721406:busy 1101:answered"
+		if got := attempts(rec); got != want || rec.Answered != "1101" {
+			t.Errorf("record: attempts %s, answered by %q; want %s by 1101", got, rec.Answered, want)
+		}
+	})
+}
+
 // The caller hangs up mid-hunt: the ringing leg is cancelled at once and
 // nothing rings after.
 func TestCallerHangsUpMidHunt(t *testing.T) {
@@ -347,6 +387,10 @@ func TestSeed003InterServer(t *testing.T) {
 		rs := e.Lab.Rings("srv12", "2099")
 		if len(rs) != 1 || rs[0].Caller.Number != "113999" {
 			t.Fatalf("2099 rings: %+v, want one showing 113999", rs)
+		}
+		// The caller's name crosses the trunk with the number (SPEC §4).
+		if rs[0].Caller.Name != "Aiko Sato" {
+			t.Errorf("2099 rings showing the name %q, want \"Aiko Sato\"", rs[0].Caller.Name)
 		}
 		e.waitCount(t, "server", "srv11", 1)
 		e.waitCount(t, "server", "srv12", 1)
@@ -479,7 +523,49 @@ func TestLimitRefusesTheNextCall(t *testing.T) {
 		if rec.HangupCause != "NORMAL_CIRCUIT_CONGESTION" {
 			t.Errorf("record cause %s", rec.HangupCause)
 		}
+		// The record says which limit refused the call, not that nobody answered.
+		if want := "leg pstn-out on srv11: server srv11 is at its channel limit of 1"; rec.Reason != want {
+			t.Errorf("record reason %q, want %q", rec.Reason, want)
+		}
 		e.waitCount(t, "server", "srv11", 1)
+		hangup(t, first)
+	})
+}
+
+// SPEC §5: an org's own limit refuses the next counted leg of that org, and
+// the record names the org and its limit, whether the refused leg is the
+// call's arrival from the PSTN or the leg it dials.
+func TestOrgLimitRefusalSaysWhichLimit(t *testing.T) {
+	opt := Options{Edit: func(d *provision.Document) {
+		for i := range d.Orgs {
+			if d.Orgs[i].ID == "acme" {
+				d.Orgs[i].ChannelLimit = 1
+			}
+		}
+	}}
+	scenario(t, opt, func(t *testing.T, e *Env) {
+		first := e.call(t, "srv11", "3999", "030111111")
+		bridged(t, first)
+		e.waitCount(t, "org", "acme", 1)
+		out := e.call(t, "srv11", "3998", "030222222")
+		in := e.pstnCall(t, "srv11", "+4930100100", "+4915112345678")
+		for _, c := range []*placed{out, in} {
+			if res := ended(t, c); res.Answered || res.SIPStatus != 503 {
+				t.Errorf("call at acme's limit: answered %v SIP %d, want 503", res.Answered, res.SIPStatus)
+			}
+		}
+		for _, tc := range []struct {
+			c    *placed
+			want string
+		}{
+			{out, "leg pstn-out on srv11: org acme is at its channel limit of 1"},
+			{in, "leg pstn-in on srv11: org acme is at its channel limit of 1"},
+		} {
+			if rec := e.record(t, of(tc.c)); rec.Reason != tc.want || rec.HangupCause != "NORMAL_CIRCUIT_CONGESTION" {
+				t.Errorf("record of %s: reason %q cause %s, want %q", rec.Dialed, rec.Reason, rec.HangupCause, tc.want)
+			}
+		}
+		e.waitCount(t, "org", "acme", 1)
 		hangup(t, first)
 	})
 }
@@ -540,6 +626,18 @@ func TestTransferredExternalCallCounts2Plus1(t *testing.T) {
 		rec := e.record(t, func(r *controller.Record) bool { return r.Transfer == "blind" })
 		if rec.Route != "inter-server" || rec.Caller != "3999" || len(rec.Legs) != 2 || rec.Answered != "2099" {
 			t.Errorf("transfer record: route %s caller %s answered %s legs %+v", rec.Route, rec.Caller, rec.Answered, rec.Legs)
+		}
+		// The transferred call's record links to the record of the call it
+		// came from and names who transferred it (SPEC §4).
+		if first.ID == "" || rec.ID == first.ID || rec.TransferFrom != first.ID || rec.TransferBy != "3999" {
+			t.Errorf("transfer record %q: from record %q by %q; want from %q (the first record) by 3999", rec.ID, rec.TransferFrom, rec.TransferBy, first.ID)
+		}
+		b, err := json.Marshal(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := `"transfer":{"kind":"blind","from_record":"` + first.ID + `","by":"3999"}`; !strings.Contains(string(b), want) {
+			t.Errorf("transfer record JSON %s, want it to carry %s", b, want)
 		}
 	})
 }

@@ -48,8 +48,14 @@ func TestBlindTransferByCallee(t *testing.T) {
 	if x.Transfer != "blind" || x.Answered != "2003" {
 		t.Errorf("transfer record: transfer %q answered %q attempts %v", x.Transfer, x.Answered, outcomes(x.Attempts))
 	}
-	if first := l.record("2001", "2002"); first.Answered != "2002" {
+	first := l.record("2001", "2002")
+	if first.Answered != "2002" {
 		t.Errorf("first record: %+v", first)
+	}
+	// The transfer's record links to the call it came from and names the
+	// transferring phone (SPEC §4).
+	if first.ID == "" || x.TransferFrom != first.ID || x.TransferBy != "2002" {
+		t.Errorf("transfer record: from record %q by %q, want %q (the first record) by 2002", x.TransferFrom, x.TransferBy, first.ID)
 	}
 	l.settled(15 * time.Second)
 }

@@ -121,7 +121,8 @@ type CallerIDRule struct {
 // HuntSettings configure the org's sequential groups.
 type HuntSettings struct {
 	RingTimeout Duration `yaml:"ring_timeout,omitempty" json:"ring_timeout,omitempty"`
-	// Fallback is dialed (as the caller) when nobody answers; empty = busy.
+	// Fallback is rung (in this org, showing the caller as the group did)
+	// when nobody answers; empty = busy.
 	Fallback string `yaml:"fallback,omitempty" json:"fallback,omitempty"`
 }
 

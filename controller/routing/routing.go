@@ -536,6 +536,32 @@ func (r *Router) target(d *Decision, org *provision.OrgInfo, t *provision.DialTa
 	}
 }
 
+// FallbackInto routes into fd the fallback target of hunt d, which nobody
+// answered (SPEC §3): the hunt's org's extension, group or SIP number,
+// reached as from the hunt (the legs count for the same org), and presented
+// with the caller d presented, whoever called: a phone, a trunk or the PSTN
+// (SPEC §4: a forward passes the caller through). A fallback has no
+// fallback of its own.
+func (r *Router) FallbackInto(d, fd *Decision) {
+	*fd = Decision{Dialed: d.Fallback, Origin: d.Origin, Entry: d.Entry, PeerServer: d.PeerServer,
+		Caller: d.Caller, CallerOrg: d.CallerOrg, Billing: d.Billing,
+		CallerIDNumber: d.CallerIDNumber, CallerIDName: d.CallerIDName, TrunkCallerID: d.TrunkCallerID,
+		Withheld: d.Withheld}
+	if d.Kind != Hunt || d.Org == nil || d.Fallback == "" || d.Entry == nil {
+		reject(fd, CauseBusy, "no fallback")
+		return
+	}
+	legOrg := d.Org.ID
+	if d.CallerOrg != nil {
+		legOrg = d.CallerOrg.ID
+	}
+	r.internal(fd, d.Org, d.Fallback, d.Entry, legOrg)
+	fd.Fallback = ""
+	if fd.Kind != Rejected {
+		fd.setCallerID(&fd.Target)
+	}
+}
+
 func (r *Router) hunt(d *Decision, org *provision.OrgInfo, start *provision.SIPInfo) {
 	d.Kind = Hunt
 	d.Org = org

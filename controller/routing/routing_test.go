@@ -375,3 +375,45 @@ func TestWithheldCallers(t *testing.T) {
 		t.Errorf("a number that asked for privacy: withheld %v shows %q", d.Withheld, d.Target.CallerID)
 	}
 }
+
+// SPEC §3, §4: the fallback of a group nobody answered is routed in the
+// group's org for every kind of caller, and shows the caller the hunt
+// showed: a PSTN caller's number, an org-connect caller's prefixed
+// extension.
+func TestFallback(t *testing.T) {
+	lab := strings.Replace(string(examples.Lab), "  - id: grp1\n", "  - id: grp1\n    hunt: {fallback: \"1100\"}\n", 1)
+	lab = strings.Replace(lab, "  - id: orgB\n", "  - id: orgB\n    hunt: {fallback: \"201\"}\n    sip_numbers:\n      - {number: \"4001\", server: srv11, next: \"0000\"}\n    service_numbers:\n      - {number: \"400\", start: \"4001\"}\n", 1)
+	plan, probs, err := provision.Load(examples.LabName, []byte(lab))
+	if err != nil {
+		t.Fatalf("plan: %v %v", err, probs)
+	}
+	r := routing.New(plan)
+	var fd routing.Decision
+
+	d := r.Route(&routing.Request{Server: "srv11", Source: "127.0.0.99", Caller: "+4915112345678", CallerName: "Kim", Dialed: "+4930200100"})
+	if d.Kind != routing.Hunt || d.Fallback != "1100" {
+		t.Fatalf("DID of 8008001: %s fallback %q", d.Kind, d.Fallback)
+	}
+	r.FallbackInto(&d, &fd)
+	check(t, fd, want{kind: routing.Local, org: "grp1", members: []string{"1100"}, callerID: []string{"+4915112345678"},
+		cidName: "Kim", billing: "grp1"})
+	if fd.Fallback != "" {
+		t.Errorf("a fallback has a fallback of its own: %q", fd.Fallback)
+	}
+
+	// Agent 124 of org A reaches org B's group 400 as 1400: the fallback is
+	// org B's 201 (not org A's), shown 2124 like the group was.
+	d = r.Route(&routing.Request{Server: "srv11", Caller: "124", Dialed: "1400"})
+	if d.Kind != routing.Hunt || d.Fallback != "201" {
+		t.Fatalf("124 dials 1400: %s (%s) fallback %q", d.Kind, d.Reason, d.Fallback)
+	}
+	r.FallbackInto(&d, &fd)
+	check(t, fd, want{kind: routing.Local, org: "orgB", members: []string{"201"}, callerID: []string{"2124"}, billing: "orgA"})
+
+	// Not a hunt: nothing to fall back to.
+	d = r.Route(&routing.Request{Server: "srv11", Caller: "3999", Dialed: "3998"})
+	r.FallbackInto(&d, &fd)
+	if fd.Kind != routing.Rejected {
+		t.Errorf("fallback of a call to an extension: %s, want rejected", fd.Kind)
+	}
+}

@@ -44,17 +44,17 @@ func (o *output) String() string {
 
 // record is what the test reads back of a printed call record.
 type record struct {
-	CallID      string `json:"call_id"`
-	Server      string `json:"server"`
-	Caller      string `json:"caller"`
-	Dialed      string `json:"dialed"`
-	Route       string `json:"route"`
-	Org         string `json:"org"`
-	Billing     string `json:"billing"`
-	CallerID    string `json:"caller_id_presented"`
-	HangupCause string `json:"hangup_cause"`
-	Answered    string `json:"answered_by"`
-	Transfer    string `json:"transfer"`
+	CallID      string                `json:"call_id"`
+	Server      string                `json:"server"`
+	Caller      string                `json:"caller"`
+	Dialed      string                `json:"dialed"`
+	Route       string                `json:"route"`
+	Org         string                `json:"org"`
+	Billing     string                `json:"billing"`
+	CallerID    string                `json:"caller_id_presented"`
+	HangupCause string                `json:"hangup_cause"`
+	Answered    string                `json:"answered_by"`
+	Transfer    struct{ Kind string } `json:"transfer"`
 	Attempts    []struct {
 		Target  string `json:"target"`
 		Outcome string `json:"outcome"`
@@ -106,7 +106,7 @@ func find(t *testing.T, recs []record, server, caller, dialed string) record {
 	t.Helper()
 	var found []record
 	for _, r := range recs {
-		if r.Server == server && r.Caller == caller && r.Dialed == dialed && r.Transfer == "" {
+		if r.Server == server && r.Caller == caller && r.Dialed == dialed && r.Transfer.Kind == "" {
 			found = append(found, r)
 		}
 	}
@@ -243,7 +243,7 @@ func checkStory(t *testing.T, fleet, out string) {
 		has(t, out, `^   counted legs now: srv11 2, srv12 1 `)
 		var transferred []record
 		for _, r := range recs {
-			if r.Transfer == "blind" {
+			if r.Transfer.Kind == "blind" {
 				transferred = append(transferred, r)
 			}
 		}
