@@ -154,6 +154,7 @@ func newEnv(t *testing.T) *env {
 		{CallID: "rec-kundeA-1", Server: "srv11", Caller: "+4930999", Dialed: "+4930555001", Route: "local", Org: orgB, Billing: orgA, Start: now, End: now, PlanVersion: "x", HangupCause: "NORMAL_CLEARING", Attempts: []hunt.Attempt{}, Legs: []accounting.Leg{}},
 		{ID: "r-acme-1", CallID: "rec-acme-1", Server: "srv11", Caller: "3999", Dialed: "122099", Route: "inter-server", Org: "acme", CallerOrg: "acme", Billing: "acme", Start: now, End: now, PlanVersion: "x", HangupCause: "NORMAL_CLEARING", Attempts: []hunt.Attempt{}, Legs: []accounting.Leg{},
 			Transfer: "blind", TransferFrom: "r-acme-0", TransferBy: "3998"},
+		{ID: "r-acme-2", CallID: "rec-acme-2", Server: "srv11", Caller: "anonymous", Withheld: true, Dialed: "+4930100100", Route: "local", Org: "acme", Billing: "acme", Start: now, End: now, PlanVersion: "x", HangupCause: "NORMAL_CLEARING", Attempts: []hunt.Attempt{}, Legs: []accounting.Leg{}},
 	} {
 		r := r
 		if err := e.store.Write(ctx, &r); err != nil {
