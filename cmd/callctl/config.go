@@ -33,7 +33,8 @@ type Config struct {
 	// MediaServers names the plan's servers this node connects to; empty
 	// means all of them.
 	MediaServers []string `mapstructure:"media_servers"`
-	// DrainTimeout bounds how long SIGTERM waits for calls to end.
+	// DrainTimeout bounds how long SIGTERM waits for calls to end (SIGINT
+	// does not wait).
 	DrainTimeout time.Duration `mapstructure:"drain_timeout"`
 	// PlanCheck is how often the plan file is checked for changes.
 	PlanCheck time.Duration `mapstructure:"plan_check"`
