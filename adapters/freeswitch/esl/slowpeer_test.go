@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"testing"
 	"testing/iotest"
-	"time"
 )
 
 // slowHeader is a frame whose header block is size bytes of short header
@@ -35,16 +34,11 @@ func readSlowly(tb testing.TB, data []byte) {
 	}
 }
 
-// A peer that sends its header byte by byte costs time linear in its
-// length: the header is scanned once, not again from its start on every
-// read (a 64 KiB header took 11 s that way).
-func TestSlowPeerHeaderIsLinear(t *testing.T) {
-	data := slowHeader(DefaultMaxHeader - 16)
-	start := time.Now()
-	readSlowly(t, data)
-	if d := time.Since(start); d > time.Second {
-		t.Errorf("a %d byte header sent byte by byte took %s to read", len(data), d)
-	}
+// A header of the largest allowed size sent byte by byte is read whole. How
+// long it takes is BenchmarkSlowPeerHeader's business: linear in the size
+// (the header is scanned once, not again from its start on every read).
+func TestSlowPeerHeaderIsReadWhole(t *testing.T) {
+	readSlowly(t, slowHeader(DefaultMaxHeader-16))
 }
 
 // BenchmarkSlowPeerHeader: one frame whose header arrives one byte per
