@@ -261,8 +261,10 @@ loop:
 			}
 		}()
 	}
-	if err := n.node.Shutdown(dctx); err != nil {
+	if err := n.node.Shutdown(dctx); err != nil && !now {
 		log.Warn("drain ended early", "err", err)
+	} else if err != nil {
+		log.Info("calls ended by the shutdown", "err", err)
 	}
 	log.Info("callctl node stopped")
 	return nil
