@@ -99,6 +99,7 @@ func (e *Engine) Calls() []CallView {
 	return out
 }
 
+// note changes what operators see of an active call.
 func (e *Engine) note(id string, f func(*callState)) {
 	e.mu.Lock()
 	if cs := e.active[id]; cs != nil {
@@ -596,8 +597,6 @@ type answered struct {
 	held []string
 }
 
-// note records the answer.
-//
 // attempt rings one target. It returns the counted holds of the attempt,
 // still held when it answered.
 func (c *run) attempt(t *routing.Target) (hunt.Attempt, Leg, []string) {
@@ -695,10 +694,6 @@ func (c *run) attempt(t *routing.Target) (hunt.Attempt, Leg, []string) {
 			a.Cause = err.Error()
 		}
 		log.Warn("dial failed", "leg", legID, "err", err)
-		if leg != nil {
-			// An answered leg with an error: do not leave it up.
-			leg = nil
-		}
 	case a.Outcome == hunt.Answered && leg == nil:
 		a.Outcome = hunt.Failed
 		a.Cause = "answered without a leg"
@@ -708,6 +703,8 @@ func (c *run) attempt(t *routing.Target) (hunt.Attempt, Leg, []string) {
 	return a, leg, held
 }
 
+// note records the answer.
+//
 //go:noinline
 func (c *run) note(t *routing.Target) {
 	now := c.e.opt.Now()

@@ -24,7 +24,7 @@ type Call interface {
 	// Dial rings one target and, if it answers, connects it to the caller.
 	// It returns when the target answered (the Leg is then live), or when the
 	// attempt is over without answer; in that case no channel of the attempt
-	// remains when it returns. Cancelling ctx (the caller left, or the engine
+	// remains when it returns, and no Leg is returned (nor with an error). Cancelling ctx (the caller left, or the engine
 	// gave up) cancels the ringing leg at once.
 	Dial(ctx context.Context, spec DialSpec) (Leg, DialResult, error)
 	// Reject ends an unanswered call with a cause (SIP code and Q.850).

@@ -88,6 +88,12 @@ type nodeProc struct {
 // clusterNode writes a node config and starts callctl serve with it.
 func clusterNode(t *testing.T, dir, id, plan, esl, redisAddr string) *nodeProc {
 	t.Helper()
+	return startNode(t, dir, id, plan, esl, redisAddr, 5*time.Second)
+}
+
+// startNode is clusterNode with its drain_timeout.
+func startNode(t *testing.T, dir, id, plan, esl, redisAddr string, drain time.Duration) *nodeProc {
+	t.Helper()
 	httpAddr, err := freePort()
 	if err != nil {
 		t.Fatal(err)
@@ -103,8 +109,8 @@ state:
     lease_ttl: 3s
     owner_ttl: 1s
     reconcile_min_age: 1s
-drain_timeout: 5s
-`, id, plan, esl, httpAddr, redisAddr)
+drain_timeout: %s
+`, id, plan, esl, httpAddr, redisAddr, drain)
 	path := filepath.Join(dir, id+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -373,20 +373,6 @@ func (m *MediaServer) markGone(w *legWatch, cause string) {
 	m.mu.Unlock()
 }
 
-// takeLeg reports whether id is a leg some call is watching and, if so,
-// declares it gone for that call: a channel callctl created came back on its
-// own outbound connection (a transfer made it a call of its own).
-func (m *MediaServer) takeLeg(id, cause string) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	w := m.legs[id]
-	if w == nil {
-		return false
-	}
-	m.closeWatchLocked(w, cause, time.Now())
-	return true
-}
-
 // watched is the number of legs being followed (tests check it returns to 0).
 func (m *MediaServer) watched() int {
 	m.mu.Lock()

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -33,7 +34,8 @@ type Config struct {
 	// MediaServers names the plan's servers this node connects to; empty
 	// means all of them.
 	MediaServers []string `mapstructure:"media_servers"`
-	// DrainTimeout bounds how long SIGTERM waits for calls to end.
+	// DrainTimeout bounds how long SIGTERM waits for calls to end (SIGINT
+	// does not wait).
 	DrainTimeout time.Duration `mapstructure:"drain_timeout"`
 	// PlanCheck is how often the plan file is checked for changes.
 	PlanCheck time.Duration `mapstructure:"plan_check"`
@@ -103,25 +105,37 @@ func defaults(v *viper.Viper) {
 // configKeys lists every key of the node configuration, from Config's
 // mapstructure names: each is bound to its CALLCTL_* variable, so a key
 // added to the struct has its variable without a list kept by hand.
-func configKeys() []string {
+func configKeys() []string { return keysOf(reflect.TypeOf(Config{}), "") }
+
+// keysOf lists the keys of a config struct as viper decodes it: a field's
+// key is its mapstructure name, or its name in lower case when it has none
+// (mapstructure matches those case-insensitively); a squashed struct's keys
+// sit at its parent's level. An untagged field still has its variable.
+func keysOf(t reflect.Type, prefix string) []string {
 	var keys []string
-	var walk func(t reflect.Type, prefix string)
-	walk = func(t reflect.Type, prefix string) {
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			name := f.Tag.Get("mapstructure")
-			if name == "" || name == "-" {
-				continue
-			}
-			key := prefix + name
-			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Duration(0)) {
-				walk(f.Type, key+".")
-				continue
-			}
-			keys = append(keys, key)
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
 		}
+		name, opts, _ := strings.Cut(f.Tag.Get("mapstructure"), ",")
+		if name == "-" {
+			continue
+		}
+		isStruct := f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Duration(0))
+		if isStruct && slices.Contains(strings.Split(opts, ","), "squash") {
+			keys = append(keys, keysOf(f.Type, prefix)...)
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		if isStruct {
+			keys = append(keys, keysOf(f.Type, prefix+name+".")...)
+			continue
+		}
+		keys = append(keys, prefix+name)
 	}
-	walk(reflect.TypeOf(Config{}), "")
 	return keys
 }
 
@@ -130,16 +144,24 @@ func envName(key string) string {
 	return "CALLCTL_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
 }
 
+// bindEnv binds each key to its CALLCTL_* variable.
+func bindEnv(v *viper.Viper, keys []string) error {
+	for _, k := range keys {
+		if err := v.BindEnv(k, envName(k)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // decodeConfig reads the node config from path (optional) and the
 // environment. Unknown keys are errors: a misspelt key silently ignored is
 // an outage later.
 func decodeConfig(path string) (*Config, error) {
 	v := viper.New()
 	defaults(v)
-	for _, k := range configKeys() {
-		if err := v.BindEnv(k, envName(k)); err != nil {
-			return nil, fmt.Errorf("node config: %w", err)
-		}
+	if err := bindEnv(v, configKeys()); err != nil {
+		return nil, fmt.Errorf("node config: %w", err)
 	}
 	if path != "" {
 		v.SetConfigFile(path)

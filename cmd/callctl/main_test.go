@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/viper"
 	"gopkg.in/yaml.v3"
 
 	"github.com/callctl/callctl/adapters/file"
@@ -399,6 +400,45 @@ func TestEveryConfigKeyHasAVariable(t *testing.T) {
 				t.Fatalf("%s=%s left %s at %v: the variable does not reach the key", envName(k), val, k, now.Interface())
 			}
 		})
+	}
+}
+
+// A field added without a mapstructure name, or inside a squashed struct,
+// still gets its CALLCTL_* variable, and the variable reaches it.
+func TestUntaggedConfigFieldsHaveVariables(t *testing.T) {
+	type inner struct {
+		PoolTimeout time.Duration
+		Retries     int `mapstructure:"retries,omitempty"`
+	}
+	type Common struct {
+		Zone string `mapstructure:"zone"`
+	}
+	type cfg struct {
+		Common `mapstructure:",squash"`
+		Cache  inner `mapstructure:"cache"`
+		Spare  string
+		Hidden string `mapstructure:"-"`
+		secret string
+	}
+	keys := keysOf(reflect.TypeOf(cfg{}), "")
+	want := []string{"zone", "cache.pooltimeout", "cache.retries", "spare"}
+	if !reflect.DeepEqual(keys, want) {
+		t.Fatalf("keys %v, want %v", keys, want)
+	}
+	t.Setenv("CALLCTL_ZONE", "eu")
+	t.Setenv("CALLCTL_CACHE_POOLTIMEOUT", "7s")
+	t.Setenv("CALLCTL_CACHE_RETRIES", "3")
+	t.Setenv("CALLCTL_SPARE", "yes")
+	v := viper.New()
+	if err := bindEnv(v, keys); err != nil {
+		t.Fatal(err)
+	}
+	var got cfg
+	if err := v.UnmarshalExact(&got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Zone != "eu" || got.Cache.PoolTimeout != 7*time.Second || got.Cache.Retries != 3 || got.Spare != "yes" || got.secret != "" {
+		t.Fatalf("the variables did not reach the fields: %+v", got)
 	}
 }
 

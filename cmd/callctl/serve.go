@@ -45,12 +45,10 @@ func newServe() *cobra.Command {
 			if planPath != "" {
 				cfg.Plan = planPath
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
-			defer stop()
-			hup := make(chan os.Signal, 1)
-			signal.Notify(hup, syscall.SIGHUP)
-			defer signal.Stop(hup)
-			return serve(ctx, cfg, hup, cmd.ErrOrStderr())
+			sigs := make(chan os.Signal, 4)
+			signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+			defer signal.Stop(sigs)
+			return serve(cmd.Context(), cfg, sigs, cmd.ErrOrStderr())
 		},
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "node configuration (YAML); CALLCTL_* variables override it")
@@ -135,10 +133,15 @@ type runningNode struct {
 	ready    chan struct{}
 }
 
-// serve runs a node until ctx ends (SIGTERM or SIGINT), then drains: no new
-// calls, active ones end by themselves until drain_timeout, then are ended. A
-// second signal during the drain ends them at once.
-func serve(ctx context.Context, cfg *Config, hup <-chan os.Signal, logOut io.Writer) error {
+// serve runs a node until SIGTERM (or ctx ends), then drains: no new calls,
+// active ones end by themselves until drain_timeout, then are ended. SIGINT,
+// or a second signal during the drain, ends them at once. SIGHUP reloads the
+// plan. sigs carries the signals the process receives.
+func serve(ctx context.Context, cfg *Config, sigs <-chan os.Signal, logOut io.Writer) error {
+	// ctx ends with the node's run: what was started with it stops before
+	// the calls are drained, whichever way the node was told to stop.
+	ctx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
 	base := newLogger(cfg.Log, logOut)
 	log := base.With("node", cfg.Node)
 	n := &runningNode{cfg: cfg, log: log, reg: prometheus.NewRegistry(), ready: make(chan struct{})}
@@ -208,39 +211,60 @@ func serve(ctx context.Context, cfg *Config, hup <-chan os.Signal, logOut io.Wri
 	pctx, pcancel := context.WithCancel(ctx)
 	plansDone := make(chan struct{})
 	go func() { defer close(plansDone); n.plans.Run(pctx, reload) }()
+	now := false
 loop:
 	for {
 		select {
 		case <-ctx.Done():
 			break loop
-		case <-hup:
-			log.Info("SIGHUP: reloading the plan")
-			select {
-			case reload <- struct{}{}:
+		case sig := <-sigs:
+			switch sig {
+			case syscall.SIGHUP:
+				log.Info("SIGHUP: reloading the plan")
+				select {
+				case reload <- struct{}{}:
+				default:
+				}
+			case syscall.SIGINT:
+				now = true
+				break loop
 			default:
+				break loop
 			}
 		}
 	}
+	stopRun()
 	pcancel()
 	<-plansDone
 
-	log.Info("shutting down: draining calls", "active", n.node.Engine().Active(), "timeout", cfg.DrainTimeout)
 	dctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
 	defer cancel()
-	// A second SIGTERM/SIGINT ends the drain now.
-	again := make(chan os.Signal, 1)
-	signal.Notify(again, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(again)
-	go func() {
-		select {
-		case <-again:
-			log.Warn("second signal: ending calls now")
-			cancel()
-		case <-dctx.Done():
-		}
-	}()
-	if err := n.node.Shutdown(dctx); err != nil {
+	if now {
+		log.Info("shutting down: ending calls now (SIGINT)", "active", n.node.Engine().Active())
+		cancel()
+	} else {
+		log.Info("shutting down: draining calls", "active", n.node.Engine().Active(), "timeout", cfg.DrainTimeout)
+		// A second SIGTERM/SIGINT ends the drain now.
+		go func() {
+			for {
+				select {
+				case sig := <-sigs:
+					if sig == syscall.SIGHUP {
+						continue
+					}
+					log.Warn("second signal: ending calls now", "signal", sig.String())
+					cancel()
+					return
+				case <-dctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	if err := n.node.Shutdown(dctx); err != nil && !now {
 		log.Warn("drain ended early", "err", err)
+	} else if err != nil {
+		log.Info("calls ended by the shutdown", "err", err)
 	}
 	log.Info("callctl node stopped")
 	return nil

@@ -112,16 +112,15 @@ func (s State) String() string {
 
 // Hunt walks an ordered list of members once each.
 type Hunt struct {
-	n        int
-	pos      int
-	state    State
-	attempts []Attempt
+	n     int
+	pos   int
+	state State
 }
 
 // New starts a hunt over n members (already in ringing order and free of
 // repeats: the routing core applied the cycle guard).
 func New(n int) *Hunt {
-	h := &Hunt{n: n, attempts: make([]Attempt, 0, n)}
+	h := &Hunt{n: n}
 	if n == 0 {
 		h.state = Exhausted
 	}
@@ -145,7 +144,6 @@ func (h *Hunt) Report(a Attempt) State {
 	if h.state != Ringing {
 		return h.state
 	}
-	h.attempts = append(h.attempts, a)
 	switch a.Outcome {
 	case Answered:
 		h.state = Connected
@@ -166,6 +164,3 @@ func (h *Hunt) Abort() {
 		h.state = Aborted
 	}
 }
-
-// Attempts lists every member rung or skipped so far, in order.
-func (h *Hunt) Attempts() []Attempt { return h.attempts }

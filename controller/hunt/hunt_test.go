@@ -25,9 +25,6 @@ func TestHuntMovesOnUntilAnswered(t *testing.T) {
 	if _, ok := h.Next(); ok {
 		t.Fatal("rang on after an answer")
 	}
-	if len(h.Attempts()) != 4 {
-		t.Fatalf("attempts %v", h.Attempts())
-	}
 }
 
 func TestNobodyAnswers(t *testing.T) {
@@ -52,8 +49,8 @@ func TestCallerLeaves(t *testing.T) {
 	}
 	// Reports after the end change nothing.
 	h.Report(hunt.Attempt{Outcome: hunt.Answered})
-	if h.State() != hunt.Aborted || len(h.Attempts()) != 2 {
-		t.Fatalf("late report changed the hunt: %s %d", h.State(), len(h.Attempts()))
+	if _, ok := h.Next(); h.State() != hunt.Aborted || ok {
+		t.Fatalf("late report changed the hunt: %s", h.State())
 	}
 	h2 := hunt.New(0)
 	if h2.State() != hunt.Exhausted {
