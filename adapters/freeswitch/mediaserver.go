@@ -584,14 +584,28 @@ func (m *MediaServer) Kill(ctx context.Context, uuid, cause string) error {
 	if !validUUID(uuid) || !validName(cause) {
 		return fmt.Errorf("%w: uuid_kill %q %q", ErrUnsafeInput, uuid, cause)
 	}
-	if err := m.WaitConnected(ctx); err != nil {
-		return err
+	for {
+		if err := m.WaitConnected(ctx); err != nil {
+			return err
+		}
+		_, err := m.API(ctx, "uuid_kill", uuid, cause)
+		switch {
+		case err == nil:
+			return nil
+		case strings.Contains(err.Error(), "No such channel"):
+			return nil
+		case errors.Is(err, ErrCommandFailed) || ctx.Err() != nil:
+			return err
+		}
+		// The connection was lost under the command (it may not have been
+		// noticed yet when the wait above returned): try again once it is
+		// back, within ctx.
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
-	_, err := m.API(ctx, "uuid_kill", uuid, cause)
-	if err != nil && strings.Contains(err.Error(), "No such channel") {
-		return nil
-	}
-	return err
 }
 
 // Exists asks whether a channel exists.
