@@ -24,18 +24,21 @@ type OrgSettings struct {
 	FeatureCodes        []string `json:"feature_codes,omitempty"`
 	LinkedOrgs          []string `json:"linked_orgs,omitempty"`
 	Webhook             string   `json:"webhook,omitempty"`
+	// LimitForward takes the calls the org's channel limit refuses.
+	LimitForward *provision.LimitForward `json:"limit_forward,omitempty"`
 }
 
 func settingsOf(o *provision.Org) *OrgSettings {
 	return &OrgSettings{ID: o.ID, Name: o.Name, Domain: o.Domain, CountryCode: o.CountryCode, NationalPrefix: o.NationalPrefix,
 		InternationalPrefix: o.InternationalPrefix, DefaultNumber: o.DefaultNumber, ChannelLimit: o.ChannelLimit,
-		FeatureCodes: o.FeatureCodes, LinkedOrgs: o.LinkedOrgs, Webhook: o.Webhook}
+		FeatureCodes: o.FeatureCodes, LinkedOrgs: o.LinkedOrgs, Webhook: o.Webhook, LimitForward: o.LimitForward}
 }
 
 func (v *OrgSettings) applyTo(o *provision.Org) {
 	o.ID, o.Name, o.Domain, o.CountryCode, o.NationalPrefix = v.ID, v.Name, v.Domain, v.CountryCode, v.NationalPrefix
 	o.InternationalPrefix, o.DefaultNumber, o.ChannelLimit = v.InternationalPrefix, v.DefaultNumber, v.ChannelLimit
 	o.FeatureCodes, o.LinkedOrgs, o.Webhook = v.FeatureCodes, v.LinkedOrgs, v.Webhook
+	o.LimitForward = v.LimitForward
 }
 
 // OrgNumber is a number as an org sees it.

@@ -77,6 +77,7 @@ func Compile(doc *Document, src *Source) (*Plan, Problems) {
 	c.numbers()
 	c.callerIDs()
 	c.chains()
+	c.forwards()
 	c.ambiguity()
 	sortProblems(c.problems)
 	if c.problems.Errors() > 0 {

@@ -264,6 +264,7 @@ var kinds = map[string]reflect.Type{
 	"caller-id rule": reflect.TypeOf(CallerIDRule{}), "hunt settings": reflect.TypeOf(HuntSettings{}), "outbound rule": reflect.TypeOf(OutboundRule{}),
 	"org connection": reflect.TypeOf(OrgConnect{}), "user": reflect.TypeOf(User{}), "sip number": reflect.TypeOf(SIPNumber{}),
 	"service number": reflect.TypeOf(ServiceNumber{}), "number": reflect.TypeOf(Number{}),
+	"forward": reflect.TypeOf(Forward{}), "limit forward": reflect.TypeOf(LimitForward{}),
 }
 
 // inPlanWords rewrites a YAML decoder's message, which names Go types, in

@@ -34,6 +34,8 @@ type Plan struct {
 
 	RingTimeout       time.Duration
 	MinExternalDigits int
+	// MaxForwards bounds the forwards of one call (SPEC §4).
+	MaxForwards int
 
 	Servers []*ServerInfo
 	Orgs    []*OrgInfo
@@ -101,6 +103,8 @@ type ServerInfo struct {
 	PSTN             *TrunkInfo
 	// Trunks to the other servers, by their name.
 	Trunks map[string]*TrunkInfo
+	// LimitForward takes calls this server's limit refuses; nil: 503.
+	LimitForward *LimitForwardInfo
 	// sources maps a signalling source identity to what it is: a peer server's
 	// trunk, or the PSTN.
 	sources map[string]*TrunkInfo
@@ -154,6 +158,8 @@ type OrgInfo struct {
 	Fallback    string
 	// Override applies caller-ID rules even to users with a specific number.
 	Override bool
+	// LimitForward takes calls the org's limit refuses; nil: 503.
+	LimitForward *LimitForwardInfo
 
 	Users          map[string]*UserInfo
 	SIPNumbers     map[string]*SIPInfo
@@ -266,6 +272,8 @@ type UserInfo struct {
 	// Prefixed is the server prefix + extension, the identity shown on other
 	// servers (SPEC §4), computed once so routing does not allocate it.
 	Prefixed string
+	// Forward is the user's call forwarding (zero: none).
+	Forward ForwardInfo
 }
 
 // SIPInfo is a compiled SIP number, a member of a sequential group.

@@ -27,6 +27,9 @@ type Settings struct {
 	// MinExternalDigits is the shortest E.164 number (digits after +) treated
 	// as external; anything shorter is unallocated.
 	MinExternalDigits int `yaml:"min_external_digits,omitempty" json:"min_external_digits,omitempty"`
+	// MaxForwards is how many times one call may be forwarded (1-20,
+	// default 5); the next forward ends it busy (SPEC §4).
+	MaxForwards int `yaml:"max_forwards,omitempty" json:"max_forwards,omitempty"`
 }
 
 // PrefixRange is the set of allowed server prefixes.
@@ -47,6 +50,9 @@ type Server struct {
 	Endpoint     string           `yaml:"endpoint,omitempty" json:"endpoint,omitempty"` // template for users without one, e.g. "user/{ext}"
 	PSTN         *Trunk           `yaml:"pstn,omitempty" json:"pstn,omitempty"`
 	Trunks       map[string]Trunk `yaml:"trunks,omitempty" json:"trunks,omitempty"`
+	// LimitForward is where a call goes instead of 503 when a counted leg
+	// on this server would exceed its channel limit.
+	LimitForward *LimitForward `yaml:"limit_forward,omitempty" json:"limit_forward,omitempty"`
 }
 
 // ESLConn is how callctl reaches a FreeSWITCH server's inbound Event Socket.
@@ -103,6 +109,9 @@ type Org struct {
 	Users          []User          `yaml:"users,omitempty" json:"users,omitempty"`
 	SIPNumbers     []SIPNumber     `yaml:"sip_numbers,omitempty" json:"sip_numbers,omitempty"`
 	ServiceNumbers []ServiceNumber `yaml:"service_numbers,omitempty" json:"service_numbers,omitempty"`
+	// LimitForward is where a call goes instead of 503 when a counted leg
+	// of this org would exceed the org's channel limit.
+	LimitForward *LimitForward `yaml:"limit_forward,omitempty" json:"limit_forward,omitempty"`
 }
 
 // CallerIDRules are the advanced caller-ID rules of SPEC §6.
@@ -149,6 +158,27 @@ type User struct {
 	Endpoint       string `yaml:"endpoint,omitempty" json:"endpoint,omitempty"`
 	OutgoingNumber string `yaml:"outgoing_number,omitempty" json:"outgoing_number,omitempty"`
 	OutboundRule   string `yaml:"outbound_rule,omitempty" json:"outbound_rule,omitempty"`
+	// Forward sends the user's calls elsewhere when they do not answer or
+	// are busy (SPEC §4).
+	Forward *Forward `yaml:"forward,omitempty" json:"forward,omitempty"`
+}
+
+// Forward is a user's call forwarding: each target is dialed as the user
+// would dial it.
+type Forward struct {
+	// NoAnswer is rung when the user has not answered After (1s-5m; default
+	// the org's ring timeout) or is not registered.
+	NoAnswer string   `yaml:"no_answer,omitempty" json:"no_answer,omitempty"`
+	After    Duration `yaml:"after,omitempty" json:"after,omitempty"`
+	// Busy is rung when the user's phone is busy.
+	Busy string `yaml:"busy,omitempty" json:"busy,omitempty"`
+}
+
+// LimitForward is a limit's forward target: Target dialed in Org (an
+// org's own defaults to that org).
+type LimitForward struct {
+	Org    string `yaml:"org,omitempty" json:"org,omitempty"`
+	Target string `yaml:"target,omitempty" json:"target,omitempty"`
 }
 
 // SIPNumber is a member of a sequential group (seed 002).
