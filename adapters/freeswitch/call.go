@@ -703,8 +703,18 @@ func (c *call) Handoff(ctx context.Context, dialed string) error {
 	}
 	if _, err := c.conn.command(ctx, msg); err != nil {
 		c.mu.Lock()
-		c.handedOff = false
+		// The dialplan may hand the channel to a new connection before the
+		// reply arrives (that connection takes the call and ends this one's
+		// context): the transfer then happened.
+		done := c.transferred
+		if !done {
+			c.handedOff = false
+		}
 		c.mu.Unlock()
+		if done {
+			c.log.Info("call handed back to the dialplan", "dialed", dialed, "context", dpCtx)
+			return nil
+		}
 		return fmt.Errorf("handoff %s: %w", dialed, err)
 	}
 	c.log.Info("call handed back to the dialplan", "dialed", dialed, "context", dpCtx)

@@ -290,8 +290,10 @@ func (s *Server) serveConn(nc net.Conn) {
 	peer := peerAddr(nc)
 	if !s.gate.allowed(peer) {
 		// Not a FreeSWITCH server of the plan: nothing is sent or read.
-		_ = nc.Close()
+		// Counted before the close, so a peer that sees the close can
+		// already read the refusal in the metrics.
 		s.gate.refuse(peer, refusedPeer)
+		_ = nc.Close()
 		s.wg.Done()
 		return
 	}

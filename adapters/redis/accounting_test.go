@@ -138,6 +138,9 @@ func TestLinearizableLimit(t *testing.T) {
 			cfg.PoolSize = 64
 			cfg.ReadTimeout = 10 * time.Second // 1,000 scripts queued on one Redis on a loaded machine
 			cfg.WriteTimeout = 10 * time.Second
+			// This test is about the limit, not about leases: a starved
+			// heartbeat must not let another node adopt these legs.
+			cfg.LeaseTTL = 10 * time.Second
 			nodes := []*Store{open(t, cfg, "n1"), open(t, cfg, "n2"), open(t, cfg, "n3")}
 			const limit, perNode = 100, 1000
 
@@ -215,6 +218,17 @@ func TestLinearizableLimit(t *testing.T) {
 			if f := failures.Load(); f != 0 {
 				t.Fatalf("%d acquires or releases failed, first: %v", f, firstErr.Load())
 			}
+			// A release whose answer timed out on a loaded machine waits in
+			// memory (Release returned nil) and is sent by the heartbeat:
+			// the count is exact once no node has a release waiting.
+			eventually(t, 20*time.Second, "every node's waiting releases sent", func() bool {
+				for _, n := range nodes {
+					if pendingReleases(n) != 0 {
+						return false
+					}
+				}
+				return true
+			})
 			final := 0
 			for _, n := range nodes {
 				final = max(final, MustCountNode(t, n))
@@ -231,6 +245,19 @@ func TestLinearizableLimit(t *testing.T) {
 			}
 		})
 	}
+}
+
+// pendingReleases is how many of s's releases wait to be sent to Redis.
+func pendingReleases(s *Store) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, lh := range s.local {
+		if lh.state == releasing {
+			n++
+		}
+	}
+	return n
 }
 
 func MustCountNode(t *testing.T, s *Store) int {
@@ -273,6 +300,9 @@ func TestOrgLimitAcrossServers(t *testing.T) {
 			cfg.PoolSize = 64
 			cfg.ReadTimeout = 10 * time.Second
 			cfg.WriteTimeout = 10 * time.Second
+			// This test is about the limit, not about leases: a starved
+			// heartbeat must not let another node adopt these legs.
+			cfg.LeaseTTL = 10 * time.Second
 			nodes := []*Store{open(t, cfg, "n1"), open(t, cfg, "n2"), open(t, cfg, "n3")}
 			const servers, serverLimit, orgLimit, perNode = 6, 12, 50, 600
 			server := func(i int) string { return "srv" + strconv.Itoa(i%servers) }
