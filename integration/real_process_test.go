@@ -182,6 +182,9 @@ func realTwoNodes(t *testing.T, e *RealEnv) {
 	before := len(e.SIPPhones.RingsOf(PhoneNumber(PhoneAnswers, "2099")))
 	again := e.sipStart(t, "srv11", sipp.Call{From: "3999", Dialed: "122099"})
 	sipUp(t, again)
+	// The phone's log is written by its own process: the caller being up
+	// does not mean that log has been read yet.
+	waitFor(10*time.Second, func() bool { return len(e.SIPPhones.RingsOf(PhoneNumber(PhoneAnswers, "2099"))) > before })
 	if rs := e.SIPPhones.RingsOf(PhoneNumber(PhoneAnswers, "2099")); len(rs) != before+1 || rs[len(rs)-1].From.User != "113999" {
 		t.Errorf("2099's phone rang %+v after the takeover, want once more showing 113999", rs[before:])
 	}
