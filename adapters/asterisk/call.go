@@ -72,6 +72,9 @@ type call struct {
 	legs       []*leg
 	standIns   []string
 	finished   bool
+	// xfer is the transfer (ari-only handling) this call carries out: its
+	// caller is the ;2 half of the transfer's stand-in.
+	xfer *ariTransfer
 }
 
 func newCall(cl *Client, ch *channelData, args []string) *call {
@@ -206,6 +209,14 @@ func (c *call) readTransfer() {
 		c.logger().Info("transfer by a channel callctl does not know", "transferer", r.Value)
 		return
 	}
+	c.transferredFrom(x, l, r.Value)
+}
+
+// transferredFrom makes the call the blind transfer of a party of x by
+// transferer (l, or x's caller when l is nil): it routes as dialed by the
+// transferring user, passing the transferred party through (SPEC §4), and
+// its channel counts as it did.
+func (c *call) transferredFrom(x *call, l *leg, transferer string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	c.info.Transfer = routing.Blind
@@ -229,7 +240,7 @@ func (c *call) readTransfer() {
 			}
 		}
 	}
-	c.logger().Info("blind transfer", "transferer", r.Value, "from_call", x.id, "user", c.info.Caller,
+	c.logger().Info("blind transfer", "transferer", transferer, "from_call", x.id, "user", c.info.Caller,
 		"transferred", c.info.OriginalCaller, "dialed", c.info.Dialed)
 }
 
@@ -951,6 +962,9 @@ func (c *call) connect(ctx context.Context, l *leg) (controller.Leg, controller.
 		c.teardown(rctx, nil, bid)
 		return failed("add to bridge", err)
 	}
+	if c.xfer != nil {
+		c.xfer.connected()
+	}
 	return l, controller.DialResult{Outcome: hunt.Answered, Cause: controller.AnswerCause}, nil
 }
 
@@ -959,6 +973,10 @@ func (c *call) connect(ctx context.Context, l *leg) (controller.Leg, controller.
 // 34 → 503).
 func (c *call) Reject(ctx context.Context, cause routing.Cause) error {
 	ctx = withCall(ctx, c)
+	if c.xfer != nil {
+		// Before the request: the stand-in's end may arrive before its reply.
+		c.xfer.setCause(cause.Q850())
+	}
 	err := c.cl.deleteChannel(ctx, c.id, cause.Q850())
 	if statusOf(err) == http.StatusNotFound {
 		return fmt.Errorf("reject %s: %w", c.id, controller.ErrCallGone)
@@ -982,6 +1000,9 @@ func (c *call) hungUpWith(cause int) {
 // Hangup ends the call: its legs, the caller and the bridge.
 func (c *call) Hangup(ctx context.Context, cause routing.Cause) error {
 	ctx = withCall(ctx, c)
+	if c.xfer != nil {
+		c.xfer.setCause(cause.Q850())
+	}
 	c.mu.Lock()
 	var legs []*leg
 	for _, l := range c.legs {

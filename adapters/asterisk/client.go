@@ -111,7 +111,10 @@ type chanRef struct {
 	call    *call
 	leg     *leg
 	standIn bool
-	gen     uint64
+	// xfer is the transfer callctl carries out with this stand-in channel
+	// (transfer.go); call is the call of the transferer.
+	xfer *ariTransfer
+	gen  uint64
 }
 
 // endedForCallctl reports whether the channel's call or leg was ended
@@ -453,6 +456,8 @@ func (c *Client) handleFrame(data []byte, at time.Time) {
 		case ref == nil:
 			c.adoptedGone(e.Channel.ID)
 		case ref.leg != nil:
+		case ref.xfer != nil && ref.xfer.ended(causeUnknown):
+		case ref.xfer != nil && !ref.standIn:
 		case ref.standIn:
 			ref.call.standInGone(e.Channel.ID)
 		default:
@@ -475,6 +480,8 @@ func (c *Client) handleFrame(data []byte, at time.Time) {
 			if !half2 {
 				ref.call.legGone(ref.leg)
 			}
+		case ref.xfer != nil && ref.xfer.ended(e.Cause):
+		case ref.xfer != nil && !ref.standIn:
 		case ref.standIn:
 			ref.call.standInGone(e.Channel.ID)
 		default:
@@ -496,9 +503,11 @@ func (c *Client) handleFrame(data []byte, at time.Time) {
 			"; two callctl nodes must not share an application name")
 	case ari.Events.BridgeBlindTransfer, ari.Events.BridgeAttendedTransfer:
 		c.log.Info("ARI: transfer in a bridge", "type", e.Type, "bridge", e.BridgeID)
+	case eventChannelTransfer:
+		c.onChannelTransfer(&e)
 	default:
-		// Event types newer than callctl (ChannelTransfer, CallBroadcast,
-		// ...) are skipped, never fatal.
+		// Event types newer than callctl (CallBroadcast, ...) are skipped,
+		// never fatal.
 		c.nIgnored.Add(1)
 		c.log.Debug("ARI: ignoring event type", "type", e.Type)
 	}
@@ -530,6 +539,10 @@ func (c *Client) onStasisStart(e *event, at time.Time) {
 		return
 	}
 	if ref, half2 := c.lookup(id); ref != nil {
+		if ref.xfer != nil {
+			// A transfer's stand-in, created in the application.
+			return
+		}
 		if ref.leg != nil && !half2 && ref.leg.answered(at, e.Channel.Name) {
 			stepDecided()
 		}
@@ -550,7 +563,7 @@ func (c *Client) onStasisStart(e *event, at time.Time) {
 		c.background(func(ctx context.Context) { _ = c.deleteChannel(ctx, id, causeNormal) })
 		return
 	}
-	c.newCall(e, at)
+	c.newCall(e, at, c.xferFor(id))
 }
 
 // background runs f in a tracked goroutine with a request timeout.
@@ -564,9 +577,10 @@ func (c *Client) background(f func(ctx context.Context)) {
 	}()
 }
 
-func (c *Client) newCall(e *event, at time.Time) {
+func (c *Client) newCall(e *event, at time.Time, xfer *ariTransfer) {
 	ch := &e.Channel
 	cl := newCall(c, ch, e.Args)
+	cl.xfer = xfer
 	ref := &chanRef{call: cl}
 	c.mu.Lock()
 	if !c.accepting {
@@ -593,7 +607,11 @@ func (c *Client) runCall(cl *call) {
 	defer c.callsWG.Done()
 	defer cl.finish()
 	cl.readMark()
-	cl.readTransfer()
+	if cl.xfer != nil {
+		cl.transferredFrom(cl.xfer.from, cl.xfer.byLeg, cl.xfer.byName)
+	} else {
+		cl.readTransfer()
+	}
 	if err := c.handler.Handle(c, cl); err != nil {
 		cl.logger().Warn("call handler returned an error", "err", err)
 	}
@@ -690,6 +708,8 @@ func (c *Client) reconcile(ctx context.Context) {
 			continue
 		}
 		switch {
+		case it.ref.xfer != nil && !up && it.ref.xfer.ended(causeUnknown):
+		case it.ref.xfer != nil && !it.ref.standIn:
 		case it.ref.leg != nil:
 			l := it.ref.leg
 			if !up {

@@ -19,7 +19,9 @@
 // header (PJSIP_HEADER(read,...)) of calls from endpoints Config.MarkFrom
 // accepts (trunks of the plan); Start the channel's creation time. A Local
 // channel that re-enters Stasis after a blind transfer carries Transfer and
-// OriginalCaller (see readTransfer).
+// OriginalCaller (see readTransfer). Under PJSIP_TRANSFER_HANDLING(ari-only)
+// callctl carries a blind REFER (ChannelTransfer) out itself the same way
+// and reports it with transfer_progress (transfer.go).
 //
 // # Dialing
 //

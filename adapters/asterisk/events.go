@@ -9,9 +9,8 @@ import (
 )
 
 // event is the part of an ARI event that callctl reads. It is decoded
-// leniently: unknown event types (ChannelTransfer, CallBroadcast, ... that
-// newer Asterisk versions send) decode like any other and are ignored by
-// type; a field of the wrong JSON type is dropped rather than losing the
+// leniently: unknown event types (CallBroadcast, ... that newer Asterisk
+// versions send) decode like any other and are ignored by type; a field of the wrong JSON type is dropped rather than losing the
 // whole frame, so a ChannelDestroyed is never missed because of an odd
 // field next to its channel id.
 type event struct {
@@ -25,6 +24,26 @@ type event struct {
 	Soft           bool
 	DialStatus     string
 	BridgeID       string
+	// Transfer is a ChannelTransfer's content (a REFER under
+	// PJSIP_TRANSFER_HANDLING(ari-only)); nil for other events.
+	Transfer *transferData
+}
+
+// transferData is what callctl reads of a ChannelTransfer: who sent the
+// REFER (Source) in which call (its bridge and the party it talks to),
+// where to (Destination, and for an attended transfer the dialog it
+// replaces: ProtocolID, with the channel of that dialog and its partner).
+// State is set only on the events transfer_progress re-publishes.
+type transferData struct {
+	State        string
+	Destination  string
+	ProtocolID   string
+	Source       channelData
+	Connected    string // referred_by.connected_channel
+	Bridge       string // referred_by.bridge
+	Replaced     string // refer_to.destination_channel
+	Target       string // refer_to.connected_channel
+	TargetBridge string // refer_to.bridge
 }
 
 // channelData is the part of an ARI Channel that callctl reads.
@@ -61,6 +80,32 @@ type wireEvent struct {
 	Bridge         *struct {
 		ID string `json:"id"`
 	} `json:"bridge"`
+	State   string `json:"state"`
+	ReferTo *struct {
+		Requested *struct {
+			Destination string `json:"destination"`
+			ProtocolID  string `json:"protocol_id"`
+		} `json:"requested_destination"`
+		Destination *wireChannel `json:"destination_channel"`
+		Connected   *wireChannel `json:"connected_channel"`
+		Bridge      *wireBridge  `json:"bridge"`
+	} `json:"refer_to"`
+	ReferredBy *struct {
+		Source    *wireChannel `json:"source_channel"`
+		Connected *wireChannel `json:"connected_channel"`
+		Bridge    *wireBridge  `json:"bridge"`
+	} `json:"referred_by"`
+}
+
+type wireBridge struct {
+	ID string `json:"id"`
+}
+
+func (b *wireBridge) id() string {
+	if b == nil {
+		return ""
+	}
+	return b.ID
 }
 
 type wireChannel struct {
@@ -84,8 +129,11 @@ type wireChannel struct {
 var bodyTypes = map[string]bool{
 	ari.Events.StasisStart: true, ari.Events.StasisEnd: true, ari.Events.ChannelDestroyed: true,
 	ari.Events.ChannelHangupRequest: true, ari.Events.Dial: true, ari.Events.BridgeBlindTransfer: true,
-	ari.Events.BridgeAttendedTransfer: true,
+	ari.Events.BridgeAttendedTransfer: true, eventChannelTransfer: true,
 }
+
+// eventChannelTransfer is newer than ari/v5's list of event names.
+const eventChannelTransfer = "ChannelTransfer"
 
 // decodeEvent reads one WebSocket frame. It fails only when the frame is
 // not a JSON object or has no type; odd fields are skipped.
@@ -113,7 +161,29 @@ func decodeEvent(data []byte) (event, error) {
 	if w.Bridge != nil {
 		e.BridgeID = w.Bridge.ID
 	}
+	if w.Type == eventChannelTransfer {
+		e.Transfer = w.transfer()
+	}
 	return e, nil
+}
+
+// transfer reads a ChannelTransfer; parts that are missing stay empty.
+func (w *wireEvent) transfer() *transferData {
+	t := &transferData{State: w.State}
+	if r := w.ReferTo; r != nil {
+		if r.Requested != nil {
+			t.Destination, t.ProtocolID = r.Requested.Destination, r.Requested.ProtocolID
+		}
+		t.Replaced = r.Destination.data().ID
+		t.Target = r.Connected.data().ID
+		t.TargetBridge = r.Bridge.id()
+	}
+	if r := w.ReferredBy; r != nil {
+		t.Source = r.Source.data()
+		t.Connected = r.Connected.data().ID
+		t.Bridge = r.Bridge.id()
+	}
+	return t
 }
 
 func (w *wireChannel) data() channelData {

@@ -240,6 +240,7 @@ func TestOddFrames(t *testing.T) {
 		`{"type":"ChannelTransfer","refer_to":{"requested_destination":{"destination":"2099"}},"referred_by":{"source_channel":{"id":"caller-1"}}}`,
 		`{"type":"ChannelTransfer","state":"channel_progress"}`,
 		`{"type":"CallBroadcast"}`, `{"type":"ApplicationRegistered","application":"controller"}`, `{"type":"RESTResponse"}`,
+		`{"type":"CallClaimed"}`,
 		`{"type":"SomethingFromTheFuture","channel":{"id":"leg-1"}}`,
 		`{"type":"StasisStart"}`, `{"type":"StasisStart","channel":null}`, `{"type":"StasisStart","channel":"leg-1"}`,
 		`{"type":"StasisStart","channel":{"id":7}}`,

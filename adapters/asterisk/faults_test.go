@@ -207,6 +207,7 @@ func TestUnknownEventsMidCall(t *testing.T) {
 		`{"type":"CallBroadcast","channel":{"id":"x"}}`,
 		`{"type":"ApplicationRegistered"}`,
 		`{"type":"ChannelToneDetected","channel":{"id":"x"}}`,
+		`{"type":"CallClaimed","channel":{"id":"x"}}`, `{"type":"RESTResponse"}`,
 		`not json at all`, `{"type":`, `[1,2,3]`, `{}`, `{"type":5}`,
 		`{"type":"StasisEnd","channel":{"id":42}}`,
 		`{"type":"ChannelDestroyed","channel":{"name":"no id"},"cause":"x"}`,

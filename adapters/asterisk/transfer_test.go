@@ -1,10 +1,18 @@
 package asterisk
 
 import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/callctl/callctl/integration/sim/callmodel"
+	"github.com/callctl/callctl/internal/labtest"
 )
 
 // The phone that answered transfers the caller (a blind REFER, core
@@ -110,4 +118,193 @@ func waitConnected(t *testing.T, l *lab, target string) {
 		}
 		return false
 	}, "callctl connected "+target)
+}
+
+// ariOnly makes phone ext of srv12 send its REFERs as ChannelTransfer, as
+// set_var = PJSIP_TRANSFER_HANDLING()=ari-only on its endpoint does.
+func (l *lab) ariOnly(ext string) {
+	l.ast["srv12"].SetEndpointVar(ext, "PJSIP_TRANSFER_HANDLING()", "ari-only")
+}
+
+// notifies are the NOTIFY sipfrags the phone ext got about its REFER.
+func (l *lab) notifies(ext string) []int {
+	r := l.fleet.RingsOf("srv12", ext)
+	if len(r) == 0 {
+		return nil
+	}
+	return r[len(r)-1].Notifies
+}
+
+// Under ari-only handling Asterisk only reports the phone's REFER
+// (ChannelTransfer): callctl carries the blind transfer out itself, routes
+// it as dialed by the transferring phone, and tells the phone 100 then 200.
+// The target sees the original caller; the caller talks to it; when the
+// target hangs up the caller is hung up; nothing is left.
+func TestAriOnlyBlindTransferByCallee(t *testing.T) {
+	l := newLab(t, labOptions{})
+	l.ariOnly("2002")
+	l.fleet.SetPhone("srv12", "2002", callmodel.Answer(0))
+	l.fleet.SetPhone("srv12", "2003", callmodel.Answer(0))
+	caller := l.call("2001", "2002", callmodel.CallerPlan{})
+	waitFor(t, 10*time.Second, func() bool { return l.obs.get(caller).bridged != "" }, "2001 bridged with 2002")
+	leg := l.fleet.RingsOf("srv12", "2002")[0].UUID
+	if err := l.ast["srv12"].BlindTransfer(leg, "2003"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() bool {
+		r := l.fleet.RingsOf("srv12", "2003")
+		return len(r) == 1 && !r[0].Answered.IsZero()
+	}, "2003 answered")
+	if got := l.fleet.RingsOf("srv12", "2003")[0].Caller.Number; got != "2001" {
+		t.Errorf("2003 saw %q, want the original caller 2001", got)
+	}
+	waitConnected(t, l, "2003")
+	waitFor(t, 10*time.Second, func() bool { return len(l.notifies("2002")) == 2 }, "2002 told how its transfer went")
+	if got := l.notifies("2002"); got[0] != 100 || got[1] != 200 {
+		t.Errorf("2002's NOTIFYs: %v, want [100 200]", got)
+	}
+	// The transferring phone hangs up after the final NOTIFY.
+	l.hangup("srv12", leg)
+	waitFor(t, 10*time.Second, func() bool {
+		return l.logs.contains("the party a transfer replaced has left; the call goes on with the stand-in")
+	}, "the transferer's end handled")
+	if s := l.obs.get(caller); !s.hungup.IsZero() {
+		t.Fatalf("the caller was hung up with the transferer: %+v", s)
+	}
+	target := l.fleet.RingsOf("srv12", "2003")[0].UUID
+	l.hangup("srv12", target)
+	waitFor(t, 10*time.Second, func() bool { return !l.obs.get(caller).hungup.IsZero() }, "caller hung up after the target")
+	x := l.record("2002", "2003")
+	first := l.record("2001", "2002")
+	if x.Transfer != "blind" || x.Answered != "2003" {
+		t.Errorf("transfer record: transfer %q answered %q attempts %v", x.Transfer, x.Answered, outcomes(x.Attempts))
+	}
+	if first.ID == "" || x.TransferFrom != first.ID || x.TransferBy != "2002" {
+		t.Errorf("transfer record: from record %q by %q, want %q (the first record) by 2002", x.TransferFrom, x.TransferBy, first.ID)
+	}
+	l.settled(15 * time.Second)
+}
+
+// A transfer to a number callctl refuses (no such extension) or to a busy
+// phone: the transferring phone hears 603 and is back in the call with
+// the caller, which goes on until one of them hangs up.
+func TestAriOnlyBlindTransferRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name, dest string
+	}{{"unallocated", "2999"}, {"busy", "2003"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newLab(t, labOptions{})
+			l.ariOnly("2002")
+			l.fleet.SetPhone("srv12", "2002", callmodel.Answer(0))
+			l.fleet.SetPhone("srv12", "2003", callmodel.Busy())
+			caller := l.call("2001", "2002", callmodel.CallerPlan{})
+			waitFor(t, 10*time.Second, func() bool { return l.obs.get(caller).bridged != "" }, "2001 bridged with 2002")
+			leg := l.fleet.RingsOf("srv12", "2002")[0].UUID
+			if err := l.ast["srv12"].BlindTransfer(leg, tc.dest); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 10*time.Second, func() bool { return len(l.notifies("2002")) == 2 }, "2002 told how its transfer went")
+			if got := l.notifies("2002"); got[0] != 100 || got[1] != 603 {
+				t.Errorf("2002's NOTIFYs: %v, want [100 603]", got)
+			}
+			x := l.record("2002", tc.dest)
+			if x.Transfer != "blind" || x.Answer != nil {
+				t.Errorf("transfer record: transfer %q answered %q cause %s", x.Transfer, x.Answered, x.HangupCause)
+			}
+			waitFor(t, 10*time.Second, func() bool { return l.obs.get(caller).bridged == leg }, "2001 bridged with 2002 again")
+			if s := l.obs.get(caller); !s.hungup.IsZero() {
+				t.Fatalf("the caller was hung up: %+v", s)
+			}
+			l.hangup("srv12", leg)
+			waitFor(t, 10*time.Second, func() bool { return !l.obs.get(caller).hungup.IsZero() }, "caller hung up after 2002")
+			if first := l.record("2001", "2002"); first.Answered != "2002" {
+				t.Errorf("first record: answered %q", first.Answered)
+			}
+			l.settled(15 * time.Second)
+		})
+	}
+}
+
+// The ChannelTransfer events recorded from Asterisk 22.10.1 (ari-only
+// handling) decode to who transferred, in which bridge, to where; an
+// attended one names the dialog it replaces and that dialog's channels.
+func TestDecodeChannelTransfer(t *testing.T) {
+	dir := filepath.Join(traceDir, "..", "transfers", "asterisk")
+	first := func(name string) *transferData {
+		t.Helper()
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if os.IsNotExist(err) {
+			labtest.Missing(t, "trace %s not found under %s", name, dir)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range bytes.Split(data, []byte("\n")) {
+			if !bytes.Contains(line, []byte(`"type":"ChannelTransfer"`)) {
+				continue
+			}
+			e, err := decodeEvent(line)
+			if err != nil || e.Transfer == nil {
+				t.Fatalf("%s: %v %+v", name, err, e)
+			}
+			return e.Transfer
+		}
+		t.Fatalf("%s: no ChannelTransfer", name)
+		return nil
+	}
+	b := first("ast1_case3_blind_refer_ari-only_subscribeAll_false.jsonl")
+	if b.State != "" || b.Destination != "2099" || b.ProtocolID != "" || b.Source.ID != "ast1-1795308227.0" ||
+		b.Source.Context != "from-sipp" || b.Connected != "xfer-phone" || b.Bridge != "xfer-bridge" {
+		t.Errorf("blind: %+v", b)
+	}
+	a := first("ast1_case4_attended_refer_ari-only_subscribeAll_false.jsonl")
+	if a.Destination != "1001" || a.ProtocolID == "" || a.Replaced == "" || a.Target != "xfer-phone-1001" ||
+		a.TargetBridge != "xfer-bridge-1001" || a.Connected != "xfer-phone" || a.Bridge != "xfer-bridge" {
+		t.Errorf("attended: %+v", a)
+	}
+	// Odd shapes: never a panic, and what is readable is read.
+	for _, f := range []string{
+		`{"type":"ChannelTransfer"}`,
+		`{"type":"ChannelTransfer","refer_to":"2099","referred_by":[]}`,
+		`{"type":"ChannelTransfer","refer_to":{"requested_destination":"2099"},"referred_by":{"source_channel":{"id":"a"}}}`,
+		`{"type":"ChannelTransfer","refer_to":{"requested_destination":{"destination":2099}},"referred_by":{"source_channel":"a"}}`,
+		`{"type":"ChannelTransfer","refer_to":null,"referred_by":null,"state":7}`,
+	} {
+		e, err := decodeEvent([]byte(f))
+		if err != nil || e.Type != "ChannelTransfer" || e.Transfer == nil {
+			t.Errorf("%s: %v %+v", f, err, e)
+		}
+	}
+	e, _ := decodeEvent([]byte(`{"type":"ChannelTransfer","refer_to":{"requested_destination":"2099"},"referred_by":{"source_channel":{"id":"a"}}}`))
+	if e.Transfer.Source.ID != "a" {
+		t.Errorf("an odd refer_to lost the transferer: %+v", e.Transfer)
+	}
+}
+
+// A REFER from a channel no call of callctl owns (another application's,
+// an earlier owner's) is refused: the transferer hears 503, and nothing is
+// dialed.
+func TestAriOnlyTransferFromUnknownChannelRefused(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = append(got, r.Method+" "+r.URL.Path+"?"+r.URL.RawQuery)
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	c, err := New(Config{Server: "ast1", URL: srv.URL + "/ari", User: "u", Password: "p", App: "callctl", Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.handleFrame([]byte(`{"type":"ChannelTransfer","refer_to":{"requested_destination":{"destination":"2099"}},`+
+		`"referred_by":{"source_channel":{"id":"stranger-1","name":"PJSIP/x-00000001","dialplan":{"context":"from-sipp"}}}}`), time.Now())
+	c.bgWG.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"POST /ari/channels/stranger-1/transfer_progress?states=channel_unavailable"}
+	if !slices.Equal(got, want) {
+		t.Errorf("requests: %q, want %q", got, want)
+	}
 }

@@ -41,6 +41,8 @@ type Message struct {
 	// First is the request or status line.
 	First   string
 	Headers map[string][]string // canonical names as sent (From, To, Call-ID, ...)
+	// Body is the message body, its lines joined with "\n".
+	Body string
 }
 
 // Method is the request's method, "" for a response.
@@ -169,6 +171,11 @@ func readMessages(path string) ([]Message, error) {
 				k = strings.TrimSpace(k)
 				cur.Headers[k] = append(cur.Headers[k], strings.TrimSpace(v))
 			}
+		case 3:
+			if cur.Body != "" {
+				cur.Body += "\n"
+			}
+			cur.Body += line
 		}
 	}
 	if cur != nil && cur.First != "" {

@@ -3,6 +3,8 @@ package sipp
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -28,6 +30,25 @@ func StartTransferer(ctx context.Context, dir string, port int, referTo string) 
 	case <-time.After(300 * time.Millisecond):
 	}
 	return &Phones{p: p, Port: port}, nil
+}
+
+// Notifies are the statuses of the sipfrags of the NOTIFYs the phones
+// received about their REFERs (100, 200, 503, 603), in order.
+func (ph *Phones) Notifies() []int {
+	var out []int
+	for _, m := range ph.Messages() {
+		if m.Sent || m.Method() != "NOTIFY" {
+			continue
+		}
+		frag, ok := strings.CutPrefix(strings.TrimSpace(m.Body), "SIP/2.0 ")
+		if !ok || len(frag) < 3 {
+			continue
+		}
+		if n, err := strconv.Atoi(frag[:3]); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // HungUp says whether a BYE of the phones' calls was answered (either way).

@@ -26,6 +26,8 @@ type engine struct {
 	bridges  map[string]*bridge
 	apps     map[string]*stasisApp
 	reserved map[string]bool // ids of channels being dialed over the network
+	// epVars are the set_var lines of PJSIP endpoints (SetEndpointVar).
+	epVars map[string][][2]string
 	// byEndpoint indexes the SIP channels by PJSIP endpoint, for
 	// GET /endpoints (a controller checks registrations per dial).
 	byEndpoint map[string]map[string]*channel

@@ -44,6 +44,9 @@ func (s *Server) Inbound(call InboundCall) (LegEvents, error) {
 	c.remoteAddr = call.RemoteAddr
 	c.snap.ProtocolID = callID
 	c.snap.Caller = call.Caller
+	for _, kv := range e.epVars[endpoint] {
+		_ = e.setVariable(c, kv[0], kv[1], false)
+	}
 	if len(call.Headers) > 0 {
 		c.hdrIn = make(map[string]string, len(call.Headers))
 		for k, v := range call.Headers {

@@ -327,6 +327,11 @@ func (l *modelLeg) Hangup(cause int) {
 	l.do(func(tx *callmodel.Tx) { tx.Hangup(l.uuid, modelCause(cause), callmodel.ByRequest) })
 }
 
+// TransferProgress is a NOTIFY about a REFER the phone sent.
+func (l *modelLeg) TransferProgress(frag int) {
+	l.m.cm.Fleet().NoteTransferProgress(l.uuid, frag)
+}
+
 // Bridged mirrors ARI bridges of two SIP channels in the model, so the Lab
 // can tell who a call is bridged to.
 func (l *modelLeg) Bridged(_ string, others []Leg) {

@@ -246,6 +246,7 @@ func (s *Server) originatePJSIP(r originateReq, resource string, args []string, 
 	e.reserved[id] = true
 	name := e.pjsipName(endpoint)
 	epoch := e.epoch
+	epVars := e.epVars[endpoint]
 	e.unlock()
 
 	c := &channel{e: e, tech: techPJSIP, resource: resource, outgoing: true, trunk: trunk}
@@ -254,6 +255,9 @@ func (s *Server) originatePJSIP(r originateReq, resource string, args []string, 
 		Language: "en"}
 	caller := parseCallerID(r.callerID)
 	c.snap.Caller, c.snap.Connected = caller, caller
+	for _, kv := range epVars {
+		_ = e.setVariable(c, kv[0], kv[1], false)
+	}
 	for k, v := range r.variables {
 		if err := e.setVariable(c, k, v, false); err != nil {
 			e.log.Debug("originate variable refused", "variable", k, "err", err)

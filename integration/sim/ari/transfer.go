@@ -107,6 +107,20 @@ func (s *Server) BlindTransfer(id, exten string) error {
 	return nil
 }
 
+// SetEndpointVar is pjsip.conf's set_var = name=value on a PJSIP endpoint:
+// every channel of the endpoint created from now on gets it, dialplan
+// functions included (set_var = PJSIP_TRANSFER_HANDLING()=ari-only makes
+// the endpoint's REFERs ChannelTransfer events).
+func (s *Server) SetEndpointVar(endpoint, name, value string) {
+	e := s.eng
+	e.lock()
+	defer e.unlock()
+	if e.epVars == nil {
+		e.epVars = map[string][][2]string{}
+	}
+	e.epVars[endpoint] = append(e.epVars[endpoint], [2]string{name, value})
+}
+
 // transfererAddr is the address a REFER from c would carry in Referred-By.
 func (c *channel) transfererAddr() string {
 	if c.remoteAddr != "" {

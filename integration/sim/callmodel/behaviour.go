@@ -196,6 +196,9 @@ type Ring struct {
 	Caller  Party
 	Vars    map[string]string // channel variables of the ringing channel
 	Headers map[string]string // SIP headers it received
+	// Notifies are the sipfrag statuses of the NOTIFYs the phone got about
+	// a REFER it sent (100, 200, 503, 603), in order.
+	Notifies []int
 }
 
 // Ended reports whether the ring is over.

@@ -269,6 +269,18 @@ func (f *Fleet) ResetRings() {
 	f.rings = kept
 }
 
+// NoteTransferProgress records a NOTIFY (sipfrag status) about a REFER the
+// phone on channel uuid sent.
+func (f *Fleet) NoteTransferProgress(uuid string, frag int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range f.rings {
+		if r.UUID == uuid {
+			r.Notifies = append(append([]int(nil), r.Notifies...), frag)
+		}
+	}
+}
+
 func (f *Fleet) addRing(r *Ring) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
