@@ -370,11 +370,15 @@ const (
 	// PhoneTransfers answers and then transfers the caller (a blind REFER);
 	// the scenario starts it (sipp.StartTransferer).
 	PhoneTransfers Target = 'T'
+	// PhoneTransfersAriOnly is the same phone on Asterisk with the
+	// transfer left to callctl (PJSIP_TRANSFER_HANDLING ari-only: the lab's
+	// endpoint transferer-ari); on FreeSWITCH it is PhoneTransfers.
+	PhoneTransfersAriOnly Target = 't'
 )
 
 // phoneDigit is the first digit of the number a SIP phone is called on:
 // the phones behave by it (integration/sipp).
-var phoneDigit = map[Target]byte{PhoneAnswers: '5', PhoneBusy: '2', PhoneRings: '3', PhoneTransfers: '6'}
+var phoneDigit = map[Target]byte{PhoneAnswers: '5', PhoneBusy: '2', PhoneRings: '3', PhoneTransfers: '6', PhoneTransfersAriOnly: '6'}
 
 // IsPhone says whether t is one of the suite's SIP phones.
 func (t Target) IsPhone() bool { _, ok := phoneDigit[t]; return ok }
@@ -408,8 +412,11 @@ func (f RealFleet) Endpoint(server string, t Target, number string) string {
 	port, endpoint := 0, "phones"
 	if f.SIP != nil {
 		port = f.SIP.Phones()
-		if t == PhoneTransfers {
+		switch t {
+		case PhoneTransfers:
 			port, endpoint = f.SIP.Transferer(), "transferer"
+		case PhoneTransfersAriOnly:
+			port, endpoint = f.SIP.Transferer(), "transferer-ari"
 		}
 	}
 	if kind == provision.KindFreeSWITCH {

@@ -271,6 +271,10 @@ var realScenarios = []realScenario{
 	{name: "Seed001SharedNumber", sip: true, eps: Endpoints{"kundeB": {"300": PhoneAnswers}}, run: realSeed001SharedNumber},
 	{name: "BlindTransfer2Plus1", two: true, sip: true, eps: Endpoints{"acme": {"3999": PhoneTransfers, "2099": PhoneAnswers}},
 		run: realBlindTransfer},
+	{name: "AsteriskAriOnlyBlindTransfer", two: true, sip: true,
+		eps: Endpoints{"acme": {"2099": PhoneTransfersAriOnly, "3999": PhoneAnswers}}, run: realAriOnlyBlindTransfer},
+	{name: "AsteriskAriOnlyBlindTransferRefused", two: true, sip: true,
+		eps: Endpoints{"acme": {"2099": PhoneTransfersAriOnly, "3999": PhoneAnswers}}, run: realAriOnlyBlindTransferRefused},
 	{name: "MediaServerKilledMidCall", two: true, sip: true, eps: Endpoints{"acme": {"3998": PhoneAnswers, "2099": PhoneAnswers}},
 		run: realMediaServerKilled},
 	{name: "ControllerKilledMidCall", sip: true, processes: true, eps: Endpoints{"acme": {"3999": PhoneAnswers}},
@@ -394,6 +398,139 @@ func realBlindTransfer(t *testing.T, e *RealEnv) {
 	}
 	e.waitCount(t, "server", "srv11", 0)
 	e.waitCount(t, "server", "srv12", 0)
+}
+
+// ariOnlyTransferer starts 2099's phone on server 12 (Asterisk), whose
+// endpoint leaves transfers to callctl (PJSIP_TRANSFER_HANDLING ari-only),
+// transferring to referTo, and places a PSTN call to +442071234567, which
+// reaches it. It returns the phone, the caller and its number.
+func ariOnlyTransferer(t *testing.T, e *RealEnv, referTo string) (*sipp.Phones, *sipp.Caller) {
+	t.Helper()
+	if e.Fleet.Kinds["srv12"] != provision.KindAsterisk {
+		t.Skip("transfers left to the controller (PJSIP_TRANSFER_HANDLING ari-only) are Asterisk's; server 12 is not one here")
+	}
+	if e.Fleet.SIP == nil || e.sipDir == "" {
+		labtest.Missing(t, "real SIP phones: set %s", EnvSIPP)
+	}
+	tr, err := sipp.StartTransferer(realCtx(t), filepath.Join(e.sipDir, "transferer"), e.Fleet.SIP.Transferer(),
+		"sip:"+referTo+"@"+e.Fleet.Servers["srv12"].SIP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tr.Close)
+	cl := e.sipStart(t, "srv12", sipp.Call{Port: e.pstnCaller(), From: ariOnlyCaller, Dialed: ariOnlyDID})
+	e.sipAnswered(t, "srv12", ariOnlyCaller, ariOnlyDID, cl)
+	e.waitPhone(t, tr, PhoneNumber(PhoneTransfersAriOnly, "2099"), ariOnlyCaller)
+	return tr, cl
+}
+
+const ariOnlyCaller, ariOnlyDID = "+4989123456", "+442071234567"
+
+// waitNotifies waits until the transferring phone got a final NOTIFY
+// about its REFER and returns the sipfrags it got.
+func waitNotifies(t *testing.T, tr *sipp.Phones) []int {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if n := tr.Notifies(); len(n) > 0 && n[len(n)-1] >= 200 {
+			return n
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("the transferring phone got no final NOTIFY: %v", tr.Notifies())
+	return nil
+}
+
+// SPEC §4 with the transfer left to callctl: a PSTN call answered by
+// 2099's phone on server 12 (Asterisk, PJSIP_TRANSFER_HANDLING ari-only),
+// which REFERs it to 113999. Asterisk only reports the REFER; callctl
+// carries the transfer out: 3999's phone on server 11 shows the PSTN caller,
+// the transferring phone hears 100 then 200; server 12 counts 2 (the PSTN
+// leg, the trunk leg out), server 11 counts 1; the records link the
+// transfer to the call it came from; nothing stays counted.
+func realAriOnlyBlindTransfer(t *testing.T, e *RealEnv) {
+	tr, cl := ariOnlyTransferer(t, e, "113999")
+	e.waitPhone(t, e.SIPPhones, PhoneNumber(PhoneAnswers, "3999"), ariOnlyCaller)
+	e.waitCount(t, "server", "srv12", 2)
+	e.waitCount(t, "server", "srv11", 1)
+	if got := waitNotifies(t, tr); !slices.Equal(got, []int{100, 200}) {
+		t.Errorf("the transferring phone's NOTIFYs: %v, want [100 200]", got)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !tr.HungUp() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !tr.HungUp() {
+		t.Errorf("the transferring phone is still in its call after the transfer")
+	}
+	if cl.Ended() {
+		t.Fatal("the caller's call ended with the transferring phone")
+	}
+	e.waitCount(t, "server", "srv12", 2)
+	e.waitCount(t, "server", "srv11", 1)
+	r := e.hangupSIP(t, "srv12", ariOnlyCaller, cl)
+	if r.Final != 200 {
+		t.Errorf("the caller's call: final %d", r.Final)
+	}
+	first := e.sipRecord(t, "srv12", ariOnlyCaller, ariOnlyDID, r)
+	rec := e.recordWhere(t, func(rec *controller.Record) bool {
+		return rec.Server == "srv12" && rec.Transfer != "" && !rec.Start.Before(r.Invited.Add(-time.Second))
+	})
+	if rec.Transfer != "blind" || rec.Route != "inter-server" || rec.CallerID != ariOnlyCaller || rec.Answer == nil {
+		t.Errorf("record of the transferred call: transfer %q route %s caller id %s answered %v; want blind inter-server %s answered",
+			rec.Transfer, rec.Route, rec.CallerID, rec.Answer, ariOnlyCaller)
+	}
+	if first.ID == "" || rec.TransferFrom != first.ID || rec.TransferBy != "2099" {
+		t.Errorf("record of the transferred call: from record %q by %q; want %q (the PSTN call's) by 2099", rec.TransferFrom, rec.TransferBy, first.ID)
+	}
+	far := e.recordWhere(t, func(rec *controller.Record) bool {
+		return rec.Server == "srv11" && rec.Dialed == "3999" && !rec.Start.Before(r.Invited.Add(-time.Second))
+	})
+	if far.Origin != "trunk" || far.CallerID != ariOnlyCaller || far.Answer == nil {
+		t.Errorf("server 11's record: origin %s caller id %s answered %v; want trunk %s answered", far.Origin, far.CallerID, far.Answer, ariOnlyCaller)
+	}
+	e.waitCount(t, "server", "srv12", 0)
+	e.waitCount(t, "server", "srv11", 0)
+}
+
+// The same transfer to a number nobody has (119999): callctl refuses the
+// transfer's call, the transferring phone hears 603 and is back with the
+// caller (until it hangs up), 3999's phone never rings, and server 11
+// counts nothing.
+func realAriOnlyBlindTransferRefused(t *testing.T, e *RealEnv) {
+	tr, cl := ariOnlyTransferer(t, e, "119999")
+	if got := waitNotifies(t, tr); !slices.Equal(got, []int{100, 603}) {
+		t.Errorf("the transferring phone's NOTIFYs: %v, want [100 603]", got)
+	}
+	if cl.Ended() {
+		t.Fatal("the caller's call ended with the refused transfer")
+	}
+	e.waitCount(t, "server", "srv12", 1)
+	// The phone hangs up 1.5 s after the final NOTIFY: the caller's call
+	// ends with it, as any call whose far end hangs up.
+	r, err := cl.Wait(realCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tr.HungUp() {
+		t.Errorf("the caller's call ended, but not by the transferring phone's BYE")
+	}
+	if rs := e.SIPPhones.RingsOf(PhoneNumber(PhoneAnswers, "3999")); len(rs) != 0 {
+		t.Errorf("3999's phone rang: %+v", rs)
+	}
+	first := e.sipRecord(t, "srv12", ariOnlyCaller, ariOnlyDID, r)
+	rec := e.recordWhere(t, func(rec *controller.Record) bool {
+		return rec.Server == "srv12" && rec.Transfer != "" && !rec.Start.Before(r.Invited.Add(-time.Second))
+	})
+	if rec.Transfer != "blind" || rec.Answer != nil || rec.TransferFrom != first.ID {
+		t.Errorf("record of the refused transfer: transfer %q answered %v from %q (want blind, unanswered, from %q)",
+			rec.Transfer, rec.Answer, rec.TransferFrom, first.ID)
+	}
+	if first.Answer == nil {
+		t.Errorf("the PSTN call's record: not answered")
+	}
+	e.waitCount(t, "server", "srv12", 0)
+	e.waitCount(t, "server", "srv11", 0)
 }
 
 // Server 12 crashes (SIGKILL) while a call crosses to it and another call
