@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // Calls of an earlier owner of the application: a callctl node that died
@@ -76,7 +77,7 @@ func (c *Client) adoptStrays(ctx context.Context) {
 			c.log.Info("ARI: watching a connected call of an earlier owner", "bridge", a.bridge, "channels", strings.Join(a.members, ","))
 		}
 	}
-	strays := 0
+	var strays []string
 	for _, id := range app.ChannelIDs {
 		if bridged[id] || strings.HasSuffix(id, ";2") {
 			continue
@@ -84,18 +85,46 @@ func (c *Client) adoptStrays(ctx context.Context) {
 		if ref, _ := c.lookup(id); ref != nil {
 			continue
 		}
-		strays++
-		c.log.Warn("ARI: hanging up a channel of an earlier owner that is in no connected call", "call", id)
-		c.background(func(ctx context.Context) {
-			if err := c.deleteChannel(ctx, id, causeNormal); err != nil && statusOf(err) != http.StatusNotFound {
+		strays = append(strays, id)
+	}
+	if adopted > 0 {
+		c.log.Info("ARI: calls of an earlier owner", "watched", adopted)
+	}
+	if len(strays) == 0 {
+		return
+	}
+	// The list is taken while this connection's first events arrive: a
+	// call that entered the application just now is listed before its
+	// StasisStart has made it this process's. Only channels that no call
+	// has claimed after a grace are an earlier owner's.
+	c.bgWG.Add(1)
+	go func() {
+		defer c.bgWG.Done()
+		if !sleepCtx(ctx, strayGrace) {
+			return
+		}
+		n := 0
+		for _, id := range strays {
+			if ref, _ := c.lookup(id); ref != nil {
+				continue
+			}
+			n++
+			c.log.Warn("ARI: hanging up a channel of an earlier owner that is in no connected call", "call", id)
+			rctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+			if err := c.deleteChannel(rctx, id, causeNormal); err != nil && statusOf(err) != http.StatusNotFound {
 				c.log.Warn("hanging up a stray channel failed", "call", id, "err", err)
 			}
-		})
-	}
-	if adopted > 0 || strays > 0 {
-		c.log.Info("ARI: calls of an earlier owner", "watched", adopted, "hung_up", strays)
-	}
+			cancel()
+		}
+		if n > 0 {
+			c.log.Info("ARI: channels of an earlier owner hung up", "hung_up", n)
+		}
+	}()
 }
+
+// strayGrace is how long a channel listed in the application when callctl
+// connects may take to be claimed by a call of this process.
+const strayGrace = 2 * time.Second
 
 // adoptedGone ends an adopted call once one of its channels left Stasis or
 // was destroyed: the others are hung up and the bridge deleted.
