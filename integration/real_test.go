@@ -5,6 +5,7 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -275,6 +276,10 @@ var realScenarios = []realScenario{
 		eps: Endpoints{"acme": {"2099": PhoneTransfersAriOnly, "3999": PhoneAnswers}}, run: realAriOnlyBlindTransfer},
 	{name: "AsteriskAriOnlyBlindTransferRefused", two: true, sip: true,
 		eps: Endpoints{"acme": {"2099": PhoneTransfersAriOnly, "3999": PhoneAnswers}}, run: realAriOnlyBlindTransferRefused},
+	{name: "AsteriskAttendedTransfer", two: true, sip: true,
+		eps: Endpoints{"acme": {"2099": PhoneTransfers, "3999": PhoneAnswers}}, run: func(t *testing.T, e *RealEnv) { realAttended(t, e, PhoneTransfers) }},
+	{name: "AsteriskAriOnlyAttendedTransfer", two: true, sip: true,
+		eps: Endpoints{"acme": {"2099": PhoneTransfersAriOnly, "3999": PhoneAnswers}}, run: func(t *testing.T, e *RealEnv) { realAttended(t, e, PhoneTransfersAriOnly) }},
 	{name: "MediaServerKilledMidCall", two: true, sip: true, eps: Endpoints{"acme": {"3998": PhoneAnswers, "2099": PhoneAnswers}},
 		run: realMediaServerKilled},
 	{name: "ControllerKilledMidCall", sip: true, processes: true, eps: Endpoints{"acme": {"3999": PhoneAnswers}},
@@ -528,6 +533,113 @@ func realAriOnlyBlindTransferRefused(t *testing.T, e *RealEnv) {
 	}
 	if first.Answer == nil {
 		t.Errorf("the PSTN call's record: not answered")
+	}
+	e.waitCount(t, "server", "srv12", 0)
+	e.waitCount(t, "server", "srv11", 0)
+}
+
+// dialogTags reads the Call-ID and tags of a caller's answered dialog: its
+// own From tag and the server's To tag.
+func dialogTags(t *testing.T, cl *sipp.Caller) (callID, local, remote string) {
+	t.Helper()
+	tag := func(h string) string {
+		_, v, _ := strings.Cut(h, ";tag=")
+		v, _, _ = strings.Cut(v, ";")
+		return v
+	}
+	for _, m := range cl.Messages() {
+		if !m.Sent && m.Status() == 200 && m.CSeqMethod() == "INVITE" {
+			return m.Header("Call-ID"), tag(m.Header("From")), tag(m.Header("To"))
+		}
+	}
+	t.Fatal("the caller's dialog was not answered")
+	return "", "", ""
+}
+
+// SPEC §4, attended: 2099 (a SIP phone on server 12, Asterisk) talks to
+// 3999 on server 11 (its second line, 3999's phone shows 122099), then
+// takes a PSTN call and transfers it to 3999 with a REFER that replaces the
+// second line's dialog. With core handling Asterisk links the two calls;
+// with PJSIP_TRANSFER_HANDLING ari-only (phone t) callctl does. Either way
+// the transferring phone hears 100 then 200, the PSTN caller and 3999 talk
+// on after both of 2099's lines are gone, 3999's phone still shows the
+// transferring extension (122099), server 12 counts 2 (the PSTN leg, the
+// second line's trunk leg) and server 11 1 until the caller hangs up, the
+// second line's record says TRANSFERRED once 3999's leg ended, and nothing
+// stays counted.
+func realAttended(t *testing.T, e *RealEnv, phone Target) {
+	if e.Fleet.Kinds["srv12"] != provision.KindAsterisk {
+		t.Skip("this scenario transfers on Asterisk; server 12 is not one here")
+	}
+	if e.Fleet.SIP == nil || e.sipDir == "" {
+		labtest.Missing(t, "real SIP phones: set %s", EnvSIPP)
+	}
+	second := e.sipStart(t, "srv12", sipp.Call{From: "2099", Dialed: "113999"})
+	e.sipAnswered(t, "srv12", "2099", "113999", second)
+	e.waitPhone(t, e.SIPPhones, PhoneNumber(PhoneAnswers, "3999"), "122099")
+	callID, local, remote := dialogTags(t, second)
+	srv12 := e.Fleet.Servers["srv12"].SIP
+	referTo := fmt.Sprintf("sip:113999@%s?Replaces=%s%%3Bto-tag%%3D%s%%3Bfrom-tag%%3D%s", srv12, url.QueryEscape(callID),
+		url.QueryEscape(remote), url.QueryEscape(local))
+	tr, err := sipp.StartTransferer(realCtx(t), filepath.Join(e.sipDir, "transferer"), e.Fleet.SIP.Transferer(), referTo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	cl := e.sipStart(t, "srv12", sipp.Call{Port: e.pstnCaller(), From: ariOnlyCaller, Dialed: ariOnlyDID})
+	e.sipAnswered(t, "srv12", ariOnlyCaller, ariOnlyDID, cl)
+	e.waitPhone(t, tr, PhoneNumber(phone, "2099"), ariOnlyCaller)
+	e.waitCount(t, "server", "srv12", 2)
+	e.waitCount(t, "server", "srv11", 1)
+	if got := waitNotifies(t, tr); !slices.Equal(got, []int{100, 200}) {
+		t.Errorf("the transferring phone's NOTIFYs: %v, want [100 200]", got)
+	}
+	if phone == PhoneTransfersAriOnly {
+		// ari-only: Asterisk leaves the second line to the phone; it
+		// hangs up as the phone would after the transfer.
+		e.hangupSIP(t, "srv12", "2099", second)
+	} else if _, err := second.Wait(realCtx(t)); err != nil {
+		// core: Asterisk ends the second line itself (BYE).
+		t.Fatalf("the second line after the transfer: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !tr.HungUp() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !tr.HungUp() {
+		t.Errorf("the transferring phone is still in its first line after the transfer")
+	}
+	e.sync(t)
+	if cl.Ended() || e.SIPPhones.HungUp() {
+		t.Fatalf("the PSTN caller (ended %v) or 3999 (hung up %v) left with the transferring phone", cl.Ended(), e.SIPPhones.HungUp())
+	}
+	if rs := e.SIPPhones.RingsOf(PhoneNumber(PhoneAnswers, "3999")); len(rs) != 1 || rs[0].From.User != "122099" {
+		t.Errorf("3999's phone: %+v, want one call showing 122099", rs)
+	}
+	e.waitCount(t, "server", "srv12", 2)
+	e.waitCount(t, "server", "srv11", 1)
+	r := e.hangupSIP(t, "srv12", ariOnlyCaller, cl)
+	deadline = time.Now().Add(10 * time.Second)
+	for !e.SIPPhones.HungUp() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !e.SIPPhones.HungUp() {
+		t.Errorf("3999's phone was not hung up after the PSTN caller")
+	}
+	if first := e.sipRecord(t, "srv12", ariOnlyCaller, ariOnlyDID, r); first.Answer == nil {
+		t.Errorf("the PSTN call's record: not answered")
+	}
+	rec := e.recordWhere(t, func(rec *controller.Record) bool {
+		return rec.Server == "srv12" && rec.Caller == "2099" && rec.Dialed == "113999" && !rec.Start.Before(r.Invited.Add(-30*time.Second))
+	})
+	if rec.HangupCause != "TRANSFERRED" || rec.Answer == nil || rec.CallerID != "122099" {
+		t.Errorf("the second line's record: cause %s answered %v caller id %s; want TRANSFERRED, answered, 122099", rec.HangupCause, rec.Answer, rec.CallerID)
+	}
+	far := e.recordWhere(t, func(rec *controller.Record) bool {
+		return rec.Server == "srv11" && rec.Dialed == "3999" && !rec.Start.Before(r.Invited.Add(-30*time.Second))
+	})
+	if far.Origin != "trunk" || far.CallerID != "122099" || far.Answer == nil {
+		t.Errorf("server 11's record: origin %s caller id %s answered %v", far.Origin, far.CallerID, far.Answer)
 	}
 	e.waitCount(t, "server", "srv12", 0)
 	e.waitCount(t, "server", "srv11", 0)

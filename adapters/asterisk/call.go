@@ -286,7 +286,16 @@ func (c *call) callerGone(cause int, at time.Time) {
 		standIns = append(standIns, c.standIns...)
 		bridge = c.bridge
 	}
+	// A transfer put a stand-in in the caller's place: the party the caller
+	// was talking to is now in the transfer, and its leg stays this call's
+	// (counted, SPEC §5) until its channel ends. The call is over for
+	// callctl only then (the engine waits on the leg).
+	carriedOn := c.callerReplaced && len(c.liveLegs()) > 0
 	c.mu.Unlock()
+	if carriedOn {
+		c.logger().Info("the caller left after a transfer took its place; the call's leg stays until its channel ends")
+		return
+	}
 	c.cancel()
 	if len(legs) > 0 || len(standIns) > 0 || bridge != "" {
 		// The handler may be waiting on the connected leg: end it now.

@@ -563,7 +563,12 @@ func (c *Client) onStasisStart(e *event, at time.Time) {
 		c.background(func(ctx context.Context) { _ = c.deleteChannel(ctx, id, causeNormal) })
 		return
 	}
-	c.newCall(e, at, c.xferFor(id))
+	xfer := c.xferFor(id)
+	if xfer != nil && xfer.attended {
+		xfer.link(id)
+		return
+	}
+	c.newCall(e, at, xfer)
 }
 
 // background runs f in a tracked goroutine with a request timeout.

@@ -2,6 +2,7 @@ package asterisk
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -22,7 +23,10 @@ import (
 // (SPEC §4). The transferer hears 200 once the transfer's call is
 // connected. If it is refused (603 for busy or a refusal, 503 otherwise)
 // the transferer is put back into the bridge, as a REFER that failed
-// leaves the call as it was.
+// leaves the call as it was. An attended transfer (Replaces) links the
+// transferer's call with the call of the dialog it replaces, again as core
+// handling does: the stand-in's ;2 half, back in Stasis, takes the replaced
+// party's place in that call's bridge.
 
 // Transfer progress states (transfer_progress?states=...).
 const (
@@ -49,6 +53,13 @@ type ariTransfer struct {
 	byName  string
 	dest    string
 	context string
+	// An attended transfer (REFER with Replaces) links the transferer's
+	// call with the one it replaces: the stand-in's ;2 half takes the
+	// place of that call's party toCh (toLeg, or to's caller when nil).
+	attended bool
+	to       *call
+	toCh     string
+	toLeg    *leg
 
 	mu       sync.Mutex
 	done     bool // concluded: connected or failed
@@ -81,11 +92,24 @@ func (c *Client) onChannelTransfer(e *event) {
 	}
 	x := ref.call
 	lg := x.logger()
+	var to *call
+	var toLeg *leg
 	if t.ProtocolID != "" {
-		lg.Warn("attended transfer (REFER with Replaces) under ari-only handling is not carried out; refused",
-			"transferer", src, "destination", t.Destination)
-		c.reportTransfer(src, xferUnavailable)
-		return
+		// Attended: the dialog to replace must be a party of one of
+		// callctl's calls, connected in its bridge.
+		rref, rhalf2 := c.lookup(t.Replaced)
+		if t.Replaced == "" || rref == nil || rhalf2 || rref.standIn || rref.xfer != nil || rref.call == x {
+			lg.Warn("attended transfer replacing a dialog no other call of callctl owns; refused", "transferer", src,
+				"replaces", t.Replaced, "destination", t.Destination)
+			c.reportTransfer(src, xferUnavailable)
+			return
+		}
+		to, toLeg = rref.call, rref.leg
+		if _, ok := to.connectedBridge(toLeg); !ok {
+			lg.Warn("attended transfer replacing a party that is not connected; refused", "transferer", src, "replaces", t.Replaced)
+			c.reportTransfer(src, xferUnavailable)
+			return
+		}
 	}
 	if !validDigits(t.Destination) {
 		lg.Warn("transfer to a destination callctl does not dial; refused", "transferer", src, "destination", t.Destination)
@@ -107,13 +131,14 @@ func (c *Client) onChannelTransfer(e *event) {
 		return
 	}
 	xt := &ariTransfer{cl: c, id: fmt.Sprintf("callctl-xfer-%s-%d", sanitizeID(x.id), xferSeq.Add(1)), from: x, by: src,
-		byLeg: ref.leg, byName: t.Source.Name, dest: t.Destination, context: ctxName}
+		byLeg: ref.leg, byName: t.Source.Name, dest: t.Destination, context: ctxName,
+		attended: to != nil, to: to, toCh: t.Replaced, toLeg: toLeg}
 	if !c.register(xt.id, &chanRef{call: x, xfer: xt}) {
 		c.reportTransfer(src, xferUnavailable)
 		return
 	}
 	lg.Info("transfer requested (ari-only): callctl carries it out", "transferer", src, "destination", xt.dest,
-		"context", xt.context, "stand_in", xt.id)
+		"context", xt.context, "stand_in", xt.id, "attended", xt.attended, "replaces", xt.toCh)
 	c.background(func(ctx context.Context) { xt.start(withCall(ctx, x)) })
 }
 
@@ -310,6 +335,51 @@ func (t *ariTransfer) setCause(cause int) {
 		t.cause = cause
 	}
 	t.mu.Unlock()
+}
+
+// link runs on the reader goroutine when the ;2 half of an attended
+// transfer's stand-in entered the application: it takes the replaced
+// party's place in the other call's bridge, and the two calls' remaining
+// parties talk through the pair.
+func (t *ariTransfer) link(id string) {
+	c, y := t.cl, t.to
+	lg := t.from.logger()
+	y.adoptStandIn(id, t.toCh)
+	bridge, ok := y.bridgeNow()
+	c.background(func(ctx context.Context) {
+		ctx = withCall(ctx, y)
+		fail := func(step string, err error) {
+			lg.Warn("attended transfer: "+step+" failed", "stand_in", id, "err", err)
+			if err := c.deleteChannel(ctx, t.id, causeNormal); err != nil && statusOf(err) != http.StatusNotFound {
+				lg.Warn("transfer: hanging up the stand-in failed", "stand_in", t.id, "err", err)
+			}
+		}
+		if !ok {
+			fail("finding the replaced call's bridge", errors.New("it is gone"))
+			return
+		}
+		if err := c.rest.do(ctx, http.MethodPost, "/channels/"+seg(id)+"/answer", nil, nil, nil); err != nil {
+			fail("answering the link", err)
+			return
+		}
+		if err := c.rest.do(ctx, http.MethodPost, "/bridges/"+seg(bridge)+"/addChannel", url.Values{"channel": {id}}, nil, nil); err != nil {
+			fail("adding the link to the bridge", err)
+			return
+		}
+		if err := c.rest.do(ctx, http.MethodPost, "/bridges/"+seg(bridge)+"/removeChannel", url.Values{"channel": {t.toCh}}, nil, nil); err != nil &&
+			statusOf(err) != http.StatusNotFound && statusOf(err) != http.StatusUnprocessableEntity {
+			lg.Warn("attended transfer: taking the replaced party out of its bridge failed", "replaced", t.toCh, "err", err)
+		}
+		lg.Info("attended transfer: the calls are linked", "stand_in", t.id, "link", id, "replaced", t.toCh, "to_call", y.id)
+		t.connected()
+	})
+}
+
+// bridgeNow is the call's bridge while it has one.
+func (c *call) bridgeNow() (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bridge, c.bridge != "" && !c.bridgeGone
 }
 
 // connected runs when the transfer's call is connected to its destination.

@@ -2,6 +2,8 @@ package asterisk
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -91,18 +93,24 @@ func TestBlindTransferByCaller(t *testing.T) {
 	}
 	waitConnected(t, l, "2003")
 	l.hangup("srv12", caller)
-	first := l.record("2001", "2002")
-	if first.HangupCause != "TRANSFERRED" || first.Answered != "2002" {
-		t.Errorf("first record: cause %q answered %q", first.HangupCause, first.Answered)
-	}
-	// The record is written once callctl has handled the caller's end: had
-	// it hung the phone up with it, that would have come before.
+	waitFor(t, 10*time.Second, func() bool {
+		return l.logs.contains("the caller left after a transfer took its place")
+	}, "the caller's end handled")
 	if s := l.obs.get(phone); !s.hungup.IsZero() {
 		t.Fatalf("the transferred phone was hung up with the caller: %+v", s)
+	}
+	// The phone's leg is still the first call's: its record is written
+	// when the phone's channel ends, not when the caller left (SPEC §5).
+	if r := l.recs.find("2001", "2002"); r != nil {
+		t.Fatalf("the first call was recorded while its leg is still up: %+v", r)
 	}
 	target := l.fleet.RingsOf("srv12", "2003")[0].UUID
 	l.hangup("srv12", target)
 	waitFor(t, 10*time.Second, func() bool { return !l.obs.get(phone).hungup.IsZero() }, "phone hung up after the target")
+	first := l.record("2001", "2002")
+	if first.HangupCause != "TRANSFERRED" || first.Answered != "2002" {
+		t.Errorf("first record: cause %q answered %q", first.HangupCause, first.Answered)
+	}
 	l.settled(15 * time.Second)
 }
 
@@ -307,4 +315,121 @@ func TestAriOnlyTransferFromUnknownChannelRefused(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("requests: %q, want %q", got, want)
 	}
+}
+
+// An attended transfer with Asterisk's core handling: 2002 talks to 2001
+// (the first call), calls 3001 on srv13 (the second call) and transfers
+// 2001 to it (REFER with Replaces). Asterisk links the two calls' bridges
+// with a Local pair; 3001 still shows 122002, the transferring extension
+// as it rang (SPEC §4); the second call's trunk leg stays counted on both
+// servers while 2001 and 3001 talk, though its caller (2002's second
+// line) is gone; when 3001 hangs up everything ends and nothing is left.
+func TestAttendedTransferCore(t *testing.T) {
+	l := newLab(t, labOptions{})
+	l.fleet.SetPhone("srv12", "2002", callmodel.Answer(0))
+	l.fleet.SetPhone("srv13", "3001", callmodel.Answer(0))
+	caller := l.call("2001", "2002", callmodel.CallerPlan{})
+	waitFor(t, 10*time.Second, func() bool { return l.obs.get(caller).bridged != "" }, "2001 bridged with 2002")
+	a := l.fleet.RingsOf("srv12", "2002")[0].UUID
+	consult := l.call("2002", "133001", callmodel.CallerPlan{})
+	waitFor(t, 10*time.Second, func() bool { return l.obs.get(consult).answered != (time.Time{}) }, "2002's second call answered")
+	waitConnected(t, l, "3001")
+	if got := l.fleet.RingsOf("srv13", "3001")[0].Caller.Number; got != "122002" {
+		t.Errorf("3001 saw %q, want 122002", got)
+	}
+	l.waitCounts(map[string]int{"srv12": 1, "srv13": 1})
+	b := l.ariCaller("srv12", "2002")
+	if err := l.ast["srv12"].AttendedTransfer(a, b); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() bool { return len(l.notifies("2002")) == 2 }, "2002 told how its transfer went")
+	waitFor(t, 10*time.Second, func() bool {
+		return l.logs.contains("the caller left after a transfer took its place")
+	}, "the second call's caller (hung up by Asterisk) handled")
+	// The phone hangs up its first line after the NOTIFY.
+	l.hangup("srv12", a)
+	waitFor(t, 10*time.Second, func() bool {
+		return l.logs.contains("the party a transfer replaced has left; the call goes on with the stand-in")
+	}, "the first line's end handled")
+	if s := l.obs.get(caller); !s.hungup.IsZero() {
+		t.Fatalf("2001 was hung up: %+v", s)
+	}
+	target := l.fleet.RingsOf("srv13", "3001")[0].UUID
+	if s := l.obs.get(target); !s.hungup.IsZero() {
+		t.Fatalf("3001 was hung up: %+v", s)
+	}
+	// 2001 and 3001 talk over the second call's trunk leg: still counted.
+	l.waitCounts(map[string]int{"srv12": 1, "srv13": 1})
+	if r := l.recs.find("2002", "133001"); r != nil {
+		t.Fatalf("the second call was recorded while its leg is up: %+v", r)
+	}
+	l.hangup("srv13", target)
+	waitFor(t, 10*time.Second, func() bool { return !l.obs.get(caller).hungup.IsZero() }, "2001 hung up after 3001")
+	second := l.record("2002", "133001")
+	if second.HangupCause != "TRANSFERRED" || second.Answer == nil {
+		t.Errorf("second record: cause %q answered %v", second.HangupCause, second.Answer)
+	}
+	if first := l.record("2001", "2002"); first.Answered != "2002" {
+		t.Errorf("first record: answered %q", first.Answered)
+	}
+	l.settled(15 * time.Second)
+}
+
+// waitCounts waits until each server counts want legs.
+func (l *lab) waitCounts(want map[string]int) {
+	l.t.Helper()
+	waitFor(l.t, 10*time.Second, func() bool {
+		for s, n := range want {
+			if got, err := l.store.Count(context.Background(), "server", s); err != nil || got != n {
+				return false
+			}
+		}
+		return true
+	}, fmt.Sprintf("counts %v", want))
+}
+
+// The same attended transfer with PJSIP_TRANSFER_HANDLING(ari-only) on
+// 2002's endpoint: Asterisk only reports the REFER (ChannelTransfer with
+// the dialog it replaces); callctl links the two calls itself and tells
+// 2002 100, then 200. 2001 and 3001 talk; the second call's trunk leg stays
+// counted until 3001 hangs up; then everything ends.
+func TestAriOnlyAttendedTransfer(t *testing.T) {
+	l := newLab(t, labOptions{})
+	l.ariOnly("2002")
+	l.fleet.SetPhone("srv12", "2002", callmodel.Answer(0))
+	l.fleet.SetPhone("srv13", "3001", callmodel.Answer(0))
+	caller := l.call("2001", "2002", callmodel.CallerPlan{})
+	waitFor(t, 10*time.Second, func() bool { return l.obs.get(caller).bridged != "" }, "2001 bridged with 2002")
+	a := l.fleet.RingsOf("srv12", "2002")[0].UUID
+	consult := l.call("2002", "133001", callmodel.CallerPlan{})
+	waitFor(t, 10*time.Second, func() bool { return l.obs.get(consult).answered != (time.Time{}) }, "2002's second call answered")
+	waitConnected(t, l, "3001")
+	l.waitCounts(map[string]int{"srv12": 1, "srv13": 1})
+	b := l.ariCaller("srv12", "2002")
+	if err := l.ast["srv12"].AttendedTransfer(a, b); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() bool { return len(l.notifies("2002")) == 2 }, "2002 told how its transfer went")
+	if got := l.notifies("2002"); got[0] != 100 || got[1] != 200 {
+		t.Errorf("2002's NOTIFYs: %v, want [100 200]", got)
+	}
+	// Asterisk hangs up neither line under ari-only handling: the phone
+	// does, after the final NOTIFY.
+	l.hangup("srv12", a)
+	l.hangup("srv12", consult)
+	waitFor(t, 10*time.Second, func() bool {
+		return l.logs.contains("the caller left after a transfer took its place") &&
+			l.logs.contains("the party a transfer replaced has left; the call goes on with the stand-in")
+	}, "both of 2002's lines' ends handled")
+	target := l.fleet.RingsOf("srv13", "3001")[0].UUID
+	if s, s2 := l.obs.get(caller), l.obs.get(target); !s.hungup.IsZero() || !s2.hungup.IsZero() {
+		t.Fatalf("2001 or 3001 was hung up: %+v %+v", s, s2)
+	}
+	l.waitCounts(map[string]int{"srv12": 1, "srv13": 1})
+	l.hangup("srv13", target)
+	waitFor(t, 10*time.Second, func() bool { return !l.obs.get(caller).hungup.IsZero() }, "2001 hung up after 3001")
+	if second := l.record("2002", "133001"); second.HangupCause != "TRANSFERRED" || second.Answer == nil {
+		t.Errorf("second record: cause %q answered %v", second.HangupCause, second.Answer)
+	}
+	l.settled(15 * time.Second)
 }

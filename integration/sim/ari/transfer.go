@@ -9,6 +9,8 @@ import (
 // and not yet concluded with transfer_progress.
 type transferState struct {
 	destination string
+	// replaces is the channel of the dialog an attended REFER replaces.
+	replaces *channel
 }
 
 // TransferNotifier is implemented by legs that want the result of a REFER
@@ -121,6 +123,93 @@ func (s *Server) SetEndpointVar(endpoint, name, value string) {
 	e.epVars[endpoint] = append(e.epVars[endpoint], [2]string{name, value})
 }
 
+// AttendedTransfer simulates a REFER with Replaces sent on channel a by a
+// phone that has a second call on channel b (Refer-To: b's extension,
+// Replaces: b's dialog), both bridged with a party each. With core
+// handling Asterisk links the two bridges with a Local pair
+// (Local/_attended@transfer): ;2 replaces b in b's bridge, ;1 replaces a in
+// a's, both entering Stasis with no arguments and replace_channel; b is
+// hung up (Asterisk BYEs the second dialog) and BridgeAttendedTransfer
+// reports it; a stays until the phone hangs up. With ari-only handling on
+// a, only ChannelTransfer (with protocol_id and b's side) is reported.
+func (s *Server) AttendedTransfer(a, b string) error {
+	e := s.eng
+	e.lock()
+	defer e.unlock()
+	ca, cb := e.channels[a], e.channels[b]
+	if ca == nil || cb == nil {
+		return fmt.Errorf("attended transfer: channel %s or %s not found", a, b)
+	}
+	if ca.tech != techPJSIP || cb.tech != techPJSIP || !ca.wasUp || !cb.wasUp {
+		return errors.New("attended transfer: both legs must be answered SIP channels")
+	}
+	peer := func(c *channel) *channel {
+		if c.bridge == nil {
+			return nil
+		}
+		for _, m := range c.bridge.members {
+			if m != c {
+				return m
+			}
+		}
+		return nil
+	}
+	pa, pb := peer(ca), peer(cb)
+	exten := cb.snap.Dialplan.Exten
+	if cb.outgoing {
+		exten = cb.resource
+	}
+	if ca.ariOnlyTransfer {
+		ca.transfer = &transferState{destination: exten, replaces: cb}
+		e.emitTransfer(ca, "")
+		return nil
+	}
+	if pa == nil || pb == nil {
+		return errors.New("attended transfer: a leg is not bridged with anyone")
+	}
+	ba, bb := ca.bridge, cb.bridge
+	beforeA, beforeB := ba.snap, bb.snap
+	beforeA.Channels = append([]string(nil), ba.snap.Channels...)
+	beforeB.Channels = append([]string(nil), bb.snap.Channels...)
+	e.emit(encChannelEvent(nil, "ChannelUnhold", e.now(), &ca.snap), nil, ca)
+	e.emit(encChannelEvent(nil, "ChannelUnhold", e.now(), &cb.snap), nil, cb)
+	e.varset(pa, "ATTENDEDTRANSFER", ca.snap.Name)
+	e.varset(ca, "ATTENDEDTRANSFER", pa.snap.Name)
+
+	l1, l2 := e.newLocalPair("_attended", "transfer", "", "", false)
+	l1.dial = &dialing{}
+	l1.snap.Dialplan.AppName, l1.snap.Dialplan.AppData = "", ""
+	l2.snap.State = stateUp
+	l2.wasUp = true
+	enter := func(l, replaced *channel) {
+		app := replaced.stasis
+		if app == "" {
+			app = e.cfg.App
+		}
+		replaceSnap := replaced.snap
+		l.snap.Dialplan.AppName, l.snap.Dialplan.AppData = "Stasis", app
+		l.stasis = app
+		l.subscribe(app)
+		e.emitToApp(encStasisStart(nil, e.now(), []string{}, &l.snap, &replaceSnap), app)
+		e.bridgeReplace(replaced, l)
+	}
+	enter(l2, cb)
+	enter(l1, ca)
+	e.setState(l1, stateUp)
+	l1.wasUp = true
+	// Asterisk ends the second dialog (BYE): the phone's channel b goes.
+	e.hangup(cb, causeNormalClearing, nil)
+	e.emit(encAttendedTransfer(nil, e.now(), &attendedTransfer{
+		First: &ca.snap, Second: &cb.snap, Transferee: &pa.snap, Target: &pb.snap,
+		FirstBridge: &beforeA, SecondBridge: &beforeB, Link1: &l1.snap, Link2: &l2.snap,
+	}), ba, ca, pa)
+	if n, ok := ca.leg.(TransferNotifier); ok {
+		e.later(func() { n.TransferProgress(100) })
+		e.later(func() { n.TransferProgress(200) })
+	}
+	return nil
+}
+
 // transfererAddr is the address a REFER from c would carry in Referred-By.
 func (c *channel) transfererAddr() string {
 	if c.remoteAddr != "" {
@@ -146,6 +235,23 @@ func (e *engine) emitTransfer(c *channel, state string) {
 	var br *bridge
 	if c.bridge != nil {
 		br = c.bridge
+	}
+	if r := c.transfer.replaces; r != nil {
+		t.ProtocolID, t.FromTag, t.ToTag = r.snap.ProtocolID, "from-"+r.snap.ID, "to-"+r.snap.ID
+		if e.channels[r.snap.ID] == r {
+			t.Replaced = &r.snap
+			if r.bridge != nil {
+				snap := r.bridge.snap
+				snap.Channels = append([]string(nil), r.bridge.snap.Channels...)
+				t.TargetBridge = &snap
+				for _, m := range r.bridge.members {
+					if m != r {
+						t.Target = &m.snap
+						break
+					}
+				}
+			}
+		}
 	}
 	e.emit(encChannelTransfer(nil, e.now(), t), br, c)
 }

@@ -398,6 +398,48 @@ func encBlindTransfer(b []byte, ts time.Time, t *blindTransfer) []byte {
 	return b
 }
 
+// attendedTransfer is BridgeAttendedTransfer with a link destination.
+type attendedTransfer struct {
+	First, Second             *chanSnap // the transferer's legs (A, B)
+	Transferee, Target        *chanSnap
+	FirstBridge, SecondBridge *bridgeSnap
+	Link1, Link2              *chanSnap // the Local pair linking the bridges
+}
+
+func encAttendedTransfer(b []byte, ts time.Time, t *attendedTransfer) []byte {
+	b = beginEvent(b, "BridgeAttendedTransfer", ts)
+	for _, f := range []struct {
+		key string
+		c   *chanSnap
+	}{{"transferer_first_leg", t.First}, {"transferer_second_leg", t.Second}, {"transferee", t.Transferee},
+		{"transfer_target", t.Target}, {"destination_link_first_leg", t.Link1}, {"destination_link_second_leg", t.Link2}} {
+		if f.c == nil {
+			continue
+		}
+		b = append(b, ',')
+		b = appendKey(b, f.key)
+		b = appendChannel(b, f.c)
+	}
+	for _, f := range []struct {
+		key string
+		br  *bridgeSnap
+	}{{"transferer_first_leg_bridge", t.FirstBridge}, {"transferer_second_leg_bridge", t.SecondBridge}} {
+		if f.br == nil {
+			continue
+		}
+		b = append(b, ',')
+		b = appendKey(b, f.key)
+		b = appendBridge(b, f.br)
+	}
+	b = append(b, ',')
+	b = appendStrField(b, "destination_type", "link")
+	b = append(b, ',')
+	b = appendStrField(b, "result", "Success")
+	b = append(b, ',')
+	b = appendBoolField(b, "is_external", false)
+	return b
+}
+
 // channelTransfer is the ari-only REFER report (ChannelTransfer).
 type channelTransfer struct {
 	Destination string
@@ -405,6 +447,14 @@ type channelTransfer struct {
 	Connected   *chanSnap
 	Bridge      *bridgeSnap
 	State       string
+	// An attended transfer (Replaces): the dialog it replaces (its SIP
+	// Call-ID and tags), that dialog's channel, its partner and bridge.
+	ProtocolID   string
+	FromTag      string
+	ToTag        string
+	Replaced     *chanSnap
+	Target       *chanSnap
+	TargetBridge *bridgeSnap
 }
 
 func encChannelTransfer(b []byte, ts time.Time, t *channelTransfer) []byte {
@@ -415,7 +465,38 @@ func encChannelTransfer(b []byte, ts time.Time, t *channelTransfer) []byte {
 	b = appendKey(b, "requested_destination")
 	b = append(b, '{')
 	b = appendStrField(b, "destination", t.Destination)
-	b = append(b, '}', '}', ',')
+	if t.ProtocolID != "" {
+		b = append(b, ',')
+		b = appendStrField(b, "protocol_id", t.ProtocolID)
+		b = append(b, ',')
+		b = appendKey(b, "additional_protocol_params")
+		b = append(b, '[', '{')
+		b = appendStrField(b, "parameter_name", "from")
+		b = append(b, ',')
+		b = appendStrField(b, "parameter_value", t.FromTag)
+		b = append(b, '}', ',', '{')
+		b = appendStrField(b, "parameter_name", "to")
+		b = append(b, ',')
+		b = appendStrField(b, "parameter_value", t.ToTag)
+		b = append(b, '}', ']')
+	}
+	b = append(b, '}')
+	if t.Replaced != nil {
+		b = append(b, ',')
+		b = appendKey(b, "destination_channel")
+		b = appendChannel(b, t.Replaced)
+	}
+	if t.Target != nil {
+		b = append(b, ',')
+		b = appendKey(b, "connected_channel")
+		b = appendChannel(b, t.Target)
+	}
+	if t.TargetBridge != nil {
+		b = append(b, ',')
+		b = appendKey(b, "bridge")
+		b = appendBridge(b, t.TargetBridge)
+	}
+	b = append(b, '}', ',')
 	b = appendKey(b, "referred_by")
 	b = append(b, '{')
 	b = appendKey(b, "source_channel")
