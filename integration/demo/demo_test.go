@@ -235,23 +235,30 @@ func checkStory(t *testing.T, fleet, out string) {
 		t.Errorf("+4930555001 from the PSTN: billing %s answered by %s", r.Billing, r.Answered)
 	}
 
-	// Seed 003 §4: the transferred external call counts 2 + 1, where the
-	// simulator can transfer (FreeSWITCH srv11).
-	if fleet == "asterisk" {
-		has(t, out, `^   not shown on this fleet: the simulator transfers calls of FreeSWITCH servers only`)
-	} else {
-		has(t, out, `^   counted legs now: srv11 2, srv12 1 `)
-		var transferred []record
-		for _, r := range recs {
-			if r.Transfer.Kind == "blind" {
-				transferred = append(transferred, r)
-			}
+	// Seed 003 §4: the transferred external call counts 2 + 1 on every
+	// fleet (srv11 FreeSWITCH or Asterisk).
+	has(t, out, `^   counted legs now: srv11 2, srv12 1 `)
+	var transferred []record
+	for _, r := range recs {
+		if r.Transfer.Kind == "blind" {
+			transferred = append(transferred, r)
 		}
-		if len(transferred) != 1 || transferred[0].Answered != "2099" || len(transferred[0].Legs) != 2 {
-			t.Errorf("transferred call records: %+v", transferred)
-		}
-		has(t, out, `^     srv12 2099 +rang, showing \+4915112345678: answered`)
 	}
+	// FreeSWITCH brings the PSTN caller's own channel back (its record has
+	// the PSTN leg and the trunk leg); Asterisk a new Local channel, whose
+	// record has the trunk leg while the PSTN leg stays with the call whose
+	// channel it is.
+	wantLegs := 2
+	if fleet == "asterisk" {
+		wantLegs = 1
+		if r := find(t, recs, "srv11", "+4915112345678", "+4930100100"); len(r.Legs) != 1 || r.Legs[0].Kind != "pstn-in" {
+			t.Errorf("the transferred PSTN call's first record: legs %+v, want its pstn-in leg", r.Legs)
+		}
+	}
+	if len(transferred) != 1 || transferred[0].Answered != "2099" || len(transferred[0].Legs) != wantLegs {
+		t.Errorf("transferred call records: %+v", transferred)
+	}
+	has(t, out, `^     srv12 2099 +rang, showing \+4915112345678: answered`)
 
 	// The channel limit refuses the second call with 503; the first is untouched.
 	has(t, out, `^   caller: not connected, SIP 503 \(NORMAL_CIRCUIT_CONGESTION\)$`)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/callctl/callctl/controller/provision"
 	"github.com/callctl/callctl/integration/sim"
 )
 
@@ -214,11 +213,6 @@ func seed001SharedNumber(ctx context.Context, d *demo) error {
 }
 
 func transferCounts(ctx context.Context, d *demo) error {
-	if d.fleet.Kinds["srv11"] != provision.KindFreeSWITCH {
-		d.say("not shown on this fleet: the simulator transfers calls of FreeSWITCH servers only (a SIP REFER")
-		d.say("and the second outbound socket connection that follows it); run with -fleet mixed or freeswitch")
-		return nil
-	}
 	if err := d.setPhones(answers, "srv11", "3999"); err != nil {
 		return err
 	}

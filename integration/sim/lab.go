@@ -2,7 +2,6 @@ package sim
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -316,18 +315,32 @@ func (l *Lab) SendMalformed(server string, kind esl.Malformed) (int, error) {
 	return 0, nil
 }
 
-// BlindTransfer transfers a call of a FreeSWITCH server to dest as a SIP
-// REFER does: the dialplan runs again and a second outbound connection
-// arrives for the same uuid.
+// BlindTransfer transfers the caller on channel uuid to dest as a SIP REFER
+// from the phone it talks to does. On FreeSWITCH the dialplan runs again and
+// a second outbound connection arrives for the same uuid; on Asterisk (core
+// handling) a Local channel replaces the phone in the bridge and its other
+// half comes back into Stasis with dest.
 func (l *Lab) BlindTransfer(server, uuid, dest string) error {
 	s, err := l.server(server)
 	if err != nil {
 		return err
 	}
-	if s.esl == nil {
-		return errors.New("lab: blind transfer: only FreeSWITCH servers (Asterisk transfers come from its ARI front)")
+	if s.esl != nil {
+		return s.esl.BlindTransfer(uuid, dest)
 	}
-	return s.esl.BlindTransfer(uuid, dest)
+	// Asterisk: the phone the channel talks to sends the REFER, from its own
+	// channel (the model keeps the ARI ids of the channels ARI originated).
+	var phone string
+	_ = s.model.Do(func(tx *callmodel.Tx) error {
+		if snap, ok := tx.Snapshot(uuid); ok {
+			phone = snap.BridgedTo
+		}
+		return nil
+	})
+	if phone == "" {
+		return fmt.Errorf("lab: blind transfer: %s is not bridged with a phone", uuid)
+	}
+	return s.ari.BlindTransfer(phone, dest)
 }
 
 // Hangup hangs up any channel of the lab with a cause (a far end hanging
