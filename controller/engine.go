@@ -46,13 +46,9 @@ type Engine struct {
 
 	mu     sync.Mutex
 	active map[string]*callState
-	// connectedTo remembers, per channel, the phone user a call of it was
-	// last connected to: when that user transfers the channel (a REFER from
-	// the answered phone sends the caller's channel back to callctl), the
-	// transfer routes as dialed by them, also when the REFER does not name
-	// them (a Referred-By of the phone's own device name).
-	connectedTo map[string]connectedUser
-	wg          sync.WaitGroup
+	// stories link a channel's calls: a transfer of it to the call before.
+	stories stories
+	wg      sync.WaitGroup
 	// stopCtx is cancelled when the engine must end every call now: ringing
 	// legs follow it through context.AfterFunc, connected calls watch it
 	// where they wait; no goroutine per call watches it.
@@ -106,47 +102,6 @@ func (e *Engine) note(id string, f func(*callState)) {
 		f(cs)
 	}
 	e.mu.Unlock()
-}
-
-// connectedUser is a phone user a channel was connected to.
-type connectedUser struct {
-	server, domain, ext string
-	// record is the record of the call that connected them: a transfer of
-	// the channel links to it.
-	record string
-	at     time.Time
-}
-
-// connectedMemory bounds how long a connection is remembered for a
-// transfer to find its transferer (the transfer follows the REFER within
-// milliseconds; a channel handed back later is a new story).
-const connectedMemory = 2 * time.Minute
-
-// rememberConnected notes that channel was connected to a phone user.
-func (e *Engine) rememberConnected(channel string, u connectedUser) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.connectedTo == nil {
-		e.connectedTo = map[string]connectedUser{}
-	}
-	for id, c := range e.connectedTo {
-		if u.at.Sub(c.at) > connectedMemory {
-			delete(e.connectedTo, id)
-		}
-	}
-	e.connectedTo[channel] = u
-}
-
-// connectedUserOf is the phone user channel was last connected to, if any
-// and recent.
-func (e *Engine) connectedUserOf(channel string, now time.Time) (connectedUser, bool) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	u, ok := e.connectedTo[channel]
-	if !ok || now.Sub(u.at) > connectedMemory {
-		return connectedUser{}, false
-	}
-	return u, true
 }
 
 // NewEngine returns an engine running plan.
@@ -377,12 +332,7 @@ func (c *run) decide() bool {
 	c.rec = Record{ID: NewID(), CallID: c.call.ID(), Node: c.e.opt.Node, Server: info.Server, Caller: info.Caller,
 		CallerName: info.CallerName, Dialed: info.Dialed, Start: start, PlanVersion: c.router.Plan.Version,
 		Attempts: []hunt.Attempt{}, Legs: []accounting.Leg{}}
-	switch info.Transfer {
-	case routing.Attended:
-		c.rec.Transfer = "attended"
-	case routing.Blind:
-		c.rec.Transfer = "blind"
-	}
+	c.rec.Transfer = info.Transfer.String()
 	c.req = routing.Request{Server: info.Server, Source: info.Source, Caller: info.Caller, CallerName: info.CallerName,
 		Domain: info.Domain, MarkOrg: info.MarkOrg, Dialed: info.Dialed, Transfer: info.Transfer,
 		OriginalCaller: info.OriginalCaller, OriginalName: info.OriginalName, Withheld: info.Withheld}
@@ -392,6 +342,11 @@ func (c *run) decide() bool {
 	c.router.RouteInto(&c.req, &c.dec)
 	d := &c.dec
 	c.fillRecord()
+	org := c.rec.Org
+	if org == "" {
+		org = c.rec.CallerOrg
+	}
+	c.e.stories.begin(c.call.ID(), story{server: info.Server, record: c.rec.ID, org: org}, c.e.opt.Now())
 	kind := d.Kind.String()
 	c.e.note(c.call.ID(), func(cs *callState) {
 		cs.route, cs.org, cs.callerOrg, cs.billing = kind, c.rec.Org, c.rec.CallerOrg, c.rec.Billing
@@ -412,29 +367,34 @@ func (c *run) decide() bool {
 	return true
 }
 
-// transferredBy finds who transferred the call and the record of the call
-// it came from (the one that connected its channel to the transferer).
+// transferredBy finds who transferred the call, the record of the call it
+// came from, and for a transfer no user made, the org of that call.
 func (c *run) transferredBy(info *CallInfo) {
 	from := info.TransferredFrom
 	if from == "" {
 		from = c.call.ID()
 	}
-	u, ok := c.e.connectedUserOf(from, c.e.opt.Now())
-	ok = ok && u.server == info.Server
+	st, ok := c.e.stories.of(from, c.e.opt.Now())
+	ok = ok && st.server == info.Server
 	if ok {
-		c.rec.TransferFrom = u.record
+		c.rec.TransferFrom = st.record
+		c.req.TransferOrg = st.org
+	}
+	c.req.Previous = info.Previous
+	if info.Transfer == routing.IVR {
+		return
 	}
 	if c.router.Plan.Caller(info.Server, info.Domain, info.Caller) != nil {
 		// The media server names the user who transferred it.
 		c.rec.TransferBy = info.Caller
 		return
 	}
-	if ok {
+	if ok && st.user != "" {
 		// The media server does not say which user transferred the call: the
 		// phone it was connected to did (its REFER sent this channel back).
-		c.req.Caller, c.req.Domain = u.ext, u.domain
-		c.rec.TransferBy = u.ext
-		c.log.Info("transfer by the phone the call was connected to", "transferer", u.ext)
+		c.req.Caller, c.req.Domain = st.user, st.domain
+		c.rec.TransferBy = st.user
+		c.log.Info("transfer by the phone the call was connected to", "transferer", st.user)
 	}
 }
 
@@ -712,8 +672,8 @@ func (c *run) note(t *routing.Target) {
 	c.rec.Answered = t.Number
 	c.e.note(c.call.ID(), func(cs *callState) { cs.answered = t.Number })
 	if t.Kind == provision.TargetExtension && t.Server != nil && t.Server.Name == c.rec.Server && c.dec.Org != nil {
-		c.e.rememberConnected(c.call.ID(), connectedUser{server: t.Server.Name, domain: c.dec.Org.Domain, ext: t.Number,
-			record: c.rec.ID, at: now})
+		domain := c.dec.Org.Domain
+		c.e.stories.update(c.call.ID(), c.rec.ID, func(st *story) { st.user, st.domain = t.Number, domain })
 	}
 	c.rec.CallerID = t.CallerID
 	c.log.Info("answered: connected", "target", t.Number, "leg", c.answered.leg.ID())
@@ -852,6 +812,7 @@ func (c *run) finish() {
 	c.ended = true
 	c.release(append([]string(nil), c.held...))
 	c.rec.End = c.e.opt.Now()
+	c.e.stories.update(c.call.ID(), c.rec.ID, func(st *story) { st.ended = c.rec.End })
 	if c.rec.HangupCause == "" {
 		c.rec.HangupCause = c.call.EndCause()
 	}

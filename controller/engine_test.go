@@ -502,3 +502,61 @@ func TestTransferByTheConnectedPhone(t *testing.T) {
 		t.Errorf("unknown transferer: dialed %v, rejected %s", c.dials(), c.rejected)
 	}
 }
+
+// An IVR's or the media server's own transfer of an external call (no user
+// transferred it) routes in the org of the call it came from, here the org
+// that received the DID, links the record to that call's, and counts the
+// transferred party's PSTN leg with the trunk leg (2 + 1).
+func TestIVRTransferRoutesInTheCallsOrg(t *testing.T) {
+	h := newHarness(t, nil)
+	const caller, did = "+4989123456", "+4930100100"
+	first := newCall("i1", controller.CallInfo{Server: "srv11", Caller: caller, Dialed: did, Source: "127.0.0.99"},
+		map[string]script{"user/3999": {outcome: hunt.Answered, talk: 10 * time.Millisecond}})
+	h.eng.Handle(h.ms, first)
+	firstRec := h.recs.last(t)
+	ivr := func(id, previous string) *fakeCall {
+		return newCall(id, controller.CallInfo{Server: "srv11", Caller: caller, Dialed: "122099", Source: "127.0.0.99",
+			Transfer: routing.IVR, OriginalCaller: caller, Previous: previous},
+			map[string]script{"sofia/gateway/srv12/2099": {outcome: hunt.Answered, talk: 200 * time.Millisecond}})
+	}
+	// The same channel comes back: its story names the org (acme).
+	c := ivr("i1", "")
+	done := make(chan struct{})
+	go func() { h.eng.Handle(h.ms, c); close(done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(c.dials()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for h.count(t, "server", "srv11") != 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := h.count(t, "server", "srv11"); n != 2 {
+		t.Errorf("srv11 counts %d during the transferred call, want 2 (the PSTN leg and the trunk leg)", n)
+	}
+	<-done
+	if got := c.dials(); len(got) != 1 || got[0] != "sofia/gateway/srv12/2099" || c.specs[0].CallerIDNumber != caller {
+		t.Fatalf("ivr transfer: dialed %v specs %+v; want 2099 over the trunk showing the PSTN caller", got, c.specs)
+	}
+	rec := h.recs.last(t)
+	if rec.Transfer != "ivr" || rec.TransferFrom != firstRec.ID || rec.TransferBy != "" || rec.Org != "acme" || rec.Route != "inter-server" {
+		t.Errorf("record: transfer %q from %q by %q org %s route %s; want ivr from %q, nobody, acme, inter-server",
+			rec.Transfer, rec.TransferFrom, rec.TransferBy, rec.Org, rec.Route, firstRec.ID)
+	}
+	if n := h.count(t, "server", "srv11"); n != 0 {
+		t.Errorf("srv11 counts %d after the call", n)
+	}
+	// A channel callctl never routed: the previous destination, a DID, names
+	// the org.
+	c = ivr("i9", did)
+	h.eng.Handle(h.ms, c)
+	if got := c.dials(); len(got) != 1 || got[0] != "sofia/gateway/srv12/2099" {
+		t.Errorf("ivr transfer from DID %s: dialed %v, rejected %s", did, got, c.rejected)
+	}
+	// Neither: nothing to route it in, and 122099 is no DID.
+	c = ivr("i8", "1000")
+	h.eng.Handle(h.ms, c)
+	if len(c.dials()) != 0 || c.rejected != routing.CauseUnallocated {
+		t.Errorf("ivr transfer of an unknown call: dialed %v, rejected %s", c.dials(), c.rejected)
+	}
+}

@@ -52,9 +52,14 @@ type CallInfo struct {
 	// MarkOrg is the org mark a trunk call carries (trusted only from trunks).
 	MarkOrg string
 	Dialed  string
-	// Transfer is set when the call reaches callctl again because a user
-	// transferred it.
-	Transfer       routing.Transfer
+	// Transfer is set when the call reaches callctl again because it was
+	// transferred: by a user (blind, attended), or by the media server
+	// itself with no user (ivr: an IVR, uuid_transfer, an ARI redirect).
+	Transfer routing.Transfer
+	// Previous is the destination the call had before the transfer
+	// (FreeSWITCH's Caller-RDNIS): an IVR transfer of a call callctl does
+	// not know routes in the org of that DID.
+	Previous       string
 	OriginalCaller string
 	OriginalName   string
 	// TransferredFrom is the call (its channel id) this transfer took the

@@ -280,6 +280,8 @@ var realScenarios = []realScenario{
 		eps: Endpoints{"acme": {"2099": PhoneTransfers, "3999": PhoneAnswers}}, run: func(t *testing.T, e *RealEnv) { realAttended(t, e, PhoneTransfers) }},
 	{name: "AsteriskAriOnlyAttendedTransfer", two: true, sip: true,
 		eps: Endpoints{"acme": {"2099": PhoneTransfersAriOnly, "3999": PhoneAnswers}}, run: func(t *testing.T, e *RealEnv) { realAttended(t, e, PhoneTransfersAriOnly) }},
+	{name: "IVRTransfer", two: true, sip: true, eps: Endpoints{"acme": {"3999": PhoneAnswers, "2099": PhoneAnswers}},
+		run: realIVRTransfer},
 	{name: "MediaServerKilledMidCall", two: true, sip: true, eps: Endpoints{"acme": {"3998": PhoneAnswers, "2099": PhoneAnswers}},
 		run: realMediaServerKilled},
 	{name: "ControllerKilledMidCall", sip: true, processes: true, eps: Endpoints{"acme": {"3999": PhoneAnswers}},
@@ -643,6 +645,54 @@ func realAttended(t *testing.T, e *RealEnv, phone Target) {
 	}
 	e.waitCount(t, "server", "srv12", 0)
 	e.waitCount(t, "server", "srv11", 0)
+}
+
+// SPEC §4 with a real FreeSWITCH: a PSTN call answered by 3999 is moved on
+// by the server itself (uuid_transfer to 122099, as an IVR does). No user
+// transferred it: it routes in the org that received the DID, not as a new
+// DID. 2099's phone shows the PSTN caller; server 11 counts 2 and server 12
+// 1 while it is up (§5), nothing after.
+func realIVRTransfer(t *testing.T, e *RealEnv) {
+	if e.Fleet.Servers["srv11"].Kind != provision.KindFreeSWITCH {
+		t.Skip("uuid_transfer is FreeSWITCH's; an Asterisk redirect is not in this scenario")
+	}
+	const caller, did = "+4989123456", "+4930100100"
+	cl := e.sipStart(t, "srv11", sipp.Call{Port: e.pstnCaller(), From: caller, Dialed: did})
+	e.sipAnswered(t, "srv11", caller, did, cl)
+	e.waitPhone(t, e.SIPPhones, PhoneNumber(PhoneAnswers, "3999"), caller)
+	e.waitCount(t, "server", "srv11", 1)
+	ch, ok := e.SIPCallerChannel("srv11", caller)
+	if !ok {
+		t.Fatalf("no channel of the PSTN caller %s on srv11", caller)
+	}
+	if err := e.Transfer(realCtx(t), "srv11", ch.ID, "122099", "public"); err != nil {
+		t.Fatal(err)
+	}
+	e.waitPhone(t, e.SIPPhones, PhoneNumber(PhoneAnswers, "2099"), caller)
+	e.sipAnswered(t, "srv11", caller, "122099", cl)
+	e.waitCount(t, "server", "srv11", 2)
+	e.waitCount(t, "server", "srv12", 1)
+	if cl.Ended() {
+		t.Fatal("the caller's call ended with the transfer")
+	}
+	r := e.hangupSIP(t, "srv11", caller, cl)
+	if r.Final != 200 {
+		t.Errorf("the caller's call: final %d", r.Final)
+	}
+	first := e.sipRecord(t, "srv11", caller, did, r)
+	rec := e.recordWhere(t, func(rec *controller.Record) bool {
+		return rec.Server == "srv11" && rec.Transfer != "" && !rec.Start.Before(r.Invited.Add(-time.Second))
+	})
+	if rec.Transfer != "ivr" || rec.Route != "inter-server" || rec.Org != "acme" || rec.CallerID != caller || rec.Answered != "2099" {
+		t.Errorf("record of the transferred call: transfer %q route %s org %s caller id %s answered %s; want ivr inter-server acme %s 2099",
+			rec.Transfer, rec.Route, rec.Org, rec.CallerID, rec.Answered, caller)
+	}
+	if rec.TransferFrom != first.ID || rec.TransferBy != "" || first.Answered != "3999" {
+		t.Errorf("transfer link: from %q by %q (first record %q answered by %s); want from the first record, by nobody",
+			rec.TransferFrom, rec.TransferBy, first.ID, first.Answered)
+	}
+	e.waitCount(t, "server", "srv11", 0)
+	e.waitCount(t, "server", "srv12", 0)
 }
 
 // Server 12 crashes (SIGKILL) while a call crosses to it and another call

@@ -160,6 +160,16 @@ func (e *RealEnv) Kill(ctx context.Context, server, id string) error {
 	return p.Kill(ctx, id)
 }
 
+// Transfer sends a channel of a FreeSWITCH server to dest in context with
+// uuid_transfer, as an IVR or an operator does (no REFER, no user).
+func (e *RealEnv) Transfer(ctx context.Context, server, id, dest, context string) error {
+	fs, ok := e.phones[server].(*fsSide)
+	if !ok {
+		return fmt.Errorf("server %s is not a FreeSWITCH of the %s fleet", server, e.Fleet.Name)
+	}
+	return fs.Transfer(ctx, id, dest, context)
+}
+
 // Channel is a channel a server created while the suite watched.
 type Channel struct {
 	ID, Name string

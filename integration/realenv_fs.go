@@ -423,6 +423,21 @@ func (c *fsSide) Kill(ctx context.Context, id string) error {
 	return nil
 }
 
+// Transfer is uuid_transfer <id> <dest> XML <context>.
+func (c *fsSide) Transfer(ctx context.Context, id, dest, context string) error {
+	if !validChannelID(id) || checkDigits("0", dest) != nil || !validAppName(context) {
+		return fmt.Errorf("uuid_transfer %q %q %q: not a channel, digits and a context", id, dest, context)
+	}
+	f, err := c.command(ctx, "api uuid_transfer "+id+" "+dest+" XML "+context)
+	if err != nil {
+		return err
+	}
+	if res := strings.TrimSpace(string(f.body)); !strings.HasPrefix(res, "+OK") {
+		return fmt.Errorf("uuid_transfer %s: %s", id, res)
+	}
+	return nil
+}
+
 // Close closes the connection and waits for its reader.
 func (c *fsSide) Close() {
 	c.fail(errors.New("closed by the suite"))

@@ -642,6 +642,43 @@ func TestTransferredExternalCallCounts2Plus1(t *testing.T) {
 	})
 }
 
+// SPEC §4: FreeSWITCH itself moves an external call on (uuid_transfer, as
+// an IVR does): nobody transferred it, so it routes in the org that
+// received the DID, not as a new DID; 2099 sees the original caller, and it
+// counts 2 on server 11 and 1 on server 12 (§5).
+func TestIVRTransferRoutesInTheCallsOrg(t *testing.T) {
+	scenario(t, Options{Phones: phones("srv11", "3999", answers, "srv12", "2099", answers)}, func(t *testing.T, e *Env) {
+		if e.Fleet.Kinds["srv11"] != provision.KindFreeSWITCH {
+			t.Skip("the simulator's uuid_transfer is FreeSWITCH's; Asterisk redirects are covered in adapters/asterisk")
+		}
+		const caller = "+4915112345678"
+		in := e.pstnCall(t, "srv11", "+4930100100", caller)
+		bridged(t, in)
+		e.waitCount(t, "server", "srv11", 1)
+		if err := e.Lab.Transfer("srv11", in.UUID(), "122099", "public"); err != nil {
+			t.Fatal(err)
+		}
+		e.waitAnswered(t, "2099")
+		rs := e.Lab.Rings("srv12", "2099")
+		if len(rs) != 1 || rs[0].Caller.Number != caller {
+			t.Fatalf("2099 rings: %+v, want one showing the original caller", rs)
+		}
+		e.waitCount(t, "server", "srv11", 2)
+		e.waitCount(t, "server", "srv12", 1)
+		hangup(t, in)
+		first := e.record(t, of(in))
+		rec := e.record(t, func(r *controller.Record) bool { return r.Transfer == "ivr" })
+		if rec.Route != "inter-server" || rec.Org != "acme" || rec.CallerID != caller || rec.Answered != "2099" || len(rec.Legs) != 2 {
+			t.Errorf("transfer record: route %s org %s caller id %s answered %s legs %+v", rec.Route, rec.Org, rec.CallerID, rec.Answered, rec.Legs)
+		}
+		if rec.TransferFrom != first.ID || rec.TransferBy != "" {
+			t.Errorf("transfer record: from %q by %q; want from %q (the DID's call), by nobody", rec.TransferFrom, rec.TransferBy, first.ID)
+		}
+		e.waitCount(t, "server", "srv11", 0)
+		e.waitCount(t, "server", "srv12", 0)
+	})
+}
+
 // The media server drops every control connection mid-call: nothing is
 // leaked (counts, calls), and callctl takes new calls once it reconnected.
 func TestMediaServerDropsMidCall(t *testing.T) {

@@ -37,6 +37,10 @@ type call struct {
 	// dispatch queue when this connection subscribed) is not about this
 	// connection.
 	connectSeq uint64
+	// xferSource is the channel's transfer source when it was handed over:
+	// a bridge that ends with another one ended because the channel was
+	// transferred (uuid_transfer, a REFER).
+	xferSource string
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -173,9 +177,22 @@ func (c *call) onExecuteComplete(ev *esl.Event, at time.Time) {
 			}
 			d.doneAt = at
 			d.completeSeen = true
-			close(d.complete)
+		} else {
+			d = nil
 		}
 		c.mu.Unlock()
+		if d == nil {
+			return
+		}
+		// The bridge ended because the channel was transferred: the
+		// transfer is already on the bridge's last event (a new transfer
+		// source). The handler must see the call gone before it sees the
+		// bridge's end, or it would take the end for "nobody answered"
+		// and refuse a call that lives on.
+		if src := ev.Get("variable_transfer_source"); src != "" && src != c.xferSource && !ev.Is("Answer-State", "hangup") {
+			c.transferredAway("the channel was transferred while its bridge ran")
+		}
+		close(d.complete)
 	case ev.Is("Application", "socket"):
 		// The socket application ended while the channel is up: something
 		// (uuid_transfer, a SIP REFER, our own Handoff) sent the channel back

@@ -226,7 +226,8 @@ func TestBlindTransferOfBridgedCall(t *testing.T) {
 
 // A transfer while callctl is still hunting: the first owner's ringing leg
 // is cancelled (without hanging the caller up), the second connection routes
-// the new destination as a blind transfer, passing the caller through.
+// the new destination as the transfer it is (uuid_transfer names no user:
+// ivr, in the org of the call), passing the caller through.
 func TestBlindTransferWhileRinging(t *testing.T) {
 	base := runtime.NumGoroutine()
 	func() {
@@ -271,7 +272,7 @@ func TestBlindTransferWhileRinging(t *testing.T) {
 			t.Errorf("first owner's record: cause %q attempts %v", first.HangupCause, outcomes(first))
 		}
 		rec := recs[1]
-		if rec.Transfer != "blind" || rec.Dialed != "3998" || !slices.Equal(outcomes(rec), []string{"3998:answered"}) {
+		if rec.Transfer != "ivr" || rec.Dialed != "3998" || !slices.Equal(outcomes(rec), []string{"3998:answered"}) {
 			t.Errorf("transferred call record: transfer %q dialed %q attempts %v", rec.Transfer, rec.Dialed, outcomes(rec))
 		}
 	}()

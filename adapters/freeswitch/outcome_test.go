@@ -149,8 +149,8 @@ func TestCallInfoFromTransferReplies(t *testing.T) {
 		t.Errorf("conn1: %+v", first)
 	}
 	second := callInfo(read("fs1_case2_refer_from_phone.conn2.raw"), "fs1")
-	if second.Transfer == 0 || second.Dialed != "2099" || second.OriginalCaller != "sipp" {
-		t.Errorf("conn2: %+v", second)
+	if second.Transfer != routing.Blind || second.Dialed != "2099" || second.OriginalCaller != "sipp" || second.Previous != "1000" {
+		t.Errorf("conn2: %+v; want a blind transfer (a REFER) of sipp from 1000 to 2099", second)
 	}
 	// Referred-By is "<sip:phone@…>": not a number, so the caller stays the
 	// transferred party.
@@ -159,6 +159,21 @@ func TestCallInfoFromTransferReplies(t *testing.T) {
 	}
 	if second.Start.IsZero() || !second.Start.Equal(first.Start) {
 		t.Errorf("start times %v / %v", first.Start, second.Start)
+	}
+	// A REFER from the caller brings the phone's channel back: a blind
+	// transfer by the REFER's sender, sipp (not a number: left to the engine).
+	fromCaller := callInfo(read("fs1_case2_refer_from_caller.conn2.raw"), "fs1")
+	if fromCaller.Transfer != routing.Blind || fromCaller.Previous != "phone" {
+		t.Errorf("REFER from the caller, conn2: %+v", fromCaller)
+	}
+	// uuid_transfer names no user: FreeSWITCH itself moved the call on, an
+	// IVR transfer, from the previous destination 1000.
+	ivr := callInfo(read("fs1_case1_uuid_transfer.conn2.raw"), "fs1")
+	if ivr.Transfer != routing.IVR || ivr.Dialed != "2099" || ivr.Previous != "1000" || ivr.Caller != "sipp" || ivr.OriginalCaller != "sipp" {
+		t.Errorf("uuid_transfer, conn2: %+v; want an ivr transfer of sipp from 1000 to 2099", ivr)
+	}
+	if first := callInfo(read("fs1_case1_uuid_transfer.conn1.raw"), "fs1"); first.Transfer != routing.NoTransfer || first.Previous != "" {
+		t.Errorf("uuid_transfer, conn1: %+v", first)
 	}
 }
 

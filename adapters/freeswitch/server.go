@@ -391,6 +391,7 @@ func (s *Server) handshake(nc net.Conn, peer netip.Addr) (*call, error) {
 	c := &call{srv: s, ms: ms, id: id, peer: peer, info: info, cancel: cancel, handled: make(chan struct{}),
 		log: callLog{l: s.log, id: id, server: ms.Name()}}
 	c.connectSeq, _ = strconv.ParseUint(h.Get("Event-Sequence"), 10, 64)
+	c.xferSource = transferSource(h)
 	c.ctx = context.WithValue(ctx, ctxCallKey{}, c)
 	c.stepKind = "setup"
 	c.conn = newConn(nc, rd)
@@ -529,26 +530,42 @@ func callInfo(h esl.Headers, server string) controller.CallInfo {
 	if us, err := strconv.ParseInt(h.Get("Caller-Channel-Created-Time"), 10, 64); err == nil && us > 0 {
 		info.Start = time.UnixMicro(us)
 	}
-	src := h.Get("variable_transfer_source")
-	if src == "" {
-		src = h.Get("Caller-Transfer-Source")
-	}
-	if src != "" {
-		// <epoch>:<uuid>:bl_xfer:<exten>/<context>/<dialplan>
-		info.Transfer = routing.Blind
-		if strings.Contains(src, ":att_xfer") {
+	if src := transferSource(h); src != "" {
+		// <epoch>:<uuid>:bl_xfer:<exten>/<context>/<dialplan>. Who moved the
+		// call on decides how it routes (SPEC §4): a SIP REFER names its
+		// sender (Refer-To, Referred-By) and is a user's transfer; without
+		// them FreeSWITCH itself transferred it (uuid_transfer, an IVR, a
+		// dialplan transfer), with no user.
+		refer := h.Get("variable_sip_refer_to") != "" || h.Get("variable_sip_h_Referred-By") != ""
+		switch {
+		case strings.Contains(src, ":att_xfer"):
 			info.Transfer = routing.Attended
+		case refer:
+			info.Transfer = routing.Blind
+		default:
+			info.Transfer = routing.IVR
 		}
 		info.OriginalCaller = info.Caller
 		info.OriginalName = info.CallerName
-		// The transferring user is the REFER's Referred-By. Without one
-		// (uuid_transfer, a transfer application) nobody is known to transfer:
-		// the call is routed as the transferred party's own.
-		if u := sipUser(h.Get("variable_sip_h_Referred-By")); validNumber(u) {
+		// Caller-RDNIS is the destination before the transfer: for an
+		// external call, the DID whose org the transfer stays in.
+		info.Previous = h.Get("Caller-RDNIS")
+		// The transferring user is the REFER's Referred-By. Without a usable
+		// one the engine asks who the channel was connected to.
+		if u := sipUser(h.Get("variable_sip_h_Referred-By")); refer && validNumber(u) {
 			info.Caller = u
 		}
 	}
 	return info
+}
+
+// transferSource is the channel's latest transfer, as FreeSWITCH writes it
+// on each transfer (<epoch>:<uuid>:bl_xfer:<exten>/<context>/<dialplan>).
+func transferSource(h esl.Headers) string {
+	if src := h.Get("variable_transfer_source"); src != "" {
+		return src
+	}
+	return h.Get("Caller-Transfer-Source")
 }
 
 // sipUser returns the user part of "<sip:user@host>" or "Name <sip:user@host;...>".

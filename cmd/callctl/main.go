@@ -155,14 +155,19 @@ func newRoute() *cobra.Command {
 			if req.Caller == "" && req.Source == "" {
 				return &exitError{code: 2, err: errors.New("--from is needed: the calling extension (for a call from the PSTN or a trunk, give --source and the caller's number)")}
 			}
-			switch transfer {
-			case "":
-			case "blind":
-				req.Transfer = routing.Blind
-			case "attended":
-				req.Transfer = routing.Attended
-			default:
-				return &exitError{code: 2, err: fmt.Errorf("--transfer %q: want blind or attended", transfer)}
+			kind, ok := routing.ParseTransfer(transfer)
+			if !ok {
+				return &exitError{code: 2, err: fmt.Errorf("--transfer %q: want blind, attended or ivr", transfer)}
+			}
+			req.Transfer = kind
+			if kind == routing.IVR && req.TransferOrg == "" && req.Previous == "" {
+				return &exitError{code: 2, err: errors.New("--transfer ivr needs the call's org: --org ORG, or --previous DID (the number the call came in on)")}
+			}
+			if kind != routing.IVR && (req.TransferOrg != "" || req.Previous != "") {
+				return &exitError{code: 2, err: errors.New("--org and --previous go with --transfer ivr (a user's transfer routes in the user's org)")}
+			}
+			if req.TransferOrg != "" && plan.Org(req.TransferOrg) == nil {
+				return &exitError{code: 2, err: fmt.Errorf("--org %q: no such org in the plan", req.TransferOrg)}
 			}
 			d := routing.New(plan).Route(&req)
 			s := d.Summarize()
@@ -192,8 +197,11 @@ func newRoute() *cobra.Command {
 	f.StringVar(&req.Domain, "domain", "", "caller's domain, when extensions repeat across orgs on a server")
 	f.StringVar(&req.MarkOrg, "mark-org", "", "org mark carried by a trunk call")
 	f.StringVar(&req.CallerName, "caller-name", "", "caller name of PSTN and trunk calls")
-	f.StringVar(&transfer, "transfer", "", "blind or attended: the caller transfers the party --original")
+	f.StringVar(&transfer, "transfer", "", "blind or attended: the caller (--from) transfers the party --original; "+
+		"ivr: the media server itself transfers the call of --from (an IVR, uuid_transfer, an ARI redirect), routed in the call's org")
 	f.StringVar(&req.OriginalCaller, "original", "", "number of the party being transferred")
+	f.StringVar(&req.TransferOrg, "org", "", "with --transfer ivr: the org of the call being transferred")
+	f.StringVar(&req.Previous, "previous", "", "with --transfer ivr: the call's previous destination (the DID an external call came in on)")
 	f.BoolVar(&asJSON, "json", false, "print the decision as JSON")
 	_ = cmd.MarkFlagRequired("server")
 	_ = cmd.MarkFlagRequired("dial")
@@ -211,6 +219,16 @@ func printDecision(w io.Writer, req *routing.Request, s routing.Summary) {
 		origin += " (user " + s.Caller + " of org " + s.CallerOrg + ")"
 	}
 	fmt.Fprintf(tw, "origin\t%s\n", origin)
+	switch req.Transfer {
+	case routing.IVR:
+		in := "org " + req.TransferOrg
+		if req.TransferOrg == "" {
+			in = "the org of DID " + req.Previous
+		}
+		fmt.Fprintf(tw, "transfer\tivr: no user transferred it; routed in %s, passing %s through\n", in, orNone(req.Caller))
+	case routing.Blind, routing.Attended:
+		fmt.Fprintf(tw, "transfer\t%s by %s of %s\n", req.Transfer, orNone(req.Caller), orNone(req.OriginalCaller))
+	}
 	if s.Route == routing.Rejected {
 		fmt.Fprintf(tw, "route\trejected: %s (SIP %d)\n", s.Cause, s.SIPCode)
 		fmt.Fprintf(tw, "reason\t%s\n", s.Reason)

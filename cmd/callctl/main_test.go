@@ -466,6 +466,36 @@ func TestServeSaysAPlanIsNotANodeConfig(t *testing.T) {
 	}
 }
 
+// An IVR's transfer of an external call routes in the org that received
+// its DID, not as a new DID.
+func TestRouteIVRTransfer(t *testing.T) {
+	out, _, code := run(t, "route", "--server", "srv11", "--source", "127.0.0.99", "--from", "+4989123456", "--dial", "122099")
+	if code != 1 || !strings.Contains(out, "UNALLOCATED_NUMBER (SIP 404)") {
+		t.Errorf("122099 from the PSTN as a DID: exit %d:\n%s", code, out)
+	}
+	for _, arg := range [][]string{{"--previous", "+4930100100"}, {"--org", "acme"}} {
+		out, _, code := run(t, append([]string{"route", "--server", "srv11", "--source", "127.0.0.99", "--from", "+4989123456",
+			"--dial", "122099", "--transfer", "ivr"}, arg...)...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d:\n%s", arg, code, out)
+		}
+		for _, want := range []string{"transfer  ivr: no user transferred it", "inter-server to org acme", "shows +4989123456",
+			"srv11: 1 (pstn-in, org acme, on arrival); srv11: 1 (trunk-out", "srv12: 1 (trunk-in"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%v: output lacks %q:\n%s", arg, want, out)
+			}
+		}
+	}
+	if _, errOut, code := run(t, "route", "--server", "srv11", "--source", "127.0.0.99", "--from", "+4989123456", "--dial", "122099",
+		"--transfer", "ivr"); code != 2 || !strings.Contains(errOut, "--org ORG, or --previous DID") {
+		t.Errorf("ivr without the call's org: exit %d: %s", code, errOut)
+	}
+	if _, errOut, code := run(t, "route", "--server", "srv11", "--from", "3999", "--dial", "122099", "--transfer", "park"); code != 2 ||
+		!strings.Contains(errOut, "want blind, attended or ivr") {
+		t.Errorf("unknown transfer kind: exit %d: %s", code, errOut)
+	}
+}
+
 // route exits non-zero when the call would not be routed, names an unknown
 // server, and asks for --from.
 func TestRouteRefusals(t *testing.T) {

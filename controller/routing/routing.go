@@ -127,6 +127,12 @@ type Request struct {
 	// Withheld says the caller asked for its number to be withheld (SIP
 	// Privacy: id, as the media server tells).
 	Withheld bool
+	// TransferOrg is the org of the call an IVR transfer moves on (the org
+	// it was routed in); Previous the destination it had before (a DID for
+	// an external call). An IVR transfer routes in TransferOrg, else in the
+	// org that uses the DID Previous.
+	TransferOrg string
+	Previous    string
 }
 
 // Transfer kinds.
@@ -137,7 +143,33 @@ const (
 	NoTransfer Transfer = iota
 	Attended
 	Blind
+	// IVR: the media server itself moved the call on (an IVR's or the
+	// dialplan's transfer, uuid_transfer, an ARI redirect): no user
+	// transferred it.
+	IVR
 )
+
+func (t Transfer) String() string {
+	switch t {
+	case Attended:
+		return "attended"
+	case Blind:
+		return "blind"
+	case IVR:
+		return "ivr"
+	}
+	return ""
+}
+
+// ParseTransfer reads a transfer kind's name ("" is no transfer).
+func ParseTransfer(s string) (Transfer, bool) {
+	for _, t := range []Transfer{NoTransfer, Attended, Blind, IVR} {
+		if t.String() == s {
+			return t, true
+		}
+	}
+	return NoTransfer, false
+}
 
 // Origin is where a call came from, as decided from its source.
 type Origin uint8
@@ -350,6 +382,10 @@ func (r *Router) route(d *Decision, req *Request) {
 		return
 	}
 	trunk := entry.Source(req.Source)
+	if req.Transfer == IVR {
+		r.fromIVR(d, req, entry, trunk)
+		return
+	}
 	if req.Transfer != NoTransfer {
 		// A user transferred the call: it routes as dialed by that user,
 		// while the transferred party's channel still crosses the server's
@@ -369,8 +405,10 @@ func (r *Router) route(d *Decision, req *Request) {
 			r.fromUser(d, req, entry, u)
 			return
 		}
-		// Nobody known transferred it (an operator's uuid_transfer): it
-		// routes as the transferred party's own call.
+		// Nobody known transferred it: as far as callctl can tell the media
+		// server did, and the call stays in its org (never a new DID).
+		r.fromIVR(d, req, entry, trunk)
+		return
 	}
 	switch {
 	case trunk != nil && trunk.Peer != nil:
@@ -393,6 +431,94 @@ func (r *Router) route(d *Decision, req *Request) {
 	d.CallerOrg = caller.Org
 	d.Billing = caller.Org.ID
 	r.fromUser(d, req, entry, caller)
+}
+
+// fromIVR routes a transfer nobody dialed (SPEC §4): an IVR's or the media
+// server's own transfer is routed in the org of the call being transferred
+// (an external call's org is the one that received its DID), never as a
+// new DID. The transferred party is passed through, and its channel still
+// crosses the server's edge as it did (2 + 1 across servers, SPEC §5).
+func (r *Router) fromIVR(d *Decision, req *Request, entry *provision.ServerInfo, trunk *provision.TrunkInfo) {
+	p := r.Plan
+	// The party moved on: for a user's transfer whose user callctl does not
+	// know, the original caller; for the media server's, the call's caller.
+	caller, name := req.Caller, req.CallerName
+	if req.Transfer != IVR && req.OriginalCaller != "" {
+		caller, name = req.OriginalCaller, req.OriginalName
+	}
+	org := p.Org(req.TransferOrg)
+	billing := ""
+	if org == nil && req.Previous != "" {
+		n := p.Number(req.Previous)
+		if n == nil && req.Previous[0] != '+' {
+			n = p.Number("+" + req.Previous)
+		}
+		if n != nil {
+			org, billing = n.User, n.Owner.ID
+		}
+	}
+	switch {
+	case trunk != nil && trunk.Peer != nil:
+		d.Origin = FromTrunk
+		d.PeerServer = trunk.Peer
+	case trunk != nil:
+		d.Origin = FromPSTN
+	default:
+		d.Origin = FromPhone
+	}
+	user := p.Caller(entry.Name, req.Domain, caller)
+	if org == nil && d.Origin == FromPhone && user != nil {
+		org = user.Org
+	}
+	if org == nil {
+		reject(d, CauseUnallocated, "transfer to "+req.Dialed+" by the media server: the org of the call is unknown"+
+			" (not a call callctl routed, nor a previous destination that is a DID)")
+		return
+	}
+	if billing == "" {
+		billing = org.ID
+	}
+	d.Org = org
+	d.Billing = billing
+	d.passCaller(caller, name, req.Withheld)
+	switch d.Origin {
+	case FromTrunk:
+		d.InLegs.Add(accounting.Leg{Server: entry.Name, Org: org.ID, Kind: accounting.TrunkIn})
+	case FromPSTN:
+		d.InLegs.Add(accounting.Leg{Server: entry.Name, Org: org.ID, Kind: accounting.PSTNIn})
+	default:
+		// A phone of the server: shown as its extension here and prefixed
+		// across servers, like any call of its own.
+		if user != nil {
+			d.Caller = user
+			d.CallerOrg = user.Org
+			if !d.Withheld {
+				d.CallerIDName = user.Name
+				d.TrunkCallerID = user.Prefixed
+			}
+		}
+	}
+	s := req.Dialed
+	if s[len(s)-1] == 'T' || org.Lookup(s) != nil {
+		r.internal(d, org, s, entry, org.ID)
+		if d.Kind != Rejected || d.Cause != CauseUnallocated {
+			return
+		}
+		d.Cause, d.Reason = CauseNone, ""
+	}
+	// A server prefix + a destination of the org on that server.
+	if sv, n := p.ServerByPrefix(s); sv != nil {
+		if t := org.Lookup(s[n:]); t != nil && t.Kind != provision.TargetFeature && t.Home() == sv {
+			r.internal(d, org, s[n:], entry, org.ID)
+			return
+		}
+	}
+	if _, ok := org.Normalize(s); ok {
+		// No user transferred it, so no user's outbound rule allows it.
+		reject(d, CauseRejected, "transfer to "+s+" by the media server: an external number needs a user's outbound rule")
+		return
+	}
+	reject(d, CauseUnallocated, "nothing in org "+org.ID+" answers to "+s)
 }
 
 // fromTrunk routes a call that another server sent over its trunk: the mark

@@ -417,3 +417,72 @@ func TestFallback(t *testing.T) {
 		t.Errorf("fallback of a call to an extension: %s, want rejected", fd.Kind)
 	}
 }
+
+// An IVR's or the media server's own transfer (uuid_transfer, a dialplan
+// transfer, an ARI redirect) of an external call routes in the org that
+// received its DID, never as a new DID (SPEC §4): 122099 reaches 2099 on
+// server 12 showing the PSTN caller, counting 2 + 1.
+func TestIVRTransferRoutesInTheCallsOrg(t *testing.T) {
+	r := labRouter(t)
+	const caller = "+4915112345678"
+	// Without the transfer's org, 122099 from the PSTN is a DID nobody has.
+	if d := r.Route(&routing.Request{Server: "srv11", Source: "127.0.0.99", Caller: caller, Dialed: "122099"}); d.Cause != routing.CauseUnallocated {
+		t.Fatalf("122099 as a DID: %s %s, want unallocated", d.Kind, d.Cause)
+	}
+	for _, req := range []routing.Request{
+		{Server: "srv11", Source: "127.0.0.99", Caller: caller, Dialed: "122099", Transfer: routing.IVR, TransferOrg: "acme"},
+		{Server: "srv11", Source: "127.0.0.99", Caller: caller, Dialed: "122099", Transfer: routing.IVR, Previous: "+4930100100"},
+		{Server: "srv11", Source: "127.0.0.99", Caller: caller, Dialed: "122099", Transfer: routing.IVR, Previous: "4930100100"},
+	} {
+		d := r.Route(&req)
+		if d.Kind != routing.InterServer || d.Target.Number != "2099" || d.Org.ID != "acme" {
+			t.Fatalf("ivr transfer (org %q previous %q): %s %s %s (%s)", req.TransferOrg, req.Previous, d.Kind, d.Cause, d.Target.Number, d.Reason)
+		}
+		if d.Target.CallerID != caller || d.Origin != routing.FromPSTN || d.Billing != "acme" {
+			t.Errorf("ivr transfer shows %q, origin %s, billing %s; want the PSTN caller, pstn, acme", d.Target.CallerID, d.Origin, d.Billing)
+		}
+		s1 := d.InLegs.Count("srv11") + d.Target.Legs.Count("srv11")
+		if s2 := d.Target.Legs.Count("srv12"); s1 != 2 || s2 != 1 {
+			t.Errorf("ivr transfer counts srv11=%d srv12=%d, want 2 and 1", s1, s2)
+		}
+	}
+	// In the org's own numbers: a local extension and a group.
+	if d := r.Route(&routing.Request{Server: "srv11", Source: "127.0.0.99", Caller: caller, Dialed: "3998",
+		Transfer: routing.IVR, TransferOrg: "acme"}); d.Kind != routing.Local || d.Target.CallerID != caller {
+		t.Errorf("ivr transfer to 3998: %s shows %q (%s)", d.Kind, d.Target.CallerID, d.Reason)
+	}
+	if d := r.Route(&routing.Request{Server: "srv11", Source: "127.0.0.99", Caller: caller, Dialed: "8008003",
+		Transfer: routing.IVR, TransferOrg: "grp1"}); d.Kind != routing.Hunt || d.Target.Number != "77721403" {
+		t.Errorf("ivr transfer to 8008003 in grp1: %s %s (%s)", d.Kind, d.Target.Number, d.Reason)
+	}
+	// Not in another org, and not to the PSTN: no user's rule allows it.
+	if d := r.Route(&routing.Request{Server: "srv11", Source: "127.0.0.99", Caller: caller, Dialed: "8008003",
+		Transfer: routing.IVR, TransferOrg: "acme"}); d.Cause != routing.CauseUnallocated {
+		t.Errorf("ivr transfer to another org's number: %s %s", d.Kind, d.Cause)
+	}
+	if d := r.Route(&routing.Request{Server: "srv11", Source: "127.0.0.99", Caller: caller, Dialed: "030123456",
+		Transfer: routing.IVR, TransferOrg: "acme"}); d.Cause != routing.CauseRejected {
+		t.Errorf("ivr transfer to the PSTN: %s %s, want rejected", d.Kind, d.Cause)
+	}
+	// An unknown org and a previous destination that is no DID: nothing to
+	// route it in.
+	if d := r.Route(&routing.Request{Server: "srv11", Source: "127.0.0.99", Caller: caller, Dialed: "122099",
+		Transfer: routing.IVR, Previous: "1000"}); d.Cause != routing.CauseUnallocated {
+		t.Errorf("ivr transfer without an org: %s %s", d.Kind, d.Cause)
+	}
+	// A phone's call moved on by an IVR: the phone is shown as on its own
+	// calls, prefixed across servers; no leg counts on its way in.
+	d := r.Route(&routing.Request{Server: "srv11", Caller: "3998", Dialed: "122099", Transfer: routing.IVR, TransferOrg: "acme"})
+	if d.Kind != routing.InterServer || d.Target.CallerID != "113998" || d.InLegs.Len() != 0 || d.Origin != routing.FromPhone {
+		t.Errorf("ivr transfer of 3998's call: %s shows %q in-legs %s origin %s", d.Kind, d.Target.CallerID, d.InLegs, d.Origin)
+	}
+	// A trunk call's party: counted on its way in over the trunk.
+	d = r.Route(&routing.Request{Server: "srv12", Source: "srv11", Caller: "113999", MarkOrg: "acme", Dialed: "113998",
+		Transfer: routing.IVR, TransferOrg: "acme"})
+	if d.Kind != routing.InterServer || d.Target.CallerID != "113999" || d.InLegs.String() != "srv12:trunk-in(acme)" {
+		t.Errorf("ivr transfer of a trunk call: %s shows %q in-legs %s (%s)", d.Kind, d.Target.CallerID, d.InLegs, d.Reason)
+	}
+	if k, ok := routing.ParseTransfer("ivr"); !ok || k != routing.IVR || k.String() != "ivr" {
+		t.Errorf("ParseTransfer(ivr) = %v %v", k, ok)
+	}
+}

@@ -343,6 +343,19 @@ func (l *Lab) BlindTransfer(server, uuid, dest string) error {
 	return s.ari.BlindTransfer(phone, dest)
 }
 
+// Transfer sends a FreeSWITCH channel to dest in context as uuid_transfer
+// does (an IVR's or an operator's transfer: no REFER, no transferring user).
+func (l *Lab) Transfer(server, uuid, dest, context string) error {
+	s, err := l.server(server)
+	if err != nil {
+		return err
+	}
+	if s.esl == nil {
+		return fmt.Errorf("lab: transfer: only FreeSWITCH servers (Asterisk redirects come from its ARI front)")
+	}
+	return s.esl.Transfer(uuid, dest, context)
+}
+
 // Hangup hangs up any channel of the lab with a cause (a far end hanging
 // up).
 func (l *Lab) Hangup(server, uuid string, cause callmodel.Cause) error {
