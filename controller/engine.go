@@ -681,12 +681,53 @@ func (c *run) note(t *routing.Target) {
 
 func (c *run) connected() {
 	leg := c.answered.leg
-	select {
-	case <-c.ctx.Done():
-	case <-leg.Ended():
-	case <-c.e.stopCtx.Done():
+	var noted <-chan struct{}
+	tn, _ := c.call.(TransferNoter)
+	if tn != nil {
+		noted = tn.Transferred()
+	}
+	for waiting := true; waiting; {
+		select {
+		case <-noted:
+			noted = nil
+			c.noteTransfer(tn.TransferNote())
+		case <-c.ctx.Done():
+			waiting = false
+		case <-leg.Ended():
+			waiting = false
+		case <-c.e.stopCtx.Done():
+			waiting = false
+		}
 	}
 	c.afterConnected()
+}
+
+// noteTransfer records that a transfer made this connected call carry
+// another call's party: its record names the kind, links to the record of
+// the call the party came from and names who transferred it (SPEC §4): the
+// phone that call was connected to, unless the media server names another.
+func (c *run) noteTransfer(n TransferNote) {
+	if c.rec.Transfer != "" {
+		return
+	}
+	switch n.Kind {
+	case routing.Attended:
+		c.rec.Transfer = "attended"
+	case routing.Blind:
+		c.rec.Transfer = "blind"
+	default:
+		return
+	}
+	by := n.By
+	if st, ok := c.e.stories.of(n.FromCall, c.e.opt.Now()); ok {
+		c.rec.TransferFrom = st.record
+		if by == "" {
+			by = st.user
+		}
+	}
+	c.rec.TransferBy = by
+	c.log.Info("transfer: the call now carries another call's party", "kind", c.rec.Transfer, "from_call", n.FromCall,
+		"from_record", c.rec.TransferFrom, "by", by)
 }
 
 // afterConnected ends the caller's side when the leg went first (or the

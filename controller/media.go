@@ -41,6 +41,26 @@ type Call interface {
 	EndCause() string
 }
 
+// TransferNoter is implemented by calls whose media server can report,
+// after the call was connected, that a transfer made it carry another
+// call's party (an attended transfer linking the two calls): Transferred
+// is closed then, and TransferNote says which.
+type TransferNoter interface {
+	Transferred() <-chan struct{}
+	TransferNote() TransferNote
+}
+
+// TransferNote describes a transfer that made a connected call carry
+// another call's party.
+type TransferNote struct {
+	Kind routing.Transfer
+	// FromCall is the call (its channel id) the party came from; By the
+	// user who transferred it when the media server tells ("": the phone
+	// FromCall was connected to).
+	FromCall string
+	By       string
+}
+
 // CallInfo is what the engine needs to route a call.
 type CallInfo struct {
 	Server string

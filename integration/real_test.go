@@ -567,8 +567,9 @@ func dialogTags(t *testing.T, cl *sipp.Caller) (callID, local, remote string) {
 // on after both of 2099's lines are gone, 3999's phone still shows the
 // transferring extension (122099), server 12 counts 2 (the PSTN leg, the
 // second line's trunk leg) and server 11 1 until the caller hangs up, the
-// second line's record says TRANSFERRED once 3999's leg ended, and nothing
-// stays counted.
+// second line's record says TRANSFERRED once 3999's leg ended and links to
+// the PSTN call's record as an attended transfer by 2099, and nothing stays
+// counted.
 func realAttended(t *testing.T, e *RealEnv, phone Target) {
 	if e.Fleet.Kinds["srv12"] != provision.KindAsterisk {
 		t.Skip("this scenario transfers on Asterisk; server 12 is not one here")
@@ -628,7 +629,8 @@ func realAttended(t *testing.T, e *RealEnv, phone Target) {
 	if !e.SIPPhones.HungUp() {
 		t.Errorf("3999's phone was not hung up after the PSTN caller")
 	}
-	if first := e.sipRecord(t, "srv12", ariOnlyCaller, ariOnlyDID, r); first.Answer == nil {
+	first := e.sipRecord(t, "srv12", ariOnlyCaller, ariOnlyDID, r)
+	if first.Answer == nil {
 		t.Errorf("the PSTN call's record: not answered")
 	}
 	rec := e.recordWhere(t, func(rec *controller.Record) bool {
@@ -636,6 +638,11 @@ func realAttended(t *testing.T, e *RealEnv, phone Target) {
 	})
 	if rec.HangupCause != "TRANSFERRED" || rec.Answer == nil || rec.CallerID != "122099" {
 		t.Errorf("the second line's record: cause %s answered %v caller id %s; want TRANSFERRED, answered, 122099", rec.HangupCause, rec.Answer, rec.CallerID)
+	}
+	// It carries the PSTN caller now: it names the transfer, links to the
+	// PSTN call's record and names 2099 (SPEC §4).
+	if rec.Transfer != "attended" || first.ID == "" || rec.TransferFrom != first.ID || rec.TransferBy != "2099" {
+		t.Errorf("the second line's record: transfer %q from %q by %q; want attended from %q by 2099", rec.Transfer, rec.TransferFrom, rec.TransferBy, first.ID)
 	}
 	far := e.recordWhere(t, func(rec *controller.Record) bool {
 		return rec.Server == "srv11" && rec.Dialed == "3999" && !rec.Start.Before(r.Invited.Add(-30*time.Second))

@@ -75,10 +75,14 @@ type call struct {
 	// xfer is the transfer (ari-only handling) this call carries out: its
 	// caller is the ;2 half of the transfer's stand-in.
 	xfer *ariTransfer
+	// noted closes once an attended transfer linked this call with
+	// another (note says which); see controller.TransferNoter.
+	noted chan struct{}
+	note  controller.TransferNote
 }
 
 func newCall(cl *Client, ch *channelData, args []string) *call {
-	c := &call{cl: cl, id: ch.ID, name: ch.Name, hangupCause: -1}
+	c := &call{cl: cl, id: ch.ID, name: ch.Name, hangupCause: -1, noted: make(chan struct{})}
 	c.info = controller.CallInfo{
 		Server:     cl.cfg.Server,
 		Source:     pjsipEndpoint(ch.Name),
@@ -242,6 +246,36 @@ func (c *call) transferredFrom(x *call, l *leg, transferer string) {
 	}
 	c.logger().Info("blind transfer", "transferer", transferer, "from_call", x.id, "user", c.info.Caller,
 		"transferred", c.info.OriginalCaller, "dialed", c.info.Dialed)
+}
+
+// Transferred and TransferNote are controller.TransferNoter.
+func (c *call) Transferred() <-chan struct{} { return c.noted }
+
+func (c *call) TransferNote() controller.TransferNote {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.note
+}
+
+// attendedFrom notes that an attended transfer linked this call with x:
+// this call's connected party now talks to the party of x that the
+// transferer (byLeg of x, or x's caller when nil) talked to.
+func (c *call) attendedFrom(x *call, byLeg *leg) {
+	by := ""
+	if byLeg == nil {
+		x.mu.Lock()
+		by = x.info.Caller
+		x.mu.Unlock()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	select {
+	case <-c.noted:
+		return
+	default:
+	}
+	c.note = controller.TransferNote{Kind: routing.Attended, FromCall: x.id, By: by}
+	close(c.noted)
 }
 
 // noteHangupCause keeps the cause of a hangup request about the caller.

@@ -501,8 +501,18 @@ func (c *Client) handleFrame(data []byte, at time.Time) {
 	case ari.Events.ApplicationReplaced:
 		c.log.Error("ARI: another client took over application " + c.cfg.App +
 			"; two callctl nodes must not share an application name")
-	case ari.Events.BridgeBlindTransfer, ari.Events.BridgeAttendedTransfer:
+	case ari.Events.BridgeBlindTransfer:
 		c.log.Info("ARI: transfer in a bridge", "type", e.Type, "bridge", e.BridgeID)
+	case ari.Events.BridgeAttendedTransfer:
+		c.log.Info("ARI: transfer in a bridge", "type", e.Type, "first_leg", e.FirstLeg, "second_leg", e.SecondLeg)
+		// The calls of the two dialogs are linked (Asterisk put a Local
+		// pair in the transferer's places): the second carries the first
+		// one's party now.
+		a, _ := c.lookup(e.FirstLeg)
+		b, _ := c.lookup(e.SecondLeg)
+		if a != nil && b != nil && !a.standIn && !b.standIn && a.xfer == nil && b.xfer == nil && a.call != b.call {
+			b.call.attendedFrom(a.call, a.leg)
+		}
 	case eventChannelTransfer:
 		c.onChannelTransfer(&e)
 	default:

@@ -24,6 +24,9 @@ type event struct {
 	Soft           bool
 	DialStatus     string
 	BridgeID       string
+	// FirstLeg and SecondLeg are a BridgeAttendedTransfer's transferer
+	// channels: the REFER's dialog and the dialog it replaced.
+	FirstLeg, SecondLeg string
 	// Transfer is a ChannelTransfer's content (a REFER under
 	// PJSIP_TRANSFER_HANDLING(ari-only)); nil for other events.
 	Transfer *transferData
@@ -80,8 +83,10 @@ type wireEvent struct {
 	Bridge         *struct {
 		ID string `json:"id"`
 	} `json:"bridge"`
-	State   string `json:"state"`
-	ReferTo *struct {
+	State     string       `json:"state"`
+	FirstLeg  *wireChannel `json:"transferer_first_leg"`
+	SecondLeg *wireChannel `json:"transferer_second_leg"`
+	ReferTo   *struct {
 		Requested *struct {
 			Destination string `json:"destination"`
 			ProtocolID  string `json:"protocol_id"`
@@ -164,6 +169,7 @@ func decodeEvent(data []byte) (event, error) {
 	if w.Type == eventChannelTransfer {
 		e.Transfer = w.transfer()
 	}
+	e.FirstLeg, e.SecondLeg = w.FirstLeg.data().ID, w.SecondLeg.data().ID
 	return e, nil
 }
 

@@ -371,6 +371,7 @@ func (t *ariTransfer) link(id string) {
 			lg.Warn("attended transfer: taking the replaced party out of its bridge failed", "replaced", t.toCh, "err", err)
 		}
 		lg.Info("attended transfer: the calls are linked", "stand_in", t.id, "link", id, "replaced", t.toCh, "to_call", y.id)
+		y.attendedFrom(t.from, t.byLeg)
 		t.connected()
 	})
 }

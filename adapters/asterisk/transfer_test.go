@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/callctl/callctl/controller"
 	"github.com/callctl/callctl/integration/sim/callmodel"
 	"github.com/callctl/callctl/internal/labtest"
 )
@@ -369,9 +370,11 @@ func TestAttendedTransferCore(t *testing.T) {
 	if second.HangupCause != "TRANSFERRED" || second.Answer == nil {
 		t.Errorf("second record: cause %q answered %v", second.HangupCause, second.Answer)
 	}
-	if first := l.record("2001", "2002"); first.Answered != "2002" {
+	first := l.record("2001", "2002")
+	if first.Answered != "2002" {
 		t.Errorf("first record: answered %q", first.Answered)
 	}
+	checkAttendedRecord(t, second, first)
 	l.settled(15 * time.Second)
 }
 
@@ -428,8 +431,21 @@ func TestAriOnlyAttendedTransfer(t *testing.T) {
 	l.waitCounts(map[string]int{"srv12": 1, "srv13": 1})
 	l.hangup("srv13", target)
 	waitFor(t, 10*time.Second, func() bool { return !l.obs.get(caller).hungup.IsZero() }, "2001 hung up after 3001")
-	if second := l.record("2002", "133001"); second.HangupCause != "TRANSFERRED" || second.Answer == nil {
+	second := l.record("2002", "133001")
+	if second.HangupCause != "TRANSFERRED" || second.Answer == nil {
 		t.Errorf("second record: cause %q answered %v", second.HangupCause, second.Answer)
 	}
+	checkAttendedRecord(t, second, l.record("2001", "2002"))
 	l.settled(15 * time.Second)
+}
+
+// checkAttendedRecord: the record of the call the attended transfer linked
+// the transferred party into names the transfer, links to the record of
+// the call the party came from and names the transferring phone (SPEC §4).
+func checkAttendedRecord(t *testing.T, second, first *controller.Record) {
+	t.Helper()
+	if second.Transfer != "attended" || first.ID == "" || second.TransferFrom != first.ID || second.TransferBy != "2002" {
+		t.Errorf("second record: transfer %q from %q by %q; want attended from %q (the first record) by 2002",
+			second.Transfer, second.TransferFrom, second.TransferBy, first.ID)
+	}
 }
