@@ -334,7 +334,7 @@ func TestAttendedTransferCore(t *testing.T) {
 	a := l.fleet.RingsOf("srv12", "2002")[0].UUID
 	consult := l.call("2002", "133001", callmodel.CallerPlan{})
 	waitFor(t, 10*time.Second, func() bool { return l.obs.get(consult).answered != (time.Time{}) }, "2002's second call answered")
-	waitConnected(t, l, "3001")
+	waitSecondLine(t, l)
 	if got := l.fleet.RingsOf("srv13", "3001")[0].Caller.Number; got != "122002" {
 		t.Errorf("3001 saw %q, want 122002", got)
 	}
@@ -406,7 +406,7 @@ func TestAriOnlyAttendedTransfer(t *testing.T) {
 	a := l.fleet.RingsOf("srv12", "2002")[0].UUID
 	consult := l.call("2002", "133001", callmodel.CallerPlan{})
 	waitFor(t, 10*time.Second, func() bool { return l.obs.get(consult).answered != (time.Time{}) }, "2002's second call answered")
-	waitConnected(t, l, "3001")
+	waitSecondLine(t, l)
 	l.waitCounts(map[string]int{"srv12": 1, "srv13": 1})
 	b := l.ariCaller("srv12", "2002")
 	if err := l.ast["srv12"].AttendedTransfer(a, b); err != nil {
@@ -448,4 +448,18 @@ func checkAttendedRecord(t *testing.T, second, first *controller.Record) {
 		t.Errorf("second record: transfer %q from %q by %q; want attended from %q (the first record) by 2002",
 			second.Transfer, second.TransferFrom, second.TransferBy, first.ID)
 	}
+}
+
+// waitSecondLine waits until callctl connected 2002's second call on srv12
+// (not only srv13's end of it).
+func waitSecondLine(t *testing.T, l *lab) {
+	t.Helper()
+	waitFor(t, 10*time.Second, func() bool {
+		for _, v := range l.eng.Calls() {
+			if v.Server == "srv12" && v.Caller == "2002" && v.Answered == "3001" {
+				return true
+			}
+		}
+		return false
+	}, "callctl connected 2002's second call")
 }
