@@ -171,6 +171,9 @@ func newRoute() *cobra.Command {
 			}
 			d := routing.New(plan).Route(&req)
 			s := d.Summarize()
+			if len(s.Forwards) > 0 {
+				s.MaxForwards = plan.MaxForwards
+			}
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
@@ -276,7 +279,25 @@ func printDecision(w io.Writer, req *routing.Request, s routing.Summary) {
 	if s.Fallback != "" {
 		fmt.Fprintf(tw, "fallback\t%s\n", s.Fallback)
 	}
+	for _, f := range s.Forwards {
+		when := "on " + f.On
+		if f.After > 0 {
+			when += " after " + f.After.String()
+		}
+		fmt.Fprintf(tw, "%s\t%s (dialed as %s dials it, showing the original caller)\n", when, f.Target, forwardOwner(f.By))
+	}
+	if s.MaxForwards > 0 {
+		fmt.Fprintf(tw, "max forwards\t%d (then busy)\n", s.MaxForwards)
+	}
 	tw.Flush()
+}
+
+// forwardOwner names who a forward is dialed as: a user, or a limit's org.
+func forwardOwner(by string) string {
+	if strings.HasPrefix(by, "server ") || strings.HasPrefix(by, "org ") {
+		return "the limit of " + by
+	}
+	return "user " + by
 }
 
 func countedText(s routing.Summary) string {

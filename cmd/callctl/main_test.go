@@ -24,6 +24,7 @@ import (
 	"github.com/callctl/callctl/adapters/file"
 	"github.com/callctl/callctl/controller"
 	"github.com/callctl/callctl/controller/hunt"
+	"github.com/callctl/callctl/controller/routing"
 	"github.com/callctl/callctl/examples"
 )
 
@@ -585,5 +586,34 @@ func TestComposeFileRunsOnAFreshClone(t *testing.T) {
 	}
 	if nodes != 2 {
 		t.Errorf("%d callctl nodes in the compose file, want 2", nodes)
+	}
+}
+
+// route shows where a call would be forwarded: the user's no-answer (with
+// its wait) and busy forwards, the limit forwards of the limits its legs
+// count against, and max forwards.
+func TestRouteShowsForwards(t *testing.T) {
+	out, _, code := run(t, "route", "--server", "srv11", "--from", "3999", "--dial", "3997")
+	for _, want := range []string{"ring 4s", "on no answer after 4s  121101 (dialed as user 3997", "on busy",
+		"max forwards           5 (then busy)"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("route output (exit %d) lacks %q:\n%s", code, want, out)
+		}
+	}
+	if out, _, _ := run(t, "route", "--server", "srv11", "--from", "3999", "--dial", "3998"); strings.Contains(out, "forward") {
+		t.Errorf("a user without forwards shows forwards:\n%s", out)
+	}
+	lab := strings.Replace(string(examples.Lab), "    channel_limit: 30\n    asterisk:",
+		"    channel_limit: 30\n    limit_forward: {org: acme, target: \"3998\"}\n    asterisk:", 1)
+	out, _, _ = run(t, "route", "--config", writePlan(t, lab), "--server", "srv11", "--from", "3999", "--dial", "122099", "--json")
+	var s struct {
+		Forwards    []routing.ForwardSummary `json:"forwards"`
+		MaxForwards int                      `json:"max_forwards"`
+	}
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatalf("route --json: %v\n%s", err, out)
+	}
+	if len(s.Forwards) != 1 || s.Forwards[0] != (routing.ForwardSummary{On: "limit", Target: "3998", By: "server srv12"}) || s.MaxForwards != 5 {
+		t.Errorf("forwards of 122099 with srv12's limit forward: %+v, max %d", s.Forwards, s.MaxForwards)
 	}
 }

@@ -29,6 +29,10 @@ type Summary struct {
 	Fallback   string           `json:"fallback,omitempty"`
 	// Emergency: an emergency number, to the PSTN whatever the rule.
 	Emergency bool `json:"emergency,omitempty"`
+	// Forwards are where the call would go next (SPEC §4); MaxForwards,
+	// set by who has the plan, bounds them.
+	Forwards    []ForwardSummary `json:"forwards,omitempty"`
+	MaxForwards int              `json:"max_forwards,omitempty"`
 }
 
 // TargetSummary is one target in ringing order.
@@ -69,7 +73,9 @@ func (d *Decision) Summarize() Summary {
 	if d.Org != nil {
 		s.Org = d.Org.ID
 	}
-	for _, t := range d.Members() {
+	members := d.Members()
+	d.ForwardRing(members)
+	for _, t := range members {
 		ts := TargetSummary{Number: t.Number, Kind: t.Kind.String(), Dial: t.DialString(), Carries: t.Dest,
 			CallerID: t.CallerID, RingTimeout: t.RingTimeout, Registered: t.Registered, Legs: t.Legs.Slice()}
 		if d.Kind == External {
@@ -86,6 +92,7 @@ func (d *Decision) Summarize() Summary {
 		}
 		s.Targets = append(s.Targets, ts)
 	}
+	s.Forwards = d.forwardSummaries()
 	if d.Kind == Feature {
 		s.Targets = append(s.Targets, TargetSummary{Number: d.Target.Number, Kind: "feature code",
 			Dial: "media server dialplan", Legs: []accounting.Leg{}})
