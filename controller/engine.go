@@ -278,6 +278,8 @@ type run struct {
 	// refused says which limit refused a leg the call dialed (or that the
 	// counts were unavailable), for the record's reason.
 	refused string
+	// fwd follows the call's forwards (forward.go).
+	fwd forwardState
 }
 
 func (c *run) handle() error {
@@ -300,7 +302,7 @@ func (c *run) handle() error {
 		c.handoff()
 		return nil
 	}
-	if c.dialAll(d.Members()) {
+	if c.dialForwarding() {
 		// Waiting for the end of the call happens here, with only this small
 		// frame below: the stack that stays for the whole call is short.
 		c.connected()
@@ -439,10 +441,7 @@ func (c *run) handoff() {
 //
 //go:noinline
 func (c *run) nobodyAnswered() {
-	cause := routing.CauseBusy
-	if c.dec.Kind != routing.Hunt && len(c.rec.Attempts) == 1 {
-		cause = causeFor(c.rec.Attempts[0].Outcome)
-	}
+	cause := c.unansweredCause()
 	c.log.Info("nobody answered", "attempts", len(c.rec.Attempts), "cause", cause)
 	c.reject(cause, c.unansweredReason())
 }
@@ -602,6 +601,7 @@ func (c *run) attempt(t *routing.Target) (hunt.Attempt, Leg, []string) {
 			if c.refused == "" {
 				c.refused = a.Cause
 			}
+			c.fwd.refusal = err
 			return a, nil, nil
 		}
 		held = append(held, hid)

@@ -65,6 +65,11 @@ type Attempt struct {
 	Start   time.Time `json:"start"`
 	// Ring is how long it rang; records carry it as ring_ms.
 	Ring time.Duration `json:"-"`
+	// Forward says the target was rung because the call was forwarded
+	// (forward-noanswer, forward-busy, forward-limit), ForwardedBy whose
+	// forward it was (a user, or a limit: "server srv12").
+	Forward     string `json:"forward,omitempty"`
+	ForwardedBy string `json:"forwarded_by,omitempty"`
 }
 
 // attemptJSON is an Attempt as records carry it: the ring time in
@@ -76,12 +81,14 @@ type attemptJSON struct {
 	Cause   string    `json:"cause,omitempty"`
 	Start   time.Time `json:"start"`
 	RingMS  int64     `json:"ring_ms"`
+	Forward string    `json:"forward,omitempty"`
+	By      string    `json:"forwarded_by,omitempty"`
 }
 
 // MarshalJSON writes the ring time in milliseconds (ring_ms).
 func (a Attempt) MarshalJSON() ([]byte, error) {
 	return json.Marshal(attemptJSON{Target: a.Target, Server: a.Server, Outcome: a.Outcome, Cause: a.Cause, Start: a.Start,
-		RingMS: a.Ring.Milliseconds()})
+		RingMS: a.Ring.Milliseconds(), Forward: a.Forward, By: a.ForwardedBy})
 }
 
 // UnmarshalJSON reads what MarshalJSON writes.
@@ -91,7 +98,7 @@ func (a *Attempt) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	*a = Attempt{Target: j.Target, Server: j.Server, Outcome: j.Outcome, Cause: j.Cause, Start: j.Start,
-		Ring: time.Duration(j.RingMS) * time.Millisecond}
+		Ring: time.Duration(j.RingMS) * time.Millisecond, Forward: j.Forward, ForwardedBy: j.By}
 	return nil
 }
 
