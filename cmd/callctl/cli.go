@@ -35,6 +35,7 @@ func newUsers() *cobra.Command {
 	c := &client{}
 	var org string
 	var u provision.User
+	var fwdNoAnswer, fwdAfter, fwdBusy string
 	cmd := &cobra.Command{Use: "users", Short: "An org's users (extensions): list, show, add, set, delete"}
 	clientFlags(cmd, c)
 	cmd.PersistentFlags().StringVar(&org, "org", "", "the org (required)")
@@ -68,9 +69,47 @@ func newUsers() *cobra.Command {
 		f.StringVar(&u.OutgoingNumber, "outgoing-number", "", "default or an E.164 number of the org")
 		f.StringVar(&u.OutboundRule, "outbound-rule", "", "outbound rule")
 		f.StringVar(&u.Endpoint, "endpoint", "", "endpoint (cluster admins only)")
+		f.StringVar(&fwdNoAnswer, "forward-no-answer", "", "forward when not answered (anything the user could dial; empty: none)")
+		f.StringVar(&fwdAfter, "forward-after", "", "how long the user rings before the no-answer forward (1s-5m)")
+		f.StringVar(&fwdBusy, "forward-busy", "", "forward when busy (anything the user could dial; empty: none)")
+	}
+	// forward applies the forward flags given to u's forward.
+	forward := func(cc *cobra.Command, x *provision.User) error {
+		f := cc.Flags()
+		if !f.Changed("forward-no-answer") && !f.Changed("forward-after") && !f.Changed("forward-busy") {
+			return nil
+		}
+		fw := provision.Forward{}
+		if x.Forward != nil {
+			fw = *x.Forward
+		}
+		if f.Changed("forward-no-answer") {
+			fw.NoAnswer = fwdNoAnswer
+		}
+		if f.Changed("forward-busy") {
+			fw.Busy = fwdBusy
+		}
+		if f.Changed("forward-after") {
+			fw.After = 0
+			if fwdAfter != "" {
+				d, err := time.ParseDuration(fwdAfter)
+				if err != nil {
+					return fmt.Errorf("--forward-after %q: not a duration like 15s", fwdAfter)
+				}
+				fw.After = provision.Duration(d)
+			}
+		}
+		x.Forward = &fw
+		if fw == (provision.Forward{}) {
+			x.Forward = nil
+		}
+		return nil
 	}
 	add := apiCommand(c, "add EXT", "Add a user", cobra.ExactArgs(1), func(ctx context.Context, cmd *cobra.Command, a []string) error {
 		u.Extension = a[0]
+		if err := forward(cmd, &u); err != nil {
+			return err
+		}
 		var out provision.User
 		if _, err := c.do(ctx, "POST", base(), "", u, &out); err != nil {
 			return err
@@ -101,6 +140,9 @@ func newUsers() *cobra.Command {
 		}
 		if f.Changed("endpoint") {
 			cur.Endpoint = u.Endpoint
+		}
+		if err := forward(cmd, &cur); err != nil {
+			return err
 		}
 		if _, err := c.do(ctx, "PUT", base()+"/"+esc(a[0]), tag, cur, nil); err != nil {
 			return err
