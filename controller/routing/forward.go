@@ -185,6 +185,11 @@ func (r *Router) ForwardInto(d *Decision, f Forward, fd *Decision) {
 		return
 	}
 	fd.CallerIDNumber, fd.CallerIDName, fd.TrunkCallerID, fd.Withheld = d.CallerIDNumber, d.CallerIDName, d.TrunkCallerID, d.Withheld
+	if d.Kind == External && d.Origin == FromPhone && d.Caller != nil && !d.Withheld {
+		// The call was going out with the org's external number; a phone
+		// of the org is shown the caller as for an internal call.
+		fd.CallerIDNumber, fd.CallerIDName, fd.TrunkCallerID = d.Caller.Ext, d.Caller.Name, d.Caller.Prefixed
+	}
 	if fd.TrunkCallerID == "" {
 		fd.TrunkCallerID = fd.CallerIDNumber
 	}

@@ -125,6 +125,13 @@ func TestLimitForwards(t *testing.T) {
 	check(t, fd, want{kind: routing.InterServer, org: "acme", members: []string{"1101"}, callerID: []string{"113999"}, billing: "acme",
 		legs: "srv11:trunk-out(acme), srv12:trunk-in(acme)[counted there]"})
 
+	// An external call of a phone forwarded at a limit shows the caller's
+	// extension, not the external number it would have presented.
+	d = r.Route(&routing.Request{Server: "srv11", Caller: "3997", Dialed: "030999999"})
+	r.ForwardInto(&d, f, &fd)
+	check(t, fd, want{kind: routing.InterServer, org: "acme", members: []string{"1101"}, callerID: []string{"113997"}, cidName: "Dana Ruiz",
+		billing: "acme", legs: "srv11:trunk-out(acme), srv12:trunk-in(acme)[counted there]"})
+
 	if _, ok := r.LimitForward(&d, "server", "srv11"); ok {
 		t.Errorf("srv11 has no limit forward")
 	}

@@ -1,0 +1,118 @@
+package integration
+
+import (
+	"testing"
+
+	"github.com/callctl/callctl/controller/provision"
+	"github.com/callctl/callctl/integration/sipp"
+)
+
+// Forwarding on real servers (SPEC §4), with real SIP callers and phones:
+// what the far phone displays, the counts while up and after, the record.
+
+func init() {
+	realScenarios = append(realScenarios,
+		realScenario{name: "NoAnswerForward", two: true, sip: true,
+			eps: Endpoints{"acme": {"3997": PhoneRings, "1101": PhoneAnswers}}, run: realNoAnswerForward},
+		realScenario{name: "BusyForward", two: true, sip: true,
+			eps: Endpoints{"acme": {"3997": PhoneBusy, "1101": PhoneAnswers}}, run: realBusyForward},
+		realScenario{name: "LimitForward", sip: true, eps: Endpoints{"acme": {"3999": PhoneAnswers, "3998": PhoneAnswers}},
+			edit: limitForward("srv11", 1, "acme", "3998"), run: realLimitForward},
+		realScenario{name: "GroupFallbackForPSTNCaller", two: true, sip: true, eps: Endpoints{
+			"grp1": {"77721401": Busy, "77721402": Busy, "77721403": Busy, "77721404": Busy, "77721405": Busy, "77721406": Busy},
+			"acme": {"1101": PhoneAnswers}}, edit: grp1FallbackToNightDesk, run: realGroupFallback},
+	)
+}
+
+// A PSTN caller to 3997 (DID +4930100197), whose phone rings and is not
+// answered within her 4 s: the night desk 1101 on srv12 rings showing the
+// caller's number; 2 counted on srv11, 1 on srv12.
+func realNoAnswerForward(t *testing.T, e *RealEnv) {
+	cl := e.sipStart(t, "srv11", sipp.Call{Port: e.pstnCaller(), From: "+4915112345678", Dialed: "+4930100197"})
+	e.sipAnswered(t, "srv11", "+4915112345678", "+4930100197", cl)
+	e.waitPhone(t, e.SIPPhones, PhoneNumber(PhoneAnswers, "1101"), "+4915112345678")
+	if rs := e.SIPPhones.RingsOf(PhoneNumber(PhoneRings, "3997")); len(rs) != 1 {
+		t.Errorf("3997's phone rang %d times, want once", len(rs))
+	}
+	e.waitCount(t, "server", "srv11", 2)
+	e.waitCount(t, "server", "srv12", 1)
+	r := e.hangupSIP(t, "srv11", "+4915112345678", cl)
+	rec := e.sipRecord(t, "srv11", "+4915112345678", "+4930100197", r)
+	forwarded(t, rec, "3997:no-answer 1101:answered", "forward-noanswer", "3997")
+	if a := rec.Attempts[0].Ring; a < 3900e6 {
+		t.Errorf("3997 rang %s before the forward, want her 4 s", a)
+	}
+	e.waitCount(t, "server", "srv11", 0)
+	e.waitCount(t, "server", "srv12", 0)
+}
+
+// 3999 calls 3997, whose phone is busy: the night desk on srv12 rings
+// showing 113999 and Aiko Sato.
+func realBusyForward(t *testing.T, e *RealEnv) {
+	cl := e.sipStart(t, "srv11", sipp.Call{From: "3999", FromName: "Aiko Sato", Dialed: "3997"})
+	e.sipAnswered(t, "srv11", "3999", "3997", cl)
+	ring := e.waitPhone(t, e.SIPPhones, PhoneNumber(PhoneAnswers, "1101"), "113999")
+	if ring.From.Name != "Aiko Sato" {
+		t.Errorf("the night desk shows the name %q, want Aiko Sato", ring.From.Name)
+	}
+	e.waitCount(t, "server", "srv11", 1)
+	e.waitCount(t, "server", "srv12", 1)
+	r := e.hangupSIP(t, "srv11", "3999", cl)
+	forwarded(t, e.sipRecord(t, "srv11", "3999", "3997", r), "3997:busy 1101:answered", "forward-busy", "3997")
+	e.waitCount(t, "server", "srv11", 0)
+	e.waitCount(t, "server", "srv12", 0)
+}
+
+// srv11 at its limit of 1: 3997's external call would need a second PSTN
+// leg; instead of 503 it reaches srv11's limit forward, 3998, showing 3997.
+func realLimitForward(t *testing.T, e *RealEnv) {
+	first := e.sipStart(t, "srv11", sipp.Call{From: "3999", Dialed: "030123456"})
+	e.sipAnswered(t, "srv11", "3999", "030123456", first)
+	e.waitCount(t, "server", "srv11", 1)
+	cl := e.sipStart(t, "srv11", sipp.Call{From: "3997", Dialed: "030999999"})
+	e.sipAnswered(t, "srv11", "3997", "030999999", cl)
+	e.waitPhone(t, e.SIPPhones, PhoneNumber(PhoneAnswers, "3998"), "3997")
+	if e.PSTN != nil && len(e.PSTN.RingsOf("+4930999999")) != 0 {
+		t.Errorf("the call over the limit reached the PSTN")
+	}
+	e.waitCount(t, "server", "srv11", 1)
+	r := e.hangupSIP(t, "srv11", "3997", cl)
+	forwarded(t, e.sipRecord(t, "srv11", "3997", "030999999", r), "+4930999999:congested 3998:answered", "forward-limit", "server srv11")
+	if first.Ended() {
+		t.Fatal("the first call ended")
+	}
+	e.hangupSIP(t, "srv11", "3999", first)
+	e.waitCount(t, "server", "srv11", 0)
+}
+
+// grp1FallbackToNightDesk gives group 1 a fallback on srv12: its own 1101,
+// the phone acme's 1101 is on in the scenario.
+func grp1FallbackToNightDesk(d *provision.Document) {
+	ep := ""
+	editUser(d, "acme", "1101", func(u *provision.User) { ep = u.Endpoint })
+	for i := range d.Orgs {
+		if d.Orgs[i].ID == "grp1" {
+			d.Orgs[i].Users = append(d.Orgs[i].Users, provision.User{Extension: "1101", Name: "Night Desk", Server: "srv12", Endpoint: ep})
+			d.Orgs[i].Hunt.Fallback = "1101"
+		}
+	}
+}
+
+// SPEC §3: a PSTN caller to group 1 (+4930200100), where every member is
+// busy, reaches the group's fallback on srv12, shown the caller's number;
+// 2 counted on srv11, 1 on srv12.
+func realGroupFallback(t *testing.T, e *RealEnv) {
+	cl := e.sipStart(t, "srv11", sipp.Call{Port: e.pstnCaller(), From: "+4915112345678", Dialed: "+4930200100"})
+	e.sipAnswered(t, "srv11", "+4915112345678", "+4930200100", cl)
+	e.waitPhone(t, e.SIPPhones, PhoneNumber(PhoneAnswers, "1101"), "+4915112345678")
+	e.waitCount(t, "server", "srv11", 2)
+	e.waitCount(t, "server", "srv12", 1)
+	r := e.hangupSIP(t, "srv11", "+4915112345678", cl)
+	rec := e.sipRecord(t, "srv11", "+4915112345678", "+4930200100", r)
+	want := "77721401:busy 77721402:busy 77721403:busy 77721404:busy 77721405:busy 77721406:busy 1101:answered"
+	if got := attempts(rec); got != want || rec.Answered != "1101" {
+		t.Errorf("record: attempts %s, answered by %q; want %s by 1101", got, rec.Answered, want)
+	}
+	e.waitCount(t, "server", "srv11", 0)
+	e.waitCount(t, "server", "srv12", 0)
+}
