@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Transfers under PJSIP_TRANSFER_HANDLING(ari-only): Asterisk answers the
@@ -203,6 +204,32 @@ func (c *call) connectedBridge(l *leg) (string, bool) {
 	return "", false
 }
 
+// addStandIn adds a channel just created by /channels/create to bridge.
+// Asterisk answers the create before the channel has entered the
+// application, and addChannel refuses it until then (422 "Channel not in
+// Stasis application", seen on Asterisk 22 about one time in four): that
+// refusal is retried for a short while.
+func (c *Client) addStandIn(ctx context.Context, bridge, id string) error {
+	deadline := time.Now().Add(standInWait)
+	for {
+		err := c.rest.do(ctx, http.MethodPost, "/bridges/"+seg(bridge)+"/addChannel", url.Values{"channel": {id}}, nil, nil)
+		if err == nil || statusOf(err) != http.StatusUnprocessableEntity || time.Now().After(deadline) {
+			return err
+		}
+		t := time.NewTimer(20 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+}
+
+// standInWait bounds how long a created stand-in may take to enter the
+// application.
+const standInWait = 2 * time.Second
+
 // start puts the stand-in into the call's bridge in the transferer's place
 // and dials the transfer's destination through it.
 func (t *ariTransfer) start(ctx context.Context) {
@@ -226,7 +253,7 @@ func (t *ariTransfer) start(ctx context.Context) {
 		// Ended meanwhile (its end was handled as the transfer's failure).
 		return
 	}
-	if err := c.rest.do(ctx, http.MethodPost, "/bridges/"+seg(bridge)+"/addChannel", url.Values{"channel": {t.id}}, nil, nil); err != nil {
+	if err := c.addStandIn(ctx, bridge, t.id); err != nil {
 		lg.Warn("transfer: adding the stand-in to the bridge failed", "bridge", bridge, "err", err)
 		t.unmark()
 		t.mu.Lock()
