@@ -260,6 +260,13 @@ func checkStory(t *testing.T, fleet, out string) {
 	}
 	has(t, out, `^     srv12 2099 +rang, showing \+4915112345678: answered`)
 
+	// Forwarding: 3997 is busy, her forward rings the night desk on srv12,
+	// which shows 113999; the forward is an attempt of the same record.
+	has(t, out, `^   the night desk 1101 on srv12 shows the caller as 113999 "Aiko Sato" \(forwarded by 3997\)$`)
+	if r := find(t, recs, "srv11", "3999", "3997"); r.attempts() != "3997:busy 1101:answered" || r.Answered != "1101" {
+		t.Errorf("the forwarded call's record: attempts %s, answered by %s", r.attempts(), r.Answered)
+	}
+
 	// The channel limit refuses the second call with 503; the first is untouched.
 	has(t, out, `^   caller: not connected, SIP 503 \(NORMAL_CIRCUIT_CONGESTION\)$`)
 	has(t, out, `^     PSTN \+4930222222 +did not ring$`)

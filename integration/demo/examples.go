@@ -43,7 +43,45 @@ var examples = []example{
 	{"seed 004: the 0044 caller-ID rule presents +442071234567; other calls the org default", seed004CallerID},
 	{"seed 001: kundeA's number +4930555001, used in kundeB's PBX, is billed to kundeA", seed001SharedNumber},
 	{"seed 003 §4: an external call into srv11 transferred to srv12 counts 2 on srv11 + 1 on srv12", transferCounts},
+	{"forwarding: 3999 calls 3997, who is busy; her busy forward rings the night desk 1101 on srv12, which sees 113999", busyForward},
 	{"channel limit: srv11 limited to 1 counted leg; the next external call is refused with 503", channelLimit},
+}
+
+func busyForward(ctx context.Context, d *demo) error {
+	if err := d.setPhones(busy, "srv11", "3997"); err != nil {
+		return err
+	}
+	if err := d.setPhones(answers, "srv12", "1101"); err != nil {
+		return err
+	}
+	c, m, err := d.place(ctx, "srv11", "3999", "Aiko Sato", "acme", "3997")
+	if err != nil {
+		return err
+	}
+	if err := d.bridged(ctx, c); err != nil {
+		return err
+	}
+	for _, r := range d.env.Lab.RingsSince(m.at) {
+		if r.Server == "srv12" && r.Target == "1101" {
+			d.say("the night desk 1101 on srv12 shows the caller as %s (forwarded by 3997)", shown(r.Caller))
+		}
+	}
+	if err := d.waitCount(ctx, "srv11", 1); err != nil {
+		return err
+	}
+	if err := d.waitCount(ctx, "srv12", 1); err != nil {
+		return err
+	}
+	if err := d.counts(ctx, " (the forward's trunk leg out of srv11, and into srv12)"); err != nil {
+		return err
+	}
+	if err := sleep(ctx, talk); err != nil {
+		return err
+	}
+	if err := d.hangUp(ctx, c); err != nil {
+		return err
+	}
+	return d.report(ctx, m, 2, phone{"srv11", "3997"}, phone{"srv12", "1101"})
 }
 
 func seed002Example1(ctx context.Context, d *demo) error {
