@@ -205,10 +205,7 @@ func (e *Engine) Handle(ms MediaServer, call Call) error {
 	return c.handle()
 }
 
-// begin takes the call on, or says why not. Handle stays a small frame: it
-// is on the stack for the whole call.
-//
-//go:noinline
+// begin takes the call on, or says why not.
 func (e *Engine) begin(ms MediaServer, call Call) (*run, error) {
 	id := call.ID()
 	log := e.log.With("call", id)
@@ -239,8 +236,6 @@ func (e *Engine) begin(ms MediaServer, call Call) (*run, error) {
 }
 
 // end lets the call go.
-//
-//go:noinline
 func (e *Engine) end(c *run) {
 	e.mu.Lock()
 	delete(e.active, c.call.ID())
@@ -280,6 +275,9 @@ type run struct {
 	refused string
 	// fwd follows the call's forwards (forward.go).
 	fwd forwardState
+	// stepFrom is when callctl could decide the next dial: the call's
+	// arrival, then each dialed member's outcome reaching it.
+	stepFrom time.Time
 }
 
 func (c *run) handle() error {
@@ -291,9 +289,10 @@ func (c *run) handle() error {
 	// Recovered before finish runs, so that the record and the metrics carry
 	// the cause the caller got (NORMAL_TEMPORARY_FAILURE), not the clearing.
 	defer c.recoverPanic()
-	// The work is split into small frames so that the one that stays on the
-	// stack while the call is up is small: the goroutine's stack then shrinks
-	// back to a few KiB and ten thousand calls fit in little memory.
+	c.stepFrom = c.call.Info().Arrived
+	if c.stepFrom.IsZero() {
+		c.stepFrom = time.Now()
+	}
 	if !c.decide() || !c.admit() {
 		return nil
 	}
@@ -303,8 +302,6 @@ func (c *run) handle() error {
 		return nil
 	}
 	if c.dialForwarding() {
-		// Waiting for the end of the call happens here, with only this small
-		// frame below: the stack that stays for the whole call is short.
 		c.connected()
 		return nil
 	}
@@ -323,8 +320,6 @@ func (c *run) handle() error {
 }
 
 // decide routes the call and starts its record; false when it is rejected.
-//
-//go:noinline
 func (c *run) decide() bool {
 	info := c.call.Info()
 	start := info.Start
@@ -402,8 +397,6 @@ func (c *run) transferredBy(info *CallInfo) {
 
 // admit counts the legs a call costs on arrival (PSTN or trunk inbound);
 // false when a limit refuses it.
-//
-//go:noinline
 func (c *run) admit() bool {
 	d := &c.dec
 	for i := 0; i < d.InLegs.Len(); i++ {
@@ -421,8 +414,6 @@ func (c *run) admit() bool {
 }
 
 // handoff returns a feature code to the media server's dialplan.
-//
-//go:noinline
 func (c *run) handoff() {
 	code := c.dec.Target.Number
 	c.log.Info("feature code: returning the call to the media server's dialplan", "code", code)
@@ -438,8 +429,6 @@ func (c *run) handoff() {
 
 // nobodyAnswered ends a call no target answered: busy for a hunt (SPEC §3),
 // the target's own outcome for a single one.
-//
-//go:noinline
 func (c *run) nobodyAnswered() {
 	cause := c.unansweredCause()
 	c.log.Info("nobody answered", "attempts", len(c.rec.Attempts), "cause", cause)
@@ -466,10 +455,7 @@ func (c *run) unansweredReason() string {
 func (c *run) over() bool { return c.ctx.Err() != nil || c.e.stopCtx.Err() != nil }
 
 // fallback dials the org's fallback target of a hunt nobody answered; true
-// when it answered. The second decision lives on the heap with the call,
-// not in the handler's frame that stays on the stack for the whole call.
-//
-//go:noinline
+// when it answered.
 func (c *run) fallback() bool {
 	fd := new(routing.Decision)
 	c.router.FallbackInto(&c.dec, fd)
@@ -635,6 +621,7 @@ func (c *run) attempt(t *routing.Target) (hunt.Attempt, Leg, []string) {
 	defer context.AfterFunc(c.e.stopCtx, cancel)()
 	leg, res, err := c.call.Dial(dctx, spec)
 	a.Ring = c.e.opt.Now().Sub(a.Start)
+	c.dialStepDone(&res)
 	a.Outcome = res.Outcome
 	a.Cause = res.Cause
 	switch {
@@ -664,8 +651,6 @@ func (c *run) attempt(t *routing.Target) (hunt.Attempt, Leg, []string) {
 }
 
 // note records the answer.
-//
-//go:noinline
 func (c *run) note(t *routing.Target) {
 	now := c.e.opt.Now()
 	c.rec.Answer = &now
@@ -679,6 +664,9 @@ func (c *run) note(t *routing.Target) {
 	c.log.Info("answered: connected", "target", t.Number, "leg", c.answered.leg.ID())
 }
 
+// connected waits for the end of an answered call, ends the caller's side
+// when the leg went first (or the engine stops), then releases the leg's
+// counts once its channel is gone.
 func (c *run) connected() {
 	leg := c.answered.leg
 	var noted <-chan struct{}
@@ -699,7 +687,28 @@ func (c *run) connected() {
 			waiting = false
 		}
 	}
-	c.afterConnected()
+	if c.call.Context().Err() == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := c.call.Hangup(ctx, routing.CauseNormal); err != nil && !errors.Is(err, ErrCallGone) {
+			c.log.Warn("hangup after the leg ended failed", "err", err)
+		}
+		cancel()
+	}
+	select {
+	case <-leg.Ended():
+	default:
+		// Its count is released when the leg's channel is gone (SPEC §5),
+		// which the media server has not said yet.
+		c.log.Debug("waiting for the connected leg's end before releasing its count", "leg", leg.ID(), "grace", c.e.opt.LegGrace)
+		timer := time.NewTimer(c.e.opt.LegGrace)
+		select {
+		case <-leg.Ended():
+		case <-timer.C:
+			c.log.Warn("connected leg did not report its end; releasing its count", "leg", leg.ID())
+		}
+		timer.Stop()
+	}
+	c.release(c.answered.held)
 }
 
 // noteTransfer records that a transfer made this connected call carry
@@ -730,34 +739,24 @@ func (c *run) noteTransfer(n TransferNote) {
 		"from_record", c.rec.TransferFrom, "by", by)
 }
 
-// afterConnected ends the caller's side when the leg went first (or the
-// engine stops), then releases the leg's counts once its channel is gone.
-//
-//go:noinline
-func (c *run) afterConnected() {
-	leg := c.answered.leg
-	if c.call.Context().Err() == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := c.call.Hangup(ctx, routing.CauseNormal); err != nil && !errors.Is(err, ErrCallGone) {
-			c.log.Warn("hangup after the leg ended failed", "err", err)
-		}
-		cancel()
+// dialStepDone times a dialed member's step from the timestamps its result
+// carries: setup from when callctl could decide to dial it to the request
+// leaving, member from then to its outcome or answer reaching callctl. The
+// next step is timed from that outcome.
+func (c *run) dialStepDone(res *DialResult) {
+	if res.Sent.IsZero() {
+		return
 	}
-	select {
-	case <-leg.Ended():
-	default:
-		// Its count is released when the leg's channel is gone (SPEC §5),
-		// which the media server has not said yet.
-		c.log.Debug("waiting for the connected leg's end before releasing its count", "leg", leg.ID(), "grace", c.e.opt.LegGrace)
-		timer := time.NewTimer(c.e.opt.LegGrace)
-		select {
-		case <-leg.Ended():
-		case <-timer.C:
-			c.log.Warn("connected leg did not report its end; releasing its count", "leg", leg.ID())
+	if m := c.e.opt.Metrics; m != nil {
+		m.dialStep.WithLabelValues("setup").Observe(res.Sent.Sub(c.stepFrom).Seconds())
+		if !res.At.IsZero() {
+			m.dialStep.WithLabelValues("member").Observe(res.At.Sub(res.Sent).Seconds())
 		}
-		timer.Stop()
 	}
-	c.release(c.answered.held)
+	c.stepFrom = res.At
+	if c.stepFrom.IsZero() {
+		c.stepFrom = time.Now()
+	}
 }
 
 func (c *run) acquire(id, channel string, leg accounting.Leg) error {

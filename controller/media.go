@@ -91,6 +91,10 @@ type CallInfo struct {
 	Withheld bool
 	// Start is when the media server created the channel.
 	Start time.Time
+	// Arrived is when the event handing the call to callctl was read: the
+	// first dial step is timed from it (zero: from when the engine takes
+	// the call).
+	Arrived time.Time
 }
 
 // DialSpec says what to ring.
@@ -130,6 +134,11 @@ type DialResult struct {
 	Outcome hunt.Outcome
 	// Cause is the media server's cause (USER_BUSY, 17, BUSY, ...).
 	Cause string
+	// Sent is when the request that rings the target left for the media
+	// server, At when the event telling the outcome (or the answer)
+	// reached callctl; zero when there was none. The engine times its dial
+	// steps with them.
+	Sent, At time.Time
 }
 
 // Leg is an answered target connected to the caller.

@@ -16,7 +16,13 @@ type Metrics struct {
 	attempts *prometheus.CounterVec
 	refusals *prometheus.CounterVec
 	refused  *prometheus.CounterVec
+	dialStep *prometheus.HistogramVec
 }
+
+// dialStepBuckets are the bounds of callctl_dial_step_seconds: fine below
+// 10 ms, where callctl's own setup time lies, then up to a long ring.
+var dialStepBuckets = []float64{0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01,
+	0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
 
 // NewMetrics registers the engine's metrics with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -31,9 +37,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "callctl_call_refusals_total",
 			Help: "Calls refused before anything rang, by reason: the routing cause (UNALLOCATED_NUMBER, CALL_REJECTED, INVALID_NUMBER_FORMAT, ...), limit_server, limit_org, counts_unavailable, draining."},
 			[]string{"reason"}),
+		dialStep: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "callctl_dial_step_seconds",
+			Help:    "Each dialed member's step: setup is from when callctl could decide to dial it (the call's arrival, or the previous member's outcome reaching callctl) to the request that rings it leaving; member is from then to its outcome or answer reaching callctl.",
+			Buckets: dialStepBuckets}, []string{"step"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.active, m.calls, m.attempts, m.refusals, m.refused)
+		reg.MustRegister(m.active, m.calls, m.attempts, m.refusals, m.refused, m.dialStep)
 	}
 	return m
 }

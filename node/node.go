@@ -54,7 +54,7 @@ type Options struct {
 	// LegGrace, see controller.Options.
 	LegGrace time.Duration
 	// Registry, when set, gets the adapters' own metrics (the outbound
-	// socket listener's refused connections).
+	// socket listener's refused connections, the event queues).
 	Registry prometheus.Registerer
 	// FreeSWITCH tunes the outbound-socket server (Allow: the addresses
 	// besides the plan's FreeSWITCH servers that may connect); FreeSWITCHConn and
@@ -150,6 +150,13 @@ func Start(ctx context.Context, plan *provision.Plan, opt Options) (*Node, error
 		}
 		go func() { n.serveErr <- n.fsServer.Serve() }()
 		n.log.Info("listening for FreeSWITCH socket connections", "addr", n.fsServer.Addr().String())
+	}
+	if opt.Registry != nil {
+		// Registered once the node's connections are set up: a scrape reads
+		// them without the node's lock.
+		if err := opt.Registry.Register(eventQueues{n}); err != nil {
+			n.log.Warn("event queue metrics not registered", "err", err)
+		}
 	}
 	return n, nil
 }

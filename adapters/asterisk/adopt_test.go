@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // When callctl connects, the application lists the channels an earlier
@@ -41,7 +42,7 @@ func TestStraysListedAtStartGetAGrace(t *testing.T) {
 	}
 	c.adoptStrays(context.Background())
 	// new-1's StasisStart arrives right after the list was read.
-	cl := newCall(c, &channelData{ID: "new-1"}, nil)
+	cl := newCall(c, &channelData{ID: "new-1"}, nil, time.Now())
 	c.register("new-1", &chanRef{call: cl})
 	c.bgWG.Wait()
 	mu.Lock()

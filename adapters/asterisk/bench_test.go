@@ -23,6 +23,8 @@ import (
 	"github.com/callctl/callctl/controller/provision"
 	simari "github.com/callctl/callctl/integration/sim/ari"
 	"github.com/callctl/callctl/integration/sim/callmodel"
+	"github.com/callctl/callctl/internal/promq"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // benchLogger formats every line as production would, and drops it.
@@ -144,9 +146,9 @@ func TestTenThousandCallsLeaveNothing(t *testing.T) {
 	if s.Calls != uint64(n) {
 		t.Errorf("client handed over %d calls, want %d", s.Calls, n)
 	}
-	t.Logf("%d calls in %s (%.0f/s); setup p50 %s p99 %s; dial step p50 %s p99 %s max %s over %d steps",
+	t.Logf("%d calls in %s (%.0f/s); setup p50 %s p99 %s",
 		n, res.elapsed.Round(time.Millisecond), float64(n)/res.elapsed.Seconds(), quantile(res.setups, 0.5),
-		quantile(res.setups, 0.99), s.DialStepP50, s.DialStepP99, s.DialStepMax, s.DialSteps)
+		quantile(res.setups, 0.99))
 	l.close()
 	goroutinesSettled(t, base)
 }
@@ -365,6 +367,7 @@ orgs:
 // process, against the simulator in the child.
 type procNode struct {
 	sim    *simProc
+	reg    *prometheus.Registry
 	eng    *controller.Engine
 	cli    *Client
 	recs   *recordSink
@@ -380,9 +383,10 @@ func startProcNode(tb testing.TB) *procNode {
 		tb.Fatalf("%v\n%v", err, problems)
 	}
 	log := benchLogger()
-	n := &procNode{sim: sim, recs: &recordSink{}, done: make(chan struct{})}
+	n := &procNode{sim: sim, reg: prometheus.NewRegistry(), recs: &recordSink{}, done: make(chan struct{})}
 	store := memory.New(memory.Options{Node: "bench", Logger: log})
-	n.eng = controller.NewEngine(plan, controller.Options{Node: "bench", Limiter: store, Records: n.recs, Logger: log})
+	n.eng = controller.NewEngine(plan, controller.Options{Node: "bench", Limiter: store, Records: n.recs, Logger: log,
+		Metrics: controller.NewMetrics(n.reg)})
 	cfg, err := FromServer(plan.Server("srv12"), log)
 	if err != nil {
 		tb.Fatal(err)
@@ -404,30 +408,42 @@ func startProcNode(tb testing.TB) *procNode {
 	return n
 }
 
-// hunts runs a hunt load in the child and reports it.
+// steps reads the engine's callctl_dial_step_seconds series of step.
+func (n *procNode) steps(tb testing.TB, step string) promq.Histogram {
+	tb.Helper()
+	h, err := promq.ReadHistogram(n.reg, "callctl_dial_step_seconds", map[string]string{"step": step})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return h
+}
+
+// hunts runs a hunt load in the child and reports it, with the dial steps
+// the engine's metrics saw during it.
 func (n *procNode) hunts(b *testing.B, calls, inFlight, rate int) {
+	setup0, member0 := n.steps(b, "setup"), n.steps(b, "member")
 	r := n.sim.ask(b, fmt.Sprintf("hunts %d %d %d %d", calls, inFlight, rate, 1000))
 	if r[0] > 0 {
 		b.Errorf("%d of %d calls were not connected", r[0], calls)
 	}
 	el := time.Duration(r[3]) * time.Millisecond
-	s := n.cli.Stats()
+	setup, member := n.steps(b, "setup").Sub(setup0), n.steps(b, "member").Sub(member0)
 	b.ReportMetric(float64(calls)/el.Seconds(), "setups/s")
 	b.ReportMetric(float64(r[2])/1000, "setup-p99-ms")
-	b.ReportMetric(float64(s.DialStepP50.Microseconds())/1000, "step-p50-ms")
-	b.ReportMetric(float64(s.DialStepP99.Microseconds())/1000, "step-p99-ms")
-	b.ReportMetric(float64(s.DialStepMax.Microseconds())/1000, "step-max-ms")
-	b.ReportMetric(float64(s.DialSteps)/float64(calls), "steps/call")
+	b.ReportMetric(setup.Quantile(0.5)*1000, "step-p50-ms")
+	b.ReportMetric(setup.Quantile(0.99)*1000, "step-p99-ms")
+	b.ReportMetric(member.Quantile(0.99)*1000, "member-p99-ms")
+	b.ReportMetric(float64(setup.Count)/float64(calls), "steps/call")
 }
 
 // BenchmarkHuntSetups: call setups per second with 3-member hunts (two
 // busy, the third answers), as many as 64 being set up at once, and
-// callctl's latency per dial step (from the event that decided a step
-// reaching callctl to its next request for that call leaving).
+// callctl's latency per dial step from its callctl_dial_step_seconds
+// (setup: from the call's arrival, or the event that ended the previous
+// member reaching callctl, to the next originate leaving).
 func BenchmarkHuntSetups(b *testing.B) {
 	n := startProcNode(b)
 	n.sim.ask(b, "hunts 300 32 0 100") // warm up
-	n.cli.ResetStepStats()
 	b.ResetTimer()
 	n.hunts(b, b.N, 64, 0)
 }
@@ -438,7 +454,6 @@ func BenchmarkHuntSetups(b *testing.B) {
 func BenchmarkHuntSteps300(b *testing.B) {
 	n := startProcNode(b)
 	n.sim.ask(b, "hunts 300 32 0 100")
-	n.cli.ResetStepStats()
 	b.ResetTimer()
 	n.hunts(b, b.N, 1000, 300)
 }

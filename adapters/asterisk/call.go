@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/CyCoreSystems/ari/v5"
@@ -29,10 +28,6 @@ const (
 	presSet = "CALLERID(pres)"
 )
 
-// callKey marks contexts made for a call, so that the client can tell
-// which call a request belongs to (dial-step latency).
-type callKey struct{}
-
 // call is one caller channel in the Stasis application, and the legs
 // callctl originated for it.
 type call struct {
@@ -46,9 +41,6 @@ type call struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	// stepFrom is when the event that decided the last dial step arrived
-	// (unix ns), until the next request of the call leaves.
-	stepFrom atomic.Int64
 
 	mu          sync.Mutex
 	gone        bool
@@ -81,7 +73,7 @@ type call struct {
 	note  controller.TransferNote
 }
 
-func newCall(cl *Client, ch *channelData, args []string) *call {
+func newCall(cl *Client, ch *channelData, args []string, at time.Time) *call {
 	c := &call{cl: cl, id: ch.ID, name: ch.Name, hangupCause: -1, noted: make(chan struct{})}
 	c.info = controller.CallInfo{
 		Server:     cl.cfg.Server,
@@ -91,6 +83,7 @@ func newCall(cl *Client, ch *channelData, args []string) *call {
 		Dialed:     ch.Exten,
 		Domain:     ch.Context,
 		Start:      ch.Created,
+		Arrived:    at,
 	}
 	// Stasis(app,<context>,<exten>) as the dialplan of dialplans/asterisk
 	// (and the lab) passes them: the exten the caller dialed, before any
@@ -104,8 +97,7 @@ func newCall(cl *Client, ch *channelData, args []string) *call {
 	if c.info.Start.IsZero() {
 		c.info.Start = time.Now()
 	}
-	ctx := context.WithValue(context.Background(), callKey{}, c)
-	c.ctx, c.cancel = context.WithCancel(ctx)
+	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c
 }
 
@@ -129,13 +121,6 @@ func (c *call) logger() *slog.Logger {
 	return c.lg
 }
 
-func withCall(ctx context.Context, c *call) context.Context {
-	if v, _ := ctx.Value(callKey{}).(*call); v == c {
-		return ctx
-	}
-	return context.WithValue(ctx, callKey{}, c)
-}
-
 func (c *call) ID() string                { return c.id }
 func (c *call) Info() controller.CallInfo { return c.info }
 func (c *call) Context() context.Context  { return c.ctx }
@@ -146,7 +131,7 @@ func (c *call) path(parts ...string) string {
 	return "/channels/" + seg(c.id) + strings.Join(parts, "")
 }
 func (c *call) bg() (context.Context, func()) {
-	return context.WithTimeout(withCall(context.Background(), c), c.timeout())
+	return context.WithTimeout(context.Background(), c.timeout())
 }
 
 // EndCause is the caller channel's hangup cause once it is gone.
@@ -610,6 +595,9 @@ type leg struct {
 	at         string
 	hangupSent bool
 	lastAt     time.Time
+	// sentAt is when the originate request left (the dialing goroutine's
+	// own: nothing else reads it).
+	sentAt time.Time
 }
 
 func (l *leg) ID() string             { return l.id }
@@ -803,7 +791,6 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 		}
 		vars[presSet] = "prohib"
 	}
-	ctx = withCall(ctx, c)
 	if ctx.Err() != nil || c.isGone() {
 		return nil, controller.DialResult{Outcome: hunt.Cancelled, Cause: "CALLER_GONE"}, nil
 	}
@@ -827,6 +814,7 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 	// The originate runs to its end even if the caller leaves meanwhile, so
 	// that callctl knows whether the channel exists.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout())
+	l.sentAt = time.Now()
 	err = c.rest().do(rctx, http.MethodPost, "/channels", q, body, nil)
 	cancel()
 	if err != nil {
@@ -864,11 +852,11 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 		return c.unanswered(l)
 	case <-ctx.Done():
 		c.abandon(l)
-		return nil, controller.DialResult{Outcome: hunt.Cancelled, Cause: "CALLER_GONE"}, nil
+		return nil, controller.DialResult{Outcome: hunt.Cancelled, Cause: "CALLER_GONE", Sent: l.sentAt}, nil
 	case <-safety.C:
 		c.logger().Warn("leg neither answered nor ended in time; hanging it up", "leg", l.id)
 		c.abandon(l)
-		return nil, controller.DialResult{Outcome: hunt.NoAnswer, Cause: "CALLCTL_TIMEOUT"}, nil
+		return nil, controller.DialResult{Outcome: hunt.NoAnswer, Cause: "CALLCTL_TIMEOUT", Sent: l.sentAt}, nil
 	}
 }
 
@@ -893,8 +881,7 @@ func (c *call) unanswered(l *leg) (controller.Leg, controller.DialResult, error)
 	at := l.lastAt
 	c.mu.Unlock()
 	c.dropLeg(l)
-	c.stepFrom.Store(at.UnixNano())
-	return nil, controller.DialResult{Outcome: o, Cause: cause}, nil
+	return nil, controller.DialResult{Outcome: o, Cause: cause, Sent: l.sentAt, At: at}, nil
 }
 
 // abandon hangs up a leg that must not ring on and waits until it is gone.
@@ -953,13 +940,12 @@ func (c *call) connect(ctx context.Context, l *leg) (controller.Leg, controller.
 	at := l.lastAt
 	ended := l.isEnded
 	c.mu.Unlock()
-	c.stepFrom.Store(at.UnixNano())
 	if ended {
 		return c.unanswered(l)
 	}
 	cancelled := func() (controller.Leg, controller.DialResult, error) {
 		c.abandon(l)
-		return nil, controller.DialResult{Outcome: hunt.Cancelled, Cause: "CALLER_GONE"}, nil
+		return nil, controller.DialResult{Outcome: hunt.Cancelled, Cause: "CALLER_GONE", Sent: l.sentAt, At: at}, nil
 	}
 	if ctx.Err() != nil {
 		return cancelled()
@@ -967,9 +953,9 @@ func (c *call) connect(ctx context.Context, l *leg) (controller.Leg, controller.
 	failed := func(step string, err error) (controller.Leg, controller.DialResult, error) {
 		c.abandon(l)
 		if statusOf(err) == http.StatusNotFound && c.isGone() {
-			return nil, controller.DialResult{Outcome: hunt.Cancelled, Cause: "CALLER_GONE"}, nil
+			return nil, controller.DialResult{Outcome: hunt.Cancelled, Cause: "CALLER_GONE", Sent: l.sentAt, At: at}, nil
 		}
-		return nil, controller.DialResult{Outcome: hunt.Failed, Cause: "BRIDGE_FAILED"}, fmt.Errorf("connect leg %s: %s: %w", l.id, step, err)
+		return nil, controller.DialResult{Outcome: hunt.Failed, Cause: "BRIDGE_FAILED", Sent: l.sentAt, At: at}, fmt.Errorf("connect leg %s: %s: %w", l.id, step, err)
 	}
 	// These requests run to their end even if the caller leaves meanwhile:
 	// a bridge created by a request cut off halfway would be nobody's.
@@ -1008,14 +994,13 @@ func (c *call) connect(ctx context.Context, l *leg) (controller.Leg, controller.
 	if c.xfer != nil {
 		c.xfer.connected()
 	}
-	return l, controller.DialResult{Outcome: hunt.Answered, Cause: controller.AnswerCause}, nil
+	return l, controller.DialResult{Outcome: hunt.Answered, Cause: controller.AnswerCause, Sent: l.sentAt, At: at}, nil
 }
 
 // Reject ends the unanswered call with cause: Asterisk answers the caller
 // with the SIP code of the Q.850 cause (17 → 486, 1 → 404, 21 → 403,
 // 34 → 503).
 func (c *call) Reject(ctx context.Context, cause routing.Cause) error {
-	ctx = withCall(ctx, c)
 	if c.xfer != nil {
 		// Before the request: the stand-in's end may arrive before its reply.
 		c.xfer.setCause(cause.Q850())
@@ -1042,7 +1027,6 @@ func (c *call) hungUpWith(cause int) {
 
 // Hangup ends the call: its legs, the caller and the bridge.
 func (c *call) Hangup(ctx context.Context, cause routing.Cause) error {
-	ctx = withCall(ctx, c)
 	if c.xfer != nil {
 		c.xfer.setCause(cause.Q850())
 	}
@@ -1081,7 +1065,6 @@ func (c *call) Handoff(ctx context.Context, dialed string) error {
 	if !validDigits(dialed) {
 		return fmt.Errorf("handoff %s to %q: %w", c.id, dialed, ErrUnsafe)
 	}
-	ctx = withCall(ctx, c)
 	c.mu.Lock()
 	c.handedOff = true
 	c.mu.Unlock()

@@ -18,6 +18,8 @@ import (
 
 	"github.com/callctl/callctl/controller"
 	"github.com/callctl/callctl/controller/provision"
+	"github.com/callctl/callctl/internal/sockq"
+	"github.com/gorilla/websocket"
 )
 
 // Handler runs the calls a Client receives: the controller's Engine.
@@ -99,10 +101,10 @@ type Client struct {
 	bgWG      sync.WaitGroup // short cleanup goroutines
 
 	connected atomic.Bool
+	evConn    atomic.Pointer[websocket.Conn] // the event WebSocket while it is up
 	lastInfo  asteriskInfo
 
 	nCalls, nConnects, nDisconnects, nReconciles, nBadFrames, nIgnored atomic.Uint64
-	steps                                                              latencyHist
 }
 
 // chanRef says whose a channel is: a call's caller (leg == nil), one of its
@@ -191,7 +193,6 @@ func New(cfg Config) (*Client, error) {
 		calls: make(map[*call]struct{}),
 		own:   ownHTTP,
 	}
-	c.rest.sent = c.requestLeaving
 	wu := *u
 	wu.Scheme = map[string]string{"http": "ws", "https": "wss"}[u.Scheme]
 	wu.Path += "/events"
@@ -206,6 +207,36 @@ func (c *Client) Name() string { return c.cfg.Server }
 // Connected reports whether the event WebSocket is up now.
 func (c *Client) Connected() bool { return c.connected.Load() }
 
+// Stats are counters of one Client, for metrics and tests.
+type Stats struct {
+	// Calls is the number of calls handed to the handler.
+	Calls uint64
+	// Active is the number of calls (and their legs) still tracked.
+	Active int
+	// Channels is the number of channel ids tracked (callers and legs).
+	Channels int
+	// Connects counts WebSocket connections established; Disconnects
+	// those lost; Reconciles the reconciliations run after a reconnect.
+	Connects    uint64
+	Disconnects uint64
+	Reconciles  uint64
+	// BadFrames counts frames that were not a JSON event; Ignored the
+	// events of types callctl does not handle.
+	BadFrames uint64
+	Ignored   uint64
+}
+
+// EventQueue is how many bytes of events Asterisk has sent on the event
+// WebSocket that callctl has not read yet; ok is false while it is down (or
+// the system cannot say, as for TLS).
+func (c *Client) EventQueue() (n int, ok bool) {
+	conn := c.evConn.Load()
+	if conn == nil {
+		return 0, false
+	}
+	return sockq.Unread(conn.UnderlyingConn())
+}
+
 // Stats returns the client's counters.
 func (c *Client) Stats() Stats {
 	c.mu.RLock()
@@ -215,24 +246,6 @@ func (c *Client) Stats() Stats {
 		Calls: c.nCalls.Load(), Active: active, Channels: chans,
 		Connects: c.nConnects.Load(), Disconnects: c.nDisconnects.Load(), Reconciles: c.nReconciles.Load(),
 		BadFrames: c.nBadFrames.Load(), Ignored: c.nIgnored.Load(),
-		DialSteps: c.steps.count.Load(), DialStepP50: c.steps.quantile(0.5), DialStepP99: c.steps.quantile(0.99),
-		DialStepMax: time.Duration(c.steps.max.Load()),
-	}
-}
-
-// ResetStepStats clears the dial-step latency histogram (benchmarks measure
-// a steady state).
-func (c *Client) ResetStepStats() { c.steps.reset() }
-
-// requestLeaving closes a dial step: the first request of a call after the
-// event that decided its last step.
-func (c *Client) requestLeaving(ctx context.Context) {
-	cl, _ := ctx.Value(callKey{}).(*call)
-	if cl == nil {
-		return
-	}
-	if from := cl.stepFrom.Swap(0); from != 0 {
-		c.steps.observe(time.Duration(time.Now().UnixNano() - from))
 	}
 }
 
@@ -317,6 +330,7 @@ func (c *Client) connLoop(ctx context.Context) {
 		c.nConnects.Add(1)
 		info := c.serverInfo(ctx)
 		c.connected.Store(true)
+		c.evConn.Store(conn)
 		readerDone := make(chan error, 1)
 		go func() { readerDone <- c.readLoop(conn) }()
 		if everUp {
@@ -345,6 +359,7 @@ func (c *Client) connLoop(ctx context.Context) {
 			err = <-readerDone
 		}
 		c.connected.Store(false)
+		c.evConn.Store(nil)
 		downSince = time.Now()
 		if ctx.Err() != nil {
 			c.log.Info("ARI WebSocket closed")
@@ -526,7 +541,8 @@ func (c *Client) handleFrame(data []byte, at time.Time) {
 // stepDecided lets the call whose attempt just ended or answered take its
 // next step now: the reader goroutine may have a burst of frames to go
 // through, and the woken goroutine would otherwise wait for it to block or
-// be preempted (up to 10 ms on a busy machine).
+// be preempted (up to 10 ms on a busy machine; under heavy load hunts then
+// outlast their callers' patience).
 func stepDecided() { runtime.Gosched() }
 
 func head(b []byte) string {
@@ -594,7 +610,7 @@ func (c *Client) background(f func(ctx context.Context)) {
 
 func (c *Client) newCall(e *event, at time.Time, xfer *ariTransfer) {
 	ch := &e.Channel
-	cl := newCall(c, ch, e.Args)
+	cl := newCall(c, ch, e.Args, at)
 	cl.xfer = xfer
 	ref := &chanRef{call: cl}
 	c.mu.Lock()

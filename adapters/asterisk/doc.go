@@ -52,7 +52,8 @@
 // unreachable for Config.LostAfter is lost for good: its calls end for
 // callctl (contexts cancelled, cause ARI_SERVER_LOST).
 //
-// Stats reports counters and the dial-step latency: from the event that
-// decided a dial step (an attempt ended or answered) reaching callctl to
-// callctl's next request for that call leaving.
+// Stats reports the client's counters. Dial results carry when the
+// originate left and when the event that decided the attempt was read; the
+// engine times its dial steps from them (callctl_dial_step_seconds), and
+// EventQueue tells how many bytes of events wait unread on the WebSocket.
 package asterisk

@@ -103,7 +103,7 @@ func replayLeg(t *testing.T, trace, legID string, local bool) (answered bool, re
 	t.Helper()
 	frames := traceFrames(t, trace)
 	c := offlineClient(t)
-	cl := newCall(c, &channelData{ID: "caller-1", Name: "PJSIP/sipp-00000000"}, nil)
+	cl := newCall(c, &channelData{ID: "caller-1", Name: "PJSIP/sipp-00000000"}, nil, time.Now())
 	l, err := cl.newLeg(legID, local)
 	if err != nil {
 		t.Fatal(err)
@@ -229,7 +229,7 @@ func TestTraceInboundCall(t *testing.T) {
 // of it may stop callctl from handling the events that follow.
 func TestOddFrames(t *testing.T) {
 	c := offlineClient(t)
-	cl := newCall(c, &channelData{ID: "caller-1"}, nil)
+	cl := newCall(c, &channelData{ID: "caller-1"}, nil, time.Now())
 	l, err := cl.newLeg("leg-1", false)
 	if err != nil {
 		t.Fatal(err)
@@ -288,7 +288,7 @@ func FuzzHandleFrame(f *testing.F) {
 		c.handler = rec
 		// Not accepting: a StasisStart is refused in the background (the
 		// REST call fails fast against a closed port).
-		cl := newCall(c, &channelData{ID: "caller-1"}, nil)
+		cl := newCall(c, &channelData{ID: "caller-1"}, nil, time.Now())
 		c.register("caller-1", &chanRef{call: cl})
 		if _, err := cl.newLeg("leg-1", true); err != nil {
 			t.Fatal(err)
@@ -310,7 +310,7 @@ func TestStasisArgumentsKeepTheDialedString(t *testing.T) {
 		{[]string{"from-sipp", "1000", "user/3998"}, "from-sipp", "1000,user/3998"},
 		{[]string{"from-sipp", "1000", "", ""}, "from-sipp", "1000,,"},
 	} {
-		info := newCall(c, &channelData{ID: "caller-1", Exten: "x"}, tc.args).Info()
+		info := newCall(c, &channelData{ID: "caller-1", Exten: "x"}, tc.args, time.Now()).Info()
 		if info.Domain != tc.domain || info.Dialed != tc.want {
 			t.Errorf("args %q: domain %q dialed %q, want %q %q", tc.args, info.Domain, info.Dialed, tc.domain, tc.want)
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/callctl/callctl/controller/provision"
 	simari "github.com/callctl/callctl/integration/sim/ari"
 	"github.com/callctl/callctl/integration/sim/callmodel"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // The lab: two simulated Asterisk servers (srv12, srv13) over one call model,
@@ -103,6 +104,7 @@ type lab struct {
 	ast    map[string]*simari.Server
 	cli    map[string]*Client
 	eng    *controller.Engine
+	reg    *prometheus.Registry // the engine's metrics
 	store  *memory.Store
 	recs   *recordSink
 	logs   *logBuffer
@@ -157,8 +159,9 @@ func newLab(t testing.TB, o labOptions) *lab {
 		t.Fatalf("lab plan: %v\n%v", err, problems)
 	}
 	l.store = memory.New(memory.Options{Node: "lab", Logger: quietLogger()})
+	l.reg = prometheus.NewRegistry()
 	l.eng = controller.NewEngine(plan, controller.Options{Node: "lab", Limiter: l.store, Records: l.recs, Logger: log,
-		LegGrace: 5 * time.Second})
+		LegGrace: 5 * time.Second, Metrics: controller.NewMetrics(l.reg)})
 	ctx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
 	var h Handler = l.eng

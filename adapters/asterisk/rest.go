@@ -50,9 +50,6 @@ type restClient struct {
 	base string // http://host:port/ari
 	auth string // "Basic ..."
 	hc   *http.Client
-	// sent, when set, is told about every request about to leave, with the
-	// context it was made with (dial-step latency instrumentation).
-	sent func(ctx context.Context)
 }
 
 func newREST(base, user, password string, hc *http.Client) *restClient {
@@ -95,9 +92,6 @@ func (r *restClient) do(ctx context.Context, method, path string, q url.Values, 
 	req.Header.Set("Authorization", r.auth)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
-	}
-	if r.sent != nil {
-		r.sent(ctx)
 	}
 	resp, err := r.hc.Do(req)
 	if err != nil {

@@ -7,37 +7,25 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
-	"slices"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/callctl/callctl/controller"
+	"github.com/callctl/callctl/internal/promq"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
-// stepRecorder collects callctl's own dial-step latencies.
-type stepRecorder struct {
-	mu    sync.Mutex
-	steps []time.Duration
-	setup []time.Duration
-}
-
-func (r *stepRecorder) observe(kind string, d time.Duration) {
-	r.mu.Lock()
-	if kind == "setup" {
-		r.setup = append(r.setup, d)
-	} else {
-		r.steps = append(r.steps, d)
+// stepQuantiles reads callctl's dial-step histogram (step is "setup" or
+// "member") from the engine's metrics: p50 and p99, and how many steps.
+func stepQuantiles(tb testing.TB, reg *prometheus.Registry, step string) (p50, p99 time.Duration, n uint64) {
+	tb.Helper()
+	h, err := promq.ReadHistogram(reg, "callctl_dial_step_seconds", map[string]string{"step": step})
+	if err != nil {
+		tb.Fatal(err)
 	}
-	r.mu.Unlock()
-}
-
-func quantile(ds []time.Duration, q float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[int(float64(len(s)-1)*q)]
+	d := func(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+	return d(h.Quantile(0.5)), d(h.Quantile(0.99)), h.Count
 }
 
 func benchLogger() *slog.Logger {
@@ -66,9 +54,9 @@ func envInt(name string, def int) int {
 // whatever happens to them (an open loop, for latency at a given load).
 // CALLCTL_SIM_GOMAXPROCS sets the simulator process's GOMAXPROCS.
 func BenchmarkHunt3(b *testing.B) {
-	rec := &stepRecorder{}
+	reg := prometheus.NewRegistry()
 	l := newTestLab(b, labOptions{logger: benchLogger(), channelLimit: 100000,
-		options: Options{ObserveStep: rec.observe},
+		engineOpts: func(o *controller.Options) { o.Metrics = controller.NewMetrics(reg) },
 		remote: &childConfig{Phones: map[string]string{
 			"srv11/77721401": "busy", "srv11/77721402": "busy", "srv11/77721403": "answer"}}})
 	defer l.close()
@@ -87,15 +75,14 @@ func BenchmarkHunt3(b *testing.B) {
 	}
 	l.waitIdle(60 * time.Second)
 	rate := res["done"].(float64) / res["seconds"].(float64)
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
+	s50, s99, sn := stepQuantiles(b, reg, "setup")
+	m50, m99, mn := stepQuantiles(b, reg, "member")
 	b.ReportMetric(rate, "calls/s")
-	b.ReportMetric(float64(quantile(rec.steps, 0.5).Microseconds()), "step-p50-µs")
-	b.ReportMetric(float64(quantile(rec.steps, 0.99).Microseconds()), "step-p99-µs")
-	b.ReportMetric(float64(quantile(rec.setup, 0.99).Microseconds()), "setup-p99-µs")
-	b.Logf("%d calls, %d workers, %.1f s: %.1f calls/s; %d steps p50 %v p99 %v max %v; %d setups p50 %v p99 %v",
-		int(res["done"].(float64)), workers, res["seconds"], rate, len(rec.steps), quantile(rec.steps, 0.5),
-		quantile(rec.steps, 0.99), quantile(rec.steps, 1), len(rec.setup), quantile(rec.setup, 0.5), quantile(rec.setup, 0.99))
+	b.ReportMetric(float64(s50.Microseconds()), "setup-p50-µs")
+	b.ReportMetric(float64(s99.Microseconds()), "setup-p99-µs")
+	b.ReportMetric(float64(m99.Microseconds()), "member-p99-µs")
+	b.Logf("%d calls, %d workers, %.1f s: %.1f calls/s; %d setup steps p50 %v p99 %v; %d member steps p50 %v p99 %v",
+		int(res["done"].(float64)), workers, res["seconds"], rate, sn, s50, s99, mn, m50, m99)
 }
 
 func liveBytes() (heap, stack uint64) {

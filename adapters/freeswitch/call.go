@@ -61,30 +61,6 @@ type call struct {
 	legs        []*legWatch
 	lingerTimer *time.Timer
 	handled     chan struct{} // closed when the handler has returned
-
-	// Dial-step latency: when the last outcome became known, and whether the
-	// next write is the command that acts on it.
-	stepAt    time.Time
-	stepKind  string
-	stepArmed bool
-	// extWait is the time spent waiting for the media server (registration
-	// checks) since stepAt: not callctl's own.
-	extWait time.Duration
-}
-
-// ctxCallKey carries the call in its Context, so that work the engine does
-// for the call through the MediaServer (registration checks) can be told
-// apart from callctl's own time in the dial-step measurement.
-type ctxCallKey struct{}
-
-// addExternal records time spent waiting for the media server on behalf of
-// the call whose context ctx derives from.
-func addExternal(ctx context.Context, d time.Duration) {
-	if c, ok := ctx.Value(ctxCallKey{}).(*call); ok {
-		c.mu.Lock()
-		c.extWait += d
-		c.mu.Unlock()
-	}
 }
 
 // callLog logs about one call: every line carries call=<uuid> and the
@@ -112,8 +88,10 @@ type dialState struct {
 	answered chan struct{} // CHANNEL_BRIDGE with our leg
 	complete chan struct{} // CHANNEL_EXECUTE_COMPLETE of our bridge
 	vars     BridgeVars    // written before complete is closed
-	doneAt   time.Time
-	leg      *legWatch
+	// sentAt is when the bridge command was written; answeredAt and doneAt
+	// when its CHANNEL_BRIDGE and CHANNEL_EXECUTE_COMPLETE were read.
+	sentAt, answeredAt, doneAt time.Time
+	leg                        *legWatch
 
 	answeredSeen, completeSeen bool
 }
@@ -145,6 +123,7 @@ func (c *call) onEvent(ev *esl.Event, at time.Time) {
 		c.mu.Lock()
 		if d := c.dial; d != nil && !d.answeredSeen && ev.Is("Other-Leg-Unique-ID", d.legID) {
 			d.answeredSeen = true
+			d.answeredAt = at
 			close(d.answered)
 		}
 		c.mu.Unlock()
@@ -327,7 +306,6 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 	c.legs = append(c.legs, w)
 	first := !c.varsSet
 	c.varsSet = true
-	c.stepArmed = !c.stepAt.IsZero()
 	c.mu.Unlock()
 
 	buf := getMsg()
@@ -348,6 +326,7 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 		return nil, controller.DialResult{Outcome: hunt.Failed, Cause: "INVALID_DIAL_STRING"}, fmt.Errorf("dial: %w", err)
 	}
 	sctx, scancel := context.WithTimeout(context.Background(), c.srv.opt.CommandTimeout)
+	d.sentAt = time.Now()
 	replies, err := c.conn.send(sctx, n, msg)
 	scancel()
 	putMsg(buf) // written: the buffer is free again
@@ -390,7 +369,8 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 			// The bridge stays current: its end (and what follows it) tells
 			// a hangup from a transfer, see settle.
 			c.ms.arm(w)
-			return &leg{w: w}, controller.DialResult{Outcome: hunt.Answered, Cause: controller.AnswerCause}, nil
+			return &leg{w: w}, controller.DialResult{Outcome: hunt.Answered, Cause: controller.AnswerCause,
+				Sent: d.sentAt, At: d.answeredAt}, nil
 		case <-d.complete:
 			v := d.vars
 			select {
@@ -402,7 +382,7 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 			if o == hunt.Answered {
 				// Answered and already unbridged (the leg hung up at once).
 				c.ms.arm(w)
-				return &leg{w: w}, controller.DialResult{Outcome: hunt.Answered, Cause: cause}, nil
+				return &leg{w: w}, controller.DialResult{Outcome: hunt.Answered, Cause: cause, Sent: d.sentAt, At: d.doneAt}, nil
 			}
 			return nil, c.finishAttempt(d, w, false, o, cause), nil
 		case <-ctxDone:
@@ -465,7 +445,8 @@ func (c *call) abandonDial(d *dialState, w *legWatch) {
 }
 
 // finishAttempt ends a non-answered attempt: the leg is cancelled if asked,
-// awaited until gone, and forgotten; the dial-step clock starts.
+// awaited until gone, and forgotten. Its outcome is known once the bridge
+// ended and its leg is gone, whichever was read last.
 func (c *call) finishAttempt(d *dialState, w *legWatch, kill bool, o hunt.Outcome, cause string) controller.DialResult {
 	if kill {
 		c.cancelLeg(w.id)
@@ -480,10 +461,7 @@ func (c *call) finishAttempt(d *dialState, w *legWatch, kill bool, o hunt.Outcom
 	if at.IsZero() {
 		at = time.Now()
 	}
-	c.mu.Lock()
-	c.stepAt, c.stepKind, c.stepArmed, c.extWait = at, "step", false, 0
-	c.mu.Unlock()
-	return controller.DialResult{Outcome: o, Cause: cause}
+	return controller.DialResult{Outcome: o, Cause: cause, Sent: d.sentAt, At: at}
 }
 
 // awaitGone returns once the leg's channel is known to be gone: its hangup
@@ -616,7 +594,6 @@ func (c *call) hangup(ctx context.Context, cause routing.Cause, what string) err
 		return controller.ErrCallGone
 	}
 	c.hangupSent = true
-	c.stepArmed = !c.stepAt.IsZero()
 	c.mu.Unlock()
 	buf := getMsg()
 	defer putMsg(buf)
@@ -739,25 +716,6 @@ func (c *call) Handoff(ctx context.Context, dialed string) error {
 }
 
 // --- end of the session ---
-
-// afterWrite measures callctl's own delay between an outcome reaching it and
-// the command acting on it leaving.
-func (c *call) afterWrite() {
-	c.mu.Lock()
-	if !c.stepArmed {
-		c.mu.Unlock()
-		return
-	}
-	d := time.Since(c.stepAt) - c.extWait
-	kind := c.stepKind
-	c.stepArmed = false
-	c.stepAt = time.Time{}
-	c.extWait = 0
-	c.mu.Unlock()
-	if f := c.srv.opt.ObserveStep; f != nil {
-		f(kind, d)
-	}
-}
 
 // handlerReturned runs when the handler is done with the call: the socket is
 // closed once FreeSWITCH is done with the channel.

@@ -43,8 +43,6 @@ type conn struct {
 	onNotice func(f *esl.Frame, at time.Time)
 	// onClose runs once on the reader goroutine after the socket is closed.
 	onClose func(err error)
-	// afterWrite runs after every successful write (dial-step latency).
-	afterWrite func()
 	// readIdle, when set, probes a connection that sent nothing for that long
 	// and closes it if it stays silent as long again (the inbound connection
 	// normally gets a HEARTBEAT every 20 s).
@@ -216,8 +214,6 @@ func (c *conn) send(ctx context.Context, n int, msg []byte) ([]reply, error) {
 	if err != nil {
 		// A partial write leaves the peer mid-command: the connection is done.
 		c.shutdown(fmt.Errorf("write: %w", err))
-	} else if c.afterWrite != nil {
-		c.afterWrite()
 	}
 	out := make([]reply, n)
 	for i, w := range ws {
@@ -276,9 +272,6 @@ func (c *conn) post(msg []byte) error {
 	if err != nil {
 		c.shutdown(fmt.Errorf("write: %w", err))
 		return err
-	}
-	if c.afterWrite != nil {
-		c.afterWrite()
 	}
 	return nil
 }

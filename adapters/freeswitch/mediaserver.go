@@ -16,6 +16,7 @@ import (
 
 	"github.com/callctl/callctl/adapters/freeswitch/esl"
 	"github.com/callctl/callctl/controller"
+	"github.com/callctl/callctl/internal/sockq"
 )
 
 // MediaServerConfig describes one FreeSWITCH server.
@@ -126,6 +127,19 @@ func (m *MediaServer) Connected() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.cur != nil
+}
+
+// EventQueue is how many bytes of events FreeSWITCH has sent on the inbound
+// connection that callctl has not read yet; ok is false while it is down
+// (or the system cannot say).
+func (m *MediaServer) EventQueue() (n int, ok bool) {
+	m.mu.Lock()
+	c := m.cur
+	m.mu.Unlock()
+	if c == nil {
+		return 0, false
+	}
+	return sockq.Unread(c.nc)
 }
 
 // WaitConnected waits until the inbound connection is up or ctx is done.
@@ -506,9 +520,7 @@ func (m *MediaServer) Registered(ctx context.Context, endpoint string) (bool, er
 	if !isUser {
 		return true, nil
 	}
-	t0 := time.Now()
 	out, err := m.API(ctx, "sofia_contact", arg)
-	addExternal(ctx, time.Since(t0))
 	out = strings.TrimSpace(out)
 	if strings.Contains(out, "user_not_registered") {
 		return false, nil

@@ -53,6 +53,7 @@ import (
 	"github.com/callctl/callctl/adapters/freeswitch/esl"
 	"github.com/callctl/callctl/controller"
 	"github.com/callctl/callctl/controller/routing"
+	"github.com/callctl/callctl/internal/sockq"
 )
 
 // Handler owns a call until it ends; *controller.Engine is one.
@@ -89,13 +90,6 @@ type Options struct {
 	// Allow lists addresses besides the servers' own that may connect (the
 	// node's listen.esl_allow): a server behind NAT, a second interface.
 	Allow []netip.Prefix
-	// ObserveStep, when set, receives callctl's own latency between an
-	// outcome reaching it and the command acting on it leaving: kind "setup"
-	// (connect reply to first bridge) or "step" (a member's outcome to the
-	// next bridge or the final hangup). Time spent meanwhile waiting for the
-	// media server (the next member's registration check) is not callctl's
-	// and is left out.
-	ObserveStep func(kind string, d time.Duration)
 }
 
 func (o *Options) defaults() {
@@ -270,6 +264,23 @@ func (s *Server) ActiveCalls() int {
 	return len(s.conns)
 }
 
+// EventQueues is, per server, how many bytes of events FreeSWITCH has sent
+// on the calls' own connections that callctl has not read yet, summed.
+func (s *Server) EventQueues() map[string]int {
+	s.mu.Lock()
+	calls := make([]*call, 0, len(s.conns))
+	for c := range s.conns {
+		calls = append(calls, c)
+	}
+	s.mu.Unlock()
+	out := make(map[string]int)
+	for _, c := range calls {
+		n, _ := sockq.Unread(c.conn.nc)
+		out[c.ms.Name()] += n
+	}
+	return out
+}
+
 func (s *Server) forget(c *call) {
 	s.mu.Lock()
 	if s.calls[c.id] == c {
@@ -367,6 +378,7 @@ func (s *Server) handshake(nc net.Conn, peer netip.Addr) (*call, error) {
 		}
 		s.log.Debug("frame before the connect reply", "content_type", f.ContentType(), "body", string(f.Body))
 	}
+	arrived := time.Now()
 	h := f.Header
 	if r := h.Get("Reply-Text"); !strings.HasPrefix(r, "+OK") {
 		rd.Release()
@@ -387,18 +399,17 @@ func (s *Server) handshake(nc net.Conn, peer netip.Addr) (*call, error) {
 			id, h.Get("FreeSWITCH-Switchname"), h.Get("variable_callctl_server"))
 	}
 	info := callInfo(h, ms.Name())
+	info.Arrived = arrived
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &call{srv: s, ms: ms, id: id, peer: peer, info: info, cancel: cancel, handled: make(chan struct{}),
 		log: callLog{l: s.log, id: id, server: ms.Name()}}
 	c.connectSeq, _ = strconv.ParseUint(h.Get("Event-Sequence"), 10, 64)
 	c.xferSource = transferSource(h)
-	c.ctx = context.WithValue(ctx, ctxCallKey{}, c)
-	c.stepKind = "setup"
+	c.ctx = ctx
 	c.conn = newConn(nc, rd)
 	c.conn.onEvent = c.onEvent
 	c.conn.onNotice = c.onNotice
 	c.conn.onClose = c.onClose
-	c.conn.afterWrite = c.afterWrite
 	s.mu.Lock()
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
@@ -414,12 +425,6 @@ func (s *Server) handshake(nc net.Conn, peer netip.Addr) (*call, error) {
 		}
 	}
 	_ = nc.SetDeadline(time.Time{})
-	// The setup clock starts once the subscription is confirmed: from there
-	// on, what the first command waits for is callctl's own work (and any
-	// registration check, which is the media server's and left out).
-	c.mu.Lock()
-	c.stepAt = time.Now()
-	c.mu.Unlock()
 	if err != nil {
 		c.log.Warn("event subscription failed: ending the session", "err", err)
 		c.conn.Close()
