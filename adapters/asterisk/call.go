@@ -121,16 +121,6 @@ func (c *call) logger() *slog.Logger {
 	return c.lg
 }
 
-// callKey marks the contexts of a call's transfer requests.
-type callKey struct{}
-
-func withCall(ctx context.Context, c *call) context.Context {
-	if v, _ := ctx.Value(callKey{}).(*call); v == c {
-		return ctx
-	}
-	return context.WithValue(ctx, callKey{}, c)
-}
-
 func (c *call) ID() string                { return c.id }
 func (c *call) Info() controller.CallInfo { return c.info }
 func (c *call) Context() context.Context  { return c.ctx }

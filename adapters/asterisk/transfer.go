@@ -140,7 +140,7 @@ func (c *Client) onChannelTransfer(e *event) {
 	}
 	lg.Info("transfer requested (ari-only): callctl carries it out", "transferer", src, "destination", xt.dest,
 		"context", xt.context, "stand_in", xt.id, "attended", xt.attended, "replaces", xt.toCh)
-	c.background(func(ctx context.Context) { xt.start(withCall(ctx, x)) })
+	c.background(func(ctx context.Context) { xt.start(ctx) })
 }
 
 // sanitizeID keeps the characters of a channel id that a leg id may have.
@@ -374,7 +374,6 @@ func (t *ariTransfer) link(id string) {
 	y.adoptStandIn(id, t.toCh)
 	bridge, ok := y.bridgeNow()
 	c.background(func(ctx context.Context) {
-		ctx = withCall(ctx, y)
 		fail := func(step string, err error) {
 			lg.Warn("attended transfer: "+step+" failed", "stand_in", id, "err", err)
 			if err := c.deleteChannel(ctx, t.id, causeNormal); err != nil && statusOf(err) != http.StatusNotFound {
@@ -475,7 +474,6 @@ func (t *ariTransfer) ended(cause int) bool {
 		c.unregister(t.id, ref)
 	}
 	c.background(func(ctx context.Context) {
-		ctx = withCall(ctx, x)
 		if err := c.rest.do(ctx, http.MethodPost, "/bridges/"+seg(bridge)+"/addChannel", url.Values{"channel": {t.by}}, nil, nil); err != nil {
 			lg.Warn("transfer: putting the transferer back into the bridge failed", "transferer", t.by, "err", err)
 		} else {
