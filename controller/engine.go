@@ -64,6 +64,9 @@ type callState struct {
 	answered string
 	// org, callerOrg and billing say whose call it is (who may see it).
 	org, callerOrg, billing string
+	// handedOff: the call runs in the media server's own dialplan (a
+	// feature code, park, voicemail) and stays counted until it ends.
+	handedOff bool
 }
 
 // CallView is what an operator sees of an active call.
@@ -80,6 +83,10 @@ type CallView struct {
 	Org       string `json:"org,omitempty"`
 	CallerOrg string `json:"caller_org,omitempty"`
 	Billing   string `json:"billing,omitempty"`
+	// HandedOff: the call was handed to the media server's own dialplan
+	// (a feature code, park, voicemail); its counted legs stay counted
+	// until its channel ends.
+	HandedOff bool `json:"handed_off,omitempty"`
 }
 
 // Calls lists the active calls.
@@ -90,7 +97,8 @@ func (e *Engine) Calls() []CallView {
 	for id, cs := range e.active {
 		info := cs.call.Info()
 		out = append(out, CallView{ID: id, Server: info.Server, Caller: info.Caller, Dialed: info.Dialed,
-			Route: cs.route, Answered: cs.answered, Start: cs.start, Org: cs.org, CallerOrg: cs.callerOrg, Billing: cs.billing})
+			Route: cs.route, Answered: cs.answered, Start: cs.start, Org: cs.org, CallerOrg: cs.callerOrg, Billing: cs.billing,
+			HandedOff: cs.handedOff})
 	}
 	return out
 }
@@ -413,7 +421,10 @@ func (c *run) admit() bool {
 	return true
 }
 
-// handoff returns a feature code to the media server's dialplan.
+// handoff returns a feature code to the media server's dialplan. The call
+// stays callctl's (SPEC §4): what it counts stays counted until its channel
+// ends, so a parked call or one in voicemail cannot take a server over its
+// limit.
 func (c *run) handoff() {
 	code := c.dec.Target.Number
 	c.log.Info("feature code: returning the call to the media server's dialplan", "code", code)
@@ -425,6 +436,25 @@ func (c *run) handoff() {
 		return
 	}
 	c.rec.HangupCause = "HANDOFF"
+	c.rec.HandedOff = true
+	c.e.note(c.call.ID(), func(cs *callState) { cs.handedOff = true })
+	c.log.Info("handed off: in the dialplan, counted until its channel ends", "in_legs", c.dec.InLegs.String())
+	c.inDialplan()
+}
+
+// inDialplan waits for the end of a handed-off call: its channel's end, or
+// the engine ending every call now (then it is hung up).
+func (c *run) inDialplan() {
+	select {
+	case <-c.ctx.Done():
+		return
+	case <-c.e.stopCtx.Done():
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.call.Hangup(ctx, routing.CauseNormal); err != nil && !errors.Is(err, ErrCallGone) {
+		c.log.Warn("hanging up a handed-off call at shutdown failed", "err", err)
+	}
 }
 
 // nobodyAnswered ends a call no target answered: busy for a hunt (SPEC §3),

@@ -560,3 +560,62 @@ func TestIVRTransferRoutesInTheCallsOrg(t *testing.T) {
 		t.Errorf("ivr transfer of an unknown call: dialed %v, rejected %s", c.dials(), c.rejected)
 	}
 }
+
+// A call handed back to the media server's dialplan (a feature code: park,
+// voicemail) stays callctl's (SPEC §4): its PSTN leg stays counted, and
+// the live calls show it in the dialplan, until its channel ends.
+func TestHandOffKeepsCounting(t *testing.T) {
+	h := newHarness(t, func(doc string) string {
+		return strings.Replace(doc, "    default_outgoing_number: \"+4930100100\"\n",
+			"    default_outgoing_number: \"+4930100100\"\n    feature_codes: [\"*98\"]\n", 1)
+	})
+	// 3999 took a PSTN call and transfers it (blind) to *98.
+	c := newCall("p1", controller.CallInfo{Server: "srv11", Caller: "3999", Dialed: "*98", Source: "127.0.0.99",
+		Transfer: routing.Blind, OriginalCaller: "+4989123456"}, nil)
+	done := make(chan struct{})
+	go func() { h.eng.Handle(h.ms, c); close(done) }()
+	handedOff := func() bool {
+		for _, v := range h.eng.Calls() {
+			if v.ID == "p1" && v.HandedOff {
+				return true
+			}
+		}
+		return false
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !handedOff() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !handedOff() {
+		t.Fatalf("the handed-off call is not live as handed off: %+v", h.eng.Calls())
+	}
+	select {
+	case <-done:
+		t.Fatal("the handler let the handed-off call go while its channel is up")
+	default:
+	}
+	if n := h.count(t, "server", "srv11"); n != 1 {
+		t.Errorf("srv11 counts %d while the call is in the dialplan, want 1 (its PSTN leg)", n)
+	}
+	c.hangup() // the channel ends in the dialplan
+	<-done
+	if n := h.count(t, "server", "srv11"); n != 0 {
+		t.Errorf("srv11 counts %d after the channel ended", n)
+	}
+	rec := h.recs.last(t)
+	if rec.Route != "feature" || !rec.HandedOff || rec.HangupCause != "HANDOFF" || len(rec.Legs) != 1 {
+		t.Errorf("record: route %s handed off %v cause %s legs %+v", rec.Route, rec.HandedOff, rec.HangupCause, rec.Legs)
+	}
+	// The engine stopping ends a handed-off call too.
+	c = newCall("p2", controller.CallInfo{Server: "srv11", Caller: "3999", Dialed: "*98"}, nil)
+	done = make(chan struct{})
+	go func() { h.eng.Handle(h.ms, c); close(done) }()
+	for h.eng.Active() == 0 && time.Now().Before(deadline.Add(5*time.Second)) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	h.eng.Stop()
+	<-done
+	if c.EndCause() != routing.CauseNormal.String() {
+		t.Errorf("handed-off call at stop: end cause %q, want hung up", c.EndCause())
+	}
+}

@@ -32,7 +32,9 @@ type Call interface {
 	// Hangup ends the call (every leg of it) with a cause.
 	Hangup(ctx context.Context, cause routing.Cause) error
 	// Handoff returns the call to the media server's own dialplan with the
-	// dialed string (feature codes); the call is no longer callctl's.
+	// dialed string (feature codes). The call stays callctl's: Context stays
+	// live until the channel ends (or moves on to a new owner, a transfer
+	// back to callctl), so that its counted legs are released only then.
 	Handoff(ctx context.Context, dialed string) error
 	// Context is done once the caller's channel is gone (the adapter cancels
 	// it from the hangup event, so the engine needs no goroutine to watch).

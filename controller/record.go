@@ -41,12 +41,15 @@ type Record struct {
 	// attended); TransferFrom the record of the call it came from, and
 	// TransferBy the extension that transferred it, when known. The JSON
 	// carries them together: "transfer": {"kind", "from_record", "by"}.
-	Transfer     string            `json:"-"`
-	TransferFrom string            `json:"-"`
-	TransferBy   string            `json:"-"`
-	PlanVersion  string            `json:"plan_version"`
-	Answered     string            `json:"answered_by,omitempty"`
-	Extra        map[string]string `json:"extra,omitempty"`
+	Transfer     string `json:"-"`
+	TransferFrom string `json:"-"`
+	TransferBy   string `json:"-"`
+	// HandedOff: the call was handed to the media server's own dialplan
+	// (a feature code, park, voicemail) and stayed counted until it ended.
+	HandedOff   bool              `json:"handed_off,omitempty"`
+	PlanVersion string            `json:"plan_version"`
+	Answered    string            `json:"answered_by,omitempty"`
+	Extra       map[string]string `json:"extra,omitempty"`
 }
 
 // RecordSink stores finished call records.

@@ -533,3 +533,25 @@ func RealDocument(f RealFleet, eps Endpoints) (*provision.Document, error) {
 	doc.Settings.RingTimeout = provision.Duration(realRingTimeout)
 	return doc, nil
 }
+
+// ParkFeature is the feature code the lab's features context parks with;
+// WithParking makes it acme's and hands feature codes to that context.
+const ParkFeature = "*98"
+
+// WithParking edits a lab plan so that acme's feature code *98 is handed to
+// the servers' features context (integration/lab), which parks the call.
+func WithParking(d *provision.Document) {
+	for i := range d.Orgs {
+		if d.Orgs[i].ID == "acme" {
+			d.Orgs[i].FeatureCodes = append(d.Orgs[i].FeatureCodes, ParkFeature)
+		}
+	}
+	for i := range d.Servers {
+		if c := d.Servers[i].FreeSWITCH; c != nil {
+			c.Context = "features"
+		}
+		if c := d.Servers[i].Asterisk; c != nil {
+			c.Context = "features"
+		}
+	}
+}

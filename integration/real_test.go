@@ -282,6 +282,8 @@ var realScenarios = []realScenario{
 		eps: Endpoints{"acme": {"2099": PhoneTransfersAriOnly, "3999": PhoneAnswers}}, run: func(t *testing.T, e *RealEnv) { realAttended(t, e, PhoneTransfersAriOnly) }},
 	{name: "IVRTransfer", two: true, sip: true, eps: Endpoints{"acme": {"3999": PhoneAnswers, "2099": PhoneAnswers}},
 		run: realIVRTransfer},
+	{name: "HandOffKeepsCounting", sip: true, eps: Endpoints{"acme": {"3999": PhoneTransfers}}, edit: WithParking,
+		run: realHandOffKeepsCounting},
 	{name: "MediaServerKilledMidCall", two: true, sip: true, eps: Endpoints{"acme": {"3998": PhoneAnswers, "2099": PhoneAnswers}},
 		run: realMediaServerKilled},
 	{name: "ControllerKilledMidCall", sip: true, processes: true, eps: Endpoints{"acme": {"3999": PhoneAnswers}},
@@ -700,6 +702,77 @@ func realIVRTransfer(t *testing.T, e *RealEnv) {
 	}
 	e.waitCount(t, "server", "srv11", 0)
 	e.waitCount(t, "server", "srv12", 0)
+}
+
+// SPEC §4 with real servers: a PSTN call answered by 3999's phone, which
+// parks it (a REFER to *98, a feature code handed to the server's own
+// features context: FreeSWITCH's transfer, Asterisk's continue after
+// subscribing to the channel). Parked, the call is still callctl's: its
+// PSTN leg stays counted and the live calls show it in the dialplan; once
+// the caller's channel ends, nothing is counted.
+func realHandOffKeepsCounting(t *testing.T, e *RealEnv) {
+	if e.Fleet.SIP == nil || e.sipDir == "" {
+		labtest.Missing(t, "real SIP phones: set %s", EnvSIPP)
+	}
+	tr, err := sipp.StartTransferer(realCtx(t), filepath.Join(e.sipDir, "transferer"), e.Fleet.SIP.Transferer(),
+		"sip:"+ParkFeature+"@"+e.Fleet.Servers["srv11"].SIP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	const caller, did = "+4989123456", "+4930100100"
+	cl := e.sipStart(t, "srv11", sipp.Call{Port: e.pstnCaller(), From: caller, Dialed: did})
+	e.sipAnswered(t, "srv11", caller, did, cl)
+	e.waitPhone(t, tr, PhoneNumber(PhoneTransfers, "3999"), caller)
+	var parked controller.CallView
+	deadline := time.Now().Add(15 * time.Second)
+	for parked.ID == "" && time.Now().Before(deadline) {
+		for _, v := range e.Node.Engine().Calls() {
+			if v.Server == "srv11" && v.Dialed == ParkFeature && v.HandedOff {
+				parked = v
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if parked.ID == "" {
+		t.Fatalf("no parked call among the live calls: %+v", e.Node.Engine().Calls())
+	}
+	// The transferring phone leaves; the caller stays parked and counted.
+	deadline = time.Now().Add(10 * time.Second)
+	for !tr.HungUp() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	e.sync(t)
+	if cl.Ended() {
+		t.Fatal("the caller's call ended when it was parked")
+	}
+	e.waitCount(t, "server", "srv11", 1)
+	e.waitCount(t, "org", "acme", 1)
+	r := e.hangupSIP(t, "srv11", caller, cl)
+	if r.Final != 200 {
+		t.Errorf("the caller's call: final %d", r.Final)
+	}
+	e.waitCount(t, "server", "srv11", 0)
+	rec := e.recordWhere(t, func(rec *controller.Record) bool {
+		return rec.Server == "srv11" && rec.Dialed == ParkFeature && !rec.Start.Before(r.Invited.Add(-time.Second))
+	})
+	if rec.Route != "feature" || !rec.HandedOff || rec.Transfer != "blind" {
+		t.Errorf("record of the parked call: route %s handed off %v transfer %q; want feature, handed off, blind", rec.Route, rec.HandedOff, rec.Transfer)
+	}
+	// Whose record the PSTN leg is on: FreeSWITCH transfers the caller's
+	// own channel, so the parked call counts it; on Asterisk a Local
+	// channel is parked and the PSTN leg stays the first call's until the
+	// caller's channel ends.
+	legs := rec.Legs
+	if e.Fleet.Servers["srv11"].Kind == provision.KindAsterisk {
+		if len(legs) != 0 {
+			t.Errorf("record of the parked Local channel: legs %+v, want none (the PSTN leg is the first call's)", legs)
+		}
+		legs = e.sipRecord(t, "srv11", caller, did, r).Legs
+	}
+	if len(legs) != 1 || legs[0].Kind.String() != "pstn-in" {
+		t.Errorf("the PSTN leg: legs %+v, want one pstn-in", legs)
+	}
 }
 
 // Server 12 crashes (SIGKILL) while a call crosses to it and another call

@@ -679,6 +679,50 @@ func TestIVRTransferRoutesInTheCallsOrg(t *testing.T) {
 	})
 }
 
+// SPEC §4: a call handed back to the media server's own dialplan (here
+// parked with *98) stays callctl's: its PSTN leg stays counted while it is
+// parked, the live calls show it in the dialplan, and it is released when
+// its channel ends.
+func TestHandOffKeepsCounting(t *testing.T) {
+	scenario(t, Options{Edit: WithParking, Phones: phones("srv11", "3999", answers)}, func(t *testing.T, e *Env) {
+		if e.Fleet.Kinds["srv11"] != provision.KindFreeSWITCH {
+			t.Skip("the simulator transfers calls of FreeSWITCH servers (a REFER); Asterisk hand-offs are covered in adapters/asterisk")
+		}
+		in := e.pstnCall(t, "srv11", "+4930100100", "+4915112345678")
+		bridged(t, in)
+		e.waitCount(t, "server", "srv11", 1)
+		// 3999 parks the caller: a blind transfer to *98.
+		if err := e.Lab.BlindTransfer("srv11", in.UUID(), ParkFeature); err != nil {
+			t.Fatal(err)
+		}
+		handedOff := func() bool {
+			for _, v := range e.Node.Engine().Calls() {
+				if v.ID == in.UUID() && v.Dialed == ParkFeature && v.HandedOff {
+					return true
+				}
+			}
+			return false
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for !handedOff() && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if !handedOff() {
+			t.Fatalf("the parked call is not among the live calls as handed off: %+v", e.Node.Engine().Calls())
+		}
+		// Parked, and still counted: the caller's PSTN leg crosses the edge.
+		e.waitCount(t, "server", "srv11", 1)
+		e.waitCount(t, "org", "acme", 1)
+		hangup(t, in)
+		e.waitCount(t, "server", "srv11", 0)
+		rec := e.record(t, func(r *controller.Record) bool { return r.Dialed == ParkFeature })
+		if rec.Route != "feature" || !rec.HandedOff || rec.Transfer != "blind" || rec.TransferBy != "3999" || len(rec.Legs) != 1 {
+			t.Errorf("record of the parked call: route %s handed off %v transfer %q by %q legs %+v; want feature, handed off, blind by 3999, the PSTN leg",
+				rec.Route, rec.HandedOff, rec.Transfer, rec.TransferBy, rec.Legs)
+		}
+	})
+}
+
 // The media server drops every control connection mid-call: nothing is
 // leaked (counts, calls), and callctl takes new calls once it reconnected.
 func TestMediaServerDropsMidCall(t *testing.T) {

@@ -47,7 +47,11 @@ type call struct {
 	endCause    string
 	hangupCause int
 	handedOff   bool
-	lost        bool // gone for callctl because the server is lost
+	// watched: the application subscribed to the caller's channel before
+	// handing it to the dialplan, so its ChannelDestroyed still arrives after
+	// StasisEnd, and the call ends only then.
+	watched bool
+	lost    bool // gone for callctl because the server is lost
 	// sentCause is the cause callctl hung the caller up with (0: none yet).
 	// Asterisk keeps the cause of the last hangup request, so a second one
 	// sent before the channel is gone would change what the caller gets.
@@ -1060,19 +1064,31 @@ func (c *call) Hangup(ctx context.Context, cause routing.Cause) error {
 }
 
 // Handoff continues the caller in the server's own dialplan (context from
-// the plan) at extension dialed; the call is no longer callctl's.
+// the plan) at extension dialed. The call stays callctl's until its channel
+// ends: the application subscribes to the channel first, because once it
+// left Stasis nothing else would report its end (StasisEnd is the last
+// event of a channel the application is not subscribed to).
 func (c *call) Handoff(ctx context.Context, dialed string) error {
 	if !validDigits(dialed) {
 		return fmt.Errorf("handoff %s to %q: %w", c.id, dialed, ErrUnsafe)
 	}
+	sub := url.Values{"eventSource": {"channel:" + c.id}}
+	watched := true
+	if err := c.rest().do(ctx, http.MethodPost, "/applications/"+seg(c.cl.cfg.App)+"/subscription", sub, nil, nil); err != nil {
+		// Handed off all the same; its end is then its StasisEnd.
+		watched = false
+		c.logger().Warn("subscribing to the channel before the hand-off failed: its count ends when it leaves the application", "err", err)
+	}
 	c.mu.Lock()
 	c.handedOff = true
+	c.watched = watched
 	c.mu.Unlock()
 	q := url.Values{"context": {c.cl.cfg.Context}, "extension": {dialed}, "priority": {"1"}}
 	err := c.rest().do(ctx, http.MethodPost, c.path("/continue"), q, nil, nil)
 	if err != nil {
 		c.mu.Lock()
 		c.handedOff = false
+		c.watched = false
 		c.mu.Unlock()
 		if statusOf(err) == http.StatusNotFound {
 			return fmt.Errorf("handoff %s: %w", c.id, controller.ErrCallGone)
@@ -1080,6 +1096,20 @@ func (c *call) Handoff(ctx context.Context, dialed string) error {
 		return fmt.Errorf("handoff %s: %w", c.id, err)
 	}
 	return nil
+}
+
+// leftStasis handles the caller's StasisEnd: the end of the call, unless it
+// was handed to the dialplan with its channel watched (its ChannelDestroyed
+// ends it then).
+func (c *call) leftStasis(at time.Time) {
+	c.mu.Lock()
+	watched := c.handedOff && c.watched
+	c.mu.Unlock()
+	if watched {
+		c.logger().Info("in the dialplan: the call stays counted until its channel ends")
+		return
+	}
+	c.callerGone(-1, at)
 }
 
 // finish runs when the handler returned: whatever of the call is still up

@@ -476,7 +476,7 @@ func (c *Client) handleFrame(data []byte, at time.Time) {
 		case ref.standIn:
 			ref.call.standInGone(e.Channel.ID)
 		default:
-			ref.call.callerGone(-1, at)
+			ref.call.leftStasis(at)
 		}
 	case ari.Events.ChannelHangupRequest:
 		// A soft request (cause 32 after DELETE) is a flag, not a cause.

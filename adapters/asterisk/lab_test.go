@@ -35,7 +35,7 @@ servers:
     kind: asterisk
     prefix: "12"
     channel_limit: %[3]d
-    asterisk: {url: "%[1]s", user: ari, password: ari, app: callctl, context: default}
+    asterisk: {url: "%[1]s", user: ari, password: ari, app: callctl, context: features}
     pstn: {dial: "PJSIP/{dest}@pstn", from: ["pstn"]}
     trunks:
       srv13: {dial: "PJSIP/{dest}@srv13", from: ["srv13"]}
@@ -54,6 +54,7 @@ orgs:
     national_prefix: "0"
     international_prefix: "00"
     default_outgoing_number: "+4930100100"
+    feature_codes: ["*98"]
     outbound_rules:
       - {name: world, countries: ["*"]}
     users:

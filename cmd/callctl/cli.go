@@ -438,7 +438,12 @@ func newCalls() *cobra.Command {
 		}
 		rows := [][]string{}
 		for _, x := range calls {
-			rows = append(rows, []string{x.ID, x.Server, x.Caller, x.Dialed, x.Route, orNone(x.Org), orNone(x.Billing), orNone(x.Answered),
+			route := x.Route
+			if x.HandedOff {
+				// Parked, in voicemail, ...: still counted until it ends.
+				route += " (in dialplan)"
+			}
+			rows = append(rows, []string{x.ID, x.Server, x.Caller, x.Dialed, route, orNone(x.Org), orNone(x.Billing), orNone(x.Answered),
 				time.Since(x.Start).Round(time.Second).String()})
 		}
 		return table(cmd.OutOrStdout(), "CALL\tSERVER\tCALLER\tDIALED\tROUTE\tORG\tBILLING\tANSWERED BY\tAGE", rows)

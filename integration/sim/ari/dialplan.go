@@ -18,6 +18,11 @@ import (
 
 const targetsContext = "targets"
 
+// featuresContext is where the lab hands feature codes back (extensions.conf
+// [features]): *98 answers and holds the caller (a park), nothing runs
+// Stasis.
+const featuresContext = "features"
+
 // answerSettle is how long Answer() waits for media before the next
 // priority runs: the recorded 1XX calls show Wait(30) 500 ms after Answer.
 const answerSettle = 500 * time.Millisecond
@@ -205,6 +210,19 @@ func (e *engine) dialplanEnds(c *channel) {
 }
 
 // invalidExten: no such extension; the PBX hangs the channel up.
+// runFeature runs the lab's features context on c: *98 answers and holds
+// the caller until it hangs up; any other code is invalid.
+func (e *engine) runFeature(c *channel, exten string) {
+	if exten != "*98" {
+		e.invalidExten(c)
+		return
+	}
+	e.runApp(c, 1, "NoOp", "feature "+exten+": park")
+	e.runApp(c, 2, "Answer", "")
+	e.answerFromDialplan(c)
+	e.afterFunc(c, answerSettle, func() { e.runApp(c, 3, "Wait", "86400") })
+}
+
 func (e *engine) invalidExten(c *channel) {
 	if c.half == 2 && c.other != nil && c.other.dial != nil {
 		e.dialFailed(c.other, "CHANUNAVAIL", causeUnknown)
@@ -257,6 +275,9 @@ func (e *engine) continueDialplan(c *channel, context, exten string, prio int) {
 	case context == targetsContext:
 		c.snap.Dialplan.Context, c.snap.Dialplan.Exten = context, exten
 		e.runTarget(c, exten)
+	case context == featuresContext:
+		c.snap.Dialplan.Context, c.snap.Dialplan.Exten = context, exten
+		e.runFeature(c, exten)
 	case e.cfg.isStasisContext(context):
 		e.runStasisContext(c, context, exten, prio)
 	default:

@@ -207,7 +207,8 @@ func (s *Server) startDialplan(tx *callmodel.Tx, uuid string) {
 }
 
 // dialplan is the lab's dialplan: the targets context plays the lab
-// convention, every other context hands the call to the controller.
+// convention, the features context parks *98, every other context hands
+// the call to the controller.
 func (s *Server) dialplan(context, dest string) []action {
 	if context == "targets" {
 		b, ok := callmodel.TargetBehaviour(dest)
@@ -231,6 +232,14 @@ func (s *Server) dialplan(context, dest string) []action {
 		default:
 			return []action{{"hangup", b.Cause.Name}}
 		}
+	}
+	if context == "features" {
+		// Where callctl hands feature codes back (the lab's features.xml):
+		// *98 parks, nothing runs socket.
+		if dest == "*98" {
+			return []action{{"answer", ""}, {"park", ""}}
+		}
+		return []action{{"hangup", "UNALLOCATED_NUMBER"}}
 	}
 	acts := []action{{"set", "instance_name=" + s.cfg.Switchname}}
 	last := ""
