@@ -214,6 +214,8 @@ func (e *Engine) Handle(ms MediaServer, call Call) error {
 }
 
 // begin takes the call on, or says why not.
+//
+//go:noinline
 func (e *Engine) begin(ms MediaServer, call Call) (*run, error) {
 	id := call.ID()
 	log := e.log.With("call", id)
@@ -244,6 +246,8 @@ func (e *Engine) begin(ms MediaServer, call Call) (*run, error) {
 }
 
 // end lets the call go.
+//
+//go:noinline
 func (e *Engine) end(c *run) {
 	e.mu.Lock()
 	delete(e.active, c.call.ID())
@@ -297,10 +301,6 @@ func (c *run) handle() error {
 	// Recovered before finish runs, so that the record and the metrics carry
 	// the cause the caller got (NORMAL_TEMPORARY_FAILURE), not the clearing.
 	defer c.recoverPanic()
-	c.stepFrom = c.call.Info().Arrived
-	if c.stepFrom.IsZero() {
-		c.stepFrom = time.Now()
-	}
 	if !c.decide() || !c.admit() {
 		return nil
 	}
@@ -328,8 +328,15 @@ func (c *run) handle() error {
 }
 
 // decide routes the call and starts its record; false when it is rejected.
+//
+//go:noinline
 func (c *run) decide() bool {
 	info := c.call.Info()
+	// Set here, not in handle, whose frame stays on the stack for the call.
+	c.stepFrom = info.Arrived
+	if c.stepFrom.IsZero() {
+		c.stepFrom = time.Now()
+	}
 	start := info.Start
 	if start.IsZero() {
 		start = c.e.opt.Now()
@@ -405,6 +412,8 @@ func (c *run) transferredBy(info *CallInfo) {
 
 // admit counts the legs a call costs on arrival (PSTN or trunk inbound);
 // false when a limit refuses it.
+//
+//go:noinline
 func (c *run) admit() bool {
 	d := &c.dec
 	for i := 0; i < d.InLegs.Len(); i++ {
@@ -425,6 +434,8 @@ func (c *run) admit() bool {
 // stays callctl's (SPEC §4): what it counts stays counted until its channel
 // ends, so a parked call or one in voicemail cannot take a server over its
 // limit.
+//
+//go:noinline
 func (c *run) handoff() {
 	code := c.dec.Target.Number
 	c.log.Info("feature code: returning the call to the media server's dialplan", "code", code)
@@ -459,6 +470,8 @@ func (c *run) inDialplan() {
 
 // nobodyAnswered ends a call no target answered: busy for a hunt (SPEC §3),
 // the target's own outcome for a single one.
+//
+//go:noinline
 func (c *run) nobodyAnswered() {
 	cause := c.unansweredCause()
 	c.log.Info("nobody answered", "attempts", len(c.rec.Attempts), "cause", cause)
@@ -486,6 +499,8 @@ func (c *run) over() bool { return c.ctx.Err() != nil || c.e.stopCtx.Err() != ni
 
 // fallback dials the org's fallback target of a hunt nobody answered; true
 // when it answered.
+//
+//go:noinline
 func (c *run) fallback() bool {
 	fd := new(routing.Decision)
 	c.router.FallbackInto(&c.dec, fd)
@@ -681,6 +696,8 @@ func (c *run) attempt(t *routing.Target) (hunt.Attempt, Leg, []string) {
 }
 
 // note records the answer.
+//
+//go:noinline
 func (c *run) note(t *routing.Target) {
 	now := c.e.opt.Now()
 	c.rec.Answer = &now
@@ -694,9 +711,8 @@ func (c *run) note(t *routing.Target) {
 	c.log.Info("answered: connected", "target", t.Number, "leg", c.answered.leg.ID())
 }
 
-// connected waits for the end of an answered call, ends the caller's side
-// when the leg went first (or the engine stops), then releases the leg's
-// counts once its channel is gone.
+// connected waits for the end of an answered call (noting transfers of it
+// meanwhile).
 func (c *run) connected() {
 	leg := c.answered.leg
 	var noted <-chan struct{}
@@ -717,6 +733,17 @@ func (c *run) connected() {
 			waiting = false
 		}
 	}
+	c.afterConnected()
+}
+
+// afterConnected ends the caller's side when the leg went first (or the
+// engine stops), then releases the leg's counts once its channel is gone.
+// A frame of its own: the one that waits for the whole call stays small,
+// so the goroutine's stack shrinks back to a few KiB.
+//
+//go:noinline
+func (c *run) afterConnected() {
+	leg := c.answered.leg
 	if c.call.Context().Err() == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := c.call.Hangup(ctx, routing.CauseNormal); err != nil && !errors.Is(err, ErrCallGone) {
