@@ -37,21 +37,10 @@ func TestDialStepMetric(t *testing.T) {
 	if setup.Count != 2 || member.Count != 2 {
 		t.Fatalf("dial steps observed: setup %d, member %d; want 2 and 2", setup.Count, member.Count)
 	}
-	if n := member.Count - below(member, 0.25); n != 1 {
+	if n := member.Count - member.AtMost(0.25); n != 1 {
 		t.Errorf("%d member steps above 250 ms, want 1 (the member that rang 300 ms)", n)
 	}
 	if setup.Sum <= 0 {
 		t.Errorf("setup steps sum to %v s", setup.Sum)
 	}
-}
-
-// below is how many observations of h were at most bound (one of its
-// bucket bounds).
-func below(h promq.Histogram, bound float64) uint64 {
-	for i, b := range h.Bounds {
-		if b == bound {
-			return h.Buckets[i]
-		}
-	}
-	return 0
 }

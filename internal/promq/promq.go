@@ -112,6 +112,17 @@ func (h Histogram) Quantile(q float64) float64 {
 	return lo + (h.Bounds[i]-lo)*(rank-float64(below))/float64(in)
 }
 
+// AtMost is how many observations were at most bound, which must be one of
+// h's bounds (0 when it is not).
+func (h Histogram) AtMost(bound float64) uint64 {
+	for i, b := range h.Bounds {
+		if b == bound {
+			return h.Buckets[i]
+		}
+	}
+	return 0
+}
+
 // Sub is what h observed since before was read.
 func (h Histogram) Sub(before Histogram) Histogram {
 	if len(before.Buckets) != len(h.Buckets) {
