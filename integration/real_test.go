@@ -388,11 +388,7 @@ func realBlindTransfer(t *testing.T, e *RealEnv) {
 	}
 	// The transferring phone leaves the call once its transfer succeeded
 	// (the server's BYE, or its own 1.5 s after the final NOTIFY).
-	deadline := time.Now().Add(10 * time.Second)
-	for !tr.HungUp() && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if !tr.HungUp() {
+	if !waitFor(10*time.Second, tr.HungUp) {
 		t.Errorf("the transferring phone is still in its call after the transfer")
 	}
 	r := e.hangupSIP(t, "srv11", caller, cl)
@@ -465,11 +461,7 @@ func realAriOnlyBlindTransfer(t *testing.T, e *RealEnv) {
 	if got := waitNotifies(t, tr); !slices.Equal(got, []int{100, 200}) {
 		t.Errorf("the transferring phone's NOTIFYs: %v, want [100 200]", got)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !tr.HungUp() && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if !tr.HungUp() {
+	if !waitFor(10*time.Second, tr.HungUp) {
 		t.Errorf("the transferring phone is still in its call after the transfer")
 	}
 	if cl.Ended() {
@@ -607,11 +599,7 @@ func realAttended(t *testing.T, e *RealEnv, phone Target) {
 		// core: Asterisk ends the second line itself (BYE).
 		t.Fatalf("the second line after the transfer: %v", err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !tr.HungUp() && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if !tr.HungUp() {
+	if !waitFor(10*time.Second, tr.HungUp) {
 		t.Errorf("the transferring phone is still in its first line after the transfer")
 	}
 	e.sync(t)
@@ -624,11 +612,7 @@ func realAttended(t *testing.T, e *RealEnv, phone Target) {
 	e.waitCount(t, "server", "srv12", 2)
 	e.waitCount(t, "server", "srv11", 1)
 	r := e.hangupSIP(t, "srv12", ariOnlyCaller, cl)
-	deadline = time.Now().Add(10 * time.Second)
-	for !e.SIPPhones.HungUp() && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if !e.SIPPhones.HungUp() {
+	if !waitFor(10*time.Second, e.SIPPhones.HungUp) {
 		t.Errorf("3999's phone was not hung up after the PSTN caller")
 	}
 	first := e.sipRecord(t, "srv12", ariOnlyCaller, ariOnlyDID, r)
