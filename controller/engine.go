@@ -309,15 +309,8 @@ func (c *run) handle() error {
 		c.handoff()
 		return nil
 	}
+	// A group nobody answered goes to its fallback as a forward (SPEC §3).
 	if c.dialForwarding() {
-		c.connected()
-		return nil
-	}
-	if c.over() {
-		return nil
-	}
-	// Nobody answered: the fallback target, else busy (SPEC §3).
-	if d.Kind == routing.Hunt && d.Fallback != "" && c.fallback() {
 		c.connected()
 		return nil
 	}
@@ -417,7 +410,12 @@ func (c *run) transferredBy(info *CallInfo) {
 func (c *run) admit() bool {
 	d := &c.dec
 	for i := 0; i < d.InLegs.Len(); i++ {
-		if err := c.acquire(c.call.ID()+"/in/"+strconv.Itoa(i), c.call.ID(), d.InLegs.At(i)); err != nil {
+		id, leg := c.call.ID()+"/in/"+strconv.Itoa(i), d.InLegs.At(i)
+		err := c.acquire(id, c.call.ID(), leg)
+		if err != nil {
+			err = c.admitPastLimit(id, leg, err)
+		}
+		if err != nil {
 			reason := "counts_unavailable"
 			if s := refusalScope(err); s != "unavailable" {
 				reason = "limit_" + s
@@ -497,21 +495,6 @@ func (c *run) unansweredReason() string {
 // stops.
 func (c *run) over() bool { return c.ctx.Err() != nil || c.e.stopCtx.Err() != nil }
 
-// fallback dials the org's fallback target of a hunt nobody answered; true
-// when it answered.
-//
-//go:noinline
-func (c *run) fallback() bool {
-	fd := new(routing.Decision)
-	c.router.FallbackInto(&c.dec, fd)
-	if fd.Kind == routing.Rejected || fd.Kind == routing.Feature {
-		c.log.Warn("fallback does not route", "fallback", c.dec.Fallback, "cause", fd.Cause, "reason", fd.Reason)
-		return false
-	}
-	c.log.Info("nobody answered: fallback", "fallback", c.dec.Fallback, "route", fd.Kind)
-	return c.dialAll(fd.Members())
-}
-
 func orgID(o *provision.OrgInfo) string {
 	if o == nil {
 		return ""
@@ -563,6 +546,7 @@ func (c *run) dialAll(members []routing.Target) bool {
 			break
 		}
 		t := &members[i]
+		c.fwd.refusal = nil
 		a, leg, held := c.attempt(t)
 		h.Report(a)
 		c.rec.Attempts = append(c.rec.Attempts, a)
@@ -571,6 +555,9 @@ func (c *run) dialAll(members []routing.Target) bool {
 		}
 		if a.Outcome != hunt.Answered {
 			c.release(held)
+			if c.leavesHunt(t, &a) {
+				break
+			}
 			continue
 		}
 		c.answered = answered{t: t, leg: leg, held: held}
@@ -817,10 +804,11 @@ func (c *run) dialStepDone(res *DialResult) {
 }
 
 func (c *run) acquire(id, channel string, leg accounting.Leg) error {
-	lim := c.e.opt.Limiter
-	if lim == nil {
-		return nil
-	}
+	return c.hold(id, channel, leg, c.limitsOf(leg))
+}
+
+// limitsOf are the limits leg is held to.
+func (c *run) limitsOf(leg accounting.Leg) accounting.Limits {
 	limits := accounting.Limits{}
 	p := c.router.Plan
 	if s := p.Server(leg.Server); s != nil {
@@ -832,6 +820,15 @@ func (c *run) acquire(id, channel string, leg accounting.Leg) error {
 	if c.dec.Emergency {
 		// An emergency call is counted, never refused by a limit.
 		limits = accounting.Limits{}
+	}
+	return limits
+}
+
+// hold counts leg within limits.
+func (c *run) hold(id, channel string, leg accounting.Leg, limits accounting.Limits) error {
+	lim := c.e.opt.Limiter
+	if lim == nil {
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()

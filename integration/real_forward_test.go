@@ -18,6 +18,9 @@ func init() {
 			eps: Endpoints{"acme": {"3997": PhoneBusy, "1101": PhoneAnswers}}, run: realBusyForward},
 		realScenario{name: "LimitForward", sip: true, eps: Endpoints{"acme": {"3999": PhoneAnswers, "3998": PhoneAnswers}},
 			edit: limitForward("srv11", 1, "acme", "3998"), run: realLimitForward},
+		realScenario{name: "LimitForwardAtArrival", two: true, sip: true,
+			eps:  Endpoints{"acme": {"2099": PhoneAnswers, "1101": PhoneAnswers}},
+			edit: limitForward("srv12", 1, "acme", "1101"), run: realLimitForwardAtArrival},
 		realScenario{name: "GroupFallbackForPSTNCaller", two: true, sip: true, eps: Endpoints{
 			"grp1": {"77721401": Busy, "77721402": Busy, "77721403": Busy, "77721404": Busy, "77721405": Busy, "77721406": Busy},
 			"acme": {"1101": PhoneAnswers}}, edit: grp1FallbackToNightDesk, run: realGroupFallback},
@@ -83,6 +86,39 @@ func realLimitForward(t *testing.T, e *RealEnv) {
 	}
 	e.hangupSIP(t, "srv11", "3999", first)
 	e.waitCount(t, "server", "srv11", 0)
+}
+
+// srv12 at its limit of 1 (3999's call to 2099 holds it): a PSTN caller to
+// 2099's number arrives at srv12 over the limit. The arriving leg is on
+// srv12 already, so it is counted past the limit (srv12 counts 2) and the
+// call goes to srv12's limit forward, the night desk 1101 on srv12, which
+// shows the PSTN caller; 2099's phone rings only for the first call.
+func realLimitForwardAtArrival(t *testing.T, e *RealEnv) {
+	first := e.sipStart(t, "srv11", sipp.Call{From: "3999", FromName: "Aiko Sato", Dialed: "122099"})
+	e.sipAnswered(t, "srv11", "3999", "122099", first)
+	e.waitPhone(t, e.SIPPhones, PhoneNumber(PhoneAnswers, "2099"), "113999")
+	e.waitCount(t, "server", "srv12", 1)
+	cl := e.sipStart(t, "srv12", sipp.Call{Port: e.pstnCaller(), From: "+4915112345678", Dialed: "+442071234567"})
+	e.sipAnswered(t, "srv12", "+4915112345678", "+442071234567", cl)
+	e.waitPhone(t, e.SIPPhones, PhoneNumber(PhoneAnswers, "1101"), "+4915112345678")
+	if rs := e.SIPPhones.RingsOf(PhoneNumber(PhoneAnswers, "2099")); len(rs) != 1 {
+		t.Errorf("2099's phone rang %d times, want once (the first call)", len(rs))
+	}
+	e.waitCount(t, "server", "srv12", 2)
+	e.waitCount(t, "server", "srv11", 1)
+	r := e.hangupSIP(t, "srv12", "+4915112345678", cl)
+	rec := e.sipRecord(t, "srv12", "+4915112345678", "+442071234567", r)
+	forwarded(t, rec, "2099:congested 1101:answered", "forward-limit", "server srv12")
+	if want := "leg pstn-in on srv12: server srv12 is at its channel limit of 1"; rec.Attempts[0].Cause != want {
+		t.Errorf("the refused attempt says %q, want %q", rec.Attempts[0].Cause, want)
+	}
+	e.waitCount(t, "server", "srv12", 1)
+	if first.Ended() {
+		t.Fatal("the first call ended")
+	}
+	e.hangupSIP(t, "srv11", "3999", first)
+	e.waitCount(t, "server", "srv11", 0)
+	e.waitCount(t, "server", "srv12", 0)
 }
 
 // grp1FallbackToNightDesk gives group 1 a fallback on srv12: its own 1101,

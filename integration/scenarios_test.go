@@ -343,6 +343,8 @@ func TestGroupFallbackForPSTNCallers(t *testing.T) {
 		if got := attempts(rec); got != want || rec.Answered != "1101" {
 			t.Errorf("record: attempts %s, answered by %q; want %s by 1101", got, rec.Answered, want)
 		}
+		// The fallback is a forward of the call (SPEC §4): its attempt says so.
+		forwarded(t, rec, want, "fallback", "org grp1")
 	})
 }
 

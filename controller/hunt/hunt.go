@@ -66,8 +66,9 @@ type Attempt struct {
 	// Ring is how long it rang; records carry it as ring_ms.
 	Ring time.Duration `json:"-"`
 	// Forward says the target was rung because the call was forwarded
-	// (forward-noanswer, forward-busy, forward-limit), ForwardedBy whose
-	// forward it was (a user, or a limit: "server srv12").
+	// (forward-noanswer, forward-busy, forward-limit, or fallback: a group
+	// nobody answered went to its fallback), ForwardedBy whose forward it
+	// was (a user, a limit: "server srv12", or the fallback's org).
 	Forward     string `json:"forward,omitempty"`
 	ForwardedBy string `json:"forwarded_by,omitempty"`
 }

@@ -3,6 +3,7 @@ package routing
 import (
 	"time"
 
+	"github.com/callctl/callctl/controller/accounting"
 	"github.com/callctl/callctl/controller/provision"
 )
 
@@ -15,6 +16,7 @@ const (
 	ForwardNoAnswer             // the user did not answer in time, or is not registered
 	ForwardBusy                 // the user's phone was busy
 	ForwardLimit                // a counted leg would have exceeded a limit
+	ForwardFallback             // nobody in a group answered: its org's fallback (SPEC §3)
 )
 
 func (k ForwardKind) String() string {
@@ -25,6 +27,8 @@ func (k ForwardKind) String() string {
 		return "forward-busy"
 	case ForwardLimit:
 		return "forward-limit"
+	case ForwardFallback:
+		return "fallback"
 	}
 	return ""
 }
@@ -50,6 +54,13 @@ type Forward struct {
 // ends in its group's fallback instead.
 func (d *Decision) OwnsForwards() bool {
 	return d.Origin != FromTrunk && d.Kind != Hunt && d.Kind != Rejected && d.Kind != Feature
+}
+
+// OwnsLimitForwards says whether the node routing d forwards its call when
+// a counted leg would exceed a limit: as OwnsForwards, and a hunt too (its
+// member over a limit, or its arrival, goes to the limit's forward).
+func (d *Decision) OwnsLimitForwards() bool {
+	return d.Origin != FromTrunk && d.Kind != Rejected && d.Kind != Feature
 }
 
 // UserOf is the user behind the extension target t of d, or nil.
@@ -97,7 +108,7 @@ func (d *Decision) UserForward(t *Target, kind ForwardKind) (Forward, bool) {
 // LimitForward is the forward of the limit of scope ("server" or "org")
 // named name, if it has one and this node owns the call d.
 func (r *Router) LimitForward(d *Decision, scope, name string) (Forward, bool) {
-	if !d.OwnsForwards() {
+	if !d.OwnsLimitForwards() {
 		return Forward{}, false
 	}
 	var lf *provision.LimitForwardInfo
@@ -134,12 +145,29 @@ func (r *Router) FarLimitForward(d *Decision, t *Target) (Forward, bool) {
 	return Forward{}, false
 }
 
+// FallbackForward is the forward to hunt d's fallback (SPEC §3), once
+// nobody in the group answered: it counts towards max_forwards like any
+// forward, so a fallback that forwards back to its group cannot loop.
+func (r *Router) FallbackForward(d *Decision) (Forward, bool) {
+	if d.Kind != Hunt || d.Fallback == "" || d.Org == nil {
+		return Forward{}, false
+	}
+	return Forward{Kind: ForwardFallback, Target: d.Fallback, By: "org " + d.Org.ID, org: d.Org}, true
+}
+
 // ForwardInto routes forward f of the call d into fd: the target as its
 // owner dials it (a user in their org with their outbound rule, a limit's
 // forward in its org), from the entry server, presenting the caller d
 // presented (SPEC §4: a forward passes the original caller through). Legs
 // the call already counts on arrival are not counted again.
 func (r *Router) ForwardInto(d *Decision, f Forward, fd *Decision) {
+	if f.Kind == ForwardFallback {
+		r.FallbackInto(d, fd)
+		if fd.Kind == Feature {
+			reject(fd, CauseBusy, "a feature code is not a fallback target")
+		}
+		return
+	}
 	*fd = Decision{Dialed: f.Target, Origin: d.Origin, Entry: d.Entry, PeerServer: d.PeerServer,
 		Caller: d.Caller, CallerOrg: d.CallerOrg, Billing: d.Billing}
 	if d.Entry == nil || f.Target == "" || !provision.ValidDialed(f.Target) {
@@ -207,16 +235,17 @@ type ForwardSummary struct {
 	By     string `json:"by"`
 }
 
-// forwardSummaries lists the forwards of d's single target: its user's
+// forwardSummaries lists the forwards of d: its single target's user's
 // no-answer and busy forwards, and the limit forwards of the limits its
-// counted legs are held against.
+// counted legs are held against: those it counts on arrival and those of
+// each target it rings.
 func (d *Decision) forwardSummaries() []ForwardSummary {
-	if !d.OwnsForwards() {
+	if !d.OwnsLimitForwards() {
 		return nil
 	}
 	var out []ForwardSummary
 	t := &d.Target
-	if u := d.UserOf(t); u != nil {
+	if u := d.UserOf(t); u != nil && d.OwnsForwards() {
 		if u.Forward.NoAnswer != "" {
 			out = append(out, ForwardSummary{On: "no answer", After: u.Forward.After, Target: u.Forward.NoAnswer, By: u.Ext})
 		}
@@ -232,20 +261,26 @@ func (d *Decision) forwardSummaries() []ForwardSummary {
 		seen[by] = true
 		out = append(out, ForwardSummary{On: "limit", Target: lf.Target, By: by})
 	}
-	for i := 0; i < t.Legs.Len(); i++ {
-		lg := t.Legs.At(i)
-		switch {
-		case d.Entry != nil && lg.Server == d.Entry.Name:
-			add("server "+lg.Server, d.Entry.LimitForward)
-		case t.Server != nil && lg.Server == t.Server.Name:
-			add("server "+lg.Server, t.Server.LimitForward)
+	limits := func(legs *accounting.Legs, far *provision.ServerInfo) {
+		for i := 0; i < legs.Len(); i++ {
+			lg := legs.At(i)
+			switch {
+			case d.Entry != nil && lg.Server == d.Entry.Name:
+				add("server "+lg.Server, d.Entry.LimitForward)
+			case far != nil && lg.Server == far.Name:
+				add("server "+lg.Server, far.LimitForward)
+			}
+			switch {
+			case d.Org != nil && lg.Org == d.Org.ID:
+				add("org "+lg.Org, d.Org.LimitForward)
+			case d.CallerOrg != nil && lg.Org == d.CallerOrg.ID:
+				add("org "+lg.Org, d.CallerOrg.LimitForward)
+			}
 		}
-		switch {
-		case d.Org != nil && lg.Org == d.Org.ID:
-			add("org "+lg.Org, d.Org.LimitForward)
-		case d.CallerOrg != nil && lg.Org == d.CallerOrg.ID:
-			add("org "+lg.Org, d.CallerOrg.LimitForward)
-		}
+	}
+	limits(&d.InLegs, nil)
+	for _, m := range d.Members() {
+		limits(&m.Legs, m.Server)
 	}
 	return out
 }

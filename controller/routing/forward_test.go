@@ -135,9 +135,41 @@ func TestLimitForwards(t *testing.T) {
 	if _, ok := r.LimitForward(&d, "server", "srv11"); ok {
 		t.Errorf("srv11 has no limit forward")
 	}
-	// A hunt ends in its fallback, not in a forward.
+	// A hunt whose member's leg (or its arrival) is over a limit goes to
+	// the limit's forward like any call (SPEC §4); a group nobody answered
+	// goes to its fallback, also a forward (counted towards max_forwards).
 	d = r.Route(&routing.Request{Server: "srv11", Caller: "1100", Dialed: "8008001"})
-	if _, ok := r.LimitForward(&d, "org", "acme"); ok {
-		t.Errorf("a hunt is limit-forwarded")
+	if f, ok := r.LimitForward(&d, "server", "srv12"); !ok || f.Target != "3998" || f.By != "server srv12" {
+		t.Errorf("a hunt over srv12's limit: %+v %v, want srv12's limit forward to 3998", f, ok)
+	}
+	if f, ok := r.FallbackForward(&d); ok {
+		t.Errorf("grp1 has no fallback, yet %+v", f)
+	}
+	// The hunt's node forwards; a node that got the call over a trunk
+	// leaves it to the sender.
+	d = r.Route(&routing.Request{Server: "srv12", Source: "srv11", MarkOrg: "acme", Caller: "113999", Dialed: "2099"})
+	if d.Kind != routing.Local {
+		t.Fatalf("trunk call for 2099: %s %s", d.Kind, d.Reason)
+	}
+	if _, ok := r.LimitForward(&d, "server", "srv12"); ok {
+		t.Errorf("the receiving node of a trunk call forwards it at a limit; the sender owns it")
+	}
+}
+
+// A group's fallback is a forward (SPEC §3, §4): routed from the hunt,
+// presenting the caller the group was shown.
+func TestFallbackForward(t *testing.T) {
+	r := forwardRouter(t, "      - {number: \"8008003\", start: \"77721403\"}\n",
+		"      - {number: \"8008003\", start: \"77721403\"}\n    hunt: {fallback: \"1100\"}\n")
+	d := r.Route(&routing.Request{Server: "srv11", Source: "127.0.0.99", Caller: "+4915112345678", Dialed: "+4930200100"})
+	f, ok := r.FallbackForward(&d)
+	if !ok || f.Target != "1100" || f.By != "org grp1" || f.Kind.String() != "fallback" {
+		t.Fatalf("grp1's fallback: %+v %v", f, ok)
+	}
+	var fd routing.Decision
+	r.ForwardInto(&d, f, &fd)
+	check(t, fd, want{kind: routing.Local, org: "grp1", members: []string{"1100"}, callerID: []string{"+4915112345678"}, billing: "grp1"})
+	if _, ok := r.FallbackForward(&fd); ok {
+		t.Errorf("a fallback has a fallback of its own")
 	}
 }
