@@ -74,6 +74,7 @@ func (c *run) forward(f routing.Forward) bool {
 	}
 	c.fwd.n++
 	c.fwd.cur = f
+	c.e.opt.Metrics.forwarded(f.Kind)
 	c.log.Info("forwarding", "forward", f.Kind, "by", f.By, "target", f.Target, "route", fd.Kind, "org", orgID(fd.Org),
 		"caller_id", fd.Target.CallerID, "forwards", c.fwd.n)
 	c.dec = *fd

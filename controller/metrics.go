@@ -1,11 +1,26 @@
 package controller
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/callctl/callctl/controller/routing"
+)
 
 // refuse counts a call refused for reason.
 func (m *Metrics) refuse(reason string) {
 	if m != nil {
 		m.refused.WithLabelValues(reason).Inc()
+	}
+}
+
+// forwardKinds are the kind labels of callctl_forwards_total.
+var forwardKinds = map[routing.ForwardKind]string{routing.ForwardNoAnswer: "no_answer", routing.ForwardBusy: "busy",
+	routing.ForwardLimit: "limit", routing.ForwardFallback: "fallback"}
+
+// forwarded counts a forward of kind k.
+func (m *Metrics) forwarded(k routing.ForwardKind) {
+	if m != nil {
+		m.forwards.WithLabelValues(forwardKinds[k]).Inc()
 	}
 }
 
@@ -17,6 +32,7 @@ type Metrics struct {
 	refusals *prometheus.CounterVec
 	refused  *prometheus.CounterVec
 	dialStep *prometheus.HistogramVec
+	forwards *prometheus.CounterVec
 }
 
 // dialStepBuckets are the bounds of callctl_dial_step_seconds: fine below
@@ -40,9 +56,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		dialStep: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "callctl_dial_step_seconds",
 			Help:    "Each dialed member's step: setup is from when callctl could decide to dial it (the call's arrival, or the previous member's outcome reaching callctl) to the request that rings it leaving; member is from then to its outcome or answer reaching callctl.",
 			Buckets: dialStepBuckets}, []string{"step"}),
+		forwards: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "callctl_forwards_total",
+			Help: "Calls forwarded, by kind: no_answer (also not registered), busy, limit (a limit's forward instead of 503), fallback (a group nobody answered went to its fallback)."},
+			[]string{"kind"}),
+	}
+	// Every kind is there from the start, at 0.
+	for _, k := range forwardKinds {
+		m.forwards.WithLabelValues(k)
 	}
 	if reg != nil {
-		reg.MustRegister(m.active, m.calls, m.attempts, m.refusals, m.refused, m.dialStep)
+		reg.MustRegister(m.active, m.calls, m.attempts, m.refusals, m.refused, m.dialStep, m.forwards)
 	}
 	return m
 }

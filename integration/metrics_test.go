@@ -62,3 +62,36 @@ func TestEventQueueAndDialStepMetrics(t *testing.T) {
 		}
 	})
 }
+
+// An operator sees each forward counted by its kind in
+// callctl_forwards_total: 3997 is busy and her busy forward takes the call
+// (busy 1); the call's other kinds stay 0.
+func TestForwardsMetric(t *testing.T) {
+	var regs sync.Map // the node's state (its Recorder) -> its registry
+	opt := Options{Phones: phones("srv11", "3997", busy, "srv12", "1101", answers), Node: func(o *node.Options) {
+		reg := prometheus.NewRegistry()
+		o.Registry = reg
+		o.Metrics = controller.NewMetrics(reg)
+		regs.Store(o.State, reg)
+	}}
+	scenario(t, opt, func(t *testing.T, e *Env) {
+		v, ok := regs.Load(node.State(e.Records))
+		if !ok {
+			t.Fatal("the node's registry is not known")
+		}
+		reg := v.(*prometheus.Registry)
+		c := e.call(t, "srv11", "3999", "3997")
+		bridged(t, c)
+		hangup(t, c)
+		forwarded(t, e.record(t, of(c)), "3997:busy 1101:answered", "forward-busy", "3997")
+		for kind, want := range map[string]float64{"busy": 1, "no_answer": 0, "limit": 0, "fallback": 0} {
+			got, err := promq.ReadCounter(reg, "callctl_forwards_total", map[string]string{"kind": kind})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != want {
+				t.Errorf("callctl_forwards_total{kind=%q} = %v, want %v", kind, got, want)
+			}
+		}
+	})
+}

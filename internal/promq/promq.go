@@ -75,6 +75,27 @@ func ReadGauge(g prometheus.Gatherer, name string, labels map[string]string) (fl
 	return 0, fmt.Errorf("no metric %s", name)
 }
 
+// ReadCounter gathers g and returns the value of the counter name whose
+// labels include labels.
+func ReadCounter(g prometheus.Gatherer, name string, labels map[string]string) (float64, error) {
+	mfs, err := g.Gather()
+	if err != nil {
+		return 0, err
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if hasLabels(m, labels) && m.GetCounter() != nil {
+				return m.GetCounter().GetValue(), nil
+			}
+		}
+		return 0, fmt.Errorf("%s has no counter with labels %v", name, labels)
+	}
+	return 0, fmt.Errorf("no metric %s", name)
+}
+
 func hasLabels(m *dto.Metric, want map[string]string) bool {
 	n := 0
 	for _, lp := range m.GetLabel() {
