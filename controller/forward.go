@@ -68,7 +68,7 @@ func (c *run) forward(f routing.Forward) bool {
 	}
 	fd := new(routing.Decision)
 	c.router.ForwardInto(&c.dec, f, fd)
-	if fd.Kind == routing.Rejected {
+	if fd.Kind == routing.Rejected || fd.Kind == routing.Feature {
 		c.log.Warn("forward does not route", "forward", f.Kind, "by", f.By, "target", f.Target, "cause", fd.Cause, "reason", fd.Reason)
 		return false
 	}

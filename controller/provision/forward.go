@@ -141,6 +141,10 @@ func (c *compiler) limitForward(obj, path string, lf *LimitForward, own *OrgInfo
 	return &LimitForwardInfo{Org: org, Target: lf.Target}
 }
 
+// notFeature says why a feature code is no forward target.
+const notFeature = "a feature code is not a forward target: it hands the call to the media server's own dialplan, " +
+	"where callctl can no longer ring, time, count or forward it"
+
 // dialable says why user u of org (nil: the org itself, with no outbound
 // rule) could not dial s, or "" when it could: the org's own extensions,
 // groups and members, an org-connect prefix of the user's rule, another
@@ -162,7 +166,7 @@ func (c *compiler) dialable(org *OrgInfo, u *UserInfo, s string) string {
 	}
 	if t := org.Lookup(s); t != nil {
 		if t.Kind == TargetFeature {
-			return "a feature code is not a forward target"
+			return notFeature
 		}
 		if t.Kind == TargetExtension && t.User == u {
 			return "forwards the user to themselves"
@@ -174,13 +178,19 @@ func (c *compiler) dialable(org *OrgInfo, u *UserInfo, s string) string {
 		rule = u.Rule
 	}
 	if dest, n := rule.OrgConnect(s); dest != nil {
-		if t := dest.Lookup(s[n:]); t != nil && t.Kind != TargetFeature {
+		if t := dest.Lookup(s[n:]); t != nil {
+			if t.Kind == TargetFeature {
+				return notFeature
+			}
 			return ""
 		}
 		return "org " + dest.ID + " has no extension " + s[n:]
 	}
 	if sv, n := c.plan.ServerByPrefix(s); sv != nil {
-		if t := org.Lookup(s[n:]); t != nil && t.Kind != TargetFeature && t.Home() == sv {
+		if t := org.Lookup(s[n:]); t != nil && t.Kind == TargetFeature {
+			return notFeature
+		}
+		if t := org.Lookup(s[n:]); t != nil && t.Home() == sv {
 			if t.Kind == TargetExtension && t.User == u {
 				return "forwards the user to themselves"
 			}

@@ -203,7 +203,7 @@ func (r *Router) ForwardInto(d *Decision, f Forward, fd *Decision) {
 		}
 		r.internal(fd, f.org, s, d.Entry, legOrg)
 		if fd.Kind == Feature {
-			reject(fd, CauseBusy, "a feature code is not a forward target")
+			reject(fd, CauseBusy, "a feature code is not a forward target: it hands the call to the media server's dialplan")
 		}
 	default:
 		reject(fd, CauseBusy, "forward without an owner")
