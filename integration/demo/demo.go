@@ -21,6 +21,9 @@ const (
 	// plan says 20 s): two examples wait for a no-answer, and the demo
 	// should take seconds.
 	ringTimeout = 2 * time.Second
+	// forwardAfter is how long 3997 rings before her no-answer forward
+	// (4 s in the lab plan).
+	forwardAfter = 2 * time.Second
 	// talk is how long an answered call stays up before its caller hangs up.
 	talk = 300 * time.Millisecond
 	// patience bounds every wait for something the lab or the node must do
@@ -72,11 +75,19 @@ func runDemo(ctx context.Context, fleet integration.Fleet, jsonLogs bool, out io
 	return nil
 }
 
-// demoPlan edits the lab plan: short rings, and srv11's channel limit when
-// limit > 0.
+// demoPlan edits the lab plan: short rings (3997's forward waits as long),
+// acme's park code *98, and srv11's channel limit when limit > 0.
 func demoPlan(limit int) func(*provision.Document) {
 	return func(doc *provision.Document) {
 		doc.Settings.RingTimeout = provision.Duration(ringTimeout)
+		integration.WithParking(doc)
+		for i := range doc.Orgs {
+			for j := range doc.Orgs[i].Users {
+				if u := &doc.Orgs[i].Users[j]; doc.Orgs[i].ID == "acme" && u.Extension == "3997" && u.Forward != nil {
+					u.Forward.After = provision.Duration(forwardAfter)
+				}
+			}
+		}
 		if limit > 0 {
 			for i := range doc.Servers {
 				if doc.Servers[i].Name == "srv11" {
@@ -127,7 +138,9 @@ func (d *demo) banner() {
 	d.printf("callctl demo — THIS IS A SIMULATION, fleet %q: %s.\n", d.fleet.Name, strings.Join(kinds, ", "))
 	d.printf("The media servers, their phones and the PSTN are simulated in this process on 127.0.0.1; callctl\n")
 	d.printf("is the real node that `callctl serve` runs, on the lab plan examples/lab.yaml (pointed at the\n")
-	d.printf("simulated servers; group members ring %.0f s here instead of 20 s). Its log lines follow, INFO and up.\n", ringTimeout.Seconds())
+	d.printf("simulated servers; group members ring %.0f s here instead of 20 s, 3997 forwards after %.0f s instead of 4 s).\n",
+		ringTimeout.Seconds(), forwardAfter.Seconds())
+	d.printf("Its log lines follow, INFO and up.\n")
 }
 
 func kindName(kind string) string {

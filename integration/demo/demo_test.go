@@ -55,9 +55,12 @@ type record struct {
 	HangupCause string                `json:"hangup_cause"`
 	Answered    string                `json:"answered_by"`
 	Transfer    struct{ Kind string } `json:"transfer"`
+	HandedOff   bool                  `json:"handed_off"`
 	Attempts    []struct {
 		Target  string `json:"target"`
 		Outcome string `json:"outcome"`
+		Forward string `json:"forward"`
+		By      string `json:"forwarded_by"`
 	} `json:"attempts"`
 	Legs []struct {
 		Server string `json:"server"`
@@ -240,7 +243,8 @@ func checkStory(t *testing.T, fleet, out string) {
 	has(t, out, `^   counted legs now: srv11 2, srv12 1 `)
 	var transferred []record
 	for _, r := range recs {
-		if r.Transfer.Kind == "blind" {
+		// The parked call's record (a blind transfer to *98) is checked below.
+		if r.Transfer.Kind == "blind" && r.Dialed != "*98" {
 			transferred = append(transferred, r)
 		}
 	}
@@ -267,6 +271,47 @@ func checkStory(t *testing.T, fleet, out string) {
 		t.Errorf("the forwarded call's record: attempts %s, answered by %s", r.attempts(), r.Answered)
 	}
 
+	// No-answer forward: the night desk shows the PSTN caller, 2 + 1.
+	has(t, out, `^   the night desk 1101 on srv12 shows the caller as \+4915112345678 \(forwarded by 3997, unanswered for 2 s\)$`)
+	has(t, out, `^   counted legs now: srv11 2, srv12 1 \(srv11: the PSTN leg in \+ the forward's trunk leg out; srv12: the trunk leg in\)$`)
+	has(t, out, `^     srv11 3997 +rang, showing \+4915112345678: not answered, cancelled after 2\.\d s$`)
+	var noAnswer []record
+	for _, r := range recs {
+		if r.Server == "srv11" && r.Caller == "+4915112345678" && r.Dialed == "+4930100197" && r.Answered == "1101" {
+			noAnswer = append(noAnswer, r)
+		}
+	}
+	if len(noAnswer) != 1 || noAnswer[0].attempts() != "3997:no-answer 1101:answered" || noAnswer[0].Attempts[1].Forward != "forward-noanswer" ||
+		len(noAnswer[0].Legs) != 2 {
+		t.Errorf("the no-answer forward's records: %+v", noAnswer)
+	}
+
+	// IVR transfer and park hand-off: on FreeSWITCH's srv11 only in the
+	// simulator, and the demo says so elsewhere.
+	if fleet == "asterisk" {
+		has(t, out, `^   left out on this fleet: the simulator makes a media server's own transfer \(uuid_transfer\) on FreeSWITCH servers only`)
+		has(t, out, `^   left out on this fleet: the simulator makes a phone's transfer \(REFER\) on FreeSWITCH servers only`)
+	} else {
+		has(t, out, `^   2099's phone on srv12 shows the caller as \+4915112345678 \(routed in acme, the org of the DID\)$`)
+		var ivr, parked []record
+		for _, r := range recs {
+			switch {
+			case r.Transfer.Kind == "ivr":
+				ivr = append(ivr, r)
+			case r.Dialed == "*98":
+				parked = append(parked, r)
+			}
+		}
+		if len(ivr) != 1 || ivr[0].Route != "inter-server" || ivr[0].Org != "acme" || ivr[0].Answered != "2099" || len(ivr[0].Legs) != 2 {
+			t.Errorf("the IVR transfer's records: %+v", ivr)
+		}
+		has(t, out, `^   the node's live calls \(callctl calls\) list call=\S+: caller 3999, dialed \*98, route feature, handed off true$`)
+		has(t, out, `^   counted legs now: srv11 1, srv12 0 \(parked: the caller's PSTN leg stays counted until its channel ends\)$`)
+		if len(parked) != 1 || parked[0].Route != "feature" || !parked[0].HandedOff || len(parked[0].Legs) != 1 || parked[0].Legs[0].Kind != "pstn-in" {
+			t.Errorf("the parked call's records: %+v", parked)
+		}
+	}
+
 	// The channel limit refuses the second call with 503; the first is untouched.
 	has(t, out, `^   caller: not connected, SIP 503 \(NORMAL_CIRCUIT_CONGESTION\)$`)
 	has(t, out, `^     PSTN \+4930222222 +did not ring$`)
@@ -276,6 +321,22 @@ func checkStory(t *testing.T, fleet, out string) {
 	}
 	if r := find(t, recs, "srv11", "3999", "030111111"); r.HangupCause != "NORMAL_CLEARING" || r.Answered != "+4930111111" {
 		t.Errorf("first call under the limit: cause %s answered by %s", r.HangupCause, r.Answered)
+	}
+
+	// Limit forward: the PSTN call arriving at srv11's limit goes to 3998,
+	// its leg counted past the limit.
+	has(t, out, `^   3998 on srv11 shows the caller as \+4915112345678 \(srv11's limit forward\)$`)
+	has(t, out, `^   counted legs now: srv11 2, srv12 0 \(the first call's leg, and the arriving PSTN leg counted past the limit of 1\)$`)
+	has(t, out, `^     srv11 3997 +did not ring$`)
+	var limited []record
+	for _, r := range recs {
+		if r.Caller == "+4915112345678" && r.Dialed == "+4930100197" && r.Answered == "3998" {
+			limited = append(limited, r)
+		}
+	}
+	if len(limited) != 1 || limited[0].attempts() != "3997:congested 3998:answered" || limited[0].Attempts[1].Forward != "forward-limit" ||
+		limited[0].Attempts[1].By != "server srv11" {
+		t.Errorf("the limit forward's records: %+v", limited)
 	}
 
 	has(t, out, `^   counted legs now: srv11 0, srv12 0: nothing leaked$`)

@@ -1,0 +1,265 @@
+package main
+
+import (
+	"context"
+
+	"github.com/callctl/callctl/controller"
+	"github.com/callctl/callctl/controller/provision"
+	"github.com/callctl/callctl/integration"
+)
+
+// The forward and transfer kinds beyond seed 003 §4's blind transfer: each
+// with what the far phone shows and what is counted where.
+
+// noAnswerForward: a PSTN caller to 3997, who does not answer within her
+// wait; her no-answer forward rings the night desk on srv12, which shows
+// the PSTN caller, and the call counts like a transfer: 2 on srv11, 1 on
+// srv12.
+func noAnswerForward(ctx context.Context, d *demo) error {
+	if err := d.setPhones(ringing, "srv11", "3997"); err != nil {
+		return err
+	}
+	if err := d.setPhones(answers, "srv12", "1101"); err != nil {
+		return err
+	}
+	c, m, err := d.placeFromPSTN(ctx, "srv11", "+4915112345678", "+4930100197")
+	if err != nil {
+		return err
+	}
+	if err := d.bridged(ctx, c); err != nil {
+		return err
+	}
+	for _, r := range d.env.Lab.RingsSince(m.at) {
+		if r.Server == "srv12" && r.Target == "1101" {
+			d.say("the night desk 1101 on srv12 shows the caller as %s (forwarded by 3997, unanswered for %.0f s)", shown(r.Caller), forwardAfter.Seconds())
+		}
+	}
+	if err := d.waitCount(ctx, "srv11", 2); err != nil {
+		return err
+	}
+	if err := d.waitCount(ctx, "srv12", 1); err != nil {
+		return err
+	}
+	if err := d.counts(ctx, " (srv11: the PSTN leg in + the forward's trunk leg out; srv12: the trunk leg in)"); err != nil {
+		return err
+	}
+	if err := sleep(ctx, talk); err != nil {
+		return err
+	}
+	if err := d.hangUp(ctx, c); err != nil {
+		return err
+	}
+	// srv11's record of the forwarded call, srv12's of its arrival.
+	return d.report(ctx, m, 2, phone{"srv11", "3997"}, phone{"srv12", "1101"})
+}
+
+// limitForward: srv11 limited to 1 counted leg with a limit forward to
+// 3998. A PSTN caller to 3997 arrives while the one leg is in use: the
+// arriving leg is on srv11 already, so it is counted past the limit, and
+// the call goes to 3998 instead of getting 503.
+func limitForward(ctx context.Context, d *demo) error {
+	if err := d.reloadPlan(func(doc *provision.Document) {
+		demoPlan(1)(doc)
+		for i := range doc.Servers {
+			if doc.Servers[i].Name == "srv11" {
+				doc.Servers[i].LimitForward = &provision.LimitForward{Org: "acme", Target: "3998"}
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	d.say(`the plan is reloaded with srv11 channel_limit: 1, limit_forward: {org: acme, target: "3998"}`)
+	if err := d.setPhones(answers, "srv11", "3997", "3998"); err != nil {
+		return err
+	}
+	first, m1, err := d.place(ctx, "srv11", "3999", "Aiko Sato", "acme", "030333333")
+	if err != nil {
+		return err
+	}
+	if err := d.bridged(ctx, first); err != nil {
+		return err
+	}
+	if err := d.waitCount(ctx, "srv11", 1); err != nil {
+		return err
+	}
+	if err := d.counts(ctx, " (the first call is up: srv11 is at its limit)"); err != nil {
+		return err
+	}
+	c, m, err := d.placeFromPSTN(ctx, "srv11", "+4915112345678", "+4930100197")
+	if err != nil {
+		return err
+	}
+	if err := d.bridged(ctx, c); err != nil {
+		return err
+	}
+	for _, r := range d.env.Lab.RingsSince(m.at) {
+		if r.Server == "srv11" && r.Target == "3998" {
+			d.say("3998 on srv11 shows the caller as %s (srv11's limit forward)", shown(r.Caller))
+		}
+	}
+	if err := d.waitCount(ctx, "srv11", 2); err != nil {
+		return err
+	}
+	if err := d.counts(ctx, " (the first call's leg, and the arriving PSTN leg counted past the limit of 1)"); err != nil {
+		return err
+	}
+	if err := sleep(ctx, talk); err != nil {
+		return err
+	}
+	if err := d.hangUp(ctx, c); err != nil {
+		return err
+	}
+	// The first call is still up: the lab is not idle, so no report.
+	d.phonesSaw(m, phone{"srv11", "3997"}, phone{"srv11", "3998"})
+	if err := d.records(ctx, m, 1); err != nil {
+		return err
+	}
+	if err := d.counts(ctx, " (the forwarded call is over; the first is untouched)"); err != nil {
+		return err
+	}
+	d.say("the first call hangs up")
+	m1.records = len(d.env.Records.All())
+	if err := d.hangUp(ctx, first); err != nil {
+		return err
+	}
+	if err := d.records(ctx, m1, 1); err != nil {
+		return err
+	}
+	return d.reloadPlan(demoPlan(0))
+}
+
+// onFreeSWITCH says whether srv11 is a FreeSWITCH server, whose transfers
+// the simulator can make; else it says the example is left out.
+func (d *demo) onFreeSWITCH(what string) bool {
+	if d.fleet.Kinds["srv11"] == provision.KindFreeSWITCH {
+		return true
+	}
+	d.say("left out on this fleet: the simulator makes %s on FreeSWITCH servers only (srv11 is Asterisk here);", what)
+	d.say("the real-server suite runs it on Asterisk too (README, real-server scenarios)")
+	return false
+}
+
+// ivrTransfer: a PSTN call answered by 3999 is moved on by the media server
+// itself (uuid_transfer to 122099, as an IVR does): routed in the org that
+// received the DID, 2099 on srv12 shows the PSTN caller, 2 + 1 counted.
+func ivrTransfer(ctx context.Context, d *demo) error {
+	if !d.onFreeSWITCH("a media server's own transfer (uuid_transfer)") {
+		return nil
+	}
+	if err := d.setPhones(answers, "srv11", "3999"); err != nil {
+		return err
+	}
+	if err := d.setPhones(answers, "srv12", "2099"); err != nil {
+		return err
+	}
+	in, m, err := d.placeFromPSTN(ctx, "srv11", "+4915112345678", "+4930100100")
+	if err != nil {
+		return err
+	}
+	if err := d.bridged(ctx, in); err != nil {
+		return err
+	}
+	if err := d.waitCount(ctx, "srv11", 1); err != nil {
+		return err
+	}
+	d.say("srv11 itself moves the caller on to 122099 (uuid_transfer, as an IVR does): no user transferred it")
+	if err := d.env.Lab.Transfer("srv11", in.UUID(), "122099", "public"); err != nil {
+		return err
+	}
+	if err := waitFor(ctx, "callctl connected the transferred caller to 2099", d.answeredBy("2099")); err != nil {
+		return err
+	}
+	for _, r := range d.env.Lab.RingsSince(m.at) {
+		if r.Server == "srv12" && r.Target == "2099" {
+			d.say("2099's phone on srv12 shows the caller as %s (routed in acme, the org of the DID)", shown(r.Caller))
+		}
+	}
+	if err := d.waitCount(ctx, "srv11", 2); err != nil {
+		return err
+	}
+	if err := d.waitCount(ctx, "srv12", 1); err != nil {
+		return err
+	}
+	if err := d.counts(ctx, " (srv11: the PSTN leg in + the trunk leg out; srv12: the trunk leg in)"); err != nil {
+		return err
+	}
+	if err := sleep(ctx, talk); err != nil {
+		return err
+	}
+	if err := d.hangUp(ctx, in); err != nil {
+		return err
+	}
+	// The DID's call, the transferred call (kind ivr) on srv11, its arrival on srv12.
+	return d.report(ctx, m, 3, phone{"srv11", "3999"}, phone{"srv12", "2099"})
+}
+
+// parkHandOff: 3999 parks a PSTN caller with *98, a feature code handed
+// back to the media server's dialplan: the call stays callctl's, its PSTN
+// leg stays counted while parked, and the live calls show it handed off.
+func parkHandOff(ctx context.Context, d *demo) error {
+	if !d.onFreeSWITCH("a phone's transfer (REFER)") {
+		return nil
+	}
+	if err := d.setPhones(answers, "srv11", "3999"); err != nil {
+		return err
+	}
+	in, m, err := d.placeFromPSTN(ctx, "srv11", "+4915112345678", "+4930100100")
+	if err != nil {
+		return err
+	}
+	if err := d.bridged(ctx, in); err != nil {
+		return err
+	}
+	if err := d.waitCount(ctx, "srv11", 1); err != nil {
+		return err
+	}
+	d.say("3999 parks the caller: a blind transfer to %s, handed back to srv11's dialplan", integration.ParkFeature)
+	if err := d.env.Lab.BlindTransfer("srv11", in.UUID(), integration.ParkFeature); err != nil {
+		return err
+	}
+	var view controller.CallView
+	parked := func() bool {
+		for _, v := range d.env.Node.Engine().Calls() {
+			if v.ID == in.UUID() && v.Dialed == integration.ParkFeature && v.HandedOff {
+				view = v
+				return true
+			}
+		}
+		return false
+	}
+	if err := waitFor(ctx, "callctl shows the parked call handed off", parked); err != nil {
+		return err
+	}
+	d.say("the node's live calls (callctl calls) list call=%s: caller %s, dialed %s, route %s, handed off %v",
+		view.ID, view.Caller, view.Dialed, view.Route, view.HandedOff)
+	if err := d.waitCount(ctx, "srv11", 1); err != nil {
+		return err
+	}
+	if err := d.counts(ctx, " (parked: the caller's PSTN leg stays counted until its channel ends)"); err != nil {
+		return err
+	}
+	if err := sleep(ctx, talk); err != nil {
+		return err
+	}
+	d.say("the parked caller hangs up")
+	if err := d.hangUp(ctx, in); err != nil {
+		return err
+	}
+	if err := d.waitCount(ctx, "srv11", 0); err != nil {
+		return err
+	}
+	// The call 3999 took, and the parked call's.
+	return d.report(ctx, m, 2, phone{"srv11", "3999"})
+}
+
+// answeredBy says whether callctl connected one of its calls to target.
+func (d *demo) answeredBy(target string) func() bool {
+	return func() bool {
+		for _, c := range d.env.Node.Engine().Calls() {
+			if c.Answered == target {
+				return true
+			}
+		}
+		return false
+	}
+}
