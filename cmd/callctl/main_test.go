@@ -616,4 +616,19 @@ func TestRouteShowsForwards(t *testing.T) {
 	if len(s.Forwards) != 1 || s.Forwards[0] != (routing.ForwardSummary{On: "limit", Target: "3998", By: "server srv12"}) || s.MaxForwards != 5 {
 		t.Errorf("forwards of 122099 with srv12's limit forward: %+v, max %d", s.Forwards, s.MaxForwards)
 	}
+	// A PSTN call arriving on srv12 counts its arriving leg there: over
+	// srv12's limit it goes to the limit forward, and route says so.
+	out, _, _ = run(t, "route", "--config", writePlan(t, lab), "--server", "srv12", "--source", "pstn", "--from", "+4915112345678",
+		"--dial", "+442071234567")
+	if !strings.Contains(out, "on limit") || !strings.Contains(out, "3998 (dialed as the limit of server srv12") {
+		t.Errorf("route of a PSTN call arriving on srv12 lacks srv12's limit forward:\n%s", out)
+	}
+	// A hunt too: group 1's DID arriving on srv11, whose limit forwards.
+	lab = strings.Replace(string(examples.Lab), "    channel_limit: 30\n    freeswitch:",
+		"    channel_limit: 30\n    limit_forward: {org: acme, target: \"3998\"}\n    freeswitch:", 1)
+	out, _, _ = run(t, "route", "--config", writePlan(t, lab), "--server", "srv11", "--source", "127.0.0.99", "--from", "+4915112345678",
+		"--dial", "+4930200100")
+	if !strings.Contains(out, "on limit") || !strings.Contains(out, "3998 (dialed as the limit of server srv11") {
+		t.Errorf("route of a PSTN call to group 1 lacks srv11's limit forward:\n%s", out)
+	}
 }
