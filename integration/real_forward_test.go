@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/callctl/callctl/controller/provision"
@@ -21,6 +22,10 @@ func init() {
 		realScenario{name: "LimitForwardAtArrival", two: true, sip: true,
 			eps:  Endpoints{"acme": {"2099": PhoneAnswers, "1101": PhoneAnswers}},
 			edit: limitForward("srv12", 1, "acme", "1101"), run: realLimitForwardAtArrival},
+		realScenario{name: "OrgLimitForwardAtArrival", two: true, sip: true, eps: Endpoints{"acme": {"1101": PhoneAnswers}},
+			edit: orgLimitForward("1101"), run: realOrgLimitForwardAtArrival},
+		realScenario{name: "LimitForwardRefusedBySameLimit", two: true, sip: true, eps: Endpoints{"acme": {"1101": PhoneAnswers}},
+			edit: orgLimitForward("121101"), run: realLimitForwardRefusedBySameLimit},
 		realScenario{name: "GroupFallbackForPSTNCaller", two: true, sip: true, eps: Endpoints{
 			"grp1": {"77721401": Busy, "77721402": Busy, "77721403": Busy, "77721404": Busy, "77721405": Busy, "77721406": Busy},
 			"acme": {"1101": PhoneAnswers}}, edit: grp1FallbackToNightDesk, run: realGroupFallback},
@@ -119,6 +124,75 @@ func realLimitForwardAtArrival(t *testing.T, e *RealEnv) {
 	e.hangupSIP(t, "srv11", "3999", first)
 	e.waitCount(t, "server", "srv11", 0)
 	e.waitCount(t, "server", "srv12", 0)
+}
+
+// orgLimitForward limits acme to 1 counted leg, with a limit forward to
+// target.
+func orgLimitForward(target string) func(*provision.Document) {
+	return func(d *provision.Document) {
+		editOrg(d, "acme", func(o *provision.Org) {
+			o.ChannelLimit = 1
+			o.LimitForward = &provision.LimitForward{Target: target}
+		})
+	}
+}
+
+// acme at its limit of 1 (3999's external call on srv11): a PSTN caller to
+// 2099's number arrives on srv12 over acme's limit; the arriving leg is
+// counted past it (acme counts 2) and the call goes to acme's limit
+// forward, the night desk 1101 on srv12, which shows the PSTN caller.
+func realOrgLimitForwardAtArrival(t *testing.T, e *RealEnv) {
+	first := e.sipStart(t, "srv11", sipp.Call{From: "3999", Dialed: "030123456"})
+	e.sipAnswered(t, "srv11", "3999", "030123456", first)
+	e.waitCount(t, "org", "acme", 1)
+	cl := e.sipStart(t, "srv12", sipp.Call{Port: e.pstnCaller(), From: "+4915112345678", Dialed: "+442071234567"})
+	e.sipAnswered(t, "srv12", "+4915112345678", "+442071234567", cl)
+	e.waitPhone(t, e.SIPPhones, PhoneNumber(PhoneAnswers, "1101"), "+4915112345678")
+	e.waitCount(t, "org", "acme", 2)
+	e.waitCount(t, "server", "srv12", 1)
+	e.waitCount(t, "server", "srv11", 1)
+	r := e.hangupSIP(t, "srv12", "+4915112345678", cl)
+	rec := e.sipRecord(t, "srv12", "+4915112345678", "+442071234567", r)
+	forwarded(t, rec, "2099:congested 1101:answered", "forward-limit", "org acme")
+	if want := "leg pstn-in on srv12: org acme is at its channel limit of 1"; rec.Attempts[0].Cause != want {
+		t.Errorf("the refused attempt says %q, want %q", rec.Attempts[0].Cause, want)
+	}
+	e.waitCount(t, "org", "acme", 1)
+	e.hangupSIP(t, "srv11", "3999", first)
+	e.waitCount(t, "org", "acme", 0)
+	e.waitCount(t, "server", "srv11", 0)
+	e.waitCount(t, "server", "srv12", 0)
+}
+
+// acme at its limit of 1, its limit forward the night desk on srv12: a PSTN
+// caller to 3997's number arrives on srv11 over the limit and is forwarded,
+// but reaching srv12 needs a trunk leg of acme's, which the same limit
+// refuses. A limit forward is not forwarded again by its own limit: the
+// caller hears 503, the night desk never rings, the record says which
+// limit.
+func realLimitForwardRefusedBySameLimit(t *testing.T, e *RealEnv) {
+	first := e.sipStart(t, "srv11", sipp.Call{From: "3999", Dialed: "030123456"})
+	e.sipAnswered(t, "srv11", "3999", "030123456", first)
+	e.waitCount(t, "org", "acme", 1)
+	in := e.sipCall(t, "srv11", sipp.Call{Port: e.pstnCaller(), From: "+4915112345678", Dialed: "+4930100197"})
+	if in.Final != 503 {
+		t.Errorf("the PSTN caller got %d (cause %s), want 503", in.Final, in.Reason)
+	}
+	rec := e.sipRecord(t, "srv11", "+4915112345678", "+4930100197", in)
+	forwarded(t, rec, "3997:congested 1101:congested", "forward-limit", "org acme")
+	if rec.HangupCause != "NORMAL_CIRCUIT_CONGESTION" || !strings.Contains(rec.Reason, "org acme is at its channel limit of 1") {
+		t.Errorf("record: cause %s, reason %q", rec.HangupCause, rec.Reason)
+	}
+	if rs := e.SIPPhones.RingsOf(PhoneNumber(PhoneAnswers, "1101")); len(rs) != 0 {
+		t.Errorf("the night desk rang %d times past acme's limit", len(rs))
+	}
+	e.waitCount(t, "org", "acme", 1)
+	if first.Ended() {
+		t.Fatal("the first call ended")
+	}
+	e.hangupSIP(t, "srv11", "3999", first)
+	e.waitCount(t, "org", "acme", 0)
+	e.waitCount(t, "server", "srv11", 0)
 }
 
 // grp1FallbackToNightDesk gives group 1 a fallback on srv12: its own 1101,
