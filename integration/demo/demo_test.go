@@ -286,6 +286,15 @@ func checkStory(t *testing.T, fleet, out string) {
 		t.Errorf("the no-answer forward's records: %+v", noAnswer)
 	}
 
+	// Group fallback: every member busy, the fallback on srv12 shows the
+	// PSTN caller; its attempt is the call's forward to the fallback.
+	has(t, out, `^   every member was busy: the fallback 1101 on srv12 shows the caller as \+4915112345678$`)
+	fb := find(t, recs, "srv11", "+4915112345678", "+4930200100")
+	if got := fb.attempts(); got != "77721401:busy 77721402:busy 77721403:busy 77721404:busy 77721405:busy 77721406:busy 1101:answered" ||
+		fb.Attempts[6].Forward != "fallback" || fb.Attempts[6].By != "org grp1" || len(fb.Legs) != 2 {
+		t.Errorf("the group fallback's record: attempts %s (%+v), legs %+v", got, fb.Attempts, fb.Legs)
+	}
+
 	// IVR transfer and park hand-off: on FreeSWITCH's srv11 only in the
 	// simulator, and the demo says so elsewhere.
 	if fleet == "asterisk" {

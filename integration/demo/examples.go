@@ -47,6 +47,7 @@ var examples = []example{
 	{"hand-off: 3999 parks an external caller with *98; parked, the call stays counted until it ends", parkHandOff},
 	{"forwarding: 3999 calls 3997, who is busy; her busy forward rings the night desk 1101 on srv12, which sees 113999", busyForward},
 	{"no-answer forward: a PSTN caller to 3997, who does not answer; the night desk on srv12 sees the PSTN caller, 2 + 1 counted", noAnswerForward},
+	{"group fallback: a PSTN caller to group 1, every member busy, reaches the fallback on srv12, 2 + 1 counted", groupFallback},
 	{"channel limit: srv11 limited to 1 counted leg; the next external call is refused with 503", channelLimit},
 	{"limit forward: srv11 at its limit of 1 forwards an arriving PSTN call to 3998 instead of refusing it", limitForward},
 }

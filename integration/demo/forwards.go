@@ -263,3 +263,59 @@ func (d *demo) answeredBy(target string) func() bool {
 		return false
 	}
 }
+
+// groupFallback: a PSTN caller to group 1, whose members are all busy,
+// reaches the group's fallback, the night desk on srv12 (the plan is
+// reloaded with it), which shows the PSTN caller; 2 + 1 counted like a
+// transfer. The fallback is a forward of the call: its attempt says so.
+func groupFallback(ctx context.Context, d *demo) error {
+	if err := d.reloadPlan(func(doc *provision.Document) {
+		demoPlan(0)(doc)
+		for i := range doc.Orgs {
+			if doc.Orgs[i].ID == "grp1" {
+				doc.Orgs[i].Users = append(doc.Orgs[i].Users, provision.User{Extension: "1101", Name: "Night Desk", Server: "srv12"})
+				doc.Orgs[i].Hunt.Fallback = "1101"
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	d.say(`the plan is reloaded with grp1's hunt: {fallback: "1101"}, a night desk 1101 of grp1 on srv12`)
+	if err := d.setPhones(busy, "srv11", members...); err != nil {
+		return err
+	}
+	if err := d.setPhones(answers, "srv12", "1101"); err != nil {
+		return err
+	}
+	c, m, err := d.placeFromPSTN(ctx, "srv11", "+4915112345678", "+4930200100")
+	if err != nil {
+		return err
+	}
+	if err := d.bridged(ctx, c); err != nil {
+		return err
+	}
+	for _, r := range d.env.Lab.RingsSince(m.at) {
+		if r.Server == "srv12" && r.Target == "1101" {
+			d.say("every member was busy: the fallback 1101 on srv12 shows the caller as %s", shown(r.Caller))
+		}
+	}
+	if err := d.waitCount(ctx, "srv11", 2); err != nil {
+		return err
+	}
+	if err := d.waitCount(ctx, "srv12", 1); err != nil {
+		return err
+	}
+	if err := d.counts(ctx, " (srv11: the PSTN leg in + the trunk leg out; srv12: the trunk leg in)"); err != nil {
+		return err
+	}
+	if err := sleep(ctx, talk); err != nil {
+		return err
+	}
+	if err := d.hangUp(ctx, c); err != nil {
+		return err
+	}
+	if err := d.report(ctx, m, 2, phone{"srv12", "1101"}); err != nil {
+		return err
+	}
+	return d.reloadPlan(demoPlan(0))
+}
