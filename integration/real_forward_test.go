@@ -22,6 +22,8 @@ func init() {
 		realScenario{name: "LimitForwardAtArrival", two: true, sip: true,
 			eps:  Endpoints{"acme": {"2099": PhoneAnswers, "1101": PhoneAnswers}},
 			edit: limitForward("srv12", 1, "acme", "1101"), run: realLimitForwardAtArrival},
+		realScenario{name: "HuntLimitForwardAtArrival", sip: true, eps: Endpoints{"acme": {"3998": PhoneAnswers}, "grp1": {"77721401": PhoneAnswers}},
+			edit: limitForward("srv11", 1, "acme", "3998"), run: realHuntLimitForwardAtArrival},
 		realScenario{name: "OrgLimitForwardAtArrival", two: true, sip: true, eps: Endpoints{"acme": {"1101": PhoneAnswers}},
 			edit: orgLimitForward("1101"), run: realOrgLimitForwardAtArrival},
 		realScenario{name: "LimitForwardRefusedBySameLimit", two: true, sip: true, eps: Endpoints{"acme": {"1101": PhoneAnswers}},
@@ -124,6 +126,28 @@ func realLimitForwardAtArrival(t *testing.T, e *RealEnv) {
 	e.hangupSIP(t, "srv11", "3999", first)
 	e.waitCount(t, "server", "srv11", 0)
 	e.waitCount(t, "server", "srv12", 0)
+}
+
+// srv11 at its limit of 1: a PSTN caller to group 1 (+4930200100) arrives
+// over it; the hunt is forwarded like any call, to srv11's limit forward
+// 3998, which shows the PSTN caller; the group's first member never rings.
+func realHuntLimitForwardAtArrival(t *testing.T, e *RealEnv) {
+	first := e.sipStart(t, "srv11", sipp.Call{From: "3999", Dialed: "030123456"})
+	e.sipAnswered(t, "srv11", "3999", "030123456", first)
+	e.waitCount(t, "server", "srv11", 1)
+	cl := e.sipStart(t, "srv11", sipp.Call{Port: e.pstnCaller(), From: "+4915112345678", Dialed: "+4930200100"})
+	e.sipAnswered(t, "srv11", "+4915112345678", "+4930200100", cl)
+	e.waitPhone(t, e.SIPPhones, PhoneNumber(PhoneAnswers, "3998"), "+4915112345678")
+	if rs := e.SIPPhones.RingsOf(PhoneNumber(PhoneAnswers, "77721401")); len(rs) != 0 {
+		t.Errorf("group 1's first member rang %d times over srv11's limit", len(rs))
+	}
+	e.waitCount(t, "server", "srv11", 2)
+	r := e.hangupSIP(t, "srv11", "+4915112345678", cl)
+	rec := e.sipRecord(t, "srv11", "+4915112345678", "+4930200100", r)
+	forwarded(t, rec, "77721401:congested 3998:answered", "forward-limit", "server srv11")
+	e.waitCount(t, "server", "srv11", 1)
+	e.hangupSIP(t, "srv11", "3999", first)
+	e.waitCount(t, "server", "srv11", 0)
 }
 
 // orgLimitForward limits acme to 1 counted leg, with a limit forward to
