@@ -640,16 +640,20 @@ func realAttended(t *testing.T, e *RealEnv, phone Target) {
 	e.waitCount(t, "server", "srv11", 0)
 }
 
-// SPEC §4 with a real FreeSWITCH: a PSTN call answered by 3999 is moved on
-// by the server itself (uuid_transfer to 122099, as an IVR does). No user
-// transferred it: it routes in the org that received the DID, not as a new
-// DID. 2099's phone shows the PSTN caller; server 11 counts 2 and server 12
-// 1 while it is up (§5), nothing after.
+// SPEC §4 with real servers: a PSTN call answered by 3999 is moved on by
+// the server itself to 122099, as an IVR does: FreeSWITCH's uuid_transfer;
+// on Asterisk a redirect of the caller's channel out of callctl's bridge
+// into the dialplan (/continue by another ARI application, as AMI Redirect
+// does), which hands it back to callctl. No user transferred it: it routes
+// in the org that received the DID, not as a new DID. 2099's phone shows
+// the PSTN caller; server 11 counts 2 and server 12 1 while it is up (§5),
+// nothing after.
 func realIVRTransfer(t *testing.T, e *RealEnv) {
-	if e.Fleet.Servers["srv11"].Kind != provision.KindFreeSWITCH {
-		t.Skip("uuid_transfer is FreeSWITCH's; an Asterisk redirect is not in this scenario")
-	}
 	const caller, did = "+4989123456", "+4930100100"
+	context := "public"
+	if e.Fleet.Servers["srv11"].Kind == provision.KindAsterisk {
+		context = "from-pstn"
+	}
 	cl := e.sipStart(t, "srv11", sipp.Call{Port: e.pstnCaller(), From: caller, Dialed: did})
 	e.sipAnswered(t, "srv11", caller, did, cl)
 	e.waitPhone(t, e.SIPPhones, PhoneNumber(PhoneAnswers, "3999"), caller)
@@ -658,7 +662,7 @@ func realIVRTransfer(t *testing.T, e *RealEnv) {
 	if !ok {
 		t.Fatalf("no channel of the PSTN caller %s on srv11", caller)
 	}
-	if err := e.Transfer(realCtx(t), "srv11", ch.ID, "122099", "public"); err != nil {
+	if err := e.Transfer(realCtx(t), "srv11", ch.ID, "122099", context); err != nil {
 		t.Fatal(err)
 	}
 	e.waitPhone(t, e.SIPPhones, PhoneNumber(PhoneAnswers, "2099"), caller)

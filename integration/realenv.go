@@ -160,14 +160,19 @@ func (e *RealEnv) Kill(ctx context.Context, server, id string) error {
 	return p.Kill(ctx, id)
 }
 
-// Transfer sends a channel of a FreeSWITCH server to dest in context with
-// uuid_transfer, as an IVR or an operator does (no REFER, no user).
+// Transfer sends a channel of a server to dest in context, as an IVR or an
+// operator does (no REFER, no user): uuid_transfer on FreeSWITCH; on
+// Asterisk /continue by the suite's own ARI application, as an AMI
+// Redirect does (the channel leaves callctl's bridge and application and
+// runs the dialplan there).
 func (e *RealEnv) Transfer(ctx context.Context, server, id, dest, context string) error {
-	fs, ok := e.phones[server].(*fsSide)
-	if !ok {
-		return fmt.Errorf("server %s is not a FreeSWITCH of the %s fleet", server, e.Fleet.Name)
+	switch p := e.phones[server].(type) {
+	case *fsSide:
+		return p.Transfer(ctx, id, dest, context)
+	case *ariSide:
+		return p.Redirect(ctx, id, dest, context)
 	}
-	return fs.Transfer(ctx, id, dest, context)
+	return fmt.Errorf("server %s is not served in the %s fleet", server, e.Fleet.Name)
 }
 
 // Channel is a channel a server created while the suite watched.

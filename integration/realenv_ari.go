@@ -336,6 +336,15 @@ func (c *ariSide) Kill(ctx context.Context, id string) error {
 	return c.request(ctx, http.MethodDelete, "/channels/"+url.PathEscape(id), nil)
 }
 
+// Redirect sends a channel on to dest in the dialplan's context.
+func (c *ariSide) Redirect(ctx context.Context, id, dest, context string) error {
+	if !validChannelID(id) {
+		return fmt.Errorf("channel id %q", id)
+	}
+	q := url.Values{"context": {context}, "extension": {dest}, "priority": {"1"}}
+	return c.request(ctx, http.MethodPost, "/channels/"+url.PathEscape(id)+"/continue?"+q.Encode(), nil)
+}
+
 // Close says goodbye on the WebSocket and waits for its reader.
 func (c *ariSide) Close() {
 	c.stop()

@@ -294,9 +294,18 @@ type fenced struct {
 	log    *slog.Logger
 }
 
+// claimKeyed is a call that names its hand-over itself: a channel the
+// media server hands over again (an Asterisk caller its dialplan sent back
+// into the application) is a new hand-over of the same channel id.
+type claimKeyed interface{ ClaimKey() string }
+
 func (f *fenced) Handle(ms controller.MediaServer, call controller.Call) error {
+	key := "call:" + call.ID()
+	if k, ok := call.(claimKeyed); ok {
+		key = k.ClaimKey()
+	}
 	ctx, cancel := context.WithTimeout(call.Context(), 3*time.Second)
-	first, err := f.owners.Claim(ctx, f.term, "call:"+call.ID())
+	first, err := f.owners.Claim(ctx, f.term, key)
 	cancel()
 	switch {
 	case errors.Is(err, controller.ErrNotOwner):

@@ -75,6 +75,16 @@ type call struct {
 	// another (note says which); see controller.TransferNoter.
 	noted chan struct{}
 	note  controller.TransferNote
+	// hangupAsked: a hangup of the caller was requested (its StasisEnd is
+	// then its end, not a move elsewhere in the dialplan).
+	hangupAsked bool
+	// prev is the call the caller's channel was in before the media server
+	// sent it back (reenter.go); handled is done once the handler returned.
+	prev    *call
+	handled sync.WaitGroup
+	// entry counts the times the caller's channel came back (0: the first
+	// time in the application).
+	entry int
 }
 
 func newCall(cl *Client, ch *channelData, args []string, at time.Time) *call {
@@ -267,10 +277,14 @@ func (c *call) attendedFrom(x *call, byLeg *leg) {
 	close(c.noted)
 }
 
-// noteHangupCause keeps the cause of a hangup request about the caller.
-func (c *call) noteHangupCause(cause int) {
+// noteHangupRequest notes a hangup request about the caller, and keeps its
+// cause when it has one.
+func (c *call) noteHangupRequest(hasCause bool, cause int) {
 	c.mu.Lock()
-	c.hangupCause = cause
+	c.hangupAsked = true
+	if hasCause {
+		c.hangupCause = cause
+	}
 	c.mu.Unlock()
 }
 
@@ -1104,10 +1118,15 @@ func (c *call) Handoff(ctx context.Context, dialed string) error {
 func (c *call) leftStasis(at time.Time) {
 	c.mu.Lock()
 	watched := c.handedOff && c.watched
+	alive := !c.hangupAsked && c.sentCause == 0 && !c.gone
 	c.mu.Unlock()
 	if watched {
 		c.logger().Info("in the dialplan: the call stays counted until its channel ends")
 		return
+	}
+	if alive {
+		// Sent on in the dialplan by something else: it may come back.
+		c.cl.noteLeft(c, at)
 	}
 	c.callerGone(-1, at)
 }

@@ -93,8 +93,10 @@ type Client struct {
 	chans map[string]*chanRef // every channel id callctl tracks
 	// adopted are the channels of an earlier owner's connected calls
 	// (adopt.go), apart from chans: no call of this process has them.
-	adopted   map[string]*adoptedCall
-	calls     map[*call]struct{}
+	adopted map[string]*adoptedCall
+	calls   map[*call]struct{}
+	// left are callers that left the application alive (reenter.go).
+	left      map[string]leftCaller
 	gen       uint64 // registration counter, for reconcile
 	accepting bool
 	callsWG   sync.WaitGroup // handler goroutines
@@ -480,8 +482,8 @@ func (c *Client) handleFrame(data []byte, at time.Time) {
 		}
 	case ari.Events.ChannelHangupRequest:
 		// A soft request (cause 32 after DELETE) is a flag, not a cause.
-		if ref, _ := c.lookup(e.Channel.ID); ref != nil && ref.leg == nil && !ref.standIn && e.HasCause && !e.Soft {
-			ref.call.noteHangupCause(e.Cause)
+		if ref, half2 := c.lookup(e.Channel.ID); ref != nil && ref.leg == nil && !ref.standIn && ref.xfer == nil && !half2 {
+			ref.call.noteHangupRequest(e.HasCause && !e.Soft, e.Cause)
 		}
 	case ari.Events.ChannelDestroyed:
 		ref, half2 := c.lookup(e.Channel.ID)
@@ -565,12 +567,16 @@ func (c *Client) onStasisStart(e *event, at time.Time) {
 		return
 	}
 	if ref, half2 := c.lookup(id); ref != nil {
-		if ref.xfer != nil {
+		switch {
+		case ref.xfer != nil:
 			// A transfer's stand-in, created in the application.
-			return
-		}
-		if ref.leg != nil && !half2 && ref.leg.answered(at, e.Channel.Name) {
-			stepDecided()
+		case ref.leg != nil:
+			if !half2 && ref.leg.answered(at, e.Channel.Name) {
+				stepDecided()
+			}
+		case !ref.standIn && !half2:
+			// A caller back before its call let go of it (reenter.go).
+			c.reenter(e, at, ref.call)
 		}
 		return
 	}
@@ -594,7 +600,13 @@ func (c *Client) onStasisStart(e *event, at time.Time) {
 		xfer.link(id)
 		return
 	}
-	c.newCall(e, at, xfer)
+	if xfer == nil {
+		if prev := c.takeLeft(id, at); prev != nil {
+			c.reenter(e, at, prev)
+			return
+		}
+	}
+	c.newCall(e, at, xfer, nil)
 }
 
 // background runs f in a tracked goroutine with a request timeout.
@@ -608,10 +620,16 @@ func (c *Client) background(f func(ctx context.Context)) {
 	}()
 }
 
-func (c *Client) newCall(e *event, at time.Time, xfer *ariTransfer) {
+// newCall hands a channel that started in the application to the handler;
+// prev is the call whose caller it was before it came back (reenter.go).
+func (c *Client) newCall(e *event, at time.Time, xfer *ariTransfer, prev *call) {
 	ch := &e.Channel
 	cl := newCall(c, ch, e.Args, at)
 	cl.xfer = xfer
+	if prev != nil {
+		cl.prev = prev
+		cl.ivrOf(prev)
+	}
 	ref := &chanRef{call: cl}
 	c.mu.Lock()
 	if !c.accepting {
@@ -620,7 +638,7 @@ func (c *Client) newCall(e *event, at time.Time, xfer *ariTransfer) {
 		c.background(func(ctx context.Context) { _ = c.deleteChannel(ctx, ch.ID, causeOutOfOrder) })
 		return
 	}
-	if _, dup := c.chans[ch.ID]; dup {
+	if r, dup := c.chans[ch.ID]; dup && (prev == nil || r.call != prev) {
 		c.mu.Unlock()
 		return
 	}
@@ -629,6 +647,7 @@ func (c *Client) newCall(e *event, at time.Time, xfer *ariTransfer) {
 	c.chans[ch.ID] = ref
 	c.calls[cl] = struct{}{}
 	c.callsWG.Add(1)
+	cl.handled.Add(1)
 	c.mu.Unlock()
 	c.nCalls.Add(1)
 	go c.runCall(cl)
@@ -637,10 +656,17 @@ func (c *Client) newCall(e *event, at time.Time, xfer *ariTransfer) {
 func (c *Client) runCall(cl *call) {
 	defer c.callsWG.Done()
 	defer cl.finish()
+	defer cl.handled.Done()
 	cl.readMark()
-	if cl.xfer != nil {
+	switch {
+	case cl.xfer != nil:
 		cl.transferredFrom(cl.xfer.from, cl.xfer.byLeg, cl.xfer.byName)
-	} else {
+	case cl.prev != nil:
+		// The engine takes the channel on again once the call before
+		// let go of it (and of what it counted).
+		cl.prev.handled.Wait()
+		cl.prev = nil
+	default:
 		cl.readTransfer()
 	}
 	if err := c.handler.Handle(c, cl); err != nil {

@@ -21,7 +21,12 @@
 // channel that re-enters Stasis after a blind transfer carries Transfer and
 // OriginalCaller (see readTransfer). Under PJSIP_TRANSFER_HANDLING(ari-only)
 // callctl carries a blind REFER (ChannelTransfer) out itself the same way
-// and reports it with transfer_progress (transfer.go).
+// and reports it with transfer_progress (transfer.go). A caller's channel
+// that something else sent on in the dialplan (AMI Redirect, another
+// application's /continue, an IVR) and that comes back into the
+// application is the server's own transfer of the call: a new call with
+// Transfer ivr, handed over once the call before let go of the channel
+// (reenter.go).
 //
 // # Dialing
 //

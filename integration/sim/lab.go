@@ -343,15 +343,17 @@ func (l *Lab) BlindTransfer(server, uuid, dest string) error {
 	return s.ari.BlindTransfer(phone, dest)
 }
 
-// Transfer sends a FreeSWITCH channel to dest in context as uuid_transfer
-// does (an IVR's or an operator's transfer: no REFER, no transferring user).
+// Transfer sends a channel to dest in context as an IVR's or an operator's
+// transfer does (no REFER, no transferring user): uuid_transfer on
+// FreeSWITCH, a redirect (AMI Redirect, another application's /continue)
+// on Asterisk.
 func (l *Lab) Transfer(server, uuid, dest, context string) error {
 	s, err := l.server(server)
 	if err != nil {
 		return err
 	}
 	if s.esl == nil {
-		return fmt.Errorf("lab: transfer: only FreeSWITCH servers (Asterisk redirects come from its ARI front)")
+		return s.ari.Redirect(uuid, context, dest)
 	}
 	return s.esl.Transfer(uuid, dest, context)
 }

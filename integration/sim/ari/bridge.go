@@ -3,6 +3,7 @@ package ari
 import (
 	"crypto/rand"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -97,7 +98,7 @@ func (e *engine) bridgeInsert(b *bridge, chans []*channel, at int) {
 		b.refresh()
 		snap := b.snap
 		snap.Channels = append([]string(nil), b.snap.Channels...)
-		e.emit(encBridgeChannel(nil, "ChannelEnteredBridge", e.now(), &snap, &c.snap), b, c)
+		e.emitBridgeChannel(encBridgeChannel(nil, "ChannelEnteredBridge", e.now(), &snap, &c.snap), b, c)
 	}
 	e.bridgePeers(b)
 	e.bridgeConnectedLines(b)
@@ -151,6 +152,25 @@ func (e *engine) bridgePeers(b *bridge) {
 	}
 }
 
+// emitBridgeChannel sends a ChannelEnteredBridge or ChannelLeftBridge:
+// Asterisk publishes them on the bridge's topic, so an application that
+// only subscribed to the channel (the one that originated a Local channel
+// into another application) does not get them (n-continue-out-of-bridge).
+func (e *engine) emitBridgeChannel(body []byte, b *bridge, c *channel) {
+	apps := e.recipients(b)
+	if a := e.apps[c.stasis]; a != nil && !slices.Contains(apps, a) {
+		apps = append(apps, a)
+	}
+	for _, a := range e.apps {
+		if a.allChannels && !slices.Contains(apps, a) {
+			apps = append(apps, a)
+		}
+	}
+	if len(apps) > 0 {
+		e.deliver(body, apps)
+	}
+}
+
 // bridgeLeave takes c out of its bridge (ChannelLeftBridge).
 func (e *engine) bridgeLeave(c *channel) {
 	b := c.bridge
@@ -173,7 +193,7 @@ func (e *engine) bridgeLeave(c *channel) {
 	b.refresh()
 	snap := b.snap
 	snap.Channels = append([]string(nil), b.snap.Channels...)
-	e.emit(encBridgeChannel(nil, "ChannelLeftBridge", e.now(), &snap, &c.snap), b, c)
+	e.emitBridgeChannel(encBridgeChannel(nil, "ChannelLeftBridge", e.now(), &snap, &c.snap), b, c)
 	if bl, ok := c.leg.(BridgeAware); ok {
 		e.later(func() { bl.Bridged("", nil) })
 	}

@@ -88,3 +88,35 @@ func TestFidelityCommaInDialed(t *testing.T) {
 	ev.wait("StasisEnd", isType("StasisEnd", start.Channel.ID))
 	compareStreams(t, "controller", recorded, ev.snapshot())
 }
+
+// TestFidelityContinueOutOfBridge: a caller talking in a bridge, sent on by
+// /continue to an extension whose dialplan runs Stasis again, leaves the
+// bridge and the application (StasisEnd, no ChannelDestroyed) and starts
+// in it anew as the same channel with the new extension's arguments
+// (n-continue-out-of-bridge).
+func TestFidelityContinueOutOfBridge(t *testing.T) {
+	srv := fidelityServer(t, "ast1", "02:00:00:00:a5:01", newTestNet("ast1"))
+	ctl := dialEvents(t, srv, "controller", "&subscribeAll=false")
+	caller := dialEvents(t, srv, "caller", "&subscribeAll=false")
+	c := newClient(t, srv)
+	calls := repoRestLog(t, "n-continue-out-of-bridge.rest.log")
+	replay(t, c, calls[0], nil) // originate Local/4930100100@from-pstn into caller
+	ctl.wait("StasisStart", isType("StasisStart", "trace-n-in;2"))
+	replay(t, c, calls[1], nil) // answered
+	replay(t, c, calls[2], nil) // a bridge
+	replay(t, c, calls[3], nil) // the party it talks to
+	ctl.wait("StasisStart", isType("StasisStart", "trace-n-leg"))
+	replay(t, c, calls[4], nil) // both in the bridge
+	replay(t, c, calls[5], nil)
+	ctl.wait("ChannelEnteredBridge", isType("ChannelEnteredBridge", "trace-n-leg"))
+	replay(t, c, calls[6], nil) // sent on to 122099 in from-pstn
+	ctl.waitN("back in Stasis", 2, isType("StasisStart", "trace-n-in;2"))
+	ctl.wait("the party's Wait", dialplanApp("trace-n-leg;2", "Wait"))
+	replay(t, c, calls[7], nil) // the party hung up
+	replay(t, c, calls[8], nil) // the bridge destroyed
+	replay(t, c, calls[9], nil) // the caller hung up
+	caller.wait("ChannelDestroyed", isType("ChannelDestroyed", "trace-n-in"))
+	ctl.waitN("the caller's second StasisEnd", 2, isType("StasisEnd", "trace-n-in;2"))
+	compareStreams(t, "controller", repoTrace(t, "n-continue-out-of-bridge.controller.jsonl"), ctl.snapshot())
+	compareStreams(t, "caller", repoTrace(t, "n-continue-out-of-bridge.caller.jsonl"), caller.snapshot())
+}

@@ -284,3 +284,30 @@ func (e *engine) transferProgress(c *channel, state string) *apiError {
 	}
 	return nil
 }
+
+// Redirect sends channel id (an ARI id, or the call model's uuid of an
+// inbound call) on to exten in context, as an AMI Redirect or another
+// application's /continue does: the channel leaves its bridge and its
+// application and runs the dialplan there, which hands it to the
+// application again in a Stasis context (n-continue-out-of-bridge).
+func (s *Server) Redirect(id, context, exten string) error {
+	e := s.eng
+	e.lock()
+	defer e.unlockSync()
+	c := e.channels[id]
+	if c == nil {
+		for _, o := range e.channels {
+			if l, ok := o.leg.(*modelLeg); ok && l.uuid == id && !o.gone {
+				c = o
+			}
+		}
+	}
+	if c == nil {
+		return fmt.Errorf("redirect: channel %s not found", id)
+	}
+	if c.stasis == "" {
+		return fmt.Errorf("redirect: channel %s is not in an application", id)
+	}
+	e.continueDialplan(c, context, exten, 1)
+	return nil
+}
