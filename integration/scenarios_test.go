@@ -671,6 +671,68 @@ func TestTransferredExternalCallCounts2Plus1(t *testing.T) {
 	})
 }
 
+// withAcmeDesk gives acme a sequential group on server 12: service number
+// 8008031 hunts 77731201, then 77731202.
+func withAcmeDesk(d *provision.Document) {
+	for i := range d.Orgs {
+		if d.Orgs[i].ID == "acme" {
+			d.Orgs[i].SIPNumbers = append(d.Orgs[i].SIPNumbers,
+				provision.SIPNumber{Number: "77731201", Server: "srv12", Next: "77731202"},
+				provision.SIPNumber{Number: "77731202", Server: "srv12", Next: "00000"})
+			d.Orgs[i].ServiceNumbers = append(d.Orgs[i].ServiceNumbers, provision.ServiceNumber{Number: "8008031", Start: "77731201"})
+		}
+	}
+}
+
+// SPEC §4: "a transfer to a group or a queue on the other server works like
+// a call to an extension". An external call into server 11, answered by
+// 3999, who transfers it (blind) to acme's service number on server 12
+// (128008031): it hunts the group as a call from 3999 would, each member
+// over the trunk (77731201T busy, then 77731202T, whose phone shows the
+// original caller); server 11 counts 2 and server 12 1 while it is up (§5);
+// the transfer's record holds the hunt and links to the first call's; and
+// nothing stays counted.
+func TestTransferToAGroupOnTheOtherServer(t *testing.T) {
+	scenario(t, Options{Edit: withAcmeDesk, Phones: phones("srv11", "3999", answers,
+		"srv12", "77731201", busy, "srv12", "77731202", answers)}, func(t *testing.T, e *Env) {
+		const caller = "+4915112345678"
+		in := e.pstnCall(t, "srv11", "+4930100100", caller)
+		bridged(t, in)
+		e.waitCount(t, "server", "srv11", 1)
+		if err := e.Lab.BlindTransfer("srv11", in.UUID(), "128008031"); err != nil {
+			t.Fatal(err)
+		}
+		e.waitAnsweredOn(t, "srv11", "77731202")
+		if rs := e.Lab.Rings("srv12", "77731201"); len(rs) != 1 {
+			t.Errorf("77731201 (busy) rang %d times, want once", len(rs))
+		}
+		rs := e.Lab.Rings("srv12", "77731202")
+		if len(rs) != 1 || rs[0].Caller.Number != caller {
+			t.Fatalf("77731202 rings: %+v, want one showing the original caller", rs)
+		}
+		e.waitCount(t, "server", "srv11", 2)
+		e.waitCount(t, "server", "srv12", 1)
+		hangup(t, in)
+		first := e.record(t, of(in))
+		rec := e.record(t, func(r *controller.Record) bool { return r.Transfer == "blind" })
+		if got := attempts(rec); got != "77731201:busy 77731202:answered" || rec.Route != "hunt" || rec.Caller != "3999" ||
+			rec.Org != "acme" || rec.Dialed != "128008031" || rec.CallerID != caller {
+			t.Errorf("transfer record: attempts %s route %s caller %s org %s dialed %s caller id %s; want 77731201:busy 77731202:answered, hunt, 3999, acme, 128008031, %s",
+				got, rec.Route, rec.Caller, rec.Org, rec.Dialed, rec.CallerID, caller)
+		}
+		if first.ID == "" || rec.TransferFrom != first.ID || rec.TransferBy != "3999" {
+			t.Errorf("transfer record: from %q by %q; want from %q (the first record) by 3999", rec.TransferFrom, rec.TransferBy, first.ID)
+		}
+		member := e.record(t, func(r *controller.Record) bool { return r.Server == "srv12" && r.Dialed == "77731202T" })
+		if member.Origin != "trunk" || member.Org != "acme" || member.CallerID != caller || member.Answered != "77731202" {
+			t.Errorf("server 12's record: origin %s org %s caller id %s answered %s; want trunk, acme, %s, 77731202",
+				member.Origin, member.Org, member.CallerID, member.Answered, caller)
+		}
+		e.waitCount(t, "server", "srv11", 0)
+		e.waitCount(t, "server", "srv12", 0)
+	})
+}
+
 // legKinds are the kinds of the legs on server, sorted, space-separated.
 func legKinds(legs []accounting.Leg, server string) string {
 	var out []string

@@ -90,7 +90,7 @@ func validUserPart(s string) bool {
 //
 //	user/<number>[@<domain>]
 //	loopback/<number>[/<context>[/<dialplan>]]
-//	sofia/gateway/<gateway>/<number>
+//	sofia/gateway/<gateway>/<number>[T]
 //	sofia/<profile>/<user>@<host>[:<port>]
 //
 // where <number> is 0-9 * # with an optional leading +. Anything else, and
@@ -133,8 +133,10 @@ func ValidateEndpoint(s string) error {
 		}
 		if profile == "gateway" {
 			gw, num, ok := strings.Cut(rest, "/")
-			if !ok || !validName(gw) || !validNumber(num) {
-				return bad("gateway destination must be sofia/gateway/<name>/<digits>")
+			// A trailing T asks the far server to ring only that member of
+			// a group (a hunt across a trunk dials each member so).
+			if !ok || !validName(gw) || !validNumber(strings.TrimSuffix(num, "T")) {
+				return bad("gateway destination must be sofia/gateway/<name>/<digits>[T]")
 			}
 			return nil
 		}

@@ -17,7 +17,7 @@ func TestValidateEndpoint(t *testing.T) {
 	good := []string{
 		"user/1000", "user/1000@example.com", "user/+4930100", "user/*72",
 		"loopback/101/targets", "loopback/201", "loopback/101/targets/XML",
-		"sofia/gateway/srv12/2099", "sofia/gateway/pstn/+4930555123",
+		"sofia/gateway/srv12/2099", "sofia/gateway/pstn/+4930555123", "sofia/gateway/srv12/77731201T",
 		"sofia/internal/phone@127.0.0.1:5091", "sofia/external/0301234@carrier.example",
 	}
 	for _, s := range good {
@@ -30,7 +30,8 @@ func TestValidateEndpoint(t *testing.T) {
 		"user/{x=y}1000", "user/1000 &park", "user/1000\n", "user/10\r\n00", "user/1000@ex ample",
 		"loopback/1000|loopback/x", "loopback/abc/targets", "loopback/101/tar gets", "loopback/101/a/b/c",
 		"sofia/gateway/srv12/2099,user/1", "sofia/gateway/srv12/20 99", "sofia/gateway/sr'v/1",
-		"sofia/gateway/srv12/${system}", "sofia/internal/a@b:99999", "sofia/internal/a,b@h",
+		"sofia/gateway/srv12/${system}", "sofia/gateway/srv12/T", "sofia/gateway/srv12/77T1", "sofia/gateway/srv12/1TT",
+		"sofia/internal/a@b:99999", "sofia/internal/a,b@h",
 		"sofia/internal/a@h/x", "sofia/internal/[a]@h", "error/user_busy", "lua/x.lua",
 		"user/1000@" + strings.Repeat("a", 300),
 	}
