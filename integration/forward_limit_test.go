@@ -187,3 +187,37 @@ func TestFallbackCountsTowardsMaxForwards(t *testing.T) {
 		}
 	})
 }
+
+// The far server refuses a group member's trunk call at its limit (503):
+// the node running the hunt leaves the group for srv12's limit forward,
+// 3998 on srv11, as it does for a single target.
+func TestHuntMemberFarLimitForward(t *testing.T) {
+	opt := Options{Phones: phones("srv11", "77721401", busy, "srv12", "77721402", answers, "srv12", "2099", answers, "srv11", "3998", answers),
+		Edit: func(d *provision.Document) {
+			limitForward("srv12", 1, "acme", "3998")(d)
+			editOrg(d, "grp1", func(o *provision.Org) {
+				for i := range o.SIPNumbers {
+					if o.SIPNumbers[i].Number == "77721402" {
+						o.SIPNumbers[i].Server = "srv12"
+					}
+				}
+			})
+		}}
+	scenario(t, opt, func(t *testing.T, e *Env) {
+		first := e.call(t, "srv11", "3999", "122099")
+		bridged(t, first)
+		e.waitCount(t, "server", "srv12", 1)
+		c := e.call(t, "srv11", "1100", "8008001")
+		bridged(t, c)
+		if rs := e.Lab.Rings("srv11", "3998"); len(rs) != 1 || rs[0].Caller.Number != "1100" {
+			t.Fatalf("3998 rang %+v, want once showing 1100", rs)
+		}
+		if n := len(e.Lab.Rings("srv12", "77721402")); n != 0 {
+			t.Errorf("77721402 rang %d times past srv12's limit", n)
+		}
+		e.waitCount(t, "server", "srv12", 1)
+		hangup(t, c)
+		forwarded(t, e.record(t, of(c)), "77721401:busy 77721402:congested 3998:answered", "forward-limit", "server srv12")
+		hangup(t, first)
+	})
+}

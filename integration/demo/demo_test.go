@@ -295,25 +295,26 @@ func checkStory(t *testing.T, fleet, out string) {
 		t.Errorf("the group fallback's record: attempts %s (%+v), legs %+v", got, fb.Attempts, fb.Legs)
 	}
 
-	// IVR transfer and park hand-off: on FreeSWITCH's srv11 only in the
-	// simulator, and the demo says so elsewhere.
+	// IVR transfer on every fleet.
+	has(t, out, `^   2099's phone on srv12 shows the caller as \+4915112345678 \(routed in acme, the org of the DID\)$`)
+	var ivr, parked []record
+	for _, r := range recs {
+		switch {
+		case r.Transfer.Kind == "ivr":
+			ivr = append(ivr, r)
+		case r.Dialed == "*98":
+			parked = append(parked, r)
+		}
+	}
+	// The caller's own channel comes back (its PSTN leg and the trunk leg).
+	if len(ivr) != 1 || ivr[0].Route != "inter-server" || ivr[0].Org != "acme" || ivr[0].Answered != "2099" || len(ivr[0].Legs) != 2 {
+		t.Errorf("the IVR transfer's records: %+v", ivr)
+	}
+	// Park hand-off: on FreeSWITCH's srv11 only in the simulator, and the
+	// demo says so elsewhere.
 	if fleet == "asterisk" {
-		has(t, out, `^   left out on this fleet: the simulator makes a media server's own transfer \(uuid_transfer\) on FreeSWITCH servers only`)
 		has(t, out, `^   left out on this fleet: the simulator makes a phone's transfer \(REFER\) on FreeSWITCH servers only`)
 	} else {
-		has(t, out, `^   2099's phone on srv12 shows the caller as \+4915112345678 \(routed in acme, the org of the DID\)$`)
-		var ivr, parked []record
-		for _, r := range recs {
-			switch {
-			case r.Transfer.Kind == "ivr":
-				ivr = append(ivr, r)
-			case r.Dialed == "*98":
-				parked = append(parked, r)
-			}
-		}
-		if len(ivr) != 1 || ivr[0].Route != "inter-server" || ivr[0].Org != "acme" || ivr[0].Answered != "2099" || len(ivr[0].Legs) != 2 {
-			t.Errorf("the IVR transfer's records: %+v", ivr)
-		}
 		has(t, out, `^   the node's live calls \(callctl calls\) list call=\S+: caller 3999, dialed \*98, route feature, handed off true$`)
 		has(t, out, `^   counted legs now: srv11 1, srv12 0 \(parked: the caller's PSTN leg stays counted until its channel ends\)$`)
 		if len(parked) != 1 || parked[0].Route != "feature" || !parked[0].HandedOff || len(parked[0].Legs) != 1 || parked[0].Legs[0].Kind != "pstn-in" {

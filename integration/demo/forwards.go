@@ -135,17 +135,15 @@ func (d *demo) onFreeSWITCH(what string) bool {
 		return true
 	}
 	d.say("left out on this fleet: the simulator makes %s on FreeSWITCH servers only (srv11 is Asterisk here);", what)
-	d.say("the real-server suite runs it on Asterisk too (README, real-server scenarios)")
+	d.say("adapters/asterisk's tests cover it on Asterisk")
 	return false
 }
 
 // ivrTransfer: a PSTN call answered by 3999 is moved on by the media server
-// itself (uuid_transfer to 122099, as an IVR does): routed in the org that
-// received the DID, 2099 on srv12 shows the PSTN caller, 2 + 1 counted.
+// itself (as an IVR does: FreeSWITCH's uuid_transfer, an Asterisk redirect
+// back into the application) to 122099: routed in the org that received
+// the DID, 2099 on srv12 shows the PSTN caller, 2 + 1 counted.
 func ivrTransfer(ctx context.Context, d *demo) error {
-	if !d.onFreeSWITCH("a media server's own transfer (uuid_transfer)") {
-		return nil
-	}
 	if err := d.setPhones(answers, "srv11", "3999"); err != nil {
 		return err
 	}
@@ -162,11 +160,16 @@ func ivrTransfer(ctx context.Context, d *demo) error {
 	if err := d.waitCount(ctx, "srv11", 1); err != nil {
 		return err
 	}
-	d.say("srv11 itself moves the caller on to 122099 (uuid_transfer, as an IVR does): no user transferred it")
-	if err := d.env.Lab.Transfer("srv11", in.UUID(), "122099", "public"); err != nil {
+	// The context of srv11's dialplan that hands calls back to callctl.
+	how, context := "uuid_transfer", "public"
+	if d.fleet.Kinds["srv11"] == provision.KindAsterisk {
+		how, context = "a redirect to from-pstn, back into Stasis", "from-pstn"
+	}
+	d.say("srv11 itself moves the caller on to 122099 (%s, as an IVR does): no user transferred it", how)
+	if err := d.env.Lab.Transfer("srv11", in.UUID(), "122099", context); err != nil {
 		return err
 	}
-	if err := waitFor(ctx, "callctl connected the transferred caller to 2099", d.answeredBy("2099")); err != nil {
+	if err := waitFor(ctx, "callctl connected the transferred caller to 2099", d.answeredBy("srv11", "2099")); err != nil {
 		return err
 	}
 	for _, r := range d.env.Lab.RingsSince(m.at) {
@@ -252,11 +255,12 @@ func parkHandOff(ctx context.Context, d *demo) error {
 	return d.report(ctx, m, 2, phone{"srv11", "3999"})
 }
 
-// answeredBy says whether callctl connected one of its calls to target.
-func (d *demo) answeredBy(target string) func() bool {
+// answeredBy says whether callctl connected one of its calls on server to
+// target.
+func (d *demo) answeredBy(server, target string) func() bool {
 	return func() bool {
 		for _, c := range d.env.Node.Engine().Calls() {
-			if c.Answered == target {
+			if c.Server == server && c.Answered == target {
 				return true
 			}
 		}
