@@ -370,13 +370,19 @@ func (s *Server) createLeg(tx *callmodel.Tx, o *originate, leg *origLeg, first b
 	}
 	uuid := ""
 	oldUUID := ""
-	if first {
-		if v, ok := lookup("origination_uuid", o.ds.global, leg.vars); ok && v != "" {
-			if tx.Exists(v) {
-				return "", callmodel.CauseNormalTemporaryFailure
-			}
-			uuid, oldUUID = v, tx.NewUUID()
+	// A leg's own origination_uuid ([...]) names that leg, whichever it is
+	// (FreeSWITCH 1.10.12: bridge [origination_uuid=b1]loopback/203|
+	// [origination_uuid=b2]loopback/204 creates b1, then b2); the
+	// dial string's ({...}) names only the first leg created.
+	v, ok := lookup("origination_uuid", leg.vars)
+	if !ok && first {
+		v, ok = lookup("origination_uuid", o.ds.global)
+	}
+	if ok && v != "" {
+		if tx.Exists(v) {
+			return "", callmodel.CauseNormalTemporaryFailure
 		}
+		uuid, oldUUID = v, tx.NewUUID()
 	}
 	if uuid == "" {
 		uuid = tx.NewUUID()

@@ -221,6 +221,32 @@ func TestBridgeFailoverAndSimultaneousRing(t *testing.T) {
 	waitIdle(t, lab)
 }
 
+// Each leg of a failover bridge takes its own origination_uuid from its
+// [...] variables, the second leg too: FreeSWITCH 1.10.12 creates b1, then
+// b2, for bridge [origination_uuid=b1]loopback/203/targets|
+// [origination_uuid=b2]loopback/204/targets.
+func TestBridgeFailoverLegUUIDs(t *testing.T) {
+	ctl := newController(t)
+	lab := fastLab(t, testServerSpec{name: "fs1", ip: "127.0.0.11", controllers: []string{ctl.addr()}})
+	lab.fleet.SetPhone("fs1", "2001", callmodel.Busy())
+	lab.fleet.SetPhone("fs1", "2002", callmodel.Answer(50*time.Millisecond))
+	const b1, b2 = "bbbbbbbb-0000-4000-8000-000000000001", "bbbbbbbb-0000-4000-8000-000000000002"
+	c, uuid := bridgeScenario(t, lab, ctl, nil, "[origination_uuid="+b1+"]user/2001|[origination_uuid="+b2+"]user/2002")
+	br := c.until(isEvent("CHANNEL_BRIDGE"))
+	if got := br[len(br)-1].ev("Other-Leg-Unique-ID"); got != b2 {
+		t.Errorf("bridged with %q, want the second leg's own uuid %s", got, b2)
+	}
+	r1, r2 := lab.fleet.RingsOf("fs1", "2001"), lab.fleet.RingsOf("fs1", "2002")
+	if len(r1) != 1 || r1[0].UUID != b1 || len(r2) != 1 || r2[0].UUID != b2 {
+		t.Errorf("rings 2001 %+v 2002 %+v", r1, r2)
+	}
+	_ = lab.servers["fs1"].model.Do(func(tx *callmodel.Tx) error {
+		tx.Hangup(uuid, callmodel.CauseNormalClearing, callmodel.ByRemote)
+		return nil
+	})
+	waitIdle(t, lab)
+}
+
 func TestBridgeTimeoutAndContinueOnFailList(t *testing.T) {
 	ctl := newController(t)
 	lab := fastLab(t, testServerSpec{name: "fs1", ip: "127.0.0.11", controllers: []string{ctl.addr()}})
