@@ -535,6 +535,11 @@ func causeFor(o hunt.Outcome) routing.Cause {
 // dialAll rings members one after the other; true when one answered and the
 // call has ended since (everything recorded).
 func (c *run) dialAll(members []routing.Target) bool {
+	if hd, ok := c.oneGo(members); ok {
+		if answered, ok := c.dialAtOnce(hd, members); ok {
+			return answered
+		}
+	}
 	h := hunt.New(len(members))
 	for {
 		i, ok := h.Next()
@@ -582,28 +587,10 @@ func (c *run) attempt(t *routing.Target) (hunt.Attempt, Leg, []string) {
 		a.Server = t.Server.Name
 	}
 	log := c.log.With("target", t.Number)
-	if !t.Registered {
-		a.Outcome = hunt.NotRegistered
-		a.Cause = "provisioned as not registered"
-		log.Info("member skipped: not registered (provisioning)")
+	if c.unregistered(t, &a, log) {
 		return a, nil, nil
 	}
 	dial := t.DialString()
-	if t.Trunk == nil {
-		ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
-		ok, err := c.ms.Registered(ctx, dial)
-		cancel()
-		if err != nil {
-			// Unknown registration is not "not registered": ring it and let the
-			// media server say.
-			log.Warn("registration check failed; ringing anyway", "endpoint", dial, "err", err)
-		} else if !ok {
-			a.Outcome = hunt.NotRegistered
-			a.Cause = "not registered"
-			log.Info("member skipped: not registered", "endpoint", dial)
-			return a, nil, nil
-		}
-	}
 	legID := NewID()
 	var held []string
 	for i := 0; i < t.Legs.Len(); i++ {
@@ -624,18 +611,7 @@ func (c *run) attempt(t *routing.Target) (hunt.Attempt, Leg, []string) {
 		}
 		held = append(held, hid)
 	}
-	// The name goes with either number: a target over a trunk shows the
-	// prefixed number and the same caller's name (SPEC §4).
-	spec := DialSpec{LegID: legID, Target: dial, CallerIDNumber: t.CallerID, CallerIDName: c.dec.CallerIDName,
-		Timeout: t.RingTimeout, Trunk: t.Trunk != nil, Withheld: c.dec.Withheld}
-	if t.Trunk != nil && t.Trunk.Peer != nil {
-		spec.MarkOrg = orgID(c.dec.Org)
-		if t.Kind == provision.TargetSIP && c.dec.Org != nil {
-			if m := c.dec.Org.SIPNumbers[t.Number]; m != nil {
-				spec.MarkOrg = m.Org.ID
-			}
-		}
-	}
+	spec := c.dialSpec(t, legID)
 	log.Info("dialing", "leg", legID, "endpoint", dial, "caller_id", spec.CallerIDNumber, "timeout", t.RingTimeout)
 	// Ringing ends when the caller leaves, the engine stops, or the ring
 	// timeout passes: callctl times the ring itself, because media servers
@@ -680,6 +656,54 @@ func (c *run) attempt(t *routing.Target) (hunt.Attempt, Leg, []string) {
 		log.Info("dial result", "leg", legID, "outcome", a.Outcome, "cause", a.Cause, "ring", a.Ring.Round(time.Millisecond))
 	}
 	return a, leg, held
+}
+
+// unregistered says whether t is skipped without ringing because it is not
+// registered (provisioned so, or the media server says so), filling in a.
+func (c *run) unregistered(t *routing.Target, a *hunt.Attempt, log *slog.Logger) bool {
+	if !t.Registered {
+		a.Outcome = hunt.NotRegistered
+		a.Cause = "provisioned as not registered"
+		log.Info("member skipped: not registered (provisioning)")
+		return true
+	}
+	if t.Trunk != nil {
+		return false
+	}
+	dial := t.DialString()
+	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+	ok, err := c.ms.Registered(ctx, dial)
+	cancel()
+	if err != nil {
+		// Unknown registration is not "not registered": ring it and let the
+		// media server say.
+		log.Warn("registration check failed; ringing anyway", "endpoint", dial, "err", err)
+		return false
+	}
+	if !ok {
+		a.Outcome = hunt.NotRegistered
+		a.Cause = "not registered"
+		log.Info("member skipped: not registered", "endpoint", dial)
+		return true
+	}
+	return false
+}
+
+// dialSpec is what to ring for t, as leg legID.
+func (c *run) dialSpec(t *routing.Target, legID string) DialSpec {
+	// The name goes with either number: a target over a trunk shows the
+	// prefixed number and the same caller's name (SPEC §4).
+	spec := DialSpec{LegID: legID, Target: t.DialString(), CallerIDNumber: t.CallerID, CallerIDName: c.dec.CallerIDName,
+		Timeout: t.RingTimeout, Trunk: t.Trunk != nil, Withheld: c.dec.Withheld}
+	if t.Trunk != nil && t.Trunk.Peer != nil {
+		spec.MarkOrg = orgID(c.dec.Org)
+		if t.Kind == provision.TargetSIP && c.dec.Org != nil {
+			if m := c.dec.Org.SIPNumbers[t.Number]; m != nil {
+				spec.MarkOrg = m.Org.ID
+			}
+		}
+	}
+	return spec
 }
 
 // note records the answer.

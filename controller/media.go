@@ -43,6 +43,27 @@ type Call interface {
 	EndCause() string
 }
 
+// HuntDialer is implemented by calls whose media server can ring several
+// targets one after the other by itself (FreeSWITCH: one bridge with '|'
+// failover), with no round trip to callctl between two of them.
+type HuntDialer interface {
+	// DialHunt rings specs in order, each for its Timeout, until one
+	// answers. done is called on the caller's goroutine, in order, once each
+	// target rung is over (its channel gone) or answered, with its index and
+	// result, whose Sent and At bound that target's own ring; a target the
+	// hunt never reached gets no call. It returns the index of the target
+	// that answered and its live Leg, or -1. Cancelling ctx ends the hunt:
+	// the ringing target is cancelled and no further one rings (the media
+	// server may end the caller's channel for that). An error wrapping
+	// ErrDialOneByOne means nothing rang and the targets must be dialed one
+	// by one.
+	DialHunt(ctx context.Context, specs []DialSpec, done func(i int, res DialResult)) (Leg, int, error)
+}
+
+// ErrDialOneByOne is wrapped by DialHunt when it cannot ring the targets
+// in one go (before anything rang).
+var ErrDialOneByOne = errors.New("targets must be dialed one by one")
+
 // TransferNoter is implemented by calls whose media server can report,
 // after the call was connected, that a transfer made it carry another
 // call's party (an attended transfer linking the two calls): Transferred

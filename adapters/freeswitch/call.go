@@ -2,6 +2,7 @@ package freeswitch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -94,6 +95,12 @@ type dialState struct {
 	leg                        *legWatch
 
 	answeredSeen, completeSeen bool
+
+	// legIDs are the legs of a bridge that rings several targets one
+	// after the other (DialHunt); answeredLeg is the one that answered, and
+	// bridgeCauses the originate_causes its CHANNEL_BRIDGE carried.
+	legIDs                    []string
+	answeredLeg, bridgeCauses string
 }
 
 var _ controller.Call = (*call)(nil)
@@ -121,7 +128,7 @@ func (c *call) onEvent(ev *esl.Event, at time.Time) {
 	switch {
 	case ev.Is("Event-Name", "CHANNEL_BRIDGE"):
 		c.mu.Lock()
-		if d := c.dial; d != nil && !d.answeredSeen && ev.Is("Other-Leg-Unique-ID", d.legID) {
+		if d := c.dial; d != nil && !d.answeredSeen && d.bridgedWith(ev) {
 			d.answeredSeen = true
 			d.answeredAt = at
 			close(d.answered)
@@ -153,6 +160,9 @@ func (c *call) onExecuteComplete(ev *esl.Event, at time.Time) {
 				LastBridgeCause: ev.Get("variable_last_bridge_hangup_cause"),
 				BridgeCause:     ev.Get("variable_bridge_hangup_cause"),
 				FailedCause:     ev.Get("variable_originate_failed_cause"),
+			}
+			if d.legIDs != nil {
+				d.vars.Causes = ev.Get("variable_originate_causes")
 			}
 			d.doneAt = at
 			d.completeSeen = true
@@ -308,34 +318,11 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 	c.varsSet = true
 	c.mu.Unlock()
 
-	buf := getMsg()
-	msg := *buf
-	n := 1
-	if first {
-		// A failed bridge must leave the caller up for the next member, and an
-		// answered one must end the call when it ends.
-		msg, _ = esl.AppendExecute(msg, "", "set", "continue_on_fail=true", "")
-		msg, _ = esl.AppendExecute(msg, "", "set", "hangup_after_bridge=true", "")
-		n = 3
-	}
-	msg, err = esl.AppendExecute(msg, "", "bridge", arg, d.appUUID)
-	*buf = msg
-	if err != nil {
-		putMsg(buf)
-		c.abandonDial(d, w)
-		return nil, controller.DialResult{Outcome: hunt.Failed, Cause: "INVALID_DIAL_STRING"}, fmt.Errorf("dial: %w", err)
-	}
-	sctx, scancel := context.WithTimeout(context.Background(), c.srv.opt.CommandTimeout)
-	d.sentAt = time.Now()
-	replies, err := c.conn.send(sctx, n, msg)
-	scancel()
-	putMsg(buf) // written: the buffer is free again
-	for _, r := range replies {
-		if err == nil && strings.HasPrefix(r.text, "-ERR") {
-			err = fmt.Errorf("%w: %s", ErrCommandFailed, strings.TrimSpace(r.text))
+	if err := c.sendBridge(d, first); err != nil {
+		if errors.Is(err, ErrUnsafeInput) {
+			c.abandonDial(d, w)
+			return nil, controller.DialResult{Outcome: hunt.Failed, Cause: "INVALID_DIAL_STRING"}, fmt.Errorf("dial: %w", err)
 		}
-	}
-	if err != nil {
 		// The bridge may or may not be queued: make sure its leg does not stay.
 		res := c.finishAttempt(d, w, true, hunt.Failed, "COMMAND_FAILED")
 		return nil, res, fmt.Errorf("dial %s: %w", spec.Target, err)
@@ -414,6 +401,55 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 			return nil, c.finishAttempt(d, w, true, hunt.Failed, "BRIDGE_TIMEOUT"), nil
 		}
 	}
+}
+
+// sendBridge sends d's bridge (after the variables every bridge of the call
+// needs, the first time) and waits for its replies; d.sentAt is when it
+// was written.
+func (c *call) sendBridge(d *dialState, first bool) error {
+	buf := getMsg()
+	defer putMsg(buf) // written or failed: the buffer is free again after
+	msg := *buf
+	n := 1
+	if first {
+		// A failed bridge must leave the caller up for the next member, and an
+		// answered one must end the call when it ends.
+		msg, _ = esl.AppendExecute(msg, "", "set", "continue_on_fail=true", "")
+		msg, _ = esl.AppendExecute(msg, "", "set", "hangup_after_bridge=true", "")
+		n = 3
+	}
+	msg, err := esl.AppendExecute(msg, "", "bridge", d.arg, d.appUUID)
+	*buf = msg
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUnsafeInput, err)
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), c.srv.opt.CommandTimeout)
+	d.sentAt = time.Now()
+	replies, err := c.conn.send(sctx, n, msg)
+	scancel()
+	for _, r := range replies {
+		if err == nil && strings.HasPrefix(r.text, "-ERR") {
+			err = fmt.Errorf("%w: %s", ErrCommandFailed, strings.TrimSpace(r.text))
+		}
+	}
+	return err
+}
+
+// bridgedWith says whether a CHANNEL_BRIDGE of the caller is with a leg
+// of d (recording which, for a bridge of several).
+func (d *dialState) bridgedWith(ev *esl.Event) bool {
+	if d.legIDs == nil {
+		return ev.Is("Other-Leg-Unique-ID", d.legID)
+	}
+	other := ev.Get("Other-Leg-Unique-ID")
+	for _, id := range d.legIDs {
+		if id == other {
+			d.answeredLeg = other
+			d.bridgeCauses = ev.Get("variable_originate_causes")
+			return true
+		}
+	}
+	return false
 }
 
 // leg is an answered leg; Ended closes on its CHANNEL_HANGUP_COMPLETE.

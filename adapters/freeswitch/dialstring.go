@@ -223,11 +223,48 @@ type dialVars struct {
 // then shows the channel's own caller ID) and reported in dropped; the name
 // is sanitised.
 func BridgeArg(spec controller.DialSpec) (arg string, dropped string, err error) {
-	if err := ValidateEndpoint(spec.Target); err != nil {
+	var b strings.Builder
+	b.Grow(160 + len(spec.Target))
+	dropped, err = appendLeg(&b, spec, false)
+	if err != nil {
 		return "", "", err
 	}
+	return b.String(), dropped, nil
+}
+
+// HuntArg builds the argument of one bridge ringing specs one after the
+// other ('|' failover), each leg with its own variables as BridgeArg sets
+// them ([...] instead of {...}; its backstop is leg_timeout):
+//
+//	[origination_uuid=<leg1>,callctl_leg=true,leg_timeout=<s>,...]<target1>|[origination_uuid=<leg2>,...]<target2>
+//
+// dropped lists the caller numbers left out, as BridgeArg's.
+func HuntArg(specs []controller.DialSpec) (arg string, dropped []string, err error) {
+	var b strings.Builder
+	b.Grow(200 * len(specs))
+	for i, spec := range specs {
+		if i > 0 {
+			b.WriteByte('|')
+		}
+		d, err := appendLeg(&b, spec, true)
+		if err != nil {
+			return "", nil, err
+		}
+		if d != "" {
+			dropped = append(dropped, d)
+		}
+	}
+	return b.String(), dropped, nil
+}
+
+// appendLeg writes one leg of a dial string: its variables ({...} for a
+// bridge of one leg, [...] for one leg of several) and its target.
+func appendLeg(b *strings.Builder, spec controller.DialSpec, perLeg bool) (dropped string, err error) {
+	if err := ValidateEndpoint(spec.Target); err != nil {
+		return "", err
+	}
 	if !validUUID(spec.LegID) {
-		return "", "", fmt.Errorf("%w: leg id %q", ErrUnsafeInput, spec.LegID)
+		return "", fmt.Errorf("%w: leg id %q", ErrUnsafeInput, spec.LegID)
 	}
 	v := dialVars{legID: spec.LegID, cidName: SanitizeName(spec.CallerIDName)}
 	switch {
@@ -250,13 +287,16 @@ func BridgeArg(spec controller.DialSpec) (arg string, dropped string, err error)
 	}
 	if spec.Trunk && spec.MarkOrg != "" {
 		if !validName(spec.MarkOrg) {
-			return "", "", fmt.Errorf("%w: org mark %q", ErrUnsafeInput, spec.MarkOrg)
+			return "", fmt.Errorf("%w: org mark %q", ErrUnsafeInput, spec.MarkOrg)
 		}
 		v.markOrg = spec.MarkOrg
 	}
-	var b strings.Builder
-	b.Grow(160 + len(spec.Target))
-	b.WriteString("{origination_uuid=")
+	open, close, timeoutVar := byte('{'), byte('}'), ",originate_timeout="
+	if perLeg {
+		open, close, timeoutVar = '[', ']', ",leg_timeout="
+	}
+	b.WriteByte(open)
+	b.WriteString("origination_uuid=")
 	b.WriteString(v.legID)
 	// Marks the leg so the inbound connection's filter passes its events
 	// and nobody else's.
@@ -265,7 +305,7 @@ func BridgeArg(spec controller.DialSpec) (arg string, dropped string, err error)
 	b.WriteString("=true")
 	if secs := spec.BackstopSeconds(); secs > 0 {
 		// A backstop only: the engine cancels the leg at the ring timeout.
-		b.WriteString(",originate_timeout=")
+		b.WriteString(timeoutVar)
 		b.WriteString(strconv.Itoa(secs))
 	}
 	if v.cidNum != "" {
@@ -283,9 +323,9 @@ func BridgeArg(spec controller.DialSpec) (arg string, dropped string, err error)
 		b.WriteString(",sip_h_X-Callctl-Org=")
 		b.WriteString(v.markOrg)
 	}
-	b.WriteByte('}')
+	b.WriteByte(close)
 	b.WriteString(spec.Target)
-	return b.String(), dropped, nil
+	return dropped, nil
 }
 
 // contactArg turns a user/<ext>[@domain] endpoint into the argument of

@@ -326,6 +326,9 @@ type eventLog struct {
 	mu     sync.Mutex
 	hangup map[string]string
 	sip    map[string]int // the SIP final response an unanswered caller got
+	// causes is each channel's originate_causes when it hung up: the legs
+	// its bridges rang, one bridge's.
+	causes map[string]string
 	events []loggedEvent
 }
 
@@ -366,6 +369,12 @@ func (e *eventLog) observe(tx *callmodel.Tx, ev *callmodel.Event) {
 			code = 200
 		}
 		e.sip[le.uuid] = code
+		if v, ok := ev.Channel.Vars.Get("originate_causes"); ok {
+			if e.causes == nil {
+				e.causes = map[string]string{}
+			}
+			e.causes[le.uuid] = v
+		}
 	}
 	if len(e.events) < 100000 {
 		e.events = append(e.events, le)
@@ -376,6 +385,12 @@ func (e *eventLog) sipStatus(uuid string) int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.sip[uuid]
+}
+
+func (e *eventLog) originateCauses(uuid string) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.causes[uuid]
 }
 
 func (e *eventLog) hangupCause(uuid string) (string, bool) {

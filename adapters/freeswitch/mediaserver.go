@@ -81,6 +81,9 @@ type legWatch struct {
 	gone  chan struct{}
 	cause string    // Hangup-Cause, set before gone is closed
 	at    time.Time // when that became known
+	// answered: its hangup event says it had answered (set before gone is
+	// closed).
+	answered bool
 	// armed: the leg answered, so it exists and a reconciliation that does not
 	// find it may declare it gone.
 	armed  bool
@@ -318,6 +321,9 @@ func (m *MediaServer) onEvent(ev *esl.Event, at time.Time) {
 		m.mu.Lock()
 		w := m.legs[string(id)]
 		if w != nil {
+			if t := ev.Get("Caller-Channel-Answered-Time"); t != "" && t != "0" {
+				w.answered = true
+			}
 			m.closeWatchLocked(w, ev.Get("Hangup-Cause"), at)
 		}
 		m.mu.Unlock()

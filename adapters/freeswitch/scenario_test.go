@@ -52,6 +52,44 @@ func TestHuntBusyUnregisteredAnswer(t *testing.T) {
 	checkGoroutines(t, base)
 }
 
+// A hunt of the server's own phones is rung as one bridge: FreeSWITCH moves
+// from member to member by itself (the caller's originate_causes lists
+// every leg of the hunt, not only the last bridge's), and the record still
+// has one attempt per member, in order, with its own cause.
+func TestHuntInOneBridge(t *testing.T) {
+	l := newTestLab(t, labOptions{})
+	defer l.close()
+	l.fleet.SetPhone("srv11", "77721401", callmodel.Busy())
+	l.fleet.SetPhone("srv11", "77721402", callmodel.Reject())
+	l.fleet.SetPhone("srv11", "77721403", callmodel.Answer(50*time.Millisecond))
+	id := l.call("srv11", "3999", "Aiko Sato", "8008001", callmodel.CallerPlan{HangupAfterAnswer: 200 * time.Millisecond})
+	if c := l.waitHangup(id, 15*time.Second); c != "NORMAL_CLEARING" {
+		t.Errorf("caller hangup cause %q", c)
+	}
+	rec := l.record(id)
+	if got, want := outcomes(rec), []string{"77721401:busy", "77721402:rejected", "77721403:answered"}; !slices.Equal(got, want) {
+		t.Fatalf("attempts %v, want %v", got, want)
+	}
+	if rec.Attempts[0].Cause != "USER_BUSY" || rec.Attempts[1].Cause != "CALL_REJECTED" {
+		t.Errorf("attempt causes %q, %q", rec.Attempts[0].Cause, rec.Attempts[1].Cause)
+	}
+	r := l.ringed("srv11", "77721401", "77721402", "77721403")
+	var legs []string
+	for _, n := range []string{"77721401", "77721402", "77721403"} {
+		if len(r[n]) != 1 {
+			t.Fatalf("%s rang %d times", n, len(r[n]))
+		}
+		legs = append(legs, r[n][0].UUID)
+	}
+	causes := l.events.originateCauses(id)
+	for _, leg := range legs {
+		if !strings.Contains(causes, leg+";") {
+			t.Errorf("the caller's originate_causes %q do not list leg %s: not one bridge", causes, leg)
+		}
+	}
+	l.waitIdle(10 * time.Second)
+}
+
 // Nobody answers: a member rings for its ring timeout (no answer), the
 // others are busy; the caller gets USER_BUSY (SIP 486).
 func TestHuntNobodyAnswers(t *testing.T) {
@@ -217,5 +255,3 @@ func TestTrunkCallShowsPrefixedCaller(t *testing.T) {
 	}
 	l.waitIdle(10 * time.Second)
 }
-
-func init() { _ = strings.TrimSpace }
