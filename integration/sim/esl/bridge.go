@@ -130,13 +130,22 @@ func appBridge(s *Server, tx *callmodel.Tx, uuid string, run *appRun) {
 
 func (s *Server) bridgeResult(tx *callmodel.Tx, a string, br *bridgeRun, prev, winner string, cause callmodel.Cause) {
 	fc := fsOf(tx, a)
+	o := br.o
 	if fc == nil || !tx.Exists(a) {
 		if winner != "" {
 			tx.Hangup(winner, callmodel.CauseOriginatorCancel, callmodel.ByRequest)
+			return
+		}
+		// The caller hung up: its bridge still ends with the legs it rang
+		// (FreeSWITCH 1.10.12: originate_causes ARRAY::b1;USER_BUSY|:b2;ORIGINATOR_CANCEL,
+		// originate_disposition ORIGINATOR_CANCEL on the bridge's
+		// CHANNEL_EXECUTE_COMPLETE, before b2's CHANNEL_HANGUP_COMPLETE).
+		if fc != nil && len(o.causes) > 0 {
+			_ = tx.SetVar(a, "originate_causes", joinArray(o.causes))
+			_ = tx.SetVar(a, "originate_disposition", cause.Name)
 		}
 		return
 	}
-	o := br.o
 	if len(o.originated) > 0 {
 		_ = tx.SetVar(a, "originated_legs", joinArray(o.originated))
 	}

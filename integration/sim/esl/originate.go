@@ -336,6 +336,11 @@ func (o *originate) cancel(tx *callmodel.Tx, cause callmodel.Cause) {
 	for _, l := range o.legs {
 		if !l.failed && l.uuid != "" {
 			l.failed = true
+			// The cancelled legs are listed too (FreeSWITCH 1.10.12: the
+			// caller of bridge [origination_uuid=b1]loopback/301/targets|...
+			// hung up while b1 rang ends it with originate_causes
+			// b1;ORIGINATOR_CANCEL).
+			o.causes = append(o.causes, l.uuid+";"+cause.Name)
 			tx.Hangup(l.uuid, cause, callmodel.ByRequest)
 		}
 	}
