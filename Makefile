@@ -62,8 +62,9 @@ unit:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
-# callctl's hunt against FreeSWITCH's own bridge a|b|c on the lab's fs1, side by side
-# (BENCHN iterations, default 25): medians and their ratio.
+# callctl's hunt against the media server's own (the lab's native context: FreeSWITCH's
+# bridge a|b|c on fs1, Asterisk's Dial of each member in turn on ast1), side by side
+# (BENCHN iterations of each kind, default 25): medians and their ratio, per kind.
 BENCHN ?= 25
 bench-real:
 	$(LAB) run -- $(GO) test -run '^$$' -bench '^BenchmarkRealHunt$$' -benchtime $(BENCHN)x ./integration/

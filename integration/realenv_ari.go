@@ -215,6 +215,12 @@ func (c *ariSide) Place(ctx context.Context, from, dialed string) (*RealCall, er
 	if err := checkDigits(from, dialed); err != nil {
 		return nil, err
 	}
+	return c.placeIn(ctx, from, dialed, c.rs.Context)
+}
+
+// placeIn originates a call from from to dialed in a context of the lab's
+// dialplan (Place: the one that hands calls to callctl).
+func (c *ariSide) placeIn(ctx context.Context, from, dialed, dpContext string) (*RealCall, error) {
 	id := "it-" + newID()
 	call := newRealCall(c.server, from, dialed, id)
 	call.hangup = func(ctx context.Context) error {
@@ -229,7 +235,7 @@ func (c *ariSide) Place(ctx context.Context, from, dialed string) (*RealCall, er
 	c.halves[id] = &localHalves{}
 	c.mu.Unlock()
 	q := url.Values{
-		"endpoint":  {"Local/" + dialed + "@" + c.rs.Context},
+		"endpoint":  {"Local/" + dialed + "@" + dpContext},
 		"app":       {c.app},
 		"callerId":  {from},
 		"channelId": {id},
