@@ -74,6 +74,9 @@ func (c *run) dialAtOnce(hd HuntDialer, members []routing.Target) (took, ok bool
 		specs = append(specs, c.dialSpec(t, NewID()))
 		idx = append(idx, i)
 	}
+	// Nothing of these members is counted here: no refusal of an earlier
+	// target may be taken for theirs.
+	c.fwd.refusal = nil
 	h := hunt.New(len(members))
 	next := 0
 	record := func(a hunt.Attempt) {
