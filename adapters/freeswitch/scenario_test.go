@@ -255,3 +255,32 @@ func TestTrunkCallShowsPrefixedCaller(t *testing.T) {
 	}
 	l.waitIdle(10 * time.Second)
 }
+
+// The node stops while the first member of a hunt rung in one bridge
+// rings: FreeSWITCH would ring the next member when that leg ends, so the
+// caller is ended too; nothing rings after, and the record says the
+// ringing member was cancelled.
+func TestStopDuringHuntInOneBridge(t *testing.T) {
+	l := newTestLab(t, labOptions{ringTimeout: "20s"})
+	defer l.close()
+	l.fleet.SetPhone("srv11", "77721401", callmodel.RingForever())
+	l.fleet.SetPhone("srv11", "77721402", callmodel.Answer(0))
+	l.fleet.SetPhone("srv11", "77721403", callmodel.Answer(0))
+	id := l.call("srv11", "3999", "", "8008001", callmodel.CallerPlan{})
+	if !waitFor(10*time.Second, func() bool { return len(l.fleet.RingsOf("srv11", "77721401")) == 1 }) {
+		t.Fatal("77721401 never rang")
+	}
+	l.engine.Stop()
+	if c := l.waitHangup(id, 10*time.Second); c == "" {
+		t.Fatal("the caller was not ended")
+	}
+	l.waitIdle(10 * time.Second)
+	for _, n := range []string{"77721402", "77721403"} {
+		if r := l.fleet.RingsOf("srv11", n); len(r) != 0 {
+			t.Errorf("%s rang after the node stopped: %+v", n, r)
+		}
+	}
+	if got := outcomes(l.record(id)); !slices.Equal(got, []string{"77721401:cancelled"}) {
+		t.Errorf("attempts %v, want [77721401:cancelled]", got)
+	}
+}
