@@ -290,6 +290,9 @@ type run struct {
 	// stepFrom is when callctl could decide the next dial: the call's
 	// arrival, then each dialed member's outcome reaching it.
 	stepFrom time.Time
+	// joined: the media server joined the caller's channel to another call
+	// (ErrCallJoined) while callctl was refusing it.
+	joined bool
 }
 
 func (c *run) handle() error {
@@ -316,6 +319,13 @@ func (c *run) handle() error {
 	}
 	if !c.over() {
 		c.nobodyAnswered()
+	}
+	if c.joined {
+		// Not callctl's to refuse any more: counted until its channel ends.
+		select {
+		case <-c.ctx.Done():
+		case <-c.e.stopCtx.Done():
+		}
 	}
 	return nil
 }
@@ -749,22 +759,46 @@ func (c *run) connected() {
 
 // afterConnected ends the caller's side when the leg went first (or the
 // engine stops), then releases the leg's counts once its channel is gone.
-// A frame of its own: the one that waits for the whole call stays small,
-// so the goroutine's stack shrinks back to a few KiB.
+// An attended transfer joins channels of two calls without callctl (SPEC
+// §4, §5): the caller's channel joined to another call is not hung up and
+// stays counted until it ends; the leg of a call whose caller was replaced
+// stays counted until the leg ends. A frame of its own: the one that waits
+// for the whole call stays small, so the goroutine's stack shrinks back to
+// a few KiB.
 //
 //go:noinline
 func (c *run) afterConnected() {
 	leg := c.answered.leg
+	joined := false
 	if c.call.Context().Err() == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := c.call.Hangup(ctx, routing.CauseNormal); err != nil && !errors.Is(err, ErrCallGone) {
+		err := c.call.Hangup(ctx, routing.CauseNormal)
+		cancel()
+		switch {
+		case errors.Is(err, ErrCallJoined):
+			joined = true
+			c.log.Info("the caller was joined to another call (an attended transfer): counted until its channel ends")
+		case err != nil && !errors.Is(err, ErrCallGone):
 			c.log.Warn("hangup after the leg ended failed", "err", err)
 		}
-		cancel()
+	}
+	replaced := c.call.EndCause() == CauseAttendedTransfer
+	if replaced {
+		c.attendedTransfer()
 	}
 	select {
 	case <-leg.Ended():
 	default:
+		if replaced {
+			// The leg lives on, joined to the transferred party: its count
+			// goes when its channel does.
+			select {
+			case <-leg.Ended():
+			case <-c.e.stopCtx.Done():
+				c.log.Warn("engine stopping: releasing the count of a leg joined by an attended transfer", "leg", leg.ID())
+			}
+			break
+		}
 		// Its count is released when the leg's channel is gone (SPEC §5),
 		// which the media server has not said yet.
 		c.log.Debug("waiting for the connected leg's end before releasing its count", "leg", leg.ID(), "grace", c.e.opt.LegGrace)
@@ -777,6 +811,30 @@ func (c *run) afterConnected() {
 		timer.Stop()
 	}
 	c.release(c.answered.held)
+	if joined {
+		select {
+		case <-c.ctx.Done():
+		case <-c.e.stopCtx.Done():
+		}
+	}
+}
+
+// attendedTransfer records that this call's caller, a phone user, was
+// replaced by the party of the call it held (a REFER with Replaces): this
+// call's target now talks to that party, shown as the transferring user it
+// was called by (SPEC §4). The record links to the held call's.
+func (c *run) attendedTransfer() {
+	c.rec.Transfer = routing.Attended.String()
+	u := c.dec.Caller
+	if u == nil {
+		return
+	}
+	c.rec.TransferBy = u.Ext
+	if st, ok := c.e.stories.connectedTo(c.rec.Server, u.Org.Domain, u.Ext, c.call.ID(), c.e.opt.Now()); ok {
+		c.rec.TransferFrom = st.record
+	}
+	c.log.Info("attended transfer: the caller was replaced; the connected leg stays counted until it ends",
+		"transferer", u.Ext, "from_record", c.rec.TransferFrom)
 }
 
 // noteTransfer records that a transfer made this connected call carry
@@ -917,7 +975,12 @@ func (c *run) reject(cause routing.Cause, reason string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := c.call.Reject(ctx, cause); err != nil && !errors.Is(err, ErrCallGone) {
+	err := c.call.Reject(ctx, cause)
+	switch {
+	case errors.Is(err, ErrCallJoined):
+		c.joined = true
+		c.log.Info("not refused: the media server joined the caller to another call; counted until its channel ends")
+	case err != nil && !errors.Is(err, ErrCallGone):
 		c.log.Warn("reject failed", "cause", cause, "err", err)
 	}
 }

@@ -31,6 +31,9 @@ type script struct {
 	after   time.Duration // ring time before the outcome
 	talk    time.Duration // how long an answered leg stays
 	panics  bool
+	// legEnd, when set, ends the answered leg instead of talk and the
+	// caller's end: a leg joined elsewhere lives on.
+	legEnd chan struct{}
 }
 
 type fakeMS struct {
@@ -61,6 +64,9 @@ type fakeCall struct {
 	script map[string]script
 	ctx    context.Context
 	hangup context.CancelFunc
+	// joined: the media server joined the caller to another call; Hangup
+	// and Reject refuse (ErrCallJoined).
+	joined bool
 
 	mu       sync.Mutex
 	dialed   []string
@@ -106,9 +112,14 @@ func (c *fakeCall) Dial(ctx context.Context, spec controller.DialSpec) (controll
 	}
 	leg := &fakeLeg{id: spec.LegID, ended: make(chan struct{})}
 	go func() {
-		select {
-		case <-time.After(s.talk):
-		case <-c.ctx.Done():
+		switch {
+		case s.legEnd != nil:
+			<-s.legEnd
+		default:
+			select {
+			case <-time.After(s.talk):
+			case <-c.ctx.Done():
+			}
 		}
 		close(leg.ended)
 	}()
@@ -125,6 +136,9 @@ func (c *fakeCall) Reject(_ context.Context, cause routing.Cause) error {
 }
 
 func (c *fakeCall) Hangup(_ context.Context, cause routing.Cause) error {
+	if c.joined {
+		return controller.ErrCallJoined
+	}
 	c.mu.Lock()
 	c.cause = cause.String()
 	c.mu.Unlock()
@@ -617,5 +631,88 @@ func TestHandOffKeepsCounting(t *testing.T) {
 	<-done
 	if c.EndCause() != routing.CauseNormal.String() {
 		t.Errorf("handed-off call at stop: end cause %q, want hung up", c.EndCause())
+	}
+}
+
+// An attended transfer (SPEC §4, §5): a PSTN call answered by 3999, who
+// consults 2099 on server 12 and transfers (a REFER with Replaces). The
+// media server joins the PSTN caller to the trunk leg of the consult call
+// and ends 3999's two legs: the joined legs stay counted (2 on server 11:
+// the PSTN leg and the trunk leg), the consult call's record says attended
+// by 3999 from the PSTN call's record, and everything goes when the joined
+// call ends.
+func TestAttendedTransferKeepsTheJoinedLegsCounted(t *testing.T) {
+	h := newHarness(t, nil)
+	phoneEnd := make(chan struct{})
+	pstn := newCall("a1", controller.CallInfo{Server: "srv11", Caller: "+4989123456", Dialed: "+4930100100", Source: "127.0.0.99"},
+		map[string]script{"user/3999": {outcome: hunt.Answered, legEnd: phoneEnd}})
+	pstn.joined = true
+	trunkEnd := make(chan struct{})
+	consult := newCall("c1", phone("3999", "122099"),
+		map[string]script{"sofia/gateway/srv12/2099": {outcome: hunt.Answered, legEnd: trunkEnd}})
+	pdone, cdone := make(chan struct{}), make(chan struct{})
+	go func() { h.eng.Handle(h.ms, pstn); close(pdone) }()
+	waitCalls := func(n int) {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			answered := 0
+			for _, v := range h.eng.Calls() {
+				if v.Answered != "" {
+					answered++
+				}
+			}
+			if answered >= n || time.Now().After(deadline) {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitCalls(1)
+	go func() { h.eng.Handle(h.ms, consult); close(cdone) }()
+	waitCalls(2)
+	if n := h.count(t, "server", "srv11"); n != 2 {
+		t.Fatalf("srv11 counts %d while 3999 consults, want 2", n)
+	}
+	// The transfer: 3999's consult call is replaced, its phone leg ends.
+	consult.mu.Lock()
+	consult.cause = controller.CauseAttendedTransfer
+	consult.mu.Unlock()
+	consult.hangup()
+	close(phoneEnd)
+	// Both handlers keep what the joined call counts until it ends (a
+	// while is watched: nothing is to happen).
+	deadline := time.Now().Add(500 * time.Millisecond)
+	for h.eng.Active() == 2 && time.Now().Before(deadline) {
+		if n := h.count(t, "server", "srv11"); n != 2 {
+			t.Fatalf("srv11 counts %d after the transfer, want 2 (the joined PSTN and trunk legs)", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	select {
+	case <-pdone:
+		t.Fatal("the PSTN call was let go while its channel is joined to the trunk leg")
+	case <-cdone:
+		t.Fatal("the consult call was let go while its trunk leg is joined to the PSTN caller")
+	default:
+	}
+	// The joined call ends: the trunk leg and the PSTN caller go.
+	close(trunkEnd)
+	<-cdone
+	consultRec := h.recs.last(t)
+	if consultRec.CallID != "c1" || consultRec.Transfer != "attended" || consultRec.TransferBy != "3999" || consultRec.TransferFrom == "" {
+		t.Errorf("consult record: call %s transfer %q by %q from %q; want attended by 3999 from the PSTN call's record",
+			consultRec.CallID, consultRec.Transfer, consultRec.TransferBy, consultRec.TransferFrom)
+	}
+	if n := h.count(t, "server", "srv11"); n != 1 {
+		t.Errorf("srv11 counts %d once the trunk leg ended, want 1 (the PSTN leg, still up)", n)
+	}
+	pstn.hangup()
+	<-pdone
+	rec := h.recs.last(t)
+	if rec.CallID != "a1" || consultRec.TransferFrom != rec.ID {
+		t.Errorf("consult record links to %q, want the PSTN call's record %q (%s)", consultRec.TransferFrom, rec.ID, rec.CallID)
+	}
+	if n := h.count(t, "server", "srv11"); n != 0 {
+		t.Errorf("srv11 counts %d after the joined call ended", n)
 	}
 }

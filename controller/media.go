@@ -185,3 +185,14 @@ type MediaServer interface {
 // ErrCallGone is returned by Call methods when the caller's channel no longer
 // exists.
 var ErrCallGone = errors.New("call is gone")
+
+// ErrCallJoined is returned by Hangup and Reject when the media server
+// joined the caller's channel to another call by itself (an attended
+// transfer bridged it with the transfer target): it is not callctl's to
+// hang up, and its counted legs stay counted until Context is done.
+var ErrCallJoined = errors.New("call joined to another by the media server")
+
+// CauseAttendedTransfer is the end cause (EndCause) of a call whose caller
+// was replaced by an attended transfer (a REFER with Replaces): its
+// connected leg lives on, joined to the transferred party.
+const CauseAttendedTransfer = "ATTENDED_TRANSFER"

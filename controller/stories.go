@@ -25,9 +25,9 @@ type story struct {
 	// user is the phone user the channel was connected to, if any, with
 	// the org domain they were reached in.
 	user, domain string
-	// ended is when the call's handler let go of the channel (zero while it
-	// holds it).
-	ended time.Time
+	// started and ended are when the call's handler took and let go of
+	// the channel (ended is zero while it holds it).
+	started, ended time.Time
 }
 
 // storyMemory bounds how long a story is kept after its call let go of the
@@ -53,6 +53,7 @@ func (s *stories) begin(channel string, st story, now time.Time) {
 			delete(s.m, id)
 		}
 	}
+	st.started = now
 	s.m[channel] = &st
 }
 
@@ -74,4 +75,28 @@ func (s *stories) of(channel string, now time.Time) (story, bool) {
 		return story{}, false
 	}
 	return *st, true
+}
+
+// connectedTo is the latest story, other than channel's, whose channel is
+// connected to user of domain on server and still held: the call a phone
+// user puts on hold to consult, and then transfers (attended).
+func (s *stories) connectedTo(server, domain, user, channel string, now time.Time) (story, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var best *story
+	for id, st := range s.m {
+		if id == channel || st.server != server || st.user != user || st.domain != domain {
+			continue
+		}
+		if !st.ended.IsZero() && now.Sub(st.ended) > storyMemory {
+			continue
+		}
+		if best == nil || st.started.After(best.started) {
+			best = st
+		}
+	}
+	if best == nil {
+		return story{}, false
+	}
+	return *best, true
 }

@@ -51,6 +51,7 @@ type call struct {
 	hungup      bool // a hangup event or the linger notice was seen
 	sockClosed  bool
 	transferred bool // the channel moved on to another owner
+	detached    bool // the socket application ended under the call (see detach)
 	handedOff   bool // callctl gave the call back to the dialplan
 	foreign     bool // refused: another connection owns the channel
 	handoffTo   string
@@ -201,7 +202,7 @@ func (c *call) onExecuteComplete(ev *esl.Event, at time.Time) {
 		handedOff, hungup := c.handedOff, c.hungup
 		c.mu.Unlock()
 		if !handedOff && !hungup {
-			c.transferredAway("the socket application ended while the call is up")
+			c.detach()
 		}
 	}
 }
@@ -226,7 +227,7 @@ func (c *call) onNotice(f *esl.Frame, at time.Time) {
 func (c *call) onClose(err error) {
 	c.mu.Lock()
 	c.sockClosed = true
-	orphan := !c.hungup && !c.transferred && !c.handedOff && !c.foreign
+	orphan := !c.hungup && !c.transferred && !c.handedOff && !c.foreign && !c.detached
 	if orphan && c.endCause == "" {
 		c.endCause = "CONNECTION_LOST"
 	}
@@ -287,6 +288,26 @@ func (c *call) transferredAway(why string) {
 	c.cancel()
 }
 
+// detach records that the socket application ended while the channel is up
+// and callctl did not hand it off: FreeSWITCH moved the channel on by
+// itself. Either a new connection for it follows at once (a transfer: it
+// takes the call over, see Server.secondHandoff), or the channel was joined
+// to another call (an attended transfer bridges the transferred party with
+// the consulted target, uuid_bridge) or sent somewhere callctl is not. The
+// call is not callctl's to hang up any more, but it is still up: it stays
+// the handler's (and counted) until its channel ends or a new connection
+// takes it.
+func (c *call) detach() {
+	c.mu.Lock()
+	if c.detached || c.transferred || c.hungup {
+		c.mu.Unlock()
+		return
+	}
+	c.detached = true
+	c.mu.Unlock()
+	c.log.Info("the socket application ended while the call is up: the channel moved on without callctl; counted until it ends or comes back")
+}
+
 // --- controller.Call ---
 
 // Dial bridges the caller to spec.Target and waits for the outcome: answer
@@ -307,7 +328,7 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 	d := &dialState{legID: spec.LegID, appUUID: controller.NewID(), arg: arg,
 		answered: make(chan struct{}), complete: make(chan struct{}), leg: w}
 	c.mu.Lock()
-	if c.hungup || c.sockClosed || c.transferred || c.handedOff {
+	if c.hungup || c.sockClosed || c.transferred || c.handedOff || c.detached {
 		c.mu.Unlock()
 		c.ms.unwatch(w)
 		return nil, controller.DialResult{Outcome: hunt.Cancelled, Cause: "CALL_GONE"}, controller.ErrCallGone
@@ -629,6 +650,10 @@ func (c *call) hangup(ctx context.Context, cause routing.Cause, what string) err
 		c.mu.Unlock()
 		return controller.ErrCallGone
 	}
+	if c.detached {
+		c.mu.Unlock()
+		return controller.ErrCallJoined
+	}
 	c.hangupSent = true
 	c.mu.Unlock()
 	buf := getMsg()
@@ -760,7 +785,7 @@ func (c *call) handlerReturned() {
 	c.handlerDone = true
 	close(c.handled)
 	up := !c.hungup && !c.sockClosed
-	keep := c.transferred || c.handedOff
+	keep := c.transferred || c.handedOff || c.detached
 	safety := up && !keep && !c.hangupSent
 	c.mu.Unlock()
 	switch {
