@@ -184,6 +184,13 @@ type harness struct {
 
 func newHarness(t *testing.T, edit func(string) string) *harness {
 	t.Helper()
+	return newHarnessGrace(t, edit, time.Second)
+}
+
+// newHarnessGrace is newHarness with the engine's LegGrace set: a test that
+// a leg stays counted past it watches for longer than the grace.
+func newHarnessGrace(t *testing.T, edit func(string) string, grace time.Duration) *harness {
+	t.Helper()
 	doc := string(examples.Lab)
 	if edit != nil {
 		doc = edit(doc)
@@ -194,7 +201,7 @@ func newHarness(t *testing.T, edit func(string) string) *harness {
 	}
 	h := &harness{store: memory.New(memory.Options{}), recs: &sink{}, ms: &fakeMS{name: "srv11", registered: map[string]bool{}}}
 	h.eng = controller.NewEngine(plan, controller.Options{Node: "test", Limiter: h.store, Records: h.recs,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), LegGrace: time.Second})
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), LegGrace: grace})
 	return h
 }
 
@@ -642,7 +649,9 @@ func TestHandOffKeepsCounting(t *testing.T) {
 // by 3999 from the PSTN call's record, and everything goes when the joined
 // call ends.
 func TestAttendedTransferKeepsTheJoinedLegsCounted(t *testing.T) {
-	h := newHarness(t, nil)
+	// A short grace: the joined legs must outlive it (they are not legs
+	// whose end went unreported).
+	h := newHarnessGrace(t, nil, 50*time.Millisecond)
 	phoneEnd := make(chan struct{})
 	pstn := newCall("a1", controller.CallInfo{Server: "srv11", Caller: "+4989123456", Dialed: "+4930100100", Source: "127.0.0.99"},
 		map[string]script{"user/3999": {outcome: hunt.Answered, legEnd: phoneEnd}})

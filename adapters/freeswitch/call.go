@@ -141,6 +141,12 @@ func (c *call) onEvent(ev *esl.Event, at time.Time) {
 		c.mu.Lock()
 		if !c.hungup && !c.transferred {
 			c.endCause = ev.Get("Hangup-Cause")
+			if ev.Is("variable_transfer_disposition", "replaced") {
+				// A REFER with Replaces named this channel's dialog: its
+				// connected leg now talks to the transferred party (the
+				// hangup cause itself says NORMAL_CLEARING).
+				c.endCause = controller.CauseAttendedTransfer
+			}
 		}
 		c.hungup = true
 		c.mu.Unlock()
@@ -180,7 +186,14 @@ func (c *call) onExecuteComplete(ev *esl.Event, at time.Time) {
 		// bridge's end, or it would take the end for "nobody answered"
 		// and refuse a call that lives on.
 		if src := ev.Get("variable_transfer_source"); src != "" && src != c.xferSource && !ev.Is("Answer-State", "hangup") {
-			c.transferredAway("the channel was transferred while its bridge ran")
+			if strings.Contains(src, ":uuid_br:") {
+				// Joined to another channel (an attended transfer: the
+				// REFER with Replaces bridged the caller with the replaced
+				// dialog's leg): it stays up, but not in the dialplan.
+				c.detach()
+			} else {
+				c.transferredAway("the channel was transferred while its bridge ran")
+			}
 		}
 		close(d.complete)
 	case ev.Is("Application", "socket"):
