@@ -723,11 +723,13 @@ func (c *run) note(t *routing.Target) {
 	now := c.e.opt.Now()
 	c.rec.Answer = &now
 	c.rec.Answered = t.Number
-	c.e.note(c.call.ID(), func(cs *callState) { cs.answered = t.Number })
 	if t.Kind == provision.TargetExtension && t.Server != nil && t.Server.Name == c.rec.Server && c.dec.Org != nil {
 		domain := c.dec.Org.Domain
 		c.e.stories.update(c.call.ID(), c.rec.ID, func(st *story) { st.user, st.domain = t.Number, domain })
 	}
+	// After the story: a call shown as answered is one a transfer by the
+	// user who took it can be linked to.
+	c.e.note(c.call.ID(), func(cs *callState) { cs.answered = t.Number })
 	c.rec.CallerID = t.CallerID
 	c.log.Info("answered: connected", "target", t.Number, "leg", c.answered.leg.ID())
 }

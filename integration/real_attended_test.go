@@ -67,8 +67,16 @@ func realFSAttended(t *testing.T, e *RealEnv) {
 	if rs := e.SIPPhones.RingsOf(PhoneNumber(PhoneAnswers, "2099")); len(rs) != 1 || rs[0].From.User != "113999" {
 		t.Errorf("2099's phone: %+v, want one call showing 113999", rs)
 	}
-	e.waitCount(t, "server", "srv11", 2)
-	e.waitCount(t, "server", "srv12", 1)
+	// Nothing is to change while they talk: watched for a while, the
+	// joined legs stay counted.
+	for watch := time.Now().Add(time.Second); time.Now().Before(watch); time.Sleep(50 * time.Millisecond) {
+		if n := e.Count(realCtx(t), "server", "srv11"); n != 2 {
+			t.Fatalf("server srv11 counts %d after the transfer, want 2 (the PSTN leg and the trunk leg out)", n)
+		}
+		if n := e.Count(realCtx(t), "server", "srv12"); n != 1 {
+			t.Fatalf("server srv12 counts %d after the transfer, want 1", n)
+		}
+	}
 	r := e.hangupSIP(t, "srv11", caller, cl)
 	if !waitFor(10*time.Second, e.SIPPhones.HungUp) {
 		t.Errorf("2099's phone was not hung up after the PSTN caller")

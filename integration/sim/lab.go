@@ -343,6 +343,32 @@ func (l *Lab) BlindTransfer(server, uuid, dest string) error {
 	return s.ari.BlindTransfer(phone, dest)
 }
 
+// AttendedTransfer transfers the caller on channel held to the party of the
+// consultation call whose caller channel is consult, as the phone that talks
+// to held does with a SIP REFER that replaces its consultation dialog: the
+// held caller is joined with consult's connected leg, and the phone's two
+// channels hang up. FreeSWITCH servers only.
+func (l *Lab) AttendedTransfer(server, held, consult string) error {
+	s, err := l.server(server)
+	if err != nil {
+		return err
+	}
+	if s.esl == nil {
+		return fmt.Errorf("lab: attended transfer: only FreeSWITCH servers (Asterisk's are covered in adapters/asterisk)")
+	}
+	var phone string
+	_ = s.model.Do(func(tx *callmodel.Tx) error {
+		if snap, ok := tx.Snapshot(held); ok {
+			phone = snap.BridgedTo
+		}
+		return nil
+	})
+	if phone == "" {
+		return fmt.Errorf("lab: attended transfer: %s is not bridged with a phone", held)
+	}
+	return s.esl.AttendedTransfer(phone, consult)
+}
+
 // Transfer sends a channel to dest in context as an IVR's or an operator's
 // transfer does (no REFER, no transferring user): uuid_transfer on
 // FreeSWITCH, a redirect (AMI Redirect, another application's /continue)

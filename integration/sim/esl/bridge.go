@@ -226,6 +226,15 @@ func (s *Server) bridgeEnded(tx *callmodel.Tx, ev *callmodel.Event) {
 		return
 	}
 	br := fa.bridge
+	if fa.replaced {
+		// An attended transfer took the other side away: it is bridged
+		// with the transferred party now (see AttendedTransfer).
+		fa.bridge = nil
+		if br != nil {
+			br.bridged = false
+		}
+		return
+	}
 	if fa.transferring {
 		// The channel left the bridge for the dialplan (a REFER, a
 		// uuid_transfer): it lives on; the other side, whose bridge ended,

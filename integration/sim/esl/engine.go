@@ -44,6 +44,10 @@ type fsChan struct {
 	// bridge: hangup_after_bridge does not apply then (FreeSWITCH skips it
 	// for CF_TRANSFER channels in switch_ivr_multi_threaded_bridge).
 	transferring bool
+	// replaced is set when a REFER with Replaces named this channel's
+	// dialog: it leaves its bridge and hangs up, and the leg it was bridged
+	// with lives on (joined to the transferred party).
+	replaced bool
 }
 
 type action struct{ app, data string }

@@ -119,3 +119,52 @@ func (s *Server) Connections() (inbound, outbound int) {
 	}
 	return inbound, outbound
 }
+
+// AttendedTransfer is a SIP REFER with Replaces that the phone on channel
+// referrer sends in its dialog, naming the dialog of channel replaced (the
+// same phone's consultation call), as mod_sofia 1.10 carries it out (a
+// recording of the lab's fs1 is in integration/traces/freeswitch): the
+// replaced channel leaves its bridge and, with hangup_after_bridge, hangs up
+// (NORMAL_CLEARING, transfer_disposition=replaced); the referrer hangs up
+// (recv_replace); referrer's partner leaves its bridge and ends its
+// applications (the socket application too: a transfer source
+// <time>:<uuid>:uuid_br:<leg>, no new connection) and is bridged with the
+// replaced channel's partner (uuid_bridge).
+func (s *Server) AttendedTransfer(referrer, replaced string) error {
+	return s.model.Do(func(tx *callmodel.Tx) error {
+		rs, ok := tx.Snapshot(referrer)
+		ps, ok2 := tx.Snapshot(replaced)
+		if !ok || !ok2 || rs.BridgedTo == "" || ps.BridgedTo == "" {
+			return callmodel.ErrNoChannel
+		}
+		joined, leg := rs.BridgedTo, ps.BridgedTo
+		fj := fsOf(tx, joined)
+		if fj == nil || fsOf(tx, leg) == nil || joined == leg {
+			return callmodel.ErrNoChannel
+		}
+		now := tx.Now()
+		_ = tx.SetVar(replaced, "transfer_disposition", "replaced")
+		_ = tx.SetVar(replaced, "endpoint_disposition", "ATTENDED_TRANSFER")
+		_ = tx.SetVar(referrer, "transfer_disposition", "recv_replace")
+		_ = tx.SetVar(joined, "transfer_source", fmt.Sprintf("%d:%s:uuid_br:%s", now.Unix(), tx.NewUUID(), leg))
+		_ = tx.SetVar(leg, "transfer_source", fmt.Sprintf("%d:%s:uuid_br:%s", now.Unix(), tx.NewUUID(), joined))
+		_ = tx.SetVar(leg, "transfer_disposition", "bridge")
+		// The replaced dialog's channel leaves the leg (which lives on) and
+		// hangs up.
+		if fr := fsOf(tx, replaced); fr != nil {
+			fr.replaced = true
+		}
+		tx.Unbridge(replaced)
+		tx.Hangup(replaced, callmodel.CauseNormalClearing, callmodel.ByRequest)
+		// The referrer hangs up; its partner leaves their bridge as a
+		// transferred channel does (bridgeEnded), and its applications end.
+		tx.Hangup(referrer, callmodel.CauseNormalClearing, callmodel.ByRequest)
+		fj.transferring = true
+		tx.Unbridge(joined)
+		s.endApps(tx, joined, false)
+		fj.dp = nil
+		s.emit(tx, joined, "CHANNEL_EXECUTE", nil, appHeaders("uuid_bridge", leg, "", nil))
+		s.emit(tx, leg, "CHANNEL_EXECUTE", nil, appHeaders("uuid_bridge", joined, "", nil))
+		return tx.Bridge(joined, leg)
+	})
+}
