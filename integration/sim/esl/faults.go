@@ -153,12 +153,29 @@ func (s *Server) AttendedTransfer(referrer, replaced string) error {
 		// hangs up.
 		if fr := fsOf(tx, replaced); fr != nil {
 			fr.replaced = true
+			if fr.bridge != nil {
+				// the bridge application ends without the leg
+				fr.bridge.bridged = false
+			}
 		}
 		tx.Unbridge(replaced)
 		tx.Hangup(replaced, callmodel.CauseNormalClearing, callmodel.ByRequest)
+		// its applications end with the hangup, before the join
+		s.unwind(tx, replaced)
 		// The referrer hangs up; its partner leaves their bridge as a
 		// transferred channel does (bridgeEnded), and its applications end.
 		tx.Hangup(referrer, callmodel.CauseNormalClearing, callmodel.ByRequest)
+		// From here on the joined channel's events name the leg as its
+		// other side (the leg's name the joined channel).
+		fl := fsOf(tx, leg)
+		if ls, ok := tx.Snapshot(leg); ok {
+			ls.Vars = callmodel.Vars{}
+			fj.v.other = &otherProfile{typ: "originatee", snap: ls, view: fl.v}
+		}
+		if js, ok := tx.Snapshot(joined); ok {
+			js.Vars = callmodel.Vars{}
+			fl.v.other = &otherProfile{typ: "originator", snap: js, view: fj.v}
+		}
 		fj.transferring = true
 		tx.Unbridge(joined)
 		s.endApps(tx, joined, false)
