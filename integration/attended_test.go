@@ -86,3 +86,40 @@ func TestAttendedTransferKeepsTheJoinedLegsCounted(t *testing.T) {
 		}
 	})
 }
+
+// The same transfer, then callctl's event socket connections to server 11
+// drop (a network fault): the joined PSTN caller, whose end callctl can no
+// longer see on its own connection, is ended through the inbound connection
+// as any call whose socket went (SPEC §8), so nothing stays up uncounted:
+// its partner on server 12 ends with it and nothing stays counted.
+func TestAttendedTransferThenSocketLost(t *testing.T) {
+	scenario(t, Options{Phones: phones("srv11", "3999", answers, "srv12", "2099", answers)}, func(t *testing.T, e *Env) {
+		if e.Fleet.Kinds["srv11"] != provision.KindFreeSWITCH {
+			t.Skip("the simulator's REFER with Replaces is FreeSWITCH's")
+		}
+		consult := e.call(t, "srv11", "3999", "122099")
+		bridged(t, consult)
+		e.waitAnswered(t, "2099")
+		in := e.pstnCall(t, "srv11", "+4930100100", "+4915112345678")
+		bridged(t, in)
+		e.waitAnswered(t, "3999")
+		trunk := consult.Bridged()[0].UUID
+		if err := e.Lab.AttendedTransfer("srv11", in.UUID(), consult.UUID()); err != nil {
+			t.Fatal(err)
+		}
+		ended(t, consult)
+		deadline := time.Now().Add(10 * time.Second)
+		for b := in.Bridged(); b[len(b)-1].UUID != trunk; b = in.Bridged() {
+			if time.Now().After(deadline) {
+				t.Fatalf("the PSTN caller was bridged with %+v, not with the consultation's trunk leg %s", b, trunk)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if _, err := e.Lab.DropConnections("srv11"); err != nil {
+			t.Fatal(err)
+		}
+		ended(t, in)
+		e.waitCount(t, "server", "srv11", 0)
+		e.waitCount(t, "server", "srv12", 0)
+	})
+}

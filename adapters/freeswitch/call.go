@@ -240,7 +240,10 @@ func (c *call) onNotice(f *esl.Frame, at time.Time) {
 func (c *call) onClose(err error) {
 	c.mu.Lock()
 	c.sockClosed = true
-	orphan := !c.hungup && !c.transferred && !c.handedOff && !c.foreign && !c.detached
+	// A detached call (joined to another by an attended transfer) is still
+	// up and counted: losing its socket loses sight of its end, so it is
+	// ended like any other call whose socket went.
+	orphan := !c.hungup && !c.transferred && !c.handedOff && !c.foreign
 	if orphan && c.endCause == "" {
 		c.endCause = "CONNECTION_LOST"
 	}
