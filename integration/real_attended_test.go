@@ -8,25 +8,22 @@ import (
 	"time"
 
 	"github.com/callctl/callctl/controller"
-	"github.com/callctl/callctl/controller/provision"
 	"github.com/callctl/callctl/integration/sipp"
 	"github.com/callctl/callctl/internal/labtest"
 )
 
-// SPEC §4, §5, attended, with the transfer on a FreeSWITCH server: 3999 (a
-// SIP phone on server 11) calls 122099 on its second line (2099's phone on
-// server 12 shows 113999), then takes a PSTN call and transfers it to 2099
-// with a REFER that replaces the second line's dialog. FreeSWITCH joins the
-// PSTN caller to the second line's trunk leg and ends both of 3999's lines
-// (ATTENDED_TRANSFER). 2099's phone shows the transferring extension
-// (113999) and talks on with the PSTN caller; server 11 counts 2 (the PSTN
-// leg and the trunk leg out) and server 12 1 until the caller hangs up; the
-// second line's record says attended by 3999 from the PSTN call's record;
-// nothing stays counted.
-func realFSAttended(t *testing.T, e *RealEnv) {
-	if e.Fleet.Kinds["srv11"] != provision.KindFreeSWITCH {
-		t.Skip("this scenario transfers on FreeSWITCH; server 11 is not one here (AsteriskAttendedTransfer transfers on Asterisk)")
-	}
+// SPEC §4, §5, attended: 3999 (a SIP phone on server 11) calls 122099 on
+// its second line (2099's phone on server 12 shows 113999), then takes a
+// PSTN call and transfers it to 2099 with a REFER that replaces the second
+// line's dialog. FreeSWITCH joins the PSTN caller to the second line's
+// trunk leg and ends both of 3999's lines (the replaced one with
+// transfer_disposition=replaced); Asterisk (core handling) links the two
+// calls with a Local channel. Either way 2099's phone shows the transferring
+// extension (113999) and talks on with the PSTN caller; server 11 counts 2
+// (the PSTN leg and the trunk leg out) and server 12 1 until the caller
+// hangs up; the second line's record says attended by 3999 from the PSTN
+// call's record; nothing stays counted.
+func realAttendedOn11(t *testing.T, e *RealEnv) {
 	if e.Fleet.SIP == nil || e.sipDir == "" {
 		labtest.Missing(t, "real SIP phones: set %s", EnvSIPP)
 	}
@@ -53,7 +50,7 @@ func realFSAttended(t *testing.T, e *RealEnv) {
 	if n[len(n)-1] != 200 {
 		t.Errorf("the transferring phone's NOTIFYs: %v, want a final 200", n)
 	}
-	// FreeSWITCH ends the replaced second line itself.
+	// The server ends the replaced second line itself.
 	if _, err := second.Wait(realCtx(t)); err != nil {
 		t.Fatalf("the second line after the transfer: %v", err)
 	}

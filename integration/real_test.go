@@ -281,7 +281,7 @@ var realScenarios = []realScenario{
 	{name: "AsteriskAriOnlyAttendedTransfer", two: true, sip: true,
 		eps: Endpoints{"acme": {"2099": PhoneTransfersAriOnly, "3999": PhoneAnswers}}, run: func(t *testing.T, e *RealEnv) { realAttended(t, e, PhoneTransfersAriOnly) }},
 	{name: "AttendedTransfer", two: true, sip: true, eps: Endpoints{"acme": {"3999": PhoneTransfers, "2099": PhoneAnswers}},
-		run: realFSAttended},
+		run: realAttendedOn11},
 	{name: "IVRTransfer", two: true, sip: true, eps: Endpoints{"acme": {"3999": PhoneAnswers, "2099": PhoneAnswers}},
 		run: realIVRTransfer},
 	{name: "HandOffKeepsCounting", sip: true, eps: Endpoints{"acme": {"3999": PhoneTransfers}}, edit: WithParking,
