@@ -2,7 +2,6 @@ package freeswitch
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -97,11 +96,20 @@ type dialState struct {
 
 	answeredSeen, completeSeen bool
 
-	// legIDs are the legs of a bridge that rings several targets one
-	// after the other (DialHunt); answeredLeg is the one that answered, and
-	// bridgeCauses the originate_causes its CHANNEL_BRIDGE carried.
-	legIDs                    []string
-	answeredLeg, bridgeCauses string
+	// several is set for a bridge that rings several targets one after
+	// the other (DialHunt); a pointer, so that the bridge of every other
+	// call, kept while the call is up, stays small.
+	several *severalLegs
+}
+
+// severalLegs are the legs of a bridge that rings several targets one after
+// the other: answered is the one that answered, causes the
+// originate_causes its CHANNEL_BRIDGE carried, endCauses those of the
+// bridge's end (written before complete is closed). Not in BridgeVars,
+// which every bridge copies onto the stack.
+type severalLegs struct {
+	ids                         []string
+	answered, causes, endCauses string
 }
 
 var _ controller.Call = (*call)(nil)
@@ -168,8 +176,8 @@ func (c *call) onExecuteComplete(ev *esl.Event, at time.Time) {
 				BridgeCause:     ev.Get("variable_bridge_hangup_cause"),
 				FailedCause:     ev.Get("variable_originate_failed_cause"),
 			}
-			if d.legIDs != nil {
-				d.vars.Causes = ev.Get("variable_originate_causes")
+			if d.several != nil {
+				d.several.endCauses = ev.Get("variable_originate_causes")
 			}
 			d.doneAt = at
 			d.completeSeen = true
@@ -355,11 +363,34 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 	c.varsSet = true
 	c.mu.Unlock()
 
-	if err := c.sendBridge(d, first); err != nil {
-		if errors.Is(err, ErrUnsafeInput) {
-			c.abandonDial(d, w)
-			return nil, controller.DialResult{Outcome: hunt.Failed, Cause: "INVALID_DIAL_STRING"}, fmt.Errorf("dial: %w", err)
+	buf := getMsg()
+	msg := *buf
+	n := 1
+	if first {
+		// A failed bridge must leave the caller up for the next member, and an
+		// answered one must end the call when it ends.
+		msg, _ = esl.AppendExecute(msg, "", "set", "continue_on_fail=true", "")
+		msg, _ = esl.AppendExecute(msg, "", "set", "hangup_after_bridge=true", "")
+		n = 3
+	}
+	msg, err = esl.AppendExecute(msg, "", "bridge", arg, d.appUUID)
+	*buf = msg
+	if err != nil {
+		putMsg(buf)
+		c.abandonDial(d, w)
+		return nil, controller.DialResult{Outcome: hunt.Failed, Cause: "INVALID_DIAL_STRING"}, fmt.Errorf("dial: %w", err)
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), c.srv.opt.CommandTimeout)
+	d.sentAt = time.Now()
+	replies, err := c.conn.send(sctx, n, msg)
+	scancel()
+	putMsg(buf) // written: the buffer is free again
+	for _, r := range replies {
+		if err == nil && strings.HasPrefix(r.text, "-ERR") {
+			err = fmt.Errorf("%w: %s", ErrCommandFailed, strings.TrimSpace(r.text))
 		}
+	}
+	if err != nil {
 		// The bridge may or may not be queued: make sure its leg does not stay.
 		res := c.finishAttempt(d, w, true, hunt.Failed, "COMMAND_FAILED")
 		return nil, res, fmt.Errorf("dial %s: %w", spec.Target, err)
@@ -442,7 +473,8 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 
 // sendBridge sends d's bridge (after the variables every bridge of the call
 // needs, the first time) and waits for its replies; d.sentAt is when it
-// was written.
+// was written. (Dial writes its own: a frame less under it keeps every
+// call's stack small.)
 func (c *call) sendBridge(d *dialState, first bool) error {
 	buf := getMsg()
 	defer putMsg(buf) // written or failed: the buffer is free again after
@@ -475,14 +507,14 @@ func (c *call) sendBridge(d *dialState, first bool) error {
 // bridgedWith says whether a CHANNEL_BRIDGE of the caller is with a leg
 // of d (recording which, for a bridge of several).
 func (d *dialState) bridgedWith(ev *esl.Event) bool {
-	if d.legIDs == nil {
+	if d.several == nil {
 		return ev.Is("Other-Leg-Unique-ID", d.legID)
 	}
 	other := ev.Get("Other-Leg-Unique-ID")
-	for _, id := range d.legIDs {
+	for _, id := range d.several.ids {
 		if id == other {
-			d.answeredLeg = other
-			d.bridgeCauses = ev.Get("variable_originate_causes")
+			d.several.answered = other
+			d.several.causes = ev.Get("variable_originate_causes")
 			return true
 		}
 	}

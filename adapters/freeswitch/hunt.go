@@ -44,7 +44,7 @@ func (c *call) DialHunt(ctx context.Context, specs []controller.DialSpec, done f
 		ids[i] = specs[i].LegID
 		ws[i] = c.ms.watch(ids[i])
 	}
-	d := &dialState{legIDs: ids, appUUID: controller.NewID(), arg: arg,
+	d := &dialState{several: &severalLegs{ids: ids}, appUUID: controller.NewID(), arg: arg,
 		answered: make(chan struct{}), complete: make(chan struct{})}
 	c.mu.Lock()
 	if c.hungup || c.sockClosed || c.transferred || c.handedOff {
@@ -240,17 +240,17 @@ func (h *huntRun) settleUpTo(end int, causes map[string]string) {
 func (h *huntRun) answered() (controller.Leg, int, error) {
 	c, d := h.c, h.d
 	k := -1
-	for i, id := range d.legIDs {
-		if id == d.answeredLeg {
+	for i, id := range d.several.ids {
+		if id == d.several.answered {
 			k = i
 		}
 	}
 	if k < h.cur {
 		// Not one still to come: a bridge event out of step. Never expected.
-		c.log.Error("bridge answered by a leg already over", "leg", d.answeredLeg)
+		c.log.Error("bridge answered by a leg already over", "leg", d.several.answered)
 		k = h.cur
 	}
-	h.settleUpTo(k, parseCauses(d.bridgeCauses))
+	h.settleUpTo(k, parseCauses(d.several.causes))
 	if h.cancelling {
 		// Answered just as the hunt was being ended: the caller is gone or
 		// going, so the leg is cancelled.
@@ -280,7 +280,7 @@ func (h *huntRun) take(k int, at time.Time) (controller.Leg, int, error) {
 // completed: the bridge ended without a CHANNEL_BRIDGE of ours.
 func (h *huntRun) completed() (controller.Leg, int, error) {
 	c, d := h.c, h.d
-	causes := parseCauses(d.vars.Causes)
+	causes := parseCauses(d.several.endCauses)
 	if o, _ := d.vars.Outcome(); o == hunt.Answered {
 		// Answered and already unbridged (the leg hung up at once): the leg
 		// FreeSWITCH lists without a failure.

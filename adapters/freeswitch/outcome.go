@@ -19,9 +19,6 @@ type BridgeVars struct {
 	// when it is known: the one value that cannot be left over from an
 	// earlier bridge of the same caller.
 	LegCause string
-	// Causes is variable_originate_causes of a bridge of several legs:
-	// each leg rung and the cause it ended with.
-	Causes string
 }
 
 // Outcome maps what FreeSWITCH reported about one bridge to the hunt's
