@@ -212,8 +212,19 @@ func checkStory(t *testing.T, fleet, out string) {
 	if r := find(t, recs, "srv11", "3999", "122099"); r.Route != "inter-server" || r.CallerID != "113999" || r.Answered != "2099" {
 		t.Errorf("122099: route %s caller id %s answered by %s", r.Route, r.CallerID, r.Answered)
 	}
-	if r := find(t, recs, "srv12", "113999", "2099"); len(r.Legs) != 1 || r.Legs[0].Kind != "trunk-in" {
-		t.Errorf("srv12's record of 113999: legs %+v", r.Legs)
+	// srv12's records of 113999's calls: seed 003's, and on a FreeSWITCH
+	// srv11 the attended transfer's consultation.
+	far := 0
+	for _, r := range recs {
+		if r.Server == "srv12" && r.Caller == "113999" && r.Dialed == "2099" {
+			far++
+			if len(r.Legs) != 1 || r.Legs[0].Kind != "trunk-in" {
+				t.Errorf("srv12's record of 113999: legs %+v", r.Legs)
+			}
+		}
+	}
+	if want := map[bool]int{true: 1, false: 2}[fleet == "asterisk"]; far != want {
+		t.Errorf("%d records of 113999 calling 2099 on srv12, want %d", far, want)
 	}
 
 	// Seed 000: 1201 reaches 201 of org B, shown as 2124, billed to org A.
@@ -304,6 +315,24 @@ func checkStory(t *testing.T, fleet, out string) {
 	if got := fb.attempts(); got != "77721401:busy 77721402:busy 77721403:busy 77721404:busy 77721405:busy 77721406:busy 1101:answered" ||
 		fb.Attempts[6].Forward != "fallback" || fb.Attempts[6].By != "org grp1" || len(fb.Legs) != 2 {
 		t.Errorf("the group fallback's record: attempts %s (%+v), legs %+v", got, fb.Attempts, fb.Legs)
+	}
+
+	// Attended transfer: on FreeSWITCH's srv11 only in the simulator.
+	if fleet == "asterisk" {
+		has(t, out, `^   left out on this fleet: the simulator makes a REFER with Replaces on FreeSWITCH servers only`)
+	} else {
+		has(t, out, `^   2099's phone on srv12 shows the caller as 113999 "Aiko Sato" \(3999 consults 2099\)$`)
+		has(t, out, `^   counted legs now: srv11 2, srv12 1 \(joined: srv11 the PSTN leg in \+ the trunk leg out; srv12 the trunk leg in\)$`)
+		var att []record
+		for _, r := range recs {
+			if r.Transfer.Kind == "attended" {
+				att = append(att, r)
+			}
+		}
+		if len(att) != 1 || att[0].Caller != "3999" || att[0].Dialed != "122099" || att[0].Answered != "2099" || att[0].CallerID != "113999" ||
+			len(att[0].Legs) != 1 || att[0].Legs[0].Kind != "trunk-out" {
+			t.Errorf("the attended transfer's consultation records: %+v", att)
+		}
 	}
 
 	// IVR transfer on every fleet.

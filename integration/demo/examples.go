@@ -43,6 +43,7 @@ var examples = []example{
 	{"seed 004: the 0044 caller-ID rule presents +442071234567; other calls the org default", seed004CallerID},
 	{"seed 001: kundeA's number +4930555001, used in kundeB's PBX, is billed to kundeA", seed001SharedNumber},
 	{"seed 003 §4: an external call into srv11 transferred to srv12 counts 2 on srv11 + 1 on srv12", transferCounts},
+	{"attended transfer: 3999 consults 2099 on srv12, then transfers a PSTN caller to 2099; 2099 still sees 113999, 2 + 1 counted", attendedTransfer},
 	{"IVR transfer: srv11 itself moves an external call on to 122099; 2099 on srv12 sees the PSTN caller, 2 + 1 counted", ivrTransfer},
 	{"hand-off: 3999 parks an external caller with *98; parked, the call stays counted until it ends", parkHandOff},
 	{"forwarding: 3999 calls 3997, who is busy; her busy forward rings the night desk 1101 on srv12, which sees 113999", busyForward},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/callctl/callctl/controller"
 	"github.com/callctl/callctl/controller/provision"
@@ -322,4 +323,86 @@ func groupFallback(ctx context.Context, d *demo) error {
 		return err
 	}
 	return d.reloadPlan(demoPlan(0))
+}
+
+// attendedTransfer: 3999 consults 2099 on srv12 (who sees 113999), takes a
+// PSTN call and transfers it to 2099 replacing the consultation (REFER with
+// Replaces): the PSTN caller talks to 2099, whose phone still shows 113999
+// (an attended transfer shows the transferring extension); the joined legs
+// count 2 on srv11 and 1 on srv12.
+func attendedTransfer(ctx context.Context, d *demo) error {
+	if !d.onFreeSWITCH("a REFER with Replaces") {
+		return nil
+	}
+	if err := d.setPhones(answers, "srv11", "3999"); err != nil {
+		return err
+	}
+	if err := d.setPhones(answers, "srv12", "2099"); err != nil {
+		return err
+	}
+	consult, m, err := d.place(ctx, "srv11", "3999", "Aiko Sato", "acme", "122099")
+	if err != nil {
+		return err
+	}
+	if err := d.bridged(ctx, consult); err != nil {
+		return err
+	}
+	for _, r := range d.env.Lab.RingsSince(m.at) {
+		if r.Server == "srv12" && r.Target == "2099" {
+			d.say("2099's phone on srv12 shows the caller as %s (3999 consults 2099)", shown(r.Caller))
+		}
+	}
+	in, _, err := d.placeFromPSTN(ctx, "srv11", "+4915112345678", "+4930100100")
+	if err != nil {
+		return err
+	}
+	if err := d.bridged(ctx, in); err != nil {
+		return err
+	}
+	if err := waitFor(ctx, "3999 took the PSTN call", d.answeredBy("srv11", "3999")); err != nil {
+		return err
+	}
+	if err := d.waitCount(ctx, "srv11", 2); err != nil {
+		return err
+	}
+	if err := d.counts(ctx, " (srv11: the consultation's trunk leg out + the PSTN leg in; srv12: the trunk leg in)"); err != nil {
+		return err
+	}
+	d.say("3999 transfers the PSTN caller to 2099, replacing the consultation (attended: a REFER with Replaces)")
+	trunk := consult.Bridged()[0].UUID
+	if err := d.env.Lab.AttendedTransfer("srv11", in.UUID(), consult.UUID()); err != nil {
+		return err
+	}
+	wctx, cancel := within(ctx)
+	_, err = consult.WaitEnded(wctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("3999's consultation did not end with the transfer: %w", err)
+	}
+	joined := func() bool {
+		b := in.Bridged()
+		return len(b) > 0 && b[len(b)-1].UUID == trunk
+	}
+	if err := waitFor(ctx, "the PSTN caller is joined to the consultation's trunk leg", joined); err != nil {
+		return err
+	}
+	d.say("3999's lines are gone: the PSTN caller talks to 2099, whose phone still shows 113999")
+	if err := d.waitCount(ctx, "srv11", 2); err != nil {
+		return err
+	}
+	if err := d.waitCount(ctx, "srv12", 1); err != nil {
+		return err
+	}
+	if err := d.counts(ctx, " (joined: srv11 the PSTN leg in + the trunk leg out; srv12 the trunk leg in)"); err != nil {
+		return err
+	}
+	if err := sleep(ctx, talk); err != nil {
+		return err
+	}
+	if err := d.hangUp(ctx, in); err != nil {
+		return err
+	}
+	// The consultation's record (attended, by 3999), srv12's of its
+	// arrival, and the PSTN call's.
+	return d.report(ctx, m, 3, phone{"srv11", "3999"}, phone{"srv12", "2099"})
 }
