@@ -109,7 +109,8 @@ type RealConfig struct {
 
 // SIPPorts is the layout of the suite's SIP peers on 127.0.0.1, from one
 // base port (integration/lab/lab.sh): SIP callers acting as phones on
-// base..base+5, PSTN callers on base+6 and base+7, the SIP phones on
+// base..base+5, PSTN callers on base+6 and base+7, a caller whose REFERs
+// Asterisk leaves to callctl on base+8, the SIP phones on
 // base+21 and the PSTN's far end on base+22. The lab's media servers know
 // these addresses: Asterisk identifies endpoints sipp, pstn and phones by
 // them.
@@ -122,6 +123,11 @@ func (p SIPPorts) Callers() []int {
 
 // PSTNCallers are the ports calls from the PSTN come from.
 func (p SIPPorts) PSTNCallers() []int { return []int{p.Base + 6, p.Base + 7} }
+
+// AriOnlyCaller is the port of a SIP caller acting as a phone whose REFERs
+// Asterisk leaves to callctl (endpoint sipp-ari, PJSIP_TRANSFER_HANDLING
+// ari-only).
+func (p SIPPorts) AriOnlyCaller() int { return p.Base + 8 }
 
 // Phones is the port of the suite's SIP phones.
 func (p SIPPorts) Phones() int { return p.Base + 21 }
@@ -452,7 +458,7 @@ type Endpoints map[string]map[string]Target
 // RealDocument is the lab plan (examples/lab.yaml, as the simulated suite
 // runs it) for fleet on real servers: their connections, trunks dialing
 // the lab's gateways and endpoints, and the scenario's endpoints.
-func RealDocument(f RealFleet, eps Endpoints) (*provision.Document, error) {
+func RealDocument(f RealFleet, eps Endpoints, edits ...func(*provision.Document)) (*provision.Document, error) {
 	doc, err := LabDocument(Fleet{Name: f.Name, Kinds: f.Kinds}, func(string) (string, string) { return "", "" })
 	if err != nil {
 		return nil, err
@@ -505,24 +511,47 @@ func RealDocument(f RealFleet, eps Endpoints) (*provision.Document, error) {
 			s.Trunks[peer] = t
 		}
 	}
-	for oi := range doc.Orgs {
-		o := &doc.Orgs[oi]
-		want := eps[o.ID]
-		for number := range want {
-			found := false
-			for ui := range o.Users {
-				if u := &o.Users[ui]; u.Extension == number {
-					u.Endpoint, found = f.Endpoint(u.Server, want[number], number), true
+	doc.Settings.RingTimeout = provision.Duration(realRingTimeout)
+	// The scenario's endpoints, then its edits (which may read them), then
+	// the endpoints of users and SIP numbers only an edit added.
+	assign := func(only map[string]bool) (missing map[string]bool) {
+		for oi := range doc.Orgs {
+			o := &doc.Orgs[oi]
+			want := eps[o.ID]
+			for number := range want {
+				key := o.ID + " " + number
+				if only != nil && !only[key] {
+					continue
+				}
+				found := false
+				for ui := range o.Users {
+					if u := &o.Users[ui]; u.Extension == number {
+						u.Endpoint, found = f.Endpoint(u.Server, want[number], number), true
+					}
+				}
+				for ni := range o.SIPNumbers {
+					if n := &o.SIPNumbers[ni]; n.Number == number {
+						n.Endpoint, found = f.Endpoint(n.Server, want[number], number), true
+					}
+				}
+				if !found {
+					if missing == nil {
+						missing = map[string]bool{}
+					}
+					missing[key] = true
 				}
 			}
-			for ni := range o.SIPNumbers {
-				if n := &o.SIPNumbers[ni]; n.Number == number {
-					n.Endpoint, found = f.Endpoint(n.Server, want[number], number), true
-				}
-			}
-			if !found {
-				return nil, fmt.Errorf("lab plan: org %s has no user or SIP number %s", o.ID, number)
-			}
+		}
+		return missing
+	}
+	missing := assign(nil)
+	for _, edit := range edits {
+		edit(doc)
+	}
+	if len(missing) > 0 {
+		for key := range assign(missing) {
+			org, number, _ := strings.Cut(key, " ")
+			return nil, fmt.Errorf("lab plan: org %s has no user or SIP number %s", org, number)
 		}
 	}
 	for org := range eps {
@@ -530,7 +559,6 @@ func RealDocument(f RealFleet, eps Endpoints) (*provision.Document, error) {
 			return nil, fmt.Errorf("lab plan: no org %s", org)
 		}
 	}
-	doc.Settings.RingTimeout = provision.Duration(realRingTimeout)
 	return doc, nil
 }
 

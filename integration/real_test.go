@@ -282,6 +282,10 @@ var realScenarios = []realScenario{
 		eps: Endpoints{"acme": {"2099": PhoneTransfersAriOnly, "3999": PhoneAnswers}}, run: func(t *testing.T, e *RealEnv) { realAttended(t, e, PhoneTransfersAriOnly) }},
 	{name: "AttendedTransfer", two: true, sip: true, eps: Endpoints{"acme": {"3999": PhoneTransfers, "2099": PhoneAnswers}},
 		run: realAttendedOn11},
+	{name: "AsteriskAriOnlyCallerBlindTransfer", two: true, sip: true,
+		eps: Endpoints{"acme": {"3999": PhoneAnswers}}, run: realAriOnlyCallerBlindTransfer},
+	{name: "TransferToAGroupOnTheOtherServer", two: true, sip: true, edit: withAcmeDesk,
+		eps: Endpoints{"acme": {"3999": PhoneTransfers, "77731201": PhoneBusy, "77731202": PhoneAnswers}}, run: realTransferToGroup},
 	{name: "IVRTransfer", two: true, sip: true, eps: Endpoints{"acme": {"3999": PhoneAnswers, "2099": PhoneAnswers}},
 		run: realIVRTransfer},
 	{name: "HandOffKeepsCounting", sip: true, eps: Endpoints{"acme": {"3999": PhoneTransfers}}, edit: WithParking,
@@ -407,6 +411,69 @@ func realBlindTransfer(t *testing.T, e *RealEnv) {
 	e.waitCount(t, "server", "srv12", 0)
 }
 
+// SPEC §4, "a transfer to a group or a queue on the other server works like
+// a call to an extension", with real servers: a PSTN call answered by
+// 3999's phone, which REFERs it to acme's service number on server 12
+// (128008031). It hunts the group as 3999's call would, each member over
+// the trunk: 77731201 is busy, 77731202's phone shows the PSTN caller;
+// server 11 counts 2 and server 12 1 while it is up, 0 after; the transfer's
+// record holds the hunt and links to the PSTN call's.
+func realTransferToGroup(t *testing.T, e *RealEnv) {
+	if e.Fleet.SIP == nil || e.sipDir == "" {
+		labtest.Missing(t, "real SIP phones: set %s", EnvSIPP)
+	}
+	tr, err := sipp.StartTransferer(realCtx(t), filepath.Join(e.sipDir, "transferer"), e.Fleet.SIP.Transferer(),
+		"sip:128008031@"+e.Fleet.Servers["srv11"].SIP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	const caller, did = "+4989123456", "+4930100100"
+	cl := e.sipStart(t, "srv11", sipp.Call{Port: e.pstnCaller(), From: caller, Dialed: did})
+	e.sipAnswered(t, "srv11", caller, did, cl)
+	e.waitPhone(t, tr, PhoneNumber(PhoneTransfers, "3999"), caller)
+	e.waitPhone(t, e.SIPPhones, PhoneNumber(PhoneAnswers, "77731202"), caller)
+	connected := func() bool {
+		for _, v := range e.Node.Engine().Calls() {
+			if v.Server == "srv11" && v.Dialed == "128008031" && v.Answered == "77731202" {
+				return true
+			}
+		}
+		return false
+	}
+	if !waitFor(10*time.Second, connected) {
+		t.Fatalf("the transfer's call on srv11 was not connected to 77731202: %+v", e.Node.Engine().Calls())
+	}
+	if rs := e.SIPPhones.RingsOf(PhoneNumber(PhoneBusy, "77731201")); len(rs) != 1 {
+		t.Errorf("77731201 (busy) rang %d times, want once", len(rs))
+	}
+	e.waitCount(t, "server", "srv11", 2)
+	e.waitCount(t, "server", "srv12", 1)
+	if !waitFor(10*time.Second, tr.HungUp) {
+		t.Errorf("the transferring phone is still in its call after the transfer")
+	}
+	if cl.Ended() {
+		t.Fatal("the caller's call ended with the transfer")
+	}
+	r := e.hangupSIP(t, "srv11", caller, cl)
+	if r.Final != 200 {
+		t.Errorf("the caller's call: final %d", r.Final)
+	}
+	first := e.sipRecord(t, "srv11", caller, did, r)
+	rec := e.recordWhere(t, func(rec *controller.Record) bool {
+		return rec.Server == "srv11" && rec.Transfer != "" && !rec.Start.Before(r.Invited.Add(-time.Second))
+	})
+	if got := Attempts(rec); rec.Transfer != "blind" || rec.Route != "hunt" || rec.CallerID != caller || got != "77731201:busy 77731202:answered" {
+		t.Errorf("record of the transferred call: transfer %q route %s caller id %s attempts %s; want blind hunt %s 77731201:busy 77731202:answered",
+			rec.Transfer, rec.Route, rec.CallerID, got, caller)
+	}
+	if first.ID == "" || rec.TransferFrom != first.ID || rec.TransferBy != "3999" {
+		t.Errorf("record of the transferred call: from record %q by %q; want %q (the PSTN call's) by 3999", rec.TransferFrom, rec.TransferBy, first.ID)
+	}
+	e.waitCount(t, "server", "srv11", 0)
+	e.waitCount(t, "server", "srv12", 0)
+}
+
 // ariOnlyTransferer starts 2099's phone on server 12 (Asterisk), whose
 // endpoint leaves transfers to callctl (PJSIP_TRANSFER_HANDLING ari-only),
 // transferring to referTo, and places a PSTN call to +442071234567, which
@@ -491,6 +558,85 @@ func realAriOnlyBlindTransfer(t *testing.T, e *RealEnv) {
 	})
 	if far.Origin != "trunk" || far.CallerID != ariOnlyCaller || far.Answer == nil {
 		t.Errorf("server 11's record: origin %s caller id %s answered %v; want trunk %s answered", far.Origin, far.CallerID, far.Answer, ariOnlyCaller)
+	}
+	e.waitCount(t, "server", "srv12", 0)
+	e.waitCount(t, "server", "srv11", 0)
+}
+
+// SPEC §4 with the transfer left to callctl, sent by the caller's side:
+// 2099 (a SIP phone on server 12, Asterisk, PJSIP_TRANSFER_HANDLING
+// ari-only) calls 030123456, the PSTN answers, and 2099 REFERs that party to
+// 113999. callctl carries it out as dialed by 2099: 3999's phone on server
+// 11 shows the external party's number; 2099 hears 100 then 200 and hangs
+// up; the PSTN party and 3999 talk on; server 12 counts 2 (the PSTN leg
+// out, the trunk leg out), server 11 1; the transfer's record links to
+// 2099's call and names 2099; nothing stays counted.
+func realAriOnlyCallerBlindTransfer(t *testing.T, e *RealEnv) {
+	if e.Fleet.Kinds["srv12"] != provision.KindAsterisk {
+		t.Skip("this scenario transfers on Asterisk; server 12 is not one here")
+	}
+	const dialed, far, presented = "030123456", "+4930123456", "+4930100100"
+	srv12 := e.Fleet.Servers["srv12"].SIP
+	cl := e.sipStart(t, "srv12", sipp.Call{Port: e.Fleet.SIP.AriOnlyCaller(), From: "2099", Dialed: dialed,
+		ReferTo: "sip:113999@" + srv12, ReferAfter: time.Second})
+	e.sipAnswered(t, "srv12", "2099", dialed, cl)
+	e.waitPhone(t, e.PSTN, far, presented)
+	e.waitPhone(t, e.SIPPhones, PhoneNumber(PhoneAnswers, "3999"), far)
+	e.waitCount(t, "server", "srv12", 2)
+	e.waitCount(t, "server", "srv11", 1)
+	var got []int
+	if !waitFor(15*time.Second, func() bool { got = cl.Notifies(); return len(got) > 0 && got[len(got)-1] >= 200 }) ||
+		!slices.Equal(got, []int{100, 200}) {
+		t.Errorf("the transferring caller's NOTIFYs: %v, want [100 200]", got)
+	}
+	r, err := cl.Wait(realCtx(t))
+	if err != nil {
+		t.Fatalf("the transferring caller after the transfer: %v", err)
+	}
+	e.sync(t)
+	if e.PSTN.HungUp() || e.SIPPhones.HungUp() {
+		t.Fatalf("the PSTN party (hung up %v) or 3999 (hung up %v) left with the transferring caller", e.PSTN.HungUp(), e.SIPPhones.HungUp())
+	}
+	if rs := e.SIPPhones.RingsOf(PhoneNumber(PhoneAnswers, "3999")); len(rs) != 1 || rs[0].From.User != far {
+		t.Errorf("3999's phone: %+v, want one call showing %s", rs, far)
+	}
+	e.waitCount(t, "server", "srv12", 2)
+	e.waitCount(t, "server", "srv11", 1)
+	// The PSTN party hangs up: 3999 goes too.
+	var pstn Channel
+	for _, ch := range e.Channels("srv12") {
+		if ch.Ended.IsZero() && strings.HasPrefix(ch.Name, "PJSIP/pstn-") {
+			pstn = ch
+		}
+	}
+	if pstn.ID == "" {
+		t.Fatalf("no channel of the PSTN party on srv12: %+v", e.Channels("srv12"))
+	}
+	if err := e.Kill(realCtx(t), "srv12", pstn.ID); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(10*time.Second, e.SIPPhones.HungUp) {
+		t.Errorf("3999's phone was not hung up after the PSTN party")
+	}
+	first := e.sipRecord(t, "srv12", "2099", dialed, r)
+	if first.Answer == nil || first.HangupCause != "TRANSFERRED" {
+		t.Errorf("2099's call's record: answered %v cause %s; want answered, TRANSFERRED", first.Answer, first.HangupCause)
+	}
+	rec := e.recordWhere(t, func(rec *controller.Record) bool {
+		return rec.Server == "srv12" && rec.Transfer != "" && !rec.Start.Before(r.Invited.Add(-time.Second))
+	})
+	if rec.Transfer != "blind" || rec.Route != "inter-server" || rec.CallerID != far || rec.Answer == nil || rec.Caller != "2099" {
+		t.Errorf("record of the transferred call: transfer %q route %s caller %s caller id %s answered %v; want blind inter-server 2099 %s answered",
+			rec.Transfer, rec.Route, rec.Caller, rec.CallerID, rec.Answer, far)
+	}
+	if first.ID == "" || rec.TransferFrom != first.ID || rec.TransferBy != "2099" {
+		t.Errorf("record of the transferred call: from record %q by %q; want %q (2099's call's) by 2099", rec.TransferFrom, rec.TransferBy, first.ID)
+	}
+	farRec := e.recordWhere(t, func(rec *controller.Record) bool {
+		return rec.Server == "srv11" && rec.Dialed == "3999" && !rec.Start.Before(r.Invited.Add(-time.Second))
+	})
+	if farRec.Origin != "trunk" || farRec.CallerID != far || farRec.Answer == nil {
+		t.Errorf("server 11's record: origin %s caller id %s answered %v; want trunk %s answered", farRec.Origin, farRec.CallerID, farRec.Answer, far)
 	}
 	e.waitCount(t, "server", "srv12", 0)
 	e.waitCount(t, "server", "srv11", 0)

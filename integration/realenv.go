@@ -353,12 +353,9 @@ func StartReal(ctx context.Context, cfg RealConfig, f RealFleet, eps Endpoints, 
 	for _, opt := range opts {
 		opt(&o)
 	}
-	doc, err := RealDocument(f, eps)
+	doc, err := RealDocument(f, eps, o.edits...)
 	if err != nil {
 		return nil, err
-	}
-	for _, edit := range o.edits {
-		edit(doc)
 	}
 	plan, probs := provision.Compile(doc, nil)
 	if plan == nil {

@@ -85,6 +85,8 @@ type call struct {
 	// entry counts the times the caller's channel came back (0: the first
 	// time in the application).
 	entry int
+	// left: the caller's channel left the application without a hangup.
+	left bool
 }
 
 func newCall(cl *Client, ch *channelData, args []string, at time.Time) *call {
@@ -233,13 +235,15 @@ func (c *call) transferredFrom(x *call, l *leg, transferer string) {
 		c.info.OriginalCaller, c.info.OriginalName = x.info.Caller, x.info.CallerName
 		c.info.Source = ""
 	} else {
-		// x's caller transferred its far end.
+		// x's caller transferred its far end. That party's leg stays x's,
+		// counted by x until its channel ends (a PSTN or trunk leg): this
+		// call counts only the legs it opens itself, so it is not a call
+		// from that leg's trunk either.
 		c.info.Caller, c.info.CallerName = x.info.Caller, x.info.CallerName
 		c.info.Source = ""
 		for _, o := range x.legs {
 			if o.isAnswered && !o.isEnded {
 				c.info.OriginalCaller = o.number
-				c.info.Source = o.at
 			}
 		}
 	}
@@ -1126,6 +1130,9 @@ func (c *call) leftStasis(at time.Time) {
 	}
 	if alive {
 		// Sent on in the dialplan by something else: it may come back.
+		c.mu.Lock()
+		c.left = true
+		c.mu.Unlock()
 		c.cl.noteLeft(c, at)
 	}
 	c.callerGone(-1, at)

@@ -574,7 +574,7 @@ func (c *Client) onStasisStart(e *event, at time.Time) {
 			if !half2 && ref.leg.answered(at, e.Channel.Name) {
 				stepDecided()
 			}
-		case !ref.standIn && !half2:
+		case !ref.standIn && !half2 && ref.call.leftApp():
 			// A caller back before its call let go of it (reenter.go).
 			c.reenter(e, at, ref.call)
 		}

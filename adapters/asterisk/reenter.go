@@ -97,3 +97,12 @@ func (x *call) ClaimKey() string {
 	}
 	return "call:" + x.id + "/" + strconv.Itoa(x.entry)
 }
+
+// leftApp says whether the caller's channel left the application alive (its
+// StasisEnd without a hangup) or was handed to the dialplan: only then can
+// it start in the application again.
+func (x *call) leftApp() bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.left || x.handedOff
+}

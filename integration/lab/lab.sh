@@ -135,7 +135,7 @@ render() {
     -e "s#@FS1_SIP_PORT@#$(sip_port fs1)#g" -e "s#@FS2_SIP_PORT@#$(sip_port fs2)#g" \
     -e "s#@AST1_SIP_PORT@#$(sip_port ast1)#g" -e "s#@AST2_SIP_PORT@#$(sip_port ast2)#g" \
     -e "s#@PSTN_SIP_PORT@#$((SIPP_BASE + 22))#g" -e "s#@PHONES_PORT@#$((SIPP_BASE + 21))#g" \
-    -e "s#@TRANSFERER_PORT@#$((SIPP_BASE + 23))#g" \
+    -e "s#@TRANSFERER_PORT@#$((SIPP_BASE + 23))#g" -e "s#@ARI_CALLER_PORT@#$((SIPP_BASE + 8))#g" \
     -e "s#@CALLER_PORTS@#$SIPP_BASE-$((SIPP_BASE + 5))#g" \
     -e "s#@PSTN_CALLER_PORTS@#$((SIPP_BASE + 6))-$((SIPP_BASE + 7))#g" \
     -e "s#@CALLER_MATCH@#$caller_match#g" -e "s#@PSTN_MATCH@#$pstn_match#g" \

@@ -33,6 +33,13 @@ type Call struct {
 	RingBack    int
 	// Limit bounds the whole call (60 s when 0).
 	Limit time.Duration
+	// ReferTo (a SIP URI): once answered and ReferAfter later, the caller
+	// transfers the party it called blind (an in-dialog REFER), answers
+	// the NOTIFYs, and after the final one waits 1.5 s for a BYE before it
+	// hangs up itself, as a phone does after a transfer
+	// (../shared/traces/transfers/sipp/caller_uac_refer.xml).
+	ReferTo    string
+	ReferAfter time.Duration
 }
 
 // Result is what the caller experienced.
@@ -69,7 +76,10 @@ func Start(ctx context.Context, dir string, c Call) (*Caller, error) {
 	if c.CancelAfter > 0 && c.RingBack != 180 && c.RingBack != 183 {
 		return nil, fmt.Errorf("sipp caller: CancelAfter needs RingBack 180 or 183, not %d", c.RingBack)
 	}
-	for _, s := range append([]string{c.From, c.FromName, c.Dialed}, c.Headers...) {
+	if c.ReferTo != "" && c.CancelAfter > 0 {
+		return nil, fmt.Errorf("sipp caller: a call that is cancelled cannot transfer")
+	}
+	for _, s := range append([]string{c.From, c.FromName, c.Dialed, c.ReferTo}, c.Headers...) {
 		if _, err := xmlText(s); err != nil {
 			return nil, err
 		}
@@ -179,6 +189,10 @@ func (c *Caller) Wait(ctx context.Context) (*Result, error) {
 	return r, nil
 }
 
+// Notifies are the statuses of the sipfrags of the NOTIFYs the caller
+// received about its REFER (100, 200, 503, 603), in order.
+func (c *Caller) Notifies() []int { return notifies(c.Messages()) }
+
 // Ended says whether sipp is done with the call.
 func (c *Caller) Ended() bool {
 	select {
@@ -250,7 +264,7 @@ var callerScenario = template.Must(template.New("caller").Funcs(template.FuncMap
 {{end}}  <recv response="180" optional="true"><action><ereg regexp="z9hG4bK[^;,]*" search_in="hdr" header="Via:" check_it="true" assign_to="invbranch"/></action></recv>
   <recv response="183" optional="true"><action><ereg regexp="z9hG4bK[^;,]*" search_in="hdr" header="Via:" check_it="true" assign_to="invbranch"/></action></recv>
 {{range codes}}  <recv response="{{.}}" optional="true" next="failed"><action><ereg regexp="z9hG4bK[^;,]*" search_in="hdr" header="Via:" check_it="true" assign_to="invbranch"/></action></recv>
-{{end}}  <recv response="200"><action><ereg regexp="z9hG4bK[^;,]*" search_in="hdr" header="Via:" check_it="true" assign_to="invbranch"/><ereg regexp="sip:[^>;]*" search_in="hdr" header="Contact:" check_it="true" assign_to="rtarget"/></action></recv>
+{{end}}  <recv response="200"><action><ereg regexp="z9hG4bK[^;,]*" search_in="hdr" header="Via:" check_it="true" assign_to="invbranch"/><ereg regexp="sip:[^>;]*" search_in="hdr" header="Contact:" check_it="true" assign_to="rtarget"/>{{if .ReferTo}}<ereg regexp=".*" search_in="hdr" header="To:" check_it="true" assign_to="rto"/>{{end}}</action></recv>
   <label id="answered"/>
   <send>
     <![CDATA[
@@ -266,7 +280,46 @@ var callerScenario = template.Must(template.New("caller").Funcs(template.FuncMap
 
     ]]>
   </send>
-  <label id="up"/>
+{{if .ReferTo}}  <pause milliseconds="{{ms .ReferAfter}}"/>
+  <send retrans="500">
+    <![CDATA[
+      REFER [$rtarget] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: {{if .FromName}}"{{.FromName}}" {{end}}<sip:{{.From}}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: [$rto]
+      Call-ID: [call_id]
+      CSeq: 2 REFER
+      Contact: <sip:{{.From}}@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Refer-To: <{{.ReferTo}}>
+      Referred-By: <sip:{{.From}}@[local_ip]:[local_port]>
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="202"/>
+  <label id="rwait"/>
+  <recv request="NOTIFY" optional="true" next="rnotify" timeout="8000" ontimeout="hangup"><action><ereg regexp="SIP/2.0 [2-6][0-9][0-9]" search_in="body" assign_to="final"/></action></recv>
+  <recv request="BYE" next="bye"/>
+  <label id="rnotify"/>
+  <send next="rfinal" test="final">
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv request="NOTIFY" optional="true" next="rnotify" timeout="8000" ontimeout="hangup"><action><ereg regexp="SIP/2.0 [2-6][0-9][0-9]" search_in="body" assign_to="final"/></action></recv>
+  <recv request="BYE" next="bye"/>
+  <label id="rfinal"/>
+  <recv request="BYE" next="bye" timeout="1500" ontimeout="hangup"/>
+{{end}}  <label id="up"/>
   <recv request="BYE" optional="true" timeout="{{if .Hold}}{{ms .Hold}}{{else}}{{ms .Limit}}{{end}}" ontimeout="hangup" next="bye"/>
   <recv request="INVITE"/>
   <send retrans="500">
@@ -313,9 +366,9 @@ var callerScenario = template.Must(template.New("caller").Funcs(template.FuncMap
       BYE [$rtarget] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
       From: {{if .FromName}}"{{.FromName}}" {{end}}<sip:{{.From}}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      [last_To:]
+      {{if .ReferTo}}To: [$rto]{{else}}[last_To:]{{end}}
       Call-ID: [call_id]
-      CSeq: 2 BYE
+      CSeq: {{if .ReferTo}}3{{else}}2{{end}} BYE
       Contact: <sip:{{.From}}@[local_ip]:[local_port]>
       Max-Forwards: 70
       Content-Length: 0

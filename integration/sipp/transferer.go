@@ -34,9 +34,12 @@ func StartTransferer(ctx context.Context, dir string, port int, referTo string) 
 
 // Notifies are the statuses of the sipfrags of the NOTIFYs the phones
 // received about their REFERs (100, 200, 503, 603), in order.
-func (ph *Phones) Notifies() []int {
+func (ph *Phones) Notifies() []int { return notifies(ph.Messages()) }
+
+// notifies are the statuses of the sipfrags of the NOTIFYs among msgs.
+func notifies(msgs []Message) []int {
 	var out []int
-	for _, m := range ph.Messages() {
+	for _, m := range msgs {
 		if m.Sent || m.Method() != "NOTIFY" {
 			continue
 		}
