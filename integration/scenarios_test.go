@@ -703,6 +703,7 @@ func TestTransferToAGroupOnTheOtherServer(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.waitAnsweredOn(t, "srv11", "77731202")
+		e.waitAnsweredOn(t, "srv12", "77731202")
 		if rs := e.Lab.Rings("srv12", "77731201"); len(rs) != 1 {
 			t.Errorf("77731201 (busy) rang %d times, want once", len(rs))
 		}
