@@ -671,6 +671,37 @@ func TestTransferredExternalCallCounts2Plus1(t *testing.T) {
 	})
 }
 
+// SPEC §5: a transferred call whose target hangs up first. 3999 transfers
+// an external caller to 122099; 2099 answers and hangs up first. The
+// caller is ended, and so is every channel the transfer left behind: the
+// transferring phone's channel, which on Asterisk stays in callctl's
+// application after the stand-in took its place, is hung up with the call
+// rather than left up with nobody to end it (the lab is idle, nothing is
+// counted).
+func TestTransferTargetHangsUpFirst(t *testing.T) {
+	scenario(t, Options{Phones: phones("srv11", "3999", answers, "srv12", "2099", answers)}, func(t *testing.T, e *Env) {
+		in := e.pstnCall(t, "srv11", "+4930100100", "+4915112345678")
+		bridged(t, in)
+		e.waitCount(t, "server", "srv11", 1)
+		time.Sleep(300 * time.Millisecond) // 3999 talks a moment, then transfers
+		if err := e.Lab.BlindTransfer("srv11", in.UUID(), "122099"); err != nil {
+			t.Fatal(err)
+		}
+		e.waitAnsweredOn(t, "srv11", "2099")
+		e.waitCount(t, "server", "srv12", 1)
+		rs := e.Lab.Rings("srv12", "2099")
+		if len(rs) != 1 {
+			t.Fatalf("2099 rings: %+v, want one", rs)
+		}
+		if err := e.Lab.Hangup("srv12", rs[0].UUID, callmodel.CauseNormalClearing); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := in.WaitEnded(ctxT(t)); err != nil {
+			t.Fatalf("the PSTN caller after the transfer's target hung up: %v", err)
+		}
+	})
+}
+
 // withAcmeDesk gives acme a sequential group on server 12: service number
 // 8008031 hunts 77731201, then 77731202.
 func withAcmeDesk(d *provision.Document) {

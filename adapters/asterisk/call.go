@@ -398,7 +398,11 @@ func (c *call) cleanup(legs []*leg, standIns []string, bridge string) {
 	for _, l := range legs {
 		c.mu.Lock()
 		var done <-chan struct{} = l.endedCh
-		if l.unknown {
+		if l.unknown || (l.endedClosed && !l.isEnded) {
+			// Unknown: it may still be up. Replaced by a transfer's stand-in
+			// that is gone now: the call no longer waits for it, but its
+			// channel is still up in callctl's application, with nobody else
+			// to end it.
 			done = nil
 		}
 		c.mu.Unlock()
