@@ -138,6 +138,11 @@ func TestLinearizableLimit(t *testing.T) {
 			cfg.PoolSize = 64
 			cfg.ReadTimeout = 10 * time.Second // 1,000 scripts queued on one Redis on a loaded machine
 			cfg.WriteTimeout = 10 * time.Second
+			// The pool grows to 64 connections at once: a dial slower than
+			// fastConfig's 500 ms on a loaded machine would mark Redis down
+			// and fail the acquires behind it ("Redis is down"), which is
+			// right for a stalled Redis but not what this test is about.
+			cfg.DialTimeout = 5 * time.Second
 			// This test is about the limit, not about leases: a starved
 			// heartbeat must not let another node adopt these legs.
 			cfg.LeaseTTL = 10 * time.Second
@@ -300,6 +305,11 @@ func TestOrgLimitAcrossServers(t *testing.T) {
 			cfg.PoolSize = 64
 			cfg.ReadTimeout = 10 * time.Second
 			cfg.WriteTimeout = 10 * time.Second
+			// The pool grows to 64 connections at once: a dial slower than
+			// fastConfig's 500 ms on a loaded machine would mark Redis down
+			// and fail the acquires behind it ("Redis is down"), which is
+			// right for a stalled Redis but not what this test is about.
+			cfg.DialTimeout = 5 * time.Second
 			// This test is about the limit, not about leases: a starved
 			// heartbeat must not let another node adopt these legs.
 			cfg.LeaseTTL = 10 * time.Second
