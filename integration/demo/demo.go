@@ -388,6 +388,25 @@ func (d *demo) counts(ctx context.Context, why string) error {
 	return nil
 }
 
+// talkAcross waits until srv11 counts n11 legs and srv12 n12, says so with
+// why, lets the call on c talk a moment and hangs it up: the middle of
+// every example whose call crosses the trunk.
+func (d *demo) talkAcross(ctx context.Context, c *sim.Call, n11, n12 int, why string) error {
+	if err := d.waitCount(ctx, "srv11", n11); err != nil {
+		return err
+	}
+	if err := d.waitCount(ctx, "srv12", n12); err != nil {
+		return err
+	}
+	if err := d.counts(ctx, why); err != nil {
+		return err
+	}
+	if err := sleep(ctx, talk); err != nil {
+		return err
+	}
+	return d.hangUp(ctx, c)
+}
+
 // waitFor polls cond until it holds.
 func waitFor(ctx context.Context, what string, cond func() bool) error {
 	wctx, cancel := within(ctx)

@@ -72,19 +72,7 @@ func busyForward(ctx context.Context, d *demo) error {
 			d.say("the night desk 1101 on srv12 shows the caller as %s (forwarded by 3997)", shown(r.Caller))
 		}
 	}
-	if err := d.waitCount(ctx, "srv11", 1); err != nil {
-		return err
-	}
-	if err := d.waitCount(ctx, "srv12", 1); err != nil {
-		return err
-	}
-	if err := d.counts(ctx, " (the forward's trunk leg out of srv11, and into srv12)"); err != nil {
-		return err
-	}
-	if err := sleep(ctx, talk); err != nil {
-		return err
-	}
-	if err := d.hangUp(ctx, c); err != nil {
+	if err := d.talkAcross(ctx, c, 1, 1, " (the forward's trunk leg out of srv11, and into srv12)"); err != nil {
 		return err
 	}
 	return d.report(ctx, m, 2, phone{"srv11", "3997"}, phone{"srv12", "1101"})
@@ -183,19 +171,7 @@ func seed003InterServer(ctx context.Context, d *demo) error {
 			d.say("2099's phone on srv12 shows the caller as %s", shown(r.Caller))
 		}
 	}
-	if err := d.waitCount(ctx, "srv11", 1); err != nil {
-		return err
-	}
-	if err := d.waitCount(ctx, "srv12", 1); err != nil {
-		return err
-	}
-	if err := d.counts(ctx, " (the trunk leg out of srv11, the trunk leg into srv12)"); err != nil {
-		return err
-	}
-	if err := sleep(ctx, talk); err != nil {
-		return err
-	}
-	if err := d.hangUp(ctx, c); err != nil {
+	if err := d.talkAcross(ctx, c, 1, 1, " (the trunk leg out of srv11, the trunk leg into srv12)"); err != nil {
 		return err
 	}
 	// One record per server: srv11's call out, srv12's call in over the trunk.
@@ -294,19 +270,7 @@ func transferCounts(ctx context.Context, d *demo) error {
 	if err := waitFor(ctx, "callctl connected the transferred caller to 2099", answered); err != nil {
 		return err
 	}
-	if err := d.waitCount(ctx, "srv11", 2); err != nil {
-		return err
-	}
-	if err := d.waitCount(ctx, "srv12", 1); err != nil {
-		return err
-	}
-	if err := d.counts(ctx, " (srv11: the PSTN leg in + the trunk leg out; srv12: the trunk leg in)"); err != nil {
-		return err
-	}
-	if err := sleep(ctx, talk); err != nil {
-		return err
-	}
-	if err := d.hangUp(ctx, in); err != nil {
+	if err := d.talkAcross(ctx, in, 2, 1, " (srv11: the PSTN leg in + the trunk leg out; srv12: the trunk leg in)"); err != nil {
 		return err
 	}
 	// The call 3999 took, the transferred call on srv11, and its arrival on srv12.

@@ -35,19 +35,7 @@ func noAnswerForward(ctx context.Context, d *demo) error {
 			d.say("the night desk 1101 on srv12 shows the caller as %s (forwarded by 3997, unanswered for %.0f s)", shown(r.Caller), forwardAfter.Seconds())
 		}
 	}
-	if err := d.waitCount(ctx, "srv11", 2); err != nil {
-		return err
-	}
-	if err := d.waitCount(ctx, "srv12", 1); err != nil {
-		return err
-	}
-	if err := d.counts(ctx, " (srv11: the PSTN leg in + the forward's trunk leg out; srv12: the trunk leg in)"); err != nil {
-		return err
-	}
-	if err := sleep(ctx, talk); err != nil {
-		return err
-	}
-	if err := d.hangUp(ctx, c); err != nil {
+	if err := d.talkAcross(ctx, c, 2, 1, " (srv11: the PSTN leg in + the forward's trunk leg out; srv12: the trunk leg in)"); err != nil {
 		return err
 	}
 	// srv11's record of the forwarded call, srv12's of its arrival.
@@ -178,19 +166,7 @@ func ivrTransfer(ctx context.Context, d *demo) error {
 			d.say("2099's phone on srv12 shows the caller as %s (routed in acme, the org of the DID)", shown(r.Caller))
 		}
 	}
-	if err := d.waitCount(ctx, "srv11", 2); err != nil {
-		return err
-	}
-	if err := d.waitCount(ctx, "srv12", 1); err != nil {
-		return err
-	}
-	if err := d.counts(ctx, " (srv11: the PSTN leg in + the trunk leg out; srv12: the trunk leg in)"); err != nil {
-		return err
-	}
-	if err := sleep(ctx, talk); err != nil {
-		return err
-	}
-	if err := d.hangUp(ctx, in); err != nil {
+	if err := d.talkAcross(ctx, in, 2, 1, " (srv11: the PSTN leg in + the trunk leg out; srv12: the trunk leg in)"); err != nil {
 		return err
 	}
 	// The DID's call, the transferred call (kind ivr) on srv11, its arrival on srv12.
@@ -304,19 +280,7 @@ func groupFallback(ctx context.Context, d *demo) error {
 			d.say("every member was busy: the fallback 1101 on srv12 shows the caller as %s", shown(r.Caller))
 		}
 	}
-	if err := d.waitCount(ctx, "srv11", 2); err != nil {
-		return err
-	}
-	if err := d.waitCount(ctx, "srv12", 1); err != nil {
-		return err
-	}
-	if err := d.counts(ctx, " (srv11: the PSTN leg in + the trunk leg out; srv12: the trunk leg in)"); err != nil {
-		return err
-	}
-	if err := sleep(ctx, talk); err != nil {
-		return err
-	}
-	if err := d.hangUp(ctx, c); err != nil {
+	if err := d.talkAcross(ctx, c, 2, 1, " (srv11: the PSTN leg in + the trunk leg out; srv12: the trunk leg in)"); err != nil {
 		return err
 	}
 	if err := d.report(ctx, m, 2, phone{"srv12", "1101"}); err != nil {
@@ -387,19 +351,7 @@ func attendedTransfer(ctx context.Context, d *demo) error {
 		return err
 	}
 	d.say("3999's lines are gone: the PSTN caller talks to 2099, whose phone still shows 113999")
-	if err := d.waitCount(ctx, "srv11", 2); err != nil {
-		return err
-	}
-	if err := d.waitCount(ctx, "srv12", 1); err != nil {
-		return err
-	}
-	if err := d.counts(ctx, " (joined: srv11 the PSTN leg in + the trunk leg out; srv12 the trunk leg in)"); err != nil {
-		return err
-	}
-	if err := sleep(ctx, talk); err != nil {
-		return err
-	}
-	if err := d.hangUp(ctx, in); err != nil {
+	if err := d.talkAcross(ctx, in, 2, 1, " (joined: srv11 the PSTN leg in + the trunk leg out; srv12 the trunk leg in)"); err != nil {
 		return err
 	}
 	// The consultation's record (attended, by 3999), srv12's of its
