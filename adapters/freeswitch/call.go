@@ -27,7 +27,7 @@ import (
 type call struct {
 	srv  *Server
 	ms   *MediaServer
-	conn *conn
+	conn socket
 	id   string
 	peer netip.Addr // the address the connection comes from
 	info controller.CallInfo
@@ -130,7 +130,9 @@ func (c *call) EndCause() string {
 
 // --- events (reader goroutine) ---
 
-func (c *call) onEvent(ev *esl.Event, at time.Time) {
+// OnEvent applies the call's events to its state (OnEvent, OnNotice and
+// OnClose make the call its socket's esl.Handler).
+func (c *call) OnEvent(ev *esl.Event, at time.Time) {
 	if !ev.Is("Unique-ID", c.id) {
 		return
 	}
@@ -228,9 +230,9 @@ func (c *call) onExecuteComplete(ev *esl.Event, at time.Time) {
 	}
 }
 
-// onNotice handles text/disconnect-notice: FreeSWITCH is done with the
+// OnNotice handles text/disconnect-notice: FreeSWITCH is done with the
 // channel (linger) or with the connection (disconnect).
-func (c *call) onNotice(f *esl.Frame, at time.Time) {
+func (c *call) OnNotice(f *esl.Frame, at time.Time) {
 	if f.ContentType() != esl.TypeDisconnect && f.ContentType() != esl.TypeRudeReject {
 		return
 	}
@@ -244,8 +246,8 @@ func (c *call) onNotice(f *esl.Frame, at time.Time) {
 	c.closeIfDone()
 }
 
-// onClose runs once the socket is closed, on the reader goroutine.
-func (c *call) onClose(err error) {
+// OnClose runs once the socket is closed, on the reader goroutine.
+func (c *call) OnClose(err error) {
 	c.mu.Lock()
 	c.sockClosed = true
 	// A detached call (joined to another by an attended transfer) is still
@@ -363,7 +365,7 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 	c.varsSet = true
 	c.mu.Unlock()
 
-	buf := getMsg()
+	buf := esl.GetBuf()
 	msg := *buf
 	n := 1
 	if first {
@@ -376,18 +378,18 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 	msg, err = esl.AppendExecute(msg, "", "bridge", arg, d.appUUID)
 	*buf = msg
 	if err != nil {
-		putMsg(buf)
+		esl.PutBuf(buf)
 		c.abandonDial(d, w)
 		return nil, controller.DialResult{Outcome: hunt.Failed, Cause: "INVALID_DIAL_STRING"}, fmt.Errorf("dial: %w", err)
 	}
 	sctx, scancel := context.WithTimeout(context.Background(), c.srv.opt.CommandTimeout)
 	d.sentAt = time.Now()
-	replies, err := c.conn.send(sctx, n, msg)
+	replies, err := c.conn.Send(sctx, n, msg)
 	scancel()
-	putMsg(buf) // written: the buffer is free again
+	esl.PutBuf(buf) // written: the buffer is free again
 	for _, r := range replies {
-		if err == nil && strings.HasPrefix(r.text, "-ERR") {
-			err = fmt.Errorf("%w: %s", ErrCommandFailed, strings.TrimSpace(r.text))
+		if err == nil && strings.HasPrefix(r.Text, "-ERR") {
+			err = fmt.Errorf("%w: %s", ErrCommandFailed, strings.TrimSpace(r.Text))
 		}
 	}
 	if err != nil {
@@ -460,7 +462,7 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 				cause = "ORIGINATOR_CANCEL"
 			}
 			return nil, c.finishAttempt(d, w, false, hunt.Cancelled, cause), nil
-		case <-c.conn.done:
+		case <-c.conn.Done():
 			// The socket is gone: the bridge's end cannot be seen here.
 			res := c.finishAttempt(d, w, true, hunt.Cancelled, "CONNECTION_LOST")
 			return nil, res, fmt.Errorf("dial %s: %w", spec.Target, controller.ErrCallGone)
@@ -476,8 +478,8 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 // was written. (Dial writes its own: a frame less under it keeps every
 // call's stack small.)
 func (c *call) sendBridge(d *dialState, first bool) error {
-	buf := getMsg()
-	defer putMsg(buf) // written or failed: the buffer is free again after
+	buf := esl.GetBuf()
+	defer esl.PutBuf(buf) // written or failed: the buffer is free again after
 	msg := *buf
 	n := 1
 	if first {
@@ -494,11 +496,11 @@ func (c *call) sendBridge(d *dialState, first bool) error {
 	}
 	sctx, scancel := context.WithTimeout(context.Background(), c.srv.opt.CommandTimeout)
 	d.sentAt = time.Now()
-	replies, err := c.conn.send(sctx, n, msg)
+	replies, err := c.conn.Send(sctx, n, msg)
 	scancel()
 	for _, r := range replies {
-		if err == nil && strings.HasPrefix(r.text, "-ERR") {
-			err = fmt.Errorf("%w: %s", ErrCommandFailed, strings.TrimSpace(r.text))
+		if err == nil && strings.HasPrefix(r.Text, "-ERR") {
+			err = fmt.Errorf("%w: %s", ErrCommandFailed, strings.TrimSpace(r.Text))
 		}
 	}
 	return err
@@ -607,13 +609,13 @@ func (c *call) awaitGone(w *legWatch) {
 func (c *call) exists(id string) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.srv.opt.CommandTimeout)
 	defer cancel()
-	if !c.conn.isClosed() {
-		buf := getMsg()
+	if !c.conn.Closed() {
+		buf := esl.GetBuf()
 		*buf, _ = esl.AppendCommand(*buf, "api", "uuid_exists", id)
-		r, err := c.conn.command(ctx, *buf)
-		putMsg(buf)
+		r, err := c.conn.Command(ctx, *buf)
+		esl.PutBuf(buf)
 		if err == nil {
-			return strings.TrimSpace(r.text) == "true", nil
+			return strings.TrimSpace(r.Text) == "true", nil
 		}
 	}
 	return c.ms.Exists(ctx, id)
@@ -624,11 +626,11 @@ func (c *call) exists(id string) (bool, error) {
 func (c *call) cancelLeg(id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.srv.opt.CommandTimeout)
 	defer cancel()
-	if !c.conn.isClosed() {
-		buf := getMsg()
+	if !c.conn.Closed() {
+		buf := esl.GetBuf()
 		*buf, _ = esl.AppendCommand(*buf, "api", "uuid_kill", id, "ORIGINATOR_CANCEL")
-		_, err := c.conn.send(ctx, 1, *buf)
-		putMsg(buf)
+		_, err := c.conn.Send(ctx, 1, *buf)
+		esl.PutBuf(buf)
 		if err == nil {
 			return
 		}
@@ -704,8 +706,8 @@ func (c *call) hangup(ctx context.Context, cause routing.Cause, what string) err
 	}
 	c.hangupSent = true
 	c.mu.Unlock()
-	buf := getMsg()
-	defer putMsg(buf)
+	buf := esl.GetBuf()
+	defer esl.PutBuf(buf)
 	n := 1
 	code := 0
 	if what == "reject" {
@@ -721,17 +723,17 @@ func (c *call) hangup(ctx context.Context, cause routing.Cause, what string) err
 	if *buf, err = esl.AppendHangup(*buf, "", name); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	rs, err := c.conn.send(ctx, n, *buf)
+	rs, err := c.conn.Send(ctx, n, *buf)
 	if err == nil {
 		for _, r := range rs {
-			if strings.HasPrefix(r.text, "-ERR") {
-				err = fmt.Errorf("%w: %s", ErrCommandFailed, strings.TrimSpace(r.text))
+			if strings.HasPrefix(r.Text, "-ERR") {
+				err = fmt.Errorf("%w: %s", ErrCommandFailed, strings.TrimSpace(r.Text))
 				break
 			}
 		}
 	}
 	if err != nil {
-		if c.conn.isClosed() || isGoneErr(err) {
+		if c.conn.Closed() || isGoneErr(err) {
 			return controller.ErrCallGone
 		}
 		return fmt.Errorf("%s %s: %w", what, name, err)
@@ -804,7 +806,7 @@ func (c *call) Handoff(ctx context.Context, dialed string) error {
 	if err != nil {
 		return fmt.Errorf("handoff: %w", err)
 	}
-	if _, err := c.conn.command(ctx, msg); err != nil {
+	if _, err := c.conn.Command(ctx, msg); err != nil {
 		c.mu.Lock()
 		// The dialplan may hand the channel to a new connection before the
 		// reply arrives (that connection takes the call and ends this one's
@@ -843,13 +845,13 @@ func (c *call) handlerReturned() {
 		// The channel lives on elsewhere: stop its events (they now belong to
 		// its new owner) and wait for the linger notice at its hangup.
 		msg, _ := esl.AppendCommand(nil, "noevents")
-		_ = c.conn.post(msg)
+		_ = c.conn.Post(msg)
 	default:
 		if safety {
 			// Nothing must stay up that callctl no longer handles.
 			c.log.Warn("handler returned with the caller still up: hanging up")
 			msg, _ := esl.AppendHangup(nil, "", routing.CauseNormal.String())
-			_ = c.conn.post(msg)
+			_ = c.conn.Post(msg)
 		}
 		c.mu.Lock()
 		if !c.sockClosed {

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/percipia/eslgo/command"
-
 	"github.com/callctl/callctl/controller"
 )
 
@@ -143,32 +141,5 @@ func TestContactArg(t *testing.T) {
 		if _, _, err := contactArg(ep, ""); err == nil {
 			t.Errorf("contactArg(%q) accepted", ep)
 		}
-	}
-}
-
-// The setup commands built with eslgo go through callctl's own line check: a
-// password with a line break cannot smuggle a command in.
-func TestSetupCommandsAreChecked(t *testing.T) {
-	if _, err := setup(command.Auth{Password: "ClueCon\n\napi hupall"}); err == nil {
-		t.Fatal("a password with line breaks was sent")
-	}
-	msg, err := setup(command.Auth{Password: "ClueCon"})
-	if err != nil || string(msg) != "auth ClueCon\n\n" {
-		t.Fatalf("auth: %q %v", msg, err)
-	}
-	if string(connectCmd) != "connect\n\n" || string(eventsAndLinger) != "myevents plain\n\nlinger\n\n" {
-		t.Fatalf("outbound setup: %q %q", connectCmd, eventsAndLinger)
-	}
-	var all []string
-	for _, c := range inboundSubscriptions() {
-		m, err := setup(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		all = append(all, string(m))
-	}
-	want := "event plain CHANNEL_HANGUP_COMPLETE BACKGROUND_JOB HEARTBEAT\n\n|filter variable_callctl_leg true\n\n|filter Event-Name BACKGROUND_JOB\n\n|filter Event-Name HEARTBEAT\n\n"
-	if got := strings.Join(all, "|"); got != want {
-		t.Fatalf("inbound subscriptions:\n%q\nwant\n%q", got, want)
 	}
 }

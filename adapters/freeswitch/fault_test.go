@@ -147,10 +147,10 @@ func TestMalformedFrames(t *testing.T) {
 		l.srv.mu.Unlock()
 		cmd, _ := esl.AppendCommand(nil, "api", "uuid_exists", id)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		r, err := c.conn.command(ctx, cmd)
+		r, err := c.conn.Command(ctx, cmd)
 		cancel()
-		if err != nil || strings.TrimSpace(r.text) != "true" {
-			t.Fatalf("after harmless malformed frames: uuid_exists on the call's connection: %q %v", r.text, err)
+		if err != nil || strings.TrimSpace(r.Text) != "true" {
+			t.Fatalf("after harmless malformed frames: uuid_exists on the call's connection: %q %v", r.Text, err)
 		}
 		if _, gone := l.events.hangupCause(id); gone {
 			t.Fatal("a harmless malformed frame ended the call")

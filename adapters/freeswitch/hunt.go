@@ -167,7 +167,7 @@ func (h *huntRun) run(ctx context.Context) (controller.Leg, int, error) {
 			backstop.Reset(c.srv.opt.LegGoneWait)
 		case <-retry:
 			c.cancelLeg(h.ws[h.cur].id)
-		case <-c.conn.done:
+		case <-c.conn.Done():
 			// The socket is gone: the bridge's end cannot be seen here.
 			h.cancelAll()
 			h.endAt(hunt.Cancelled, "CONNECTION_LOST")
@@ -188,7 +188,7 @@ func (h *huntRun) run(ctx context.Context) (controller.Leg, int, error) {
 	select {
 	case <-d.complete:
 	case <-d.answered:
-	case <-c.conn.done:
+	case <-c.conn.Done():
 	case <-t.C:
 	}
 	c.clearDial(d)
@@ -343,11 +343,11 @@ func (h *huntRun) endAt(o hunt.Outcome, cause string) {
 func (c *call) killLeg(id, cause string) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.srv.opt.CommandTimeout)
 	defer cancel()
-	if !c.conn.isClosed() {
-		buf := getMsg()
+	if !c.conn.Closed() {
+		buf := esl.GetBuf()
 		*buf, _ = esl.AppendCommand(*buf, "api", "uuid_kill", id, cause)
-		_, err := c.conn.send(ctx, 1, *buf)
-		putMsg(buf)
+		_, err := c.conn.Send(ctx, 1, *buf)
+		esl.PutBuf(buf)
 		if err == nil {
 			return
 		}

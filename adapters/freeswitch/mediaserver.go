@@ -7,16 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/percipia/eslgo/command"
-
 	"github.com/callctl/callctl/adapters/freeswitch/esl"
 	"github.com/callctl/callctl/controller"
-	"github.com/callctl/callctl/internal/sockq"
 )
 
 // MediaServerConfig describes one FreeSWITCH server.
@@ -60,19 +56,15 @@ type MediaServer struct {
 	log *slog.Logger
 
 	mu       sync.Mutex
-	cur      *conn
+	cur      inbound
 	up       chan struct{} // closed while connected; replaced when it drops
 	coreUUID string
 	legs     map[string]*legWatch
-	jobs     map[string]chan jobResult
+	// dial opens the inbound connection (dialESL; a fake in tests).
+	dial func(ctx context.Context) (inbound, error)
 }
 
 var _ controller.MediaServer = (*MediaServer)(nil)
-
-type jobResult struct {
-	body string
-	err  error
-}
 
 // legWatch follows one leg callctl created: gone is closed on its
 // CHANNEL_HANGUP_COMPLETE (or once it is known to be gone otherwise).
@@ -113,13 +105,14 @@ func NewMediaServer(cfg MediaServerConfig) *MediaServer {
 	if cfg.MaxResponse <= 0 {
 		cfg.MaxResponse = 64 << 20
 	}
-	return &MediaServer{
+	m := &MediaServer{
 		cfg:  cfg,
 		log:  cfg.Logger.With("server", cfg.Name, "esl", cfg.Address),
 		up:   make(chan struct{}),
 		legs: map[string]*legWatch{},
-		jobs: map[string]chan jobResult{},
 	}
+	m.dial = m.dialESL
+	return m
 }
 
 // Name is the server's name in the plan.
@@ -142,7 +135,7 @@ func (m *MediaServer) EventQueue() (n int, ok bool) {
 	if c == nil {
 		return 0, false
 	}
-	return sockq.Unread(c.nc)
+	return c.Unread()
 }
 
 // WaitConnected waits until the inbound connection is up or ctx is done.
@@ -190,12 +183,12 @@ func (m *MediaServer) Run(ctx context.Context) error {
 		attempt = 0
 		m.reconcile(ctx)
 		select {
-		case <-c.done:
+		case <-c.Done():
 		case <-ctx.Done():
 			c.Close()
-			<-c.done
+			<-c.Done()
 		}
-		m.log.Warn("freeswitch inbound connection down", "err", c.err, "was_up", time.Since(up).Round(time.Millisecond))
+		m.log.Warn("freeswitch inbound connection down", "err", c.Err(), "was_up", time.Since(up).Round(time.Millisecond))
 		if time.Since(up) > m.cfg.MaxBackoff {
 			backoff = m.cfg.MinBackoff
 			continue
@@ -221,95 +214,51 @@ func (m *MediaServer) coreUUIDValue() string {
 
 // connect dials, authenticates and subscribes; on success the connection is
 // current and its reader runs.
-func (m *MediaServer) connect(ctx context.Context) (*conn, error) {
-	d := net.Dialer{Timeout: 5 * time.Second, KeepAlive: 15 * time.Second}
-	nc, err := d.DialContext(ctx, "tcp", m.cfg.Address)
+func (m *MediaServer) connect(ctx context.Context) (inbound, error) {
+	c, err := m.dial(ctx)
 	if err != nil {
 		return nil, err
 	}
-	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Now()) })
-	defer stop()
-	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
-	rd := esl.NewReader(nc)
-	rd.MaxBody = m.cfg.MaxResponse
-	fail := func(err error) (*conn, error) {
-		rd.Release()
-		_ = nc.Close()
-		return nil, err
-	}
-	f, err := rd.ReadFrame()
-	if err != nil {
-		return fail(fmt.Errorf("reading the greeting: %w", err))
-	}
-	if ct := f.ContentType(); ct != esl.TypeAuthRequest {
-		return fail(fmt.Errorf("greeting is %q, not auth/request", ct))
-	}
-	msg, err := setup(command.Auth{Password: m.cfg.Password})
-	if err != nil {
-		return fail(fmt.Errorf("password: %w", err))
-	}
-	if err := m.exchange(nc, rd, msg, "auth"); err != nil {
-		return fail(err)
-	}
-	for _, cmd := range inboundSubscriptions() {
-		msg, err := setup(cmd)
-		if err != nil {
-			return fail(err)
-		}
-		if err := m.exchange(nc, rd, msg, strings.Fields(cmd.BuildMessage())[0]); err != nil {
-			return fail(err)
-		}
-	}
-	_ = nc.SetDeadline(time.Time{})
-
-	c := newConn(nc, rd)
-	c.readIdle = m.cfg.IdleTimeout
-	c.onEvent = m.onEvent
-	c.onClose = func(err error) { m.dropped(c) }
 	m.mu.Lock()
 	m.cur = c
 	close(m.up)
 	m.mu.Unlock()
-	c.start()
+	c.Start(inboundEvents{m: m, c: c})
 	return c, nil
 }
 
-// exchange sends msg and reads its command/reply during the handshake (no
-// events are subscribed yet, so the next frame is the reply).
-func (m *MediaServer) exchange(nc net.Conn, rd *esl.Reader, msg []byte, what string) error {
-	if _, err := nc.Write(msg); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
+// dialESL opens the inbound connection: the end of the legs callctl creates
+// (marked with callctl_leg, so FreeSWITCH itself filters a busy server's
+// other channels out: positive filters pass an event that matches any of
+// them), background job results, and heartbeats.
+func (m *MediaServer) dialESL(ctx context.Context) (inbound, error) {
+	c, err := esl.Dial(ctx, esl.DialConfig{
+		Address:  m.cfg.Address,
+		Password: m.cfg.Password,
+		Events:   []string{"CHANNEL_HANGUP_COMPLETE", "BACKGROUND_JOB", "HEARTBEAT"},
+		Filters: []esl.Filter{
+			{Header: "variable_" + legMarkVar, Value: "true"},
+			{Header: "Event-Name", Value: "BACKGROUND_JOB"},
+			{Header: "Event-Name", Value: "HEARTBEAT"},
+		},
+		MaxBody:  m.cfg.MaxResponse,
+		ReadIdle: m.cfg.IdleTimeout,
+	})
+	if err != nil {
+		return nil, err
 	}
-	for {
-		f, err := rd.ReadFrame()
-		if err != nil {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		switch f.ContentType() {
-		case esl.TypeReply:
-			if r := f.Header.Get("Reply-Text"); !strings.HasPrefix(r, "+OK") {
-				return fmt.Errorf("%s refused: %s", what, strings.TrimSpace(r))
-			}
-			return nil
-		case esl.TypeDisconnect, esl.TypeRudeReject:
-			return fmt.Errorf("%s: %s %s", what, f.ContentType(), strings.TrimSpace(string(f.Body)))
-		}
-	}
+	return c, nil
 }
 
-// dropped runs on the reader goroutine when the connection ends.
-func (m *MediaServer) dropped(c *conn) {
+// dropped runs on the reader goroutine when the connection ends (its bgapi
+// jobs waiting for a result have failed already).
+func (m *MediaServer) dropped(c inbound) {
 	m.mu.Lock()
 	if m.cur == c {
 		m.cur = nil
 		m.up = make(chan struct{})
 	}
-	jobs := m.jobs
-	m.jobs = map[string]chan jobResult{}
 	m.mu.Unlock()
-	for _, ch := range jobs {
-		ch <- jobResult{err: fmt.Errorf("%w: connection lost before the job finished", ErrNotConnected)}
-	}
 }
 
 // onEvent dispatches the inbound connection's events, in order, on its reader
@@ -327,15 +276,6 @@ func (m *MediaServer) onEvent(ev *esl.Event, at time.Time) {
 			m.closeWatchLocked(w, ev.Get("Hangup-Cause"), at)
 		}
 		m.mu.Unlock()
-	case ev.Is("Event-Name", "BACKGROUND_JOB"):
-		job := ev.Get("Job-UUID")
-		m.mu.Lock()
-		ch := m.jobs[job]
-		delete(m.jobs, job)
-		m.mu.Unlock()
-		if ch != nil {
-			ch <- jobResult{body: string(ev.Body)}
-		}
 	case ev.Is("Event-Name", "HEARTBEAT"):
 		if id := ev.Get("Core-UUID"); id != "" {
 			m.mu.Lock()
@@ -436,7 +376,7 @@ func (m *MediaServer) reconcile(ctx context.Context) {
 	m.log.Info("legs reconciled after reconnect", "watched", len(armed), "gone", n)
 }
 
-func (m *MediaServer) current() (*conn, error) {
+func (m *MediaServer) current() (inbound, error) {
 	m.mu.Lock()
 	c := m.cur
 	m.mu.Unlock()
@@ -455,18 +395,11 @@ func (m *MediaServer) API(ctx context.Context, cmd string, args ...string) (stri
 	if err != nil {
 		return "", err
 	}
-	buf := getMsg()
-	defer putMsg(buf)
-	parts := make([]string, 0, 2+len(args))
-	parts = append(append(parts, "api", cmd), args...)
-	if *buf, err = esl.AppendCommand(*buf, parts...); err != nil {
-		return "", err
+	out, err := c.API(ctx, cmd, args...)
+	if err != nil && !errors.Is(err, esl.ErrUnsafe) {
+		return out, fmt.Errorf("api %s: %w", cmd, err)
 	}
-	r, err := c.command(ctx, *buf)
-	if err != nil {
-		return r.text, fmt.Errorf("api %s: %w", cmd, err)
-	}
-	return r.text, nil
+	return out, err
 }
 
 // BGAPI runs "bgapi <cmd>" with a Job-UUID of callctl's own and waits for its
@@ -476,37 +409,16 @@ func (m *MediaServer) BGAPI(ctx context.Context, cmd string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	job := controller.NewID()
-	msg, err := esl.AppendBGAPI(nil, job, cmd)
-	if err != nil {
+	out, err := c.BGAPI(ctx, controller.NewID(), cmd)
+	switch {
+	case err == nil:
+		return out, nil
+	case errors.Is(err, esl.ErrUnsafe):
 		return "", err
+	case errors.Is(err, esl.ErrJobLost):
+		err = fmt.Errorf("%w: %w", ErrNotConnected, err)
 	}
-	ch := make(chan jobResult, 1)
-	m.mu.Lock()
-	m.jobs[job] = ch
-	m.mu.Unlock()
-	forget := func() {
-		m.mu.Lock()
-		delete(m.jobs, job)
-		m.mu.Unlock()
-	}
-	if _, err := c.command(ctx, msg); err != nil {
-		forget()
-		return "", fmt.Errorf("bgapi %s: %w", firstWord(cmd), err)
-	}
-	select {
-	case r := <-ch:
-		if r.err != nil {
-			return "", fmt.Errorf("bgapi %s: %w", firstWord(cmd), r.err)
-		}
-		if strings.HasPrefix(r.body, "-ERR") {
-			return r.body, fmt.Errorf("bgapi %s: %w: %s", firstWord(cmd), ErrCommandFailed, strings.TrimSpace(r.body))
-		}
-		return r.body, nil
-	case <-ctx.Done():
-		forget()
-		return "", fmt.Errorf("bgapi %s: %w", firstWord(cmd), ctx.Err())
-	}
+	return out, fmt.Errorf("bgapi %s: %w", firstWord(cmd), err)
 }
 
 func firstWord(s string) string {

@@ -8,16 +8,15 @@
 // server (:8021): api/bgapi, registration checks, and the hangup events of the
 // legs callctl creates.
 //
-// The wire protocol is read and written by package esl. eslgo v1.5.2 is not
-// used for connections: its command replies are taken from a channel shared
-// by all callers (concurrent commands swap replies; a late reply goes to the
-// next caller), its event listeners run one goroutine per event (a call's
-// events are handled out of order), its outbound listener cannot be stopped,
-// and its inbound connection does not reconnect. Here each connection has one
-// reader goroutine that applies frames in the order FreeSWITCH sent them (so
-// a call's events are handled in Event-Sequence order without sorting),
-// commands are matched to replies through a FIFO, and both sides can be shut
-// down and reconnect.
+// The Event Socket itself (frames, connections, commands and their replies,
+// bgapi jobs) is package esl, which says what it takes from eslgo v1.5.2
+// and why not the rest. Each connection has one reader goroutine that applies
+// frames in the order FreeSWITCH sent them (so a call's events are handled in
+// Event-Sequence order without sorting). The adapter sees a connection
+// through the small interfaces it needs (socket for a call, inbound for a
+// MediaServer), so that its state machines are tested with esltest's fakes;
+// it decides when the inbound connection reconnects, and both sides can be
+// shut down.
 //
 // Events of one call arrive on two connections (the caller's channel on its
 // outbound connection, the legs' hangups on the inbound one), whose relative
@@ -53,7 +52,6 @@ import (
 	"github.com/callctl/callctl/adapters/freeswitch/esl"
 	"github.com/callctl/callctl/controller"
 	"github.com/callctl/callctl/controller/routing"
-	"github.com/callctl/callctl/internal/sockq"
 )
 
 // Handler owns a call until it ends; *controller.Engine is one.
@@ -275,7 +273,7 @@ func (s *Server) EventQueues() map[string]int {
 	s.mu.Unlock()
 	out := make(map[string]int)
 	for _, c := range calls {
-		n, _ := sockq.Unread(c.conn.nc)
+		n, _ := c.conn.Unread()
 		out[c.ms.Name()] += n
 	}
 	return out
@@ -361,40 +359,30 @@ func (s *Server) runHandler(c *call) {
 // handshake sends connect, reads the channel data, subscribes to the
 // channel's events and turns lingering on.
 func (s *Server) handshake(nc net.Conn, peer netip.Addr) (*call, error) {
-	_ = nc.SetDeadline(time.Now().Add(s.opt.HandshakeTimeout))
-	if _, err := nc.Write(connectCmd); err != nil {
-		return nil, fmt.Errorf("connect: %w", err)
+	ec, h, err := esl.Accept(nc, time.Now().Add(s.opt.HandshakeTimeout), s.log)
+	if err != nil {
+		return nil, err
 	}
-	rd := esl.NewReader(nc)
-	var f esl.Frame
-	var err error
-	for {
-		if f, err = rd.ReadFrame(); err != nil {
-			rd.Release()
-			return nil, fmt.Errorf("connect reply: %w", err)
-		}
-		if f.ContentType() == esl.TypeReply {
-			break
-		}
-		s.log.Debug("frame before the connect reply", "content_type", f.ContentType(), "body", string(f.Body))
+	c, err := s.newCall(ec, h, peer, time.Now())
+	if err != nil {
+		ec.Abort()
+		return nil, err
 	}
-	arrived := time.Now()
-	h := f.Header
-	if r := h.Get("Reply-Text"); !strings.HasPrefix(r, "+OK") {
-		rd.Release()
-		return nil, fmt.Errorf("connect refused: %q", strings.TrimSpace(r))
-	}
+	return c, s.open(c)
+}
+
+// newCall makes the call of an outbound connection from its channel data
+// (the connect reply's headers, read before the socket is started).
+func (s *Server) newCall(sock socket, h esl.Headers, peer netip.Addr, arrived time.Time) (*call, error) {
 	id := h.Get("Unique-ID")
 	if !validUUID(id) {
-		rd.Release()
 		return nil, fmt.Errorf("connect reply without a usable Unique-ID (%q)", id)
 	}
 	ms := s.mediaServerFor(h)
 	if ms == nil {
-		rd.Release()
 		// Nobody to hand it to: hang it up rather than leave it parked.
 		msg, _ := esl.AppendHangup(nil, "", routing.CauseFailure.String())
-		_, _ = nc.Write(msg)
+		_ = sock.Post(msg)
 		return nil, fmt.Errorf("call %s from switch %q (callctl_server %q) matches no configured server",
 			id, h.Get("FreeSWITCH-Switchname"), h.Get("variable_callctl_server"))
 	}
@@ -406,37 +394,30 @@ func (s *Server) handshake(nc net.Conn, peer netip.Addr) (*call, error) {
 	c.connectSeq, _ = strconv.ParseUint(h.Get("Event-Sequence"), 10, 64)
 	c.xferSource = transferSource(h)
 	c.ctx = ctx
-	c.conn = newConn(nc, rd)
-	c.conn.onEvent = c.onEvent
-	c.conn.onNotice = c.onNotice
-	c.conn.onClose = c.onClose
+	c.conn = sock
+	return c, nil
+}
+
+// open registers the call, starts reading its socket and subscribes to the
+// channel's events (myevents, linger). On failure the call's own
+// finalisation has cleaned up and the error is errSessionEnded.
+func (s *Server) open(c *call) error {
 	s.mu.Lock()
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
-	c.conn.start()
-	// myevents: this channel's events only; linger: keep the socket after the
-	// hangup until callctl closes it, so no event of the end is lost.
-	replies, err := c.conn.send(ctx, 2, eventsAndLinger)
-	if err == nil {
-		for _, r := range replies {
-			if !strings.HasPrefix(r.text, "+OK") {
-				err = fmt.Errorf("%w: %s", ErrCommandFailed, strings.TrimSpace(r.text))
-			}
-		}
-	}
-	_ = nc.SetDeadline(time.Time{})
-	if err != nil {
+	c.conn.Start(c)
+	if err := c.conn.Subscribe(c.ctx); err != nil {
 		c.log.Warn("event subscription failed: ending the session", "err", err)
 		c.conn.Close()
 		c.mu.Lock()
 		c.handlerDone = true
 		close(c.handled)
 		c.mu.Unlock()
-		<-c.conn.done
+		<-c.conn.Done()
 		c.maybeFinalize()
-		return nil, errSessionEnded
+		return errSessionEnded
 	}
-	return c, nil
+	return nil
 }
 
 // errSessionEnded: the handshake failed after the call was registered; its

@@ -1,16 +1,15 @@
-// Package esl reads and writes FreeSWITCH Event Socket frames.
-//
-// A frame is a header block ("Name: value" lines ended by an empty line)
-// followed by Content-Length bytes of body when that header is present. The
-// reader is strict about what it cannot trust (lengths, sizes) and lenient
-// about what does not matter (CR before LF, malformed header lines): a peer can
-// make it return an error, never panic or allocate without bound.
+// Frames: a frame is a header block ("Name: value" lines ended by an empty
+// line) followed by Content-Length bytes of body when that header is present.
+// The reader is strict about what it cannot trust (lengths, sizes) and
+// lenient about what does not matter (CR before LF, malformed header lines):
+// a peer can make it return an error, never panic or allocate without bound.
 //
 // It is written here rather than taken from eslgo v1.5.2 because eslgo's
 // reader panics on a negative Content-Length (make with a negative size, in its
 // own goroutine, which ends the process), allocates whatever length a peer
 // announces, and stops its receive loop on any error other than EOF without
 // telling anybody, leaving a half-open connection.
+
 package esl
 
 import (
