@@ -960,7 +960,13 @@ func (c *call) ringCaller(ctx context.Context) {
 	}
 }
 
-// connect bridges an answered leg with the caller.
+// connect bridges an answered leg with the caller. Once the caller is up
+// (callctl answered it for this leg), the member and the caller were
+// connected as far as either can tell: a party that hangs up before the
+// bridge is made leaves an answered call with no talk time, not a
+// cancelled attempt (a caller that hangs up once it hears the answer, as
+// a Local channel's ;1 half can within a millisecond, makes every bridge
+// request after the answer fail).
 func (c *call) connect(ctx context.Context, l *leg) (controller.Leg, controller.DialResult, error) {
 	c.mu.Lock()
 	at := l.lastAt
@@ -976,11 +982,20 @@ func (c *call) connect(ctx context.Context, l *leg) (controller.Leg, controller.
 	if ctx.Err() != nil {
 		return cancelled()
 	}
+	connected := func() (controller.Leg, controller.DialResult, error) {
+		return l, controller.DialResult{Outcome: hunt.Answered, Cause: controller.AnswerCause, Sent: l.sentAt, At: at}, nil
+	}
+	up := false
 	failed := func(step string, err error) (controller.Leg, controller.DialResult, error) {
-		c.abandon(l)
-		if statusOf(err) == http.StatusNotFound && c.isGone() {
-			return nil, controller.DialResult{Outcome: hunt.Cancelled, Cause: "CALLER_GONE", Sent: l.sentAt, At: at}, nil
+		switch {
+		case up && c.leftMeanwhile(err, l.endedCh):
+			// The leg is hung up with the caller (callerGone), or the
+			// caller after the leg (the engine, on its end).
+			return connected()
+		case !up && c.leftMeanwhile(err, nil):
+			return cancelled()
 		}
+		c.abandon(l)
 		return nil, controller.DialResult{Outcome: hunt.Failed, Cause: "BRIDGE_FAILED", Sent: l.sentAt, At: at}, fmt.Errorf("connect leg %s: %s: %w", l.id, step, err)
 	}
 	// These requests run to their end even if the caller leaves meanwhile:
@@ -988,7 +1003,7 @@ func (c *call) connect(ctx context.Context, l *leg) (controller.Leg, controller.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout())
 	defer cancel()
 	c.mu.Lock()
-	up := c.up
+	up = c.up
 	c.mu.Unlock()
 	if !up {
 		if err := c.rest().do(rctx, http.MethodPost, c.path("/answer"), nil, nil, nil); err != nil {
@@ -997,6 +1012,7 @@ func (c *call) connect(ctx context.Context, l *leg) (controller.Leg, controller.
 		c.mu.Lock()
 		c.up = true
 		c.mu.Unlock()
+		up = true
 	}
 	bid := "callctl-" + l.id
 	err := c.rest().do(rctx, http.MethodPost, "/bridges", url.Values{"type": {"mixing"}, "bridgeId": {bid}, "name": {"callctl"}}, nil, nil)
@@ -1010,7 +1026,7 @@ func (c *call) connect(ctx context.Context, l *leg) (controller.Leg, controller.
 	if gone {
 		// callerGone may have run before the bridge existed.
 		c.teardown(rctx, nil, bid)
-		return cancelled()
+		return connected()
 	}
 	err = c.rest().do(rctx, http.MethodPost, "/bridges/"+seg(bid)+"/addChannel", url.Values{"channel": {c.id + "," + l.id}}, nil, nil)
 	if err != nil {
@@ -1020,7 +1036,35 @@ func (c *call) connect(ctx context.Context, l *leg) (controller.Leg, controller.
 	if c.xfer != nil {
 		c.xfer.connected()
 	}
-	return l, controller.DialResult{Outcome: hunt.Answered, Cause: controller.AnswerCause, Sent: l.sentAt, At: at}, nil
+	return connected()
+}
+
+// leftMeanwhile says whether a request of connect failed because the
+// caller (or, when legEnded is not nil, the leg) left meanwhile. Asterisk
+// refuses a channel that is going (400 Channel not found, 404, 422 not in
+// Stasis) before its end reaches callctl: after such a refusal the end is
+// awaited, up to the request timeout.
+func (c *call) leftMeanwhile(err error, legEnded <-chan struct{}) bool {
+	select {
+	case <-c.ctx.Done():
+		return true
+	case <-legEnded:
+		return true
+	default:
+	}
+	if st := statusOf(err); st < 400 || st >= 500 {
+		return false
+	}
+	t := time.NewTimer(c.timeout())
+	defer t.Stop()
+	select {
+	case <-c.ctx.Done():
+		return true
+	case <-legEnded:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // Reject ends the unanswered call with cause: Asterisk answers the caller

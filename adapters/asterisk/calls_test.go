@@ -222,3 +222,48 @@ func TestChannelLimitRefusal(t *testing.T) {
 	l.hangup("srv12", first)
 	l.settled(15 * time.Second)
 }
+
+// The caller hangs up the moment callctl answers it for the member who
+// answered, before the bridge is made (a caller whose answer is the signal
+// to hang up, as a Local channel's ;1 half is): the member answered and was
+// connected, so the record says answered, with no talk time, not cancelled.
+// The hangup is made inside the simulator's transaction of the answer, so
+// every bridge request after it finds the caller gone.
+func TestCallerHangsUpWhenAnswered(t *testing.T) {
+	l := newLab(t, labOptions{})
+	l.fleet.SetPhone("srv12", "2002", callmodel.Answer(0))
+	unsubscribe := l.model["srv12"].Subscribe(func(tx *callmodel.Tx, ev *callmodel.Event) {
+		if ev.Kind == callmodel.ChannelAnswered && ev.Channel.Origin == callmodel.OriginPhone && ev.Channel.Caller.Number == "2001" {
+			tx.Hangup(ev.Channel.UUID, callmodel.CauseNormalClearing, callmodel.ByRemote)
+		}
+	})
+	defer unsubscribe()
+	for _, tc := range []struct {
+		dialed   string
+		attempts []string
+		member   string
+	}{
+		{"2002", []string{"2002:answered"}, "2002"}, // a PJSIP phone
+		{"2005", []string{"2005:answered"}, "2005"}, // a Local channel (Local/501@targets)
+		{"8008031", []string{"77700031:busy", "77700032:congested", "77700033:no-answer", "77700034:answered"}, "77700034"},
+	} {
+		caller := l.call("2001", tc.dialed, callmodel.CallerPlan{})
+		rec := l.record("2001", tc.dialed)
+		if got := outcomes(rec.Attempts); !sameStrings(got, tc.attempts) {
+			t.Errorf("%s: attempts = %v, want %v", tc.dialed, got, tc.attempts)
+		}
+		if rec.Answered != tc.member || rec.Answer == nil {
+			t.Errorf("%s: record answered by %q at %v, want %s", tc.dialed, rec.Answered, rec.Answer, tc.member)
+		} else if talk := rec.End.Sub(*rec.Answer); talk < 0 || talk > time.Second {
+			t.Errorf("%s: talk time %s, want about 0", tc.dialed, talk)
+		}
+		if s := l.obs.get(caller); s.answered.IsZero() || s.hungup.IsZero() {
+			t.Errorf("%s: caller answered at %v, hung up at %v", tc.dialed, s.answered, s.hungup)
+		}
+		// Nothing of the call stays: the member's leg, the bridge, the count.
+		l.settled(15 * time.Second)
+	}
+	if r := l.fleet.RingsOf("srv12", "2002"); len(r) != 1 || r[0].Outcome != callmodel.OutcomeAnswered || !r[0].Ended() {
+		t.Errorf("2002 rings: %+v", r)
+	}
+}
