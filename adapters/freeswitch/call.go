@@ -443,6 +443,14 @@ func (c *call) Dial(ctx context.Context, spec controller.DialSpec) (controller.L
 			}
 			return nil, c.finishAttempt(d, w, false, o, cause), nil
 		case <-ctxDone:
+			if isClosed(answered) {
+				// Ready together: the caller's CHANNEL_BRIDGE was read
+				// before its hangup, so the member answered and was
+				// connected before the caller left. The next turn takes the
+				// answer.
+				ctxDone = nil
+				continue
+			}
 			// The caller left or the engine gives up: cancel the leg now, and
 			// again until the bridge reports its end (the leg may not exist
 			// yet when the first kill arrives).
