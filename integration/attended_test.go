@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -18,9 +19,6 @@ import (
 // hangs up.
 func TestAttendedTransferKeepsTheJoinedLegsCounted(t *testing.T) {
 	scenario(t, Options{Phones: phones("srv11", "3999", answers, "srv12", "2099", answers)}, func(t *testing.T, e *Env) {
-		if e.Fleet.Kinds["srv11"] != provision.KindFreeSWITCH {
-			t.Skip("the simulator's REFER with Replaces is FreeSWITCH's; Asterisk attended transfers are covered in adapters/asterisk")
-		}
 		const caller = "+4915112345678"
 		consult := e.call(t, "srv11", "3999", "122099")
 		bridged(t, consult)
@@ -91,12 +89,11 @@ func TestAttendedTransferKeepsTheJoinedLegsCounted(t *testing.T) {
 // drop (a network fault): the joined PSTN caller, whose end callctl can no
 // longer see on its own connection, is ended through the inbound connection
 // as any call whose socket went (SPEC §8), so nothing stays up uncounted:
-// its partner on server 12 ends with it and nothing stays counted.
+// its partner on server 12 ends with it and nothing stays counted. Asterisk
+// keeps its calls when the ARI websocket drops: callctl reconnects, the
+// joined legs stay counted, and the caller's hang-up ends everything.
 func TestAttendedTransferThenSocketLost(t *testing.T) {
 	scenario(t, Options{Phones: phones("srv11", "3999", answers, "srv12", "2099", answers)}, func(t *testing.T, e *Env) {
-		if e.Fleet.Kinds["srv11"] != provision.KindFreeSWITCH {
-			t.Skip("the simulator's REFER with Replaces is FreeSWITCH's")
-		}
 		consult := e.call(t, "srv11", "3999", "122099")
 		bridged(t, consult)
 		e.waitAnswered(t, "2099")
@@ -117,6 +114,16 @@ func TestAttendedTransferThenSocketLost(t *testing.T) {
 		}
 		if _, err := e.Lab.DropConnections("srv11"); err != nil {
 			t.Fatal(err)
+		}
+		if e.Fleet.Kinds["srv11"] == provision.KindAsterisk {
+			rctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			if err := e.Node.Ready(rctx, e.asteriskServers()...); err != nil {
+				t.Fatal(err)
+			}
+			e.waitCount(t, "server", "srv11", 2)
+			e.waitCount(t, "server", "srv12", 1)
+			hangup(t, in)
 		}
 		ended(t, in)
 		e.waitCount(t, "server", "srv11", 0)

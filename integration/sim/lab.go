@@ -346,15 +346,14 @@ func (l *Lab) BlindTransfer(server, uuid, dest string) error {
 // AttendedTransfer transfers the caller on channel held to the party of the
 // consultation call whose caller channel is consult, as the phone that talks
 // to held does with a SIP REFER that replaces its consultation dialog: the
-// held caller is joined with consult's connected leg, and the phone's two
-// channels hang up. FreeSWITCH servers only.
+// held caller is joined with consult's connected leg. FreeSWITCH hangs up
+// both of the phone's channels; Asterisk (core handling) links the two
+// calls' bridges with a Local pair and hangs up the consultation's channel,
+// and the phone hangs up its other line once told the transfer worked.
 func (l *Lab) AttendedTransfer(server, held, consult string) error {
 	s, err := l.server(server)
 	if err != nil {
 		return err
-	}
-	if s.esl == nil {
-		return fmt.Errorf("lab: attended transfer: only FreeSWITCH servers (Asterisk's are covered in adapters/asterisk)")
 	}
 	var phone string
 	_ = s.model.Do(func(tx *callmodel.Tx) error {
@@ -366,7 +365,43 @@ func (l *Lab) AttendedTransfer(server, held, consult string) error {
 	if phone == "" {
 		return fmt.Errorf("lab: attended transfer: %s is not bridged with a phone", held)
 	}
+	if s.esl == nil {
+		if err := s.ari.AttendedTransfer(phone, consult); err != nil {
+			return err
+		}
+		return l.endLinesAfterNotify(s, phone, consult)
+	}
 	return s.esl.AttendedTransfer(phone, consult)
+}
+
+// endLinesAfterNotify is what the phone that sent a REFER with Replaces
+// does once a final NOTIFY says the transfer worked: it hangs up whatever
+// of its two lines Asterisk left up (its first line; the second too under
+// ari-only handling). Asterisk never ends the first itself
+// (traces/transfers/asterisk case 4).
+func (l *Lab) endLinesAfterNotify(s *Server, phone, consult string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		final := 0
+		for _, r := range l.fleet.Rings() {
+			if r.UUID == phone && len(r.Notifies) > 0 && r.Notifies[len(r.Notifies)-1] >= 200 {
+				final = r.Notifies[len(r.Notifies)-1]
+			}
+		}
+		switch {
+		case final >= 300:
+			return fmt.Errorf("lab: attended transfer: the phone got NOTIFY %d", final)
+		case final >= 200:
+			return s.model.Do(func(tx *callmodel.Tx) error {
+				tx.Hangup(phone, callmodel.CauseNormalClearing, callmodel.ByRemote)
+				tx.Hangup(consult, callmodel.CauseNormalClearing, callmodel.ByRemote)
+				return nil
+			})
+		case time.Now().After(deadline):
+			return fmt.Errorf("lab: attended transfer: no final NOTIFY for the phone on %s", phone)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 // Transfer sends a channel to dest in context as an IVR's or an operator's

@@ -209,14 +209,11 @@ func (e *engine) destroyBridge(b *bridge) {
 }
 
 // bridgeChanged tells the network which SIP legs now share a bridge, so the
-// Lab can report who a call is bridged to.
+// Lab can report who a call is bridged to. A Local pair between two bridges
+// (an attended transfer's link, a blind transfer's stand-in) carries the
+// media through: the legs on both sides talk to each other.
 func (e *engine) bridgeChanged(b *bridge) {
-	var legs []Leg
-	for _, m := range b.members {
-		if m.leg != nil {
-			legs = append(legs, m.leg)
-		}
-	}
+	legs := e.legsThrough(b, nil)
 	if len(legs) == 0 {
 		return
 	}
@@ -232,4 +229,23 @@ func (e *engine) bridgeChanged(b *bridge) {
 			e.later(func() { bl.Bridged(id, others) })
 		}
 	}
+}
+
+// legsThrough lists the SIP legs in b and in every bridge a Local pair
+// links to it.
+func (e *engine) legsThrough(b *bridge, seen map[*bridge]bool) []Leg {
+	if seen == nil {
+		seen = map[*bridge]bool{}
+	}
+	seen[b] = true
+	var legs []Leg
+	for _, m := range b.members {
+		switch {
+		case m.leg != nil:
+			legs = append(legs, m.leg)
+		case m.half != 0 && m.other != nil && !m.other.gone && m.other.bridge != nil && !seen[m.other.bridge]:
+			legs = append(legs, e.legsThrough(m.other.bridge, seen)...)
+		}
+	}
+	return legs
 }

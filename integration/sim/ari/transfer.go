@@ -30,7 +30,7 @@ func (s *Server) BlindTransfer(id, exten string) error {
 	e := s.eng
 	e.lock()
 	defer e.unlock()
-	c := e.channels[id]
+	c := e.channelOf(id)
 	if c == nil {
 		return fmt.Errorf("blind transfer: channel %s not found", id)
 	}
@@ -136,7 +136,7 @@ func (s *Server) AttendedTransfer(a, b string) error {
 	e := s.eng
 	e.lock()
 	defer e.unlock()
-	ca, cb := e.channels[a], e.channels[b]
+	ca, cb := e.channelOf(a), e.channelOf(b)
 	if ca == nil || cb == nil {
 		return fmt.Errorf("attended transfer: channel %s or %s not found", a, b)
 	}
@@ -294,14 +294,7 @@ func (s *Server) Redirect(id, context, exten string) error {
 	e := s.eng
 	e.lock()
 	defer e.unlockSync()
-	c := e.channels[id]
-	if c == nil {
-		for _, o := range e.channels {
-			if l, ok := o.leg.(*modelLeg); ok && l.uuid == id && !o.gone {
-				c = o
-			}
-		}
-	}
+	c := e.channelOf(id)
 	if c == nil {
 		return fmt.Errorf("redirect: channel %s not found", id)
 	}
@@ -309,5 +302,19 @@ func (s *Server) Redirect(id, context, exten string) error {
 		return fmt.Errorf("redirect: channel %s is not in an application", id)
 	}
 	e.continueDialplan(c, context, exten, 1)
+	return nil
+}
+
+// channelOf finds a channel by its ARI id or, for a call the call model
+// placed into the server (whose ARI id Asterisk chose), by the model's uuid.
+func (e *engine) channelOf(id string) *channel {
+	if c := e.channels[id]; c != nil {
+		return c
+	}
+	for _, o := range e.channels {
+		if l, ok := o.leg.(*modelLeg); ok && l.uuid == id && !o.gone {
+			return o
+		}
+	}
 	return nil
 }
