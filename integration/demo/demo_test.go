@@ -44,19 +44,24 @@ func (o *output) String() string {
 
 // record is what the test reads back of a printed call record.
 type record struct {
-	CallID      string                `json:"call_id"`
-	Server      string                `json:"server"`
-	Caller      string                `json:"caller"`
-	Dialed      string                `json:"dialed"`
-	Route       string                `json:"route"`
-	Org         string                `json:"org"`
-	Billing     string                `json:"billing"`
-	CallerID    string                `json:"caller_id_presented"`
-	HangupCause string                `json:"hangup_cause"`
-	Answered    string                `json:"answered_by"`
-	Transfer    struct{ Kind string } `json:"transfer"`
-	HandedOff   bool                  `json:"handed_off"`
-	Attempts    []struct {
+	ID          string `json:"record_id"`
+	CallID      string `json:"call_id"`
+	Server      string `json:"server"`
+	Caller      string `json:"caller"`
+	Dialed      string `json:"dialed"`
+	Route       string `json:"route"`
+	Org         string `json:"org"`
+	Billing     string `json:"billing"`
+	CallerID    string `json:"caller_id_presented"`
+	HangupCause string `json:"hangup_cause"`
+	Answered    string `json:"answered_by"`
+	Transfer    struct {
+		Kind string `json:"kind"`
+		From string `json:"from_record"`
+		By   string `json:"by"`
+	} `json:"transfer"`
+	HandedOff bool `json:"handed_off"`
+	Attempts  []struct {
 		Target  string `json:"target"`
 		Outcome string `json:"outcome"`
 		Forward string `json:"forward"`
@@ -212,8 +217,8 @@ func checkStory(t *testing.T, fleet, out string) {
 	if r := find(t, recs, "srv11", "3999", "122099"); r.Route != "inter-server" || r.CallerID != "113999" || r.Answered != "2099" {
 		t.Errorf("122099: route %s caller id %s answered by %s", r.Route, r.CallerID, r.Answered)
 	}
-	// srv12's records of 113999's calls: seed 003's, and on a FreeSWITCH
-	// srv11 the attended transfer's consultation.
+	// srv12's records of 113999's calls: seed 003's and the attended
+	// transfer's consultation.
 	far := 0
 	for _, r := range recs {
 		if r.Server == "srv12" && r.Caller == "113999" && r.Dialed == "2099" {
@@ -223,8 +228,8 @@ func checkStory(t *testing.T, fleet, out string) {
 			}
 		}
 	}
-	if want := map[bool]int{true: 1, false: 2}[fleet == "asterisk"]; far != want {
-		t.Errorf("%d records of 113999 calling 2099 on srv12, want %d", far, want)
+	if far != 2 {
+		t.Errorf("%d records of 113999 calling 2099 on srv12, want 2", far)
 	}
 
 	// Seed 000: 1201 reaches 201 of org B, shown as 2124, billed to org A.
@@ -266,7 +271,8 @@ func checkStory(t *testing.T, fleet, out string) {
 	wantLegs := 2
 	if fleet == "asterisk" {
 		wantLegs = 1
-		// The PSTN calls to 3999's number: this one and the IVR transfer's.
+		// The PSTN calls to 3999's number: this one, the IVR transfer's,
+		// the one 3999 transfers attended and the one 3999 parks.
 		n := 0
 		for _, r := range recs {
 			if r.Server != "srv11" || r.Caller != "+4915112345678" || r.Dialed != "+4930100100" || r.Transfer.Kind != "" {
@@ -277,8 +283,8 @@ func checkStory(t *testing.T, fleet, out string) {
 				t.Errorf("a transferred PSTN call's first record: legs %+v, want its pstn-in leg", r.Legs)
 			}
 		}
-		if n != 2 {
-			t.Errorf("%d records of the PSTN calls to +4930100100 that were transferred, want 2", n)
+		if n != 4 {
+			t.Errorf("%d records of the PSTN calls to +4930100100 that were transferred, want 4", n)
 		}
 	}
 	if len(transferred) != 1 || transferred[0].Answered != "2099" || len(transferred[0].Legs) != wantLegs {
@@ -317,22 +323,23 @@ func checkStory(t *testing.T, fleet, out string) {
 		t.Errorf("the group fallback's record: attempts %s (%+v), legs %+v", got, fb.Attempts, fb.Legs)
 	}
 
-	// Attended transfer: on FreeSWITCH's srv11 only in the simulator.
-	if fleet == "asterisk" {
-		has(t, out, `^   left out on this fleet: the simulator makes a REFER with Replaces on FreeSWITCH servers only`)
-	} else {
-		has(t, out, `^   2099's phone on srv12 shows the caller as 113999 "Aiko Sato" \(3999 consults 2099\)$`)
-		has(t, out, `^   counted legs now: srv11 2, srv12 1 \(joined: srv11 the PSTN leg in \+ the trunk leg out; srv12 the trunk leg in\)$`)
-		var att []record
-		for _, r := range recs {
-			if r.Transfer.Kind == "attended" {
-				att = append(att, r)
-			}
+	// Attended transfer, on every fleet: 2099 shows 113999, 2 + 1 counted
+	// while joined, the consultation's record says attended by 3999 from
+	// the PSTN call's record.
+	has(t, out, `^   2099's phone on srv12 shows the caller as 113999 "Aiko Sato" \(3999 consults 2099\)$`)
+	has(t, out, `^   3999's lines are gone: the PSTN caller talks to 2099, whose phone still shows 113999$`)
+	has(t, out, `^   counted legs now: srv11 2, srv12 1 \(joined: srv11 the PSTN leg in \+ the trunk leg out; srv12 the trunk leg in\)$`)
+	var att []record
+	for _, r := range recs {
+		if r.Transfer.Kind == "attended" {
+			att = append(att, r)
 		}
-		if len(att) != 1 || att[0].Caller != "3999" || att[0].Dialed != "122099" || att[0].Answered != "2099" || att[0].CallerID != "113999" ||
-			len(att[0].Legs) != 1 || att[0].Legs[0].Kind != "trunk-out" {
-			t.Errorf("the attended transfer's consultation records: %+v", att)
-		}
+	}
+	if len(att) != 1 || att[0].Caller != "3999" || att[0].Dialed != "122099" || att[0].Answered != "2099" || att[0].CallerID != "113999" ||
+		len(att[0].Legs) != 1 || att[0].Legs[0].Kind != "trunk-out" || att[0].Transfer.By != "3999" {
+		t.Errorf("the attended transfer's consultation records: %+v", att)
+	} else if from := byID(recs, att[0].Transfer.From); from == nil || from.Caller != "+4915112345678" || from.Answered != "3999" {
+		t.Errorf("the attended transfer's consultation comes from record %q: %+v, want the PSTN call 3999 took", att[0].Transfer.From, from)
 	}
 
 	// IVR transfer on every fleet.
@@ -350,15 +357,27 @@ func checkStory(t *testing.T, fleet, out string) {
 	if len(ivr) != 1 || ivr[0].Route != "inter-server" || ivr[0].Org != "acme" || ivr[0].Answered != "2099" || len(ivr[0].Legs) != 2 {
 		t.Errorf("the IVR transfer's records: %+v", ivr)
 	}
-	// Park hand-off: on FreeSWITCH's srv11 only in the simulator, and the
-	// demo says so elsewhere.
-	if fleet == "asterisk" {
-		has(t, out, `^   left out on this fleet: the simulator makes a phone's transfer \(REFER\) on FreeSWITCH servers only`)
+	// Park hand-off, on every fleet. The PSTN leg is counted on the parked
+	// call's record on FreeSWITCH (the caller's own channel is parked), on
+	// the record of the call 3999 took on Asterisk (a Local channel is).
+	has(t, out, `^   the node's live calls \(callctl calls\) list call=\S+: caller 3999, dialed \*98, route feature, handed off true$`)
+	has(t, out, `^   counted legs now: srv11 1, srv12 0 \(parked: the caller's PSTN leg stays counted until its channel ends\)$`)
+	if len(parked) != 1 || parked[0].Route != "feature" || !parked[0].HandedOff || parked[0].Transfer.Kind != "blind" || parked[0].Transfer.By != "3999" {
+		t.Errorf("the parked call's records: %+v", parked)
 	} else {
-		has(t, out, `^   the node's live calls \(callctl calls\) list call=\S+: caller 3999, dialed \*98, route feature, handed off true$`)
-		has(t, out, `^   counted legs now: srv11 1, srv12 0 \(parked: the caller's PSTN leg stays counted until its channel ends\)$`)
-		if len(parked) != 1 || parked[0].Route != "feature" || !parked[0].HandedOff || len(parked[0].Legs) != 1 || parked[0].Legs[0].Kind != "pstn-in" {
-			t.Errorf("the parked call's records: %+v", parked)
+		legs := parked[0].Legs
+		if fleet == "asterisk" {
+			if len(legs) != 0 {
+				t.Errorf("the parked Local channel's record counts legs %+v, want none", legs)
+			}
+			first := byID(recs, parked[0].Transfer.From)
+			if first == nil || first.Answered != "3999" {
+				t.Fatalf("the parked call comes from record %q: %+v, want the call 3999 took", parked[0].Transfer.From, first)
+			}
+			legs = first.Legs
+		}
+		if len(legs) != 1 || legs[0].Kind != "pstn-in" {
+			t.Errorf("the parked caller's PSTN leg: counted legs %+v, want one pstn-in", legs)
 		}
 	}
 
@@ -483,4 +502,14 @@ func TestDemoUsage(t *testing.T) {
 			t.Errorf("%v: printed %q before starting anything", tc.args, out.String())
 		}
 	}
+}
+
+// byID finds the record with the record id, nil if none.
+func byID(recs []record, id string) *record {
+	for i := range recs {
+		if id != "" && recs[i].ID == id {
+			return &recs[i]
+		}
+	}
+	return nil
 }

@@ -117,17 +117,6 @@ func limitForward(ctx context.Context, d *demo) error {
 	return d.reloadPlan(demoPlan(0))
 }
 
-// onFreeSWITCH says whether srv11 is a FreeSWITCH server, whose transfers
-// the simulator can make; else it says the example is left out.
-func (d *demo) onFreeSWITCH(what string) bool {
-	if d.fleet.Kinds["srv11"] == provision.KindFreeSWITCH {
-		return true
-	}
-	d.say("left out on this fleet: the simulator makes %s on FreeSWITCH servers only (srv11 is Asterisk here);", what)
-	d.say("adapters/asterisk's tests cover it on Asterisk")
-	return false
-}
-
 // ivrTransfer: a PSTN call answered by 3999 is moved on by the media server
 // itself (as an IVR does: FreeSWITCH's uuid_transfer, an Asterisk redirect
 // back into the application) to 122099: routed in the org that received
@@ -176,10 +165,10 @@ func ivrTransfer(ctx context.Context, d *demo) error {
 // parkHandOff: 3999 parks a PSTN caller with *98, a feature code handed
 // back to the media server's dialplan: the call stays callctl's, its PSTN
 // leg stays counted while parked, and the live calls show it handed off.
+// FreeSWITCH parks the caller's own channel; Asterisk a Local channel in
+// 3999's place, a call of its own, while the PSTN leg stays the first
+// call's.
 func parkHandOff(ctx context.Context, d *demo) error {
-	if !d.onFreeSWITCH("a phone's transfer (REFER)") {
-		return nil
-	}
 	if err := d.setPhones(answers, "srv11", "3999"); err != nil {
 		return err
 	}
@@ -200,7 +189,7 @@ func parkHandOff(ctx context.Context, d *demo) error {
 	var view controller.CallView
 	parked := func() bool {
 		for _, v := range d.env.Node.Engine().Calls() {
-			if v.ID == in.UUID() && v.Dialed == integration.ParkFeature && v.HandedOff {
+			if v.Server == "srv11" && v.Dialed == integration.ParkFeature && v.HandedOff {
 				view = v
 				return true
 			}
@@ -212,6 +201,9 @@ func parkHandOff(ctx context.Context, d *demo) error {
 	}
 	d.say("the node's live calls (callctl calls) list call=%s: caller %s, dialed %s, route %s, handed off %v",
 		view.ID, view.Caller, view.Dialed, view.Route, view.HandedOff)
+	if d.fleet.Kinds["srv11"] == provision.KindAsterisk {
+		d.say("(Asterisk parked a Local channel in 3999's place: the PSTN leg stays counted on the call 3999 took)")
+	}
 	if err := d.waitCount(ctx, "srv11", 1); err != nil {
 		return err
 	}
@@ -295,9 +287,6 @@ func groupFallback(ctx context.Context, d *demo) error {
 // (an attended transfer shows the transferring extension); the joined legs
 // count 2 on srv11 and 1 on srv12.
 func attendedTransfer(ctx context.Context, d *demo) error {
-	if !d.onFreeSWITCH("a REFER with Replaces") {
-		return nil
-	}
 	if err := d.setPhones(answers, "srv11", "3999"); err != nil {
 		return err
 	}
@@ -349,6 +338,9 @@ func attendedTransfer(ctx context.Context, d *demo) error {
 	}
 	if err := waitFor(ctx, "the PSTN caller is joined to the consultation's trunk leg", joined); err != nil {
 		return err
+	}
+	if d.fleet.Kinds["srv11"] == provision.KindAsterisk {
+		d.say("(srv11, an Asterisk, links the two calls with a Local pair and hangs up the consultation's line; 3999 hangs up the other)")
 	}
 	d.say("3999's lines are gone: the PSTN caller talks to 2099, whose phone still shows 113999")
 	if err := d.talkAcross(ctx, in, 2, 1, " (joined: srv11 the PSTN leg in + the trunk leg out; srv12 the trunk leg in)"); err != nil {
