@@ -34,22 +34,28 @@ var traceCauses = map[causeValue]struct {
 	{"name", "NORMAL_TEMPORARY_FAILURE"}: {hunt.Failed, "NORMAL_TEMPORARY_FAILURE", true},
 	{"name", "DESTINATION_OUT_OF_ORDER"}: {hunt.Unreachable, "DESTINATION_OUT_OF_ORDER", true},
 	{"name", "SUCCESS"}:                  {hunt.Pending, "SUCCESS", false}, // originate_disposition of an answer: not a cause
-	{"code", "0"}:                        {hunt.Pending, "NONE", false},
-	{"code", "1"}:                        {hunt.Unreachable, "UNALLOCATED_NUMBER", true},
-	{"code", "16"}:                       {hunt.Pending, "NORMAL_CLEARING", false},
-	{"code", "17"}:                       {hunt.Busy, "USER_BUSY", true},
-	{"code", "19"}:                       {hunt.NoAnswer, "NO_ANSWER", true},
-	{"code", "27"}:                       {hunt.Unreachable, "DESTINATION_OUT_OF_ORDER", true},
-	{"code", "32"}:                       {hunt.Failed, "CAUSE_32", true}, // ChannelHangupRequest after DELETE: not a Q.850 cause
-	{"code", "34"}:                       {hunt.Congested, "NORMAL_CIRCUIT_CONGESTION", true},
-	{"code", "41"}:                       {hunt.Failed, "NORMAL_TEMPORARY_FAILURE", true},
-	{"status", ""}:                       {hunt.Pending, "", false},
-	{"status", "RINGING"}:                {hunt.Pending, "", false},
-	{"status", "SUCCESS"}:                {hunt.Answered, controller.AnswerCause, true},
-	{"status", "ANSWER"}:                 {hunt.Answered, controller.AnswerCause, true},
-	{"status", "BUSY"}:                   {hunt.Busy, "USER_BUSY", true},
-	{"status", "NOANSWER"}:               {hunt.NoAnswer, "NO_ANSWER", true},
-	{"status", "CONGESTION"}:             {hunt.Congested, "NORMAL_CIRCUIT_CONGESTION", true},
+	// originate_disposition of a bridge whose answered leg's caller hung up
+	// (an att_xfer consultation cancelled by the phone): not a cause.
+	{"name", "failure"}:   {hunt.Pending, "failure", false},
+	{"code", "0"}:         {hunt.Pending, "NONE", false},
+	{"code", "1"}:         {hunt.Unreachable, "UNALLOCATED_NUMBER", true},
+	{"code", "16"}:        {hunt.Pending, "NORMAL_CLEARING", false},
+	{"code", "17"}:        {hunt.Busy, "USER_BUSY", true},
+	{"code", "19"}:        {hunt.NoAnswer, "NO_ANSWER", true},
+	{"code", "27"}:        {hunt.Unreachable, "DESTINATION_OUT_OF_ORDER", true},
+	{"code", "32"}:        {hunt.Failed, "CAUSE_32", true}, // ChannelHangupRequest after DELETE: not a Q.850 cause
+	{"code", "34"}:        {hunt.Congested, "NORMAL_CIRCUIT_CONGESTION", true},
+	{"code", "41"}:        {hunt.Failed, "NORMAL_TEMPORARY_FAILURE", true},
+	{"status", ""}:        {hunt.Pending, "", false},
+	{"status", "RINGING"}: {hunt.Pending, "", false},
+	// FreeSWITCH's DIALSTATUS on that same bridge's end, after the answer:
+	// it says nothing of the attempt.
+	{"status", "INVALIDARGS"}: {hunt.Pending, "", false},
+	{"status", "SUCCESS"}:     {hunt.Answered, controller.AnswerCause, true},
+	{"status", "ANSWER"}:      {hunt.Answered, controller.AnswerCause, true},
+	{"status", "BUSY"}:        {hunt.Busy, "USER_BUSY", true},
+	{"status", "NOANSWER"}:    {hunt.NoAnswer, "NO_ANSWER", true},
+	{"status", "CONGESTION"}:  {hunt.Congested, "NORMAL_CIRCUIT_CONGESTION", true},
 }
 
 // read says what the controller's mapping makes of a value.

@@ -353,6 +353,8 @@ func (c *run) decide() bool {
 		OriginalCaller: info.OriginalCaller, OriginalName: info.OriginalName, Withheld: info.Withheld}
 	if info.Transfer != routing.NoTransfer {
 		c.transferredBy(&info)
+	} else if info.ConsultationOf != "" {
+		c.consultation(info.ConsultationOf)
 	}
 	c.router.RouteInto(&c.req, &c.dec)
 	d := &c.dec
@@ -411,6 +413,30 @@ func (c *run) transferredBy(info *CallInfo) {
 		c.rec.TransferBy = st.user
 		c.log.Info("transfer by the phone the call was connected to", "transferer", st.user)
 	}
+}
+
+// consultation routes a call that a phone's own channel originated to
+// consult someone before handing its party over (FreeSWITCH's att_xfer): as
+// dialed by that phone's user, in their org and outbound rule, showing them
+// (SPEC §4, attended), and linked to the call whose party it holds. The
+// channel's caller id is the held party's, not the user's; who the user is
+// callctl knows only from the leg it connected itself, so a leg it did not
+// connect to a user names nobody.
+func (c *run) consultation(leg string) {
+	st, ok := c.e.stories.ofLeg(c.rec.Server, leg)
+	if !ok || st.user == "" {
+		c.log.Warn("call originated by a channel callctl did not connect to a user: routed as its caller id says", "leg", leg)
+		return
+	}
+	c.req.Transfer = routing.Attended
+	c.req.OriginalCaller, c.req.OriginalName = c.req.Caller, c.req.CallerName
+	c.req.Caller, c.req.CallerName, c.req.Domain = st.user, "", st.domain
+	c.req.TransferOrg = st.org
+	c.rec.Caller, c.rec.CallerName = st.user, ""
+	c.rec.Transfer = routing.Attended.String()
+	c.rec.TransferFrom, c.rec.TransferBy = st.record, st.user
+	c.log.Info("consultation of an attended transfer: routed as dialed by the phone that holds the party",
+		"transferer", st.user, "leg", leg, "from_record", st.record)
 }
 
 // admit counts the legs a call costs on arrival (PSTN or trunk inbound);
@@ -725,7 +751,8 @@ func (c *run) note(t *routing.Target) {
 	c.rec.Answered = t.Number
 	if t.Kind == provision.TargetExtension && t.Server != nil && t.Server.Name == c.rec.Server && c.dec.Org != nil {
 		domain := c.dec.Org.Domain
-		c.e.stories.update(c.call.ID(), c.rec.ID, func(st *story) { st.user, st.domain = t.Number, domain })
+		leg := c.answered.leg.ID()
+		c.e.stories.update(c.call.ID(), c.rec.ID, func(st *story) { st.user, st.domain, st.leg = t.Number, domain, leg })
 	}
 	// After the story: a call shown as answered is one a transfer by the
 	// user who took it can be linked to.

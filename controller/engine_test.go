@@ -725,3 +725,57 @@ func TestAttendedTransferKeepsTheJoinedLegsCounted(t *testing.T) {
 		t.Errorf("srv11 counts %d after the joined call ended", n)
 	}
 }
+
+// A phone's own consultation (FreeSWITCH's att_xfer originates it from the
+// phone's channel, carrying the held party's number) routes as dialed by
+// the user callctl connected that channel to: shown as 113999 over the
+// trunk, recorded as attended by 3999 from the held call's record. A call
+// that names a channel callctl did not connect to a user is routed as its
+// caller id says (here refused: no user).
+func TestConsultationRoutesAsTheConnectedUser(t *testing.T) {
+	h := newHarness(t, nil)
+	const caller = "+4989123456"
+	legEnd := make(chan struct{})
+	first := newCall("p1", controller.CallInfo{Server: "srv11", Caller: caller, Dialed: "+4930100100", Source: "127.0.0.99"},
+		map[string]script{"user/3999": {outcome: hunt.Answered, legEnd: legEnd}})
+	done := make(chan struct{})
+	go func() { h.eng.Handle(h.ms, first); close(done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for !answeredBy(h.eng, "p1", "3999") && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	leg := first.specs[0].LegID
+	consult := func(id, of string) *fakeCall {
+		return newCall(id, controller.CallInfo{Server: "srv11", Caller: caller, CallerName: caller, Dialed: "122099", ConsultationOf: of},
+			map[string]script{"sofia/gateway/srv12/2099": {outcome: hunt.Answered, talk: 10 * time.Millisecond}})
+	}
+	c := consult("c1", leg)
+	h.eng.Handle(h.ms, c)
+	rec := h.recs.last(t)
+	if got := c.dials(); len(got) != 1 || got[0] != "sofia/gateway/srv12/2099" || c.specs[0].CallerIDNumber != "113999" {
+		t.Errorf("consultation: dialed %v, specs %+v; want 2099 over the trunk showing 113999", got, c.specs)
+	}
+	close(legEnd)
+	<-done
+	firstRec := h.recs.last(t)
+	if rec.Caller != "3999" || rec.CallerOrg != "acme" || rec.Transfer != "attended" || rec.TransferBy != "3999" ||
+		firstRec.ID == "" || rec.TransferFrom != firstRec.ID {
+		t.Errorf("consultation record: caller %s of %s, transfer %q from %q by %q; want 3999 of acme, attended from %q by 3999",
+			rec.Caller, rec.CallerOrg, rec.Transfer, rec.TransferFrom, rec.TransferBy, firstRec.ID)
+	}
+	c = consult("c2", "not-a-leg-of-callctl")
+	h.eng.Handle(h.ms, c)
+	if len(c.dials()) != 0 || c.rejected != routing.CauseRejected {
+		t.Errorf("consultation from an unknown channel: dialed %v, rejected %s; want refused", c.dials(), c.rejected)
+	}
+}
+
+// answeredBy says whether the engine shows call id answered by user.
+func answeredBy(e *controller.Engine, id, user string) bool {
+	for _, v := range e.Calls() {
+		if v.ID == id && v.Answered == user {
+			return true
+		}
+	}
+	return false
+}

@@ -109,6 +109,12 @@ type CallInfo struct {
 	// party from, when it was another channel's (Asterisk's transfers bring
 	// the party back as a new channel); empty: the same channel.
 	TransferredFrom string
+	// ConsultationOf is the channel that originated this call itself, as
+	// the media server names it: a phone's leg consulting someone before an
+	// attended transfer (FreeSWITCH's att_xfer originates from the phone's
+	// channel). The engine believes it only for a leg it connected to a user
+	// itself.
+	ConsultationOf string
 	// Withheld: the caller asked for its number to be withheld (SIP
 	// Privacy: id, when the media server tells).
 	Withheld bool

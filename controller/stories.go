@@ -25,6 +25,9 @@ type story struct {
 	// user is the phone user the channel was connected to, if any, with
 	// the org domain they were reached in.
 	user, domain string
+	// leg is the channel of the call's connected leg (the phone's, when
+	// user is set).
+	leg string
 	// started and ended are when the call's handler took and let go of
 	// the channel (ended is zero while it holds it).
 	started, ended time.Time
@@ -99,4 +102,18 @@ func (s *stories) connectedTo(server, domain, user, channel string, now time.Tim
 		return story{}, false
 	}
 	return *best, true
+}
+
+// ofLeg is the story, still held, of the call whose connected leg is the
+// channel leg on server: the call a phone's own consultation (an attended
+// transfer the phone's channel originates) puts on hold.
+func (s *stories) ofLeg(server, leg string) (story, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, st := range s.m {
+		if st.leg == leg && st.server == server && st.ended.IsZero() {
+			return *st, true
+		}
+	}
+	return story{}, false
 }

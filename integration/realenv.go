@@ -175,6 +175,23 @@ func (e *RealEnv) Transfer(ctx context.Context, server, id, dest, context string
 	return fmt.Errorf("server %s is not served in the %s fleet", server, e.Fleet.Name)
 }
 
+// AttXfer makes the phone on channel id of server consult dialed for an
+// attended transfer by FreeSWITCH's own att_xfer (an operator's binding).
+func (e *RealEnv) AttXfer(ctx context.Context, server, id, dialed string) error {
+	if p, ok := e.phones[server].(*fsSide); ok {
+		return p.AttXfer(ctx, id, dialed)
+	}
+	return fmt.Errorf("server %s: att_xfer is FreeSWITCH's", server)
+}
+
+// RecvDTMF makes channel id of server receive digits from its phone.
+func (e *RealEnv) RecvDTMF(ctx context.Context, server, id, digits string) error {
+	if p, ok := e.phones[server].(*fsSide); ok {
+		return p.RecvDTMF(ctx, id, digits)
+	}
+	return fmt.Errorf("server %s: uuid_recv_dtmf is FreeSWITCH's", server)
+}
+
 // Channel is a channel a server created while the suite watched.
 type Channel struct {
 	ID, Name string

@@ -438,6 +438,41 @@ func (c *fsSide) Transfer(ctx context.Context, id, dest, context string) error {
 	return nil
 }
 
+// AttXfer makes the phone on channel id consult dialed as an attended
+// transfer, as an operator's binding does: uuid_broadcast <id>
+// att_xfer::loopback/<dialed>/<context>. FreeSWITCH originates the
+// consultation from that channel into callctl (the phones' context); the
+// phone's channel hanging up joins its partner with the consulted party.
+func (c *fsSide) AttXfer(ctx context.Context, id, dialed string) error {
+	if !validChannelID(id) || checkDigits("0", dialed) != nil {
+		return fmt.Errorf("att_xfer %q %q: not a channel and digits", id, dialed)
+	}
+	f, err := c.command(ctx, "api uuid_broadcast "+id+" att_xfer::loopback/"+dialed+"/"+c.rs.Context+" aleg")
+	if err != nil {
+		return err
+	}
+	if res := strings.TrimSpace(string(f.body)); !strings.HasPrefix(res, "+OK") {
+		return fmt.Errorf("uuid_broadcast %s att_xfer: %s", id, res)
+	}
+	return nil
+}
+
+// RecvDTMF makes channel id receive digits as if its phone pressed them
+// (uuid_recv_dtmf): att_xfer's keys (# cancels the consultation).
+func (c *fsSide) RecvDTMF(ctx context.Context, id, digits string) error {
+	if !validChannelID(id) || checkDigits("0", digits) != nil {
+		return fmt.Errorf("uuid_recv_dtmf %q %q: not a channel and digits", id, digits)
+	}
+	f, err := c.command(ctx, "api uuid_recv_dtmf "+id+" "+digits)
+	if err != nil {
+		return err
+	}
+	if res := strings.TrimSpace(string(f.body)); !strings.HasPrefix(res, "+OK") {
+		return fmt.Errorf("uuid_recv_dtmf %s: %s", id, res)
+	}
+	return nil
+}
+
 // Close closes the connection and waits for its reader.
 func (c *fsSide) Close() {
 	c.fail(errors.New("closed by the suite"))

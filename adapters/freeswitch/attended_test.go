@@ -1,10 +1,14 @@
 package freeswitch
 
 import (
+	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/callctl/callctl/adapters/freeswitch/esl"
 	"github.com/callctl/callctl/controller"
 )
 
@@ -69,5 +73,40 @@ func TestReplacedCallerEndsAsAttendedTransfer(t *testing.T) {
 				t.Errorf("end cause %s, want %s", got, tc.want)
 			}
 		})
+	}
+}
+
+// FreeSWITCH's att_xfer originates the consultation from the phone's own
+// channel through loopback into callctl (the lab's fs1, recorded): the -b
+// leg that runs socket carries the held party's number and names the
+// phone's channel (other_loopback_from_uuid), which callInfo passes on for
+// the engine to check against the legs it connected. The -a leg, and a
+// call that is no loopback leg, name none.
+func TestAttXferConsultationNamesThePhonesChannel(t *testing.T) {
+	const phone = "5baa98d9-c950-4b0b-98dc-8d8a1bce263f" // sofia/internal/53999@127.0.0.1:7091
+	data, err := os.ReadFile(filepath.Join("..", "..", "integration", "traces", "freeswitch", "o-att-xfer-complete.events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]controller.CallInfo{}
+	r := esl.NewReader(bytes.NewReader(data))
+	for {
+		f, err := r.ReadFrame()
+		if err != nil {
+			break
+		}
+		h := esl.Headers(f.Body)
+		if h.Get("Event-Name") == "CHANNEL_EXECUTE" || h.Get("Event-Name") == "CHANNEL_CREATE" {
+			if _, seen := got[h.Get("Channel-Name")]; !seen {
+				got[h.Get("Channel-Name")] = callInfo(h, "srv11")
+			}
+		}
+	}
+	b, a := got["loopback/122099-b"], got["loopback/122099-a"]
+	if b.ConsultationOf != phone || b.Caller != "+4989123456" || b.Dialed != "122099" {
+		t.Errorf("loopback -b leg: consultation of %q, caller %q, dialed %q; want %s, +4989123456, 122099", b.ConsultationOf, b.Caller, b.Dialed, phone)
+	}
+	if a.ConsultationOf != "" || got["sofia/internal/53999@127.0.0.1:7091"].ConsultationOf != "" {
+		t.Errorf("the -a leg (%q) and the phone's channel name no channel that originated them", a.ConsultationOf)
 	}
 }

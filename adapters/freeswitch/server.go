@@ -516,6 +516,14 @@ func callInfo(h esl.Headers, server string) controller.CallInfo {
 	if us, err := strconv.ParseInt(h.Get("Caller-Channel-Created-Time"), 10, 64); err == nil && us > 0 {
 		info.Start = time.UnixMicro(us)
 	}
+	if h.Get("variable_loopback_leg") == "B" {
+		// FreeSWITCH's att_xfer originates the consultation from the
+		// phone's own channel, into callctl through loopback (the phones'
+		// context); loopback names the channel that originated it on the -b
+		// leg. A SIP peer cannot set channel variables, and the engine
+		// believes the name only for a leg it connected to a user itself.
+		info.ConsultationOf = h.Get("variable_other_loopback_from_uuid")
+	}
 	if src := transferSource(h); src != "" {
 		// <epoch>:<uuid>:bl_xfer:<exten>/<context>/<dialplan>. Who moved the
 		// call on decides how it routes (SPEC §4): a SIP REFER names its

@@ -55,13 +55,24 @@ func notifies(msgs []Message) []int {
 }
 
 // HungUp says whether a BYE of the phones' calls was answered (either way).
-func (ph *Phones) HungUp() bool {
+func (ph *Phones) HungUp() bool { return ph.hungUp("") }
+
+// HungUpCall says whether a BYE of the phones' call callID (a Ring's) was
+// answered (either way).
+func (ph *Phones) HungUpCall(callID string) bool { return callID != "" && ph.hungUp(callID) }
+
+// hungUp: a BYE of call callID (any call: "") was answered.
+func (ph *Phones) hungUp(callID string) bool {
 	byes := map[string]bool{}
 	for _, m := range ph.Messages() {
-		if m.Method() == "BYE" {
-			byes[m.Header("Call-ID")] = true
+		id := m.Header("Call-ID")
+		if callID != "" && id != callID {
+			continue
 		}
-		if m.Status() == 200 && m.CSeqMethod() == "BYE" && byes[m.Header("Call-ID")] {
+		if m.Method() == "BYE" {
+			byes[id] = true
+		}
+		if m.Status() == 200 && m.CSeqMethod() == "BYE" && byes[id] {
 			return true
 		}
 	}
