@@ -446,7 +446,10 @@ func (c *run) consultation(leg string) {
 func (c *run) admit() bool {
 	d := &c.dec
 	for i := 0; i < d.InLegs.Len(); i++ {
-		id, leg := c.call.ID()+"/in/"+strconv.Itoa(i), d.InLegs.At(i)
+		// The hold is this call's, not the channel's: a channel handed over
+		// again after a transfer may reach another node while the node of
+		// the call before still holds (and then releases) that call's.
+		id, leg := c.call.ID()+"/in-"+c.rec.ID+"/"+strconv.Itoa(i), d.InLegs.At(i)
 		err := c.acquire(id, c.call.ID(), leg)
 		if err != nil {
 			err = c.admitPastLimit(id, leg, err)

@@ -233,7 +233,7 @@ func (s *Store) ReleaseServer(ctx context.Context, server string) (int, error) {
 	return n, nil
 }
 
-// callOf is the call id part of a hold id (`<call>/in/<i>`, `<call>/<leg>/<i>`).
+// callOf is the call id part of a hold id (`<call>/in-<record>/<i>`, `<call>/<leg>/<i>`).
 func callOf(id string) string {
 	for i := 0; i < len(id); i++ {
 		if id[i] == '/' {

@@ -12,7 +12,7 @@ import (
 	"github.com/callctl/callctl/controller/accounting"
 )
 
-// callOf is the call id part of a hold id (`<call>/in/<i>`, `<call>/<leg>/<i>`).
+// callOf is the call id part of a hold id (`<call>/in-<record>/<i>`, `<call>/<leg>/<i>`).
 func callOf(id string) string {
 	if i := strings.IndexByte(id, '/'); i >= 0 {
 		return id[:i]
