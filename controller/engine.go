@@ -29,6 +29,9 @@ type Options struct {
 	Node    string
 	Limiter accounting.Limiter
 	Records RecordSink
+	// Stories link a transferred call's record to the call it came from
+	// (shared by the nodes of a cluster); nil links nothing.
+	Stories Stories
 	Logger  *slog.Logger
 	Metrics *Metrics
 	// LegGrace is how long the engine waits, after a call ends, for its
@@ -47,7 +50,7 @@ type Engine struct {
 	mu     sync.Mutex
 	active map[string]*callState
 	// stories link a channel's calls: a transfer of it to the call before.
-	stories stories
+	stories Stories
 	wg      sync.WaitGroup
 	// stopCtx is cancelled when the engine must end every call now: ringing
 	// legs follow it through context.AfterFunc, connected calls watch it
@@ -126,7 +129,10 @@ func NewEngine(plan *provision.Plan, opt Options) *Engine {
 	if opt.Node == "" {
 		opt.Node = "node"
 	}
-	e := &Engine{opt: opt, log: opt.Logger, active: map[string]*callState{}}
+	e := &Engine{opt: opt, log: opt.Logger, active: map[string]*callState{}, stories: opt.Stories}
+	if e.stories == nil {
+		e.stories = noStories{}
+	}
 	e.stopCtx, e.stopNow = context.WithCancel(context.Background())
 	e.router.Store(routing.New(plan))
 	return e
@@ -363,7 +369,7 @@ func (c *run) decide() bool {
 	if org == "" {
 		org = c.rec.CallerOrg
 	}
-	c.e.stories.begin(c.call.ID(), story{server: info.Server, record: c.rec.ID, org: org}, c.e.opt.Now())
+	c.beginStory(info.Server, org)
 	kind := d.Kind.String()
 	c.e.note(c.call.ID(), func(cs *callState) {
 		cs.route, cs.org, cs.callerOrg, cs.billing = kind, c.rec.Org, c.rec.CallerOrg, c.rec.Billing
@@ -391,11 +397,10 @@ func (c *run) transferredBy(info *CallInfo) {
 	if from == "" {
 		from = c.call.ID()
 	}
-	st, ok := c.e.stories.of(from, c.e.opt.Now())
-	ok = ok && st.server == info.Server
+	st, ok := c.storyOf(info.Server, from)
 	if ok {
-		c.rec.TransferFrom = st.record
-		c.req.TransferOrg = st.org
+		c.rec.TransferFrom = st.Record
+		c.req.TransferOrg = st.Org
 	}
 	c.req.Previous = info.Previous
 	if info.Transfer == routing.IVR {
@@ -406,12 +411,12 @@ func (c *run) transferredBy(info *CallInfo) {
 		c.rec.TransferBy = info.Caller
 		return
 	}
-	if ok && st.user != "" {
+	if ok && st.User != "" {
 		// The media server does not say which user transferred the call: the
 		// phone it was connected to did (its REFER sent this channel back).
-		c.req.Caller, c.req.Domain = st.user, st.domain
-		c.rec.TransferBy = st.user
-		c.log.Info("transfer by the phone the call was connected to", "transferer", st.user)
+		c.req.Caller, c.req.Domain = st.User, st.Domain
+		c.rec.TransferBy = st.User
+		c.log.Info("transfer by the phone the call was connected to", "transferer", st.User)
 	}
 }
 
@@ -423,20 +428,20 @@ func (c *run) transferredBy(info *CallInfo) {
 // callctl knows only from the leg it connected itself, so a leg it did not
 // connect to a user names nobody.
 func (c *run) consultation(leg string) {
-	st, ok := c.e.stories.ofLeg(c.rec.Server, leg)
-	if !ok || st.user == "" {
+	st, ok := c.storyOfLeg(c.rec.Server, leg)
+	if !ok || st.User == "" {
 		c.log.Warn("call originated by a channel callctl did not connect to a user: routed as its caller id says", "leg", leg)
 		return
 	}
 	c.req.Transfer = routing.Attended
 	c.req.OriginalCaller, c.req.OriginalName = c.req.Caller, c.req.CallerName
-	c.req.Caller, c.req.CallerName, c.req.Domain = st.user, "", st.domain
-	c.req.TransferOrg = st.org
-	c.rec.Caller, c.rec.CallerName = st.user, ""
+	c.req.Caller, c.req.CallerName, c.req.Domain = st.User, "", st.Domain
+	c.req.TransferOrg = st.Org
+	c.rec.Caller, c.rec.CallerName = st.User, ""
 	c.rec.Transfer = routing.Attended.String()
-	c.rec.TransferFrom, c.rec.TransferBy = st.record, st.user
+	c.rec.TransferFrom, c.rec.TransferBy = st.Record, st.User
 	c.log.Info("consultation of an attended transfer: routed as dialed by the phone that holds the party",
-		"transferer", st.user, "leg", leg, "from_record", st.record)
+		"transferer", st.User, "leg", leg, "from_record", st.Record)
 }
 
 // admit counts the legs a call costs on arrival (PSTN or trunk inbound);
@@ -753,9 +758,7 @@ func (c *run) note(t *routing.Target) {
 	c.rec.Answer = &now
 	c.rec.Answered = t.Number
 	if t.Kind == provision.TargetExtension && t.Server != nil && t.Server.Name == c.rec.Server && c.dec.Org != nil {
-		domain := c.dec.Org.Domain
-		leg := c.answered.leg.ID()
-		c.e.stories.update(c.call.ID(), c.rec.ID, func(st *story) { st.user, st.domain, st.leg = t.Number, domain, leg })
+		c.connectStory(t.Number, c.dec.Org.Domain, c.answered.leg.ID())
 	}
 	// After the story: a call shown as answered is one a transfer by the
 	// user who took it can be linked to.
@@ -862,8 +865,8 @@ func (c *run) attendedTransfer() {
 		return
 	}
 	c.rec.TransferBy = u.Ext
-	if st, ok := c.e.stories.connectedTo(c.rec.Server, u.Org.Domain, u.Ext, c.call.ID(), c.e.opt.Now()); ok {
-		c.rec.TransferFrom = st.record
+	if st, ok := c.storyConnectedTo(c.rec.Server, u.Org.Domain, u.Ext); ok {
+		c.rec.TransferFrom = st.Record
 	}
 	c.log.Info("attended transfer: the caller was replaced; the connected leg stays counted until it ends",
 		"transferer", u.Ext, "from_record", c.rec.TransferFrom)
@@ -886,10 +889,10 @@ func (c *run) noteTransfer(n TransferNote) {
 		return
 	}
 	by := n.By
-	if st, ok := c.e.stories.of(n.FromCall, c.e.opt.Now()); ok {
-		c.rec.TransferFrom = st.record
+	if st, ok := c.storyOf(c.rec.Server, n.FromCall); ok {
+		c.rec.TransferFrom = st.Record
 		if by == "" {
-			by = st.user
+			by = st.User
 		}
 	}
 	c.rec.TransferBy = by
@@ -1025,7 +1028,7 @@ func (c *run) finish() {
 	c.ended = true
 	c.release(append([]string(nil), c.held...))
 	c.rec.End = c.e.opt.Now()
-	c.e.stories.update(c.call.ID(), c.rec.ID, func(st *story) { st.ended = c.rec.End })
+	c.endStory()
 	if c.rec.HangupCause == "" {
 		c.rec.HangupCause = c.call.EndCause()
 	}

@@ -200,7 +200,7 @@ func newHarnessGrace(t *testing.T, edit func(string) string, grace time.Duration
 		t.Fatal(err)
 	}
 	h := &harness{store: memory.New(memory.Options{}), recs: &sink{}, ms: &fakeMS{name: "srv11", registered: map[string]bool{}}}
-	h.eng = controller.NewEngine(plan, controller.Options{Node: "test", Limiter: h.store, Records: h.recs,
+	h.eng = controller.NewEngine(plan, controller.Options{Node: "test", Limiter: h.store, Records: h.recs, Stories: h.store,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), LegGrace: grace})
 	return h
 }
@@ -333,7 +333,7 @@ func TestRejectedRoute(t *testing.T) {
 func TestPanicCostsOneCall(t *testing.T) {
 	h := newHarness(t, nil)
 	reg := prometheus.NewRegistry()
-	h.eng = controller.NewEngine(h.eng.Plan(), controller.Options{Node: "test", Limiter: h.store, Records: h.recs,
+	h.eng = controller.NewEngine(h.eng.Plan(), controller.Options{Node: "test", Limiter: h.store, Records: h.recs, Stories: h.store,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), LegGrace: time.Second, Metrics: controller.NewMetrics(reg)})
 	c := newCall("c7", phone("3999", "030123456"), map[string]script{"sofia/gateway/pstn/+4930123456": {panics: true}})
 	if err := h.eng.Handle(h.ms, c); err != nil {

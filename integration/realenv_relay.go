@@ -16,10 +16,10 @@ import (
 // to it, so that the lab's dialplans need no change.
 type relay struct {
 	ln  net.Listener
-	to  string
 	log *slog.Logger
 
 	mu     sync.Mutex
+	to     string
 	conns  map[net.Conn]struct{}
 	closed bool
 	wg     sync.WaitGroup
@@ -38,6 +38,14 @@ func startRelay(listen, to string, log *slog.Logger) (*relay, error) {
 
 // Addr is where the relay listens.
 func (r *relay) Addr() string { return r.ln.Addr().String() }
+
+// SwitchTo passes the connections that come from now on to another address
+// (a test hands a media server's next calls to another node).
+func (r *relay) SwitchTo(to string) {
+	r.mu.Lock()
+	r.to = to
+	r.mu.Unlock()
+}
 
 func (r *relay) serve() {
 	defer r.wg.Done()
@@ -79,7 +87,10 @@ func (r *relay) pass(in net.Conn) {
 	defer r.wg.Done()
 	defer r.untrack(in)
 	defer in.Close()
-	out, err := net.DialTimeout("tcp", r.to, 5*time.Second)
+	r.mu.Lock()
+	to := r.to
+	r.mu.Unlock()
+	out, err := net.DialTimeout("tcp", to, 5*time.Second)
 	if err != nil {
 		// As if nobody listened: FreeSWITCH's socket application returns and
 		// the dialplan goes on.

@@ -31,6 +31,7 @@ type State interface {
 	controller.Reconciler
 	controller.Owners
 	controller.RecordSink
+	controller.Stories
 }
 
 // Options configure a node.
@@ -103,7 +104,7 @@ func Start(ctx context.Context, plan *provision.Plan, opt Options) (*Node, error
 	n := &Node{opt: opt, log: opt.Logger, fsMS: map[string]*freeswitch.MediaServer{},
 		ariLive: map[string]*asterisk.Client{}, serveErr: make(chan error, 1)}
 	n.ctx, n.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	n.engine = controller.NewEngine(plan, controller.Options{Node: opt.ID, Limiter: opt.State, Records: opt.State,
+	n.engine = controller.NewEngine(plan, controller.Options{Node: opt.ID, Limiter: opt.State, Records: opt.State, Stories: opt.State,
 		Logger: opt.Logger, Metrics: opt.Metrics, LegGrace: opt.LegGrace})
 
 	var fsList []*freeswitch.MediaServer

@@ -385,7 +385,7 @@ func startProcNode(tb testing.TB) *procNode {
 	log := benchLogger()
 	n := &procNode{sim: sim, reg: prometheus.NewRegistry(), recs: &recordSink{}, done: make(chan struct{})}
 	store := memory.New(memory.Options{Node: "bench", Logger: log})
-	n.eng = controller.NewEngine(plan, controller.Options{Node: "bench", Limiter: store, Records: n.recs, Logger: log,
+	n.eng = controller.NewEngine(plan, controller.Options{Node: "bench", Limiter: store, Records: n.recs, Stories: store, Logger: log,
 		Metrics: controller.NewMetrics(n.reg)})
 	cfg, err := FromServer(plan.Server("srv12"), log)
 	if err != nil {

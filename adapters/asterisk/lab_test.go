@@ -161,7 +161,7 @@ func newLab(t testing.TB, o labOptions) *lab {
 	}
 	l.store = memory.New(memory.Options{Node: "lab", Logger: quietLogger()})
 	l.reg = prometheus.NewRegistry()
-	l.eng = controller.NewEngine(plan, controller.Options{Node: "lab", Limiter: l.store, Records: l.recs, Logger: log,
+	l.eng = controller.NewEngine(plan, controller.Options{Node: "lab", Limiter: l.store, Records: l.recs, Stories: l.store, Logger: log,
 		LegGrace: 5 * time.Second, Metrics: controller.NewMetrics(l.reg)})
 	ctx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel

@@ -146,7 +146,8 @@ func newTestLab(t testing.TB, o labOptions) *testLab {
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.store = memory.New(memory.Options{Logger: o.logger})
 	l.records = &recordSink{byCall: map[string]controller.Record{}, countOnly: o.remote != nil}
-	eo := controller.Options{Node: "n1", Limiter: l.store, Records: l.records, Logger: o.logger, LegGrace: 5 * time.Second}
+	eo := controller.Options{Node: "n1", Limiter: l.store, Records: l.records, Stories: l.store, Logger: o.logger,
+		LegGrace: 5 * time.Second}
 	if o.engineOpts != nil {
 		o.engineOpts(&eo)
 	}

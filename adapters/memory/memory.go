@@ -1,5 +1,5 @@
 // Package memory keeps the cluster state of a single callctl node in process:
-// channel counts, call records and media server ownership. It is
+// channel counts, call records, media server ownership and call stories. It is
 // the default when no Redis is configured, and the reference the Redis
 // adapter is tested against (package clustertest runs one contract suite on
 // both).
@@ -44,8 +44,8 @@ var ErrReleased = errors.New("hold was already released")
 const tombstoneTTL = 10 * time.Minute
 
 // Store is the in-process cluster state of one node. It implements
-// accounting.Limiter, controller.Reconciler, controller.Owners and
-// controller.RecordSink.
+// accounting.Limiter, controller.Reconciler, controller.Owners,
+// controller.RecordSink and controller.Stories.
 type Store struct {
 	opt Options
 	log *slog.Logger
@@ -56,8 +56,9 @@ type Store struct {
 	orgs    map[string]int
 	tombs   map[string]time.Time
 
-	rec records
-	own owners
+	rec     records
+	own     owners
+	stories stories
 }
 
 type hold struct {

@@ -1,7 +1,8 @@
 // Package redis keeps the state a cluster of callctl nodes shares in Redis
 // (single server, Sentinel or Redis Cluster, through one go-redis
 // UniversalClient): channel counts tied to node leases, ownership of media
-// servers, the provisioning plan and the call record stream.
+// servers, the provisioning plan, the call record stream and the call
+// stories that link a transferred call's record to the call before it.
 //
 // Counts are partitioned by media server and by org (scripts.go says how),
 // so a Redis Cluster spreads them over its masters.
@@ -52,8 +53,8 @@ import (
 )
 
 // Store is one node's view of the cluster state in Redis. It implements
-// accounting.Limiter, controller.Reconciler, controller.Owners and
-// controller.RecordSink.
+// accounting.Limiter, controller.Reconciler, controller.Owners,
+// controller.RecordSink and controller.Stories.
 type Store struct {
 	cfg  Config
 	node string

@@ -360,4 +360,5 @@ return 0
 
 var allScripts = []*goredis.Script{acquireScript, acquireBothScript, releaseScript, releaseBothScript, dropScript, heartbeatScript, recoverScript,
 	publishedScript, registerScript, expiredScript, claimLeaseScript, adoptScript, putBackScript, campaignScript,
-	resignScript, claimScript, commitScript}
+	resignScript, claimScript, commitScript, beginStoryScript, connectStoryScript, endStoryScript, connectedToScript,
+	ofLegScript}

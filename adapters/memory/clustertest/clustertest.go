@@ -1,6 +1,6 @@
 // Package clustertest is the contract every cluster state backend (memory,
-// Redis) must meet: channel accounting, reconciliation, ownership terms and
-// the call record log. Each backend's tests call Run.
+// Redis) must meet: channel accounting, reconciliation, ownership terms, the
+// call record log and call stories. Each backend's tests call Run.
 package clustertest
 
 import (
@@ -23,6 +23,7 @@ type Node interface {
 	controller.Reconciler
 	controller.Owners
 	controller.RecordSink
+	controller.Stories
 	Follow(ctx context.Context, from string, fn func(controller.Record) error) error
 	// Flush waits until the records written so far are stored.
 	Flush(ctx context.Context) error
@@ -53,6 +54,7 @@ func Run(t *testing.T, b Backend) {
 	t.Run("ReleaseServer", func(t *testing.T) { testReleaseServer(t, b) })
 	t.Run("Records", func(t *testing.T) { testRecords(t, b) })
 	t.Run("Owners", func(t *testing.T) { testOwners(t, b) })
+	t.Run("Stories", func(t *testing.T) { testStories(t, b) })
 }
 
 func ctxFor(t *testing.T) context.Context {
@@ -498,5 +500,101 @@ func testOwners(t *testing.T, b Backend) {
 	}
 	if e := ends.Load(); e < 1 || e > 10 {
 		t.Fatalf("a lead returning at once ran %d times in a second", e)
+	}
+}
+
+// testStories: a channel's latest story is found by channel and by the user
+// it is connected to; a newer story replaces it, and a late note of an
+// older one changes nothing.
+func testStories(t *testing.T, b Backend) {
+	n := b.New(t)
+	ctx := ctxFor(t)
+	const srv, dom, user = "srv11", "acme.example", "3999"
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	of := func(server, channel string) (controller.Story, bool) {
+		t.Helper()
+		st, ok, err := n.Of(ctx, server, channel)
+		must(err)
+		return st, ok
+	}
+	connectedTo := func(except string) string {
+		t.Helper()
+		st, ok, err := n.ConnectedTo(ctx, srv, dom, user, except)
+		must(err)
+		if ok && (st.Server != srv || st.User != user || st.Domain != dom) {
+			t.Fatalf("story connected to %s: %+v", user, st)
+		}
+		return st.Record
+	}
+	if _, ok := of(srv, "ch1"); ok {
+		t.Fatal("a story of a channel never seen")
+	}
+	must(n.Begin(ctx, "ch1", controller.Story{Server: srv, Record: "rec1", Org: "acme"}))
+	if st, ok := of(srv, "ch1"); !ok || st != (controller.Story{Server: srv, Record: "rec1", Org: "acme"}) {
+		t.Fatalf("story of ch1: %+v %v, want rec1 of acme", st, ok)
+	}
+	if _, ok := of("srv12", "ch1"); ok {
+		t.Fatal("ch1's story found on another server")
+	}
+	if r := connectedTo(""); r != "" {
+		t.Fatalf("a story connected to %s before any was: %s", user, r)
+	}
+	must(n.Connect(ctx, srv, "ch1", "rec1", user, dom, "leg1"))
+	if st, _ := of(srv, "ch1"); st.User != user || st.Domain != dom || st.Leg != "leg1" {
+		t.Fatalf("story of ch1 after its connection: %+v", st)
+	}
+	ofLeg := func(server, leg string) string {
+		t.Helper()
+		st, ok, err := n.OfLeg(ctx, server, leg)
+		must(err)
+		if ok && (st.Server != server || st.Leg != leg || st.User == "") {
+			t.Fatalf("story of leg %s: %+v", leg, st)
+		}
+		return st.Record
+	}
+	if r := ofLeg(srv, "leg1"); r != "rec1" {
+		t.Fatalf("story connected over leg1: %q, want rec1", r)
+	}
+	if r := ofLeg("srv12", "leg1"); r != "" {
+		t.Fatalf("story connected over leg1 found on another server: %q", r)
+	}
+	// Another channel connected to the same user later: the newest wins,
+	// unless it is the asking channel's own.
+	time.Sleep(5 * time.Millisecond)
+	must(n.Begin(ctx, "ch2", controller.Story{Server: srv, Record: "rec2", Org: "acme"}))
+	must(n.Connect(ctx, srv, "ch2", "rec2", user, dom, "leg2"))
+	if r := connectedTo("ch9"); r != "rec2" {
+		t.Fatalf("newest story connected to %s: %q, want rec2", user, r)
+	}
+	if r := connectedTo("ch2"); r != "rec1" {
+		t.Fatalf("story connected to %s other than ch2's: %q, want rec1", user, r)
+	}
+	// An ended story is still kept for the transfer that follows it, not
+	// for a consultation over its leg.
+	must(n.End(ctx, srv, "ch2", "rec2"))
+	if st, ok := of(srv, "ch2"); !ok || st.Record != "rec2" {
+		t.Fatalf("ended story of ch2: %+v %v, want still kept", st, ok)
+	}
+	if r := ofLeg(srv, "leg2"); r != "" {
+		t.Fatalf("story connected over leg2 after it ended: %q, want none", r)
+	}
+	// ch1 reaches callctl again: its new story replaces the old one, which
+	// a late connection or end cannot touch.
+	must(n.Begin(ctx, "ch1", controller.Story{Server: srv, Record: "rec3", Org: "beta"}))
+	must(n.Connect(ctx, srv, "ch1", "rec1", "3998", dom, "leg3"))
+	must(n.End(ctx, srv, "ch1", "rec1"))
+	if st, ok := of(srv, "ch1"); !ok || st != (controller.Story{Server: srv, Record: "rec3", Org: "beta"}) {
+		t.Fatalf("story of ch1 after it came back: %+v %v, want rec3 of beta, not connected", st, ok)
+	}
+	if r := connectedTo("ch2"); r != "" {
+		t.Fatalf("story connected to %s other than ch2's after ch1 came back: %q, want none", user, r)
+	}
+	if r := ofLeg(srv, "leg1"); r != "" {
+		t.Fatalf("story connected over leg1 after ch1 came back: %q, want none", r)
 	}
 }
