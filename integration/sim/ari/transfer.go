@@ -189,20 +189,25 @@ func (s *Server) AttendedTransfer(a, b string) error {
 		replaceSnap := replaced.snap
 		l.snap.Dialplan.AppName, l.snap.Dialplan.AppData = "Stasis", app
 		l.stasis = app
-		l.subscribe(app)
 		e.emitToApp(encStasisStart(nil, e.now(), []string{}, &l.snap, &replaceSnap), app)
 		e.bridgeReplace(replaced, l)
 	}
 	enter(l2, cb)
 	enter(l1, ca)
-	e.setState(l1, stateUp)
-	l1.wasUp = true
+	// ;2 is Up: the dial of ;1 is answered (Dial ANSWER, peer ;1).
+	e.dialAnswered(l1)
 	// Asterisk ends the second dialog (BYE): the phone's channel b goes.
 	e.hangup(cb, causeNormalClearing, nil)
 	e.emit(encAttendedTransfer(nil, e.now(), &attendedTransfer{
 		First: &ca.snap, Second: &cb.snap, Transferee: &pa.snap, Target: &pb.snap,
 		FirstBridge: &beforeA, SecondBridge: &beforeB, Link1: &l1.snap, Link2: &l2.snap,
 	}), ba, ca, pa)
+	// Then the target's connected line names who it talks to through the
+	// link: ;2's caller, the transferee's side.
+	if !pb.gone && pb.snap.Connected != l2.snap.Caller {
+		pb.snap.Connected = l2.snap.Caller
+		e.emit(encChannelEvent(nil, "ChannelConnectedLine", e.now(), &pb.snap), nil, pb)
+	}
 	if n, ok := ca.leg.(TransferNotifier); ok {
 		e.later(func() { n.TransferProgress(100) })
 		e.later(func() { n.TransferProgress(200) })
