@@ -120,3 +120,28 @@ func TestFidelityContinueOutOfBridge(t *testing.T) {
 	compareStreams(t, "controller", repoTrace(t, "n-continue-out-of-bridge.controller.jsonl"), ctl.snapshot())
 	compareStreams(t, "caller", repoTrace(t, "n-continue-out-of-bridge.caller.jsonl"), caller.snapshot())
 }
+
+// TestFidelityHandOffPark: a call handed to the dialplan as callctl hands a
+// feature code (the park *98 of [features]) — the application subscribes
+// to the channel, then /continue — leaves Stasis and, subscribed, still
+// sees the dialplan run (NoOp, Answer, Wait) and the channel's end once
+// its caller hangs up (p-hand-off-park).
+func TestFidelityHandOffPark(t *testing.T) {
+	srv := fidelityServer(t, "ast1", "02:00:00:00:a5:01", newTestNet("ast1"))
+	ctl := dialEvents(t, srv, "controller", "&subscribeAll=false")
+	caller := dialEvents(t, srv, "caller", "&subscribeAll=false")
+	c := newClient(t, srv)
+	calls := repoRestLog(t, "p-hand-off-park.rest.log")
+	replay(t, c, calls[0], nil) // originate Local/4930100100@from-pstn into caller
+	ctl.wait("StasisStart", isType("StasisStart", "trace-p-in;2"))
+	replay(t, c, calls[1], nil) // the application subscribes to the channel
+	replay(t, c, calls[2], nil) // and sends it on to *98 in features
+	ctl.wait("StasisEnd", isType("StasisEnd", "trace-p-in;2"))
+	ctl.wait("the park's Wait", dialplanApp("trace-p-in;2", "Wait"))
+	caller.wait("the caller in Stasis", isType("StasisStart", "trace-p-in"))
+	replay(t, c, calls[3], nil) // the caller hangs up
+	ctl.wait("the parked channel's end", isType("ChannelDestroyed", "trace-p-in;2"))
+	caller.waitN("both destroyed", 2, destroyedBoth("trace-p-in"))
+	compareStreams(t, "controller", repoTrace(t, "p-hand-off-park.controller.jsonl"), ctl.snapshot())
+	compareStreams(t, "caller", repoTrace(t, "p-hand-off-park.caller.jsonl"), caller.snapshot())
+}
