@@ -28,7 +28,9 @@
 // controller in turn, then hangs up DESTINATION_OUT_OF_ORDER; Asterisk
 // runs Stasis.
 //
-// Fault injection: DropConnections, Restart, Refuse, SendMalformed, and
-// BlindTransfer (the double outbound connection FreeSWITCH makes after a
-// transfer). Close stops everything and leaves no goroutine behind.
+// Fault injection: DropConnections, Restart, Refuse, SendMalformed, and a
+// phone's transfers: BlindTransfer (the double outbound connection
+// FreeSWITCH makes after a transfer; Asterisk's Local stand-in) and
+// AttendedTransfer (a REFER with Replaces: FreeSWITCH joins the legs,
+// Asterisk links the two calls with a Local pair). Close stops everything and leaves no goroutine behind.
 package sim

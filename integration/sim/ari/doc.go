@@ -52,8 +52,8 @@
 // for a trunk's), ChannelDestroyed (cause, cause_txt), Dial (""/RINGING/
 // ANSWER/BUSY/CONGESTION/CHANUNAVAIL/NOANSWER), ChannelEnteredBridge,
 // ChannelLeftBridge, BridgeCreated (subscribeAll or every bridge: only), BridgeDestroyed,
-// ChannelUnhold, BridgeBlindTransfer, ChannelTransfer and
-// ApplicationReplaced. RTPAUDIOQOS* variables are set on answered SIP
+// ChannelUnhold, BridgeBlindTransfer, BridgeAttendedTransfer,
+// ChannelTransfer and ApplicationReplaced. RTPAUDIOQOS* variables are set on answered SIP
 // channels when they hang up if Config.RTPStats is set.
 //
 // Subscriptions follow Asterisk with subscribeAll=false: an originated or
@@ -106,6 +106,16 @@
 //     half re-enters Stasis with args [<ctx>, <exten>], BridgeBlindTransfer.
 //     With PJSIP_TRANSFER_HANDLING()=ari-only: only ChannelTransfer, then
 //     POST transfer_progress re-publishes it with its state.
+//   - AttendedTransfer(a, b): a REFER with Replaces sent on a for the
+//     dialog of b (traces/transfers/asterisk case 4). Core handling:
+//     Local/_attended@transfer ;2 takes b's place in its bridge and ;1 a's
+//     (both enter Stasis with no args and replace_channel), ;1's dial is
+//     answered, b is hung up, BridgeAttendedTransfer (destination_type
+//     link), NOTIFY 100 and 200; a stays until its phone hangs up.
+//     ari-only: ChannelTransfer naming b's dialog.
+//   - The [features] context: *98 (a park) answers and waits; a channel the
+//     application subscribed to before /continue there keeps reporting to
+//     it until it ends (p-hand-off-park).
 //   - DropWebSockets: every socket closes without a close frame.
 //   - Restart(ctx, down, entityID): sockets and listener close, every
 //     channel and bridge vanishes without events (the model's far ends see
