@@ -101,3 +101,56 @@ func realFSAttXfer(t *testing.T, e *RealEnv) {
 	e.waitCount(t, "server", "srv11", 0)
 	e.waitCount(t, "server", "srv12", 0)
 }
+
+// The same consultation, cancelled: 3999 presses # (att_xfer's cancel key)
+// while talking to 2099. FreeSWITCH ends the consultation (2099's phone is
+// hung up, server 12 counts 0) and bridges the PSTN caller back to 3999
+// outside callctl's bridge (uuid_bridge): the caller stays up and its PSTN
+// leg counted (1 on server 11) until 3999 hangs up, which ends the caller's
+// call too; nothing is counted after.
+func realFSAttXferCancelled(t *testing.T, e *RealEnv) {
+	const caller, did = "+4989123456", "+4930100100"
+	cl, phone := attXferStart(t, e, caller, did)
+	if err := e.AttXfer(realCtx(t), "srv11", phone, "122099"); err != nil {
+		t.Fatal(err)
+	}
+	far := e.waitPhone(t, e.SIPPhones, PhoneNumber(PhoneAnswers, "2099"), "113999")
+	e.waitCount(t, "server", "srv11", 2)
+	e.waitCount(t, "server", "srv12", 1)
+	if err := e.RecvDTMF(realCtx(t), "srv11", phone, "#"); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(10*time.Second, func() bool { return e.SIPPhones.HungUpCall(far.CallID) }) {
+		t.Fatal("2099's phone was not hung up when 3999 cancelled the consultation")
+	}
+	e.waitCount(t, "server", "srv12", 0)
+	e.waitCount(t, "server", "srv11", 1)
+	e.sync(t)
+	if cl.Ended() {
+		t.Fatal("the PSTN caller's call ended when 3999 cancelled the consultation")
+	}
+	if n := e.Count(realCtx(t), "server", "srv11"); n != 1 {
+		t.Fatalf("server srv11 counts %d with the caller back with 3999, want 1 (the PSTN leg)", n)
+	}
+	// 3999 hangs up: the caller's call ends with it.
+	if err := e.Kill(realCtx(t), "srv11", phone); err != nil {
+		t.Fatal(err)
+	}
+	r, err := cl.Wait(realCtx(t))
+	if err != nil {
+		t.Fatalf("the PSTN caller after 3999 hung up: %v", err)
+	}
+	first := e.sipRecord(t, "srv11", caller, did, r)
+	if first.Answer == nil || first.Answered != "3999" {
+		t.Errorf("the PSTN call's record: answered %v by %q, want by 3999", first.Answer, first.Answered)
+	}
+	rec := e.recordWhere(t, func(rec *controller.Record) bool {
+		return rec.Server == "srv11" && rec.Dialed == "122099" && !rec.Start.Before(r.Invited.Add(-30*time.Second))
+	})
+	if rec.Caller != "3999" || rec.CallerID != "113999" || rec.Answered != "2099" || rec.TransferFrom != first.ID || rec.TransferBy != "3999" {
+		t.Errorf("the consultation's record: caller %s caller id %s answered by %q, from %q by %q; want 3999, 113999, 2099, from %q by 3999",
+			rec.Caller, rec.CallerID, rec.Answered, rec.TransferFrom, rec.TransferBy, first.ID)
+	}
+	e.waitCount(t, "server", "srv11", 0)
+	e.waitCount(t, "server", "srv12", 0)
+}

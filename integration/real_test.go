@@ -287,6 +287,8 @@ var realScenarios = []realScenario{
 	{name: "TransferToAGroupOnTheOtherServer", two: true, sip: true, edit: withAcmeDesk,
 		eps: Endpoints{"acme": {"3999": PhoneTransfers, "77731201": PhoneBusy, "77731202": PhoneAnswers}}, run: realTransferToGroup},
 	{name: "FSAttXfer", two: true, sip: true, eps: Endpoints{"acme": {"3999": PhoneAnswers, "2099": PhoneAnswers}}, run: realFSAttXfer},
+	{name: "FSAttXferCancelled", two: true, sip: true, eps: Endpoints{"acme": {"3999": PhoneAnswers, "2099": PhoneAnswers}},
+		run: realFSAttXferCancelled},
 	{name: "IVRTransfer", two: true, sip: true, eps: Endpoints{"acme": {"3999": PhoneAnswers, "2099": PhoneAnswers}},
 		run: realIVRTransfer},
 	{name: "HandOffKeepsCounting", sip: true, eps: Endpoints{"acme": {"3999": PhoneTransfers}}, edit: WithParking,

@@ -343,6 +343,44 @@ func (l *Lab) BlindTransfer(server, uuid, dest string) error {
 	return s.ari.BlindTransfer(phone, dest)
 }
 
+// AttXfer makes the phone talking to the caller on channel held consult
+// dialed by FreeSWITCH's own att_xfer, as an operator's binding does
+// (uuid_broadcast <phone's channel> att_xfer::loopback/<dialed>/default
+// aleg): the phone's channel originates the consultation into the
+// controller. It returns the phone's channel, whose hangup completes the
+// transfer and whose # (RecvDTMF) cancels it.
+func (l *Lab) AttXfer(server, held, dialed string) (phone string, err error) {
+	s, err := l.server(server)
+	if err != nil {
+		return "", err
+	}
+	if s.esl == nil {
+		return "", fmt.Errorf("lab: att_xfer is FreeSWITCH's")
+	}
+	_ = s.model.Do(func(tx *callmodel.Tx) error {
+		if snap, ok := tx.Snapshot(held); ok {
+			phone = snap.BridgedTo
+		}
+		return nil
+	})
+	if phone == "" {
+		return "", fmt.Errorf("lab: att_xfer: %s is not bridged with a phone", held)
+	}
+	return phone, s.esl.AttXfer(phone, "loopback/"+dialed+"/default")
+}
+
+// RecvDTMF makes a FreeSWITCH channel receive digits from its phone.
+func (l *Lab) RecvDTMF(server, uuid, digits string) error {
+	s, err := l.server(server)
+	if err != nil {
+		return err
+	}
+	if s.esl == nil {
+		return fmt.Errorf("lab: uuid_recv_dtmf is FreeSWITCH's")
+	}
+	return s.esl.RecvDTMF(uuid, digits)
+}
+
 // AttendedTransfer transfers the caller on channel held to the party of the
 // consultation call whose caller channel is consult, as the phone that talks
 // to held does with a SIP REFER that replaces its consultation dialog: the

@@ -251,7 +251,30 @@ func (s *Server) apiSync(tx *callmodel.Tx, lcmd, cmd, arg string) string {
 		return "FreeSWITCH Version 1.10.12-release~64bit (-release 64bit)\n"
 	case "reloadxml":
 		return "+OK [Success]\n"
-	case "uuid_break", "uuid_hold", "uuid_record", "uuid_broadcast", "uuid_displace":
+	case "uuid_broadcast":
+		// uuid_broadcast <uuid> <app>::<args> [aleg|bleg|both]: only
+		// att_xfer runs; other applications are accepted and do nothing.
+		if len(args) < 2 || !tx.Exists(args[0]) {
+			return "-ERR No such channel!\n"
+		}
+		if app, data, ok := strings.Cut(args[1], "::"); ok && app == "att_xfer" {
+			target := args[0]
+			if at(args, 2) == "bleg" {
+				snap, _ := tx.Snapshot(target)
+				target = snap.BridgedTo
+			}
+			if target != "" {
+				s.attXfer(tx, target, data)
+			}
+		}
+		return "+OK Message sent\n"
+	case "uuid_recv_dtmf":
+		if len(args) < 2 || !tx.Exists(args[0]) {
+			return "-ERR no such session\n"
+		}
+		s.attXferDTMF(tx, args[0], args[1])
+		return "+OK " + args[0] + " received DTMF " + args[1] + ".\n"
+	case "uuid_break", "uuid_hold", "uuid_record", "uuid_displace":
 		if len(args) == 0 || !tx.Exists(args[len(args)-1]) && !tx.Exists(args[0]) {
 			return "-ERR No such channel!\n"
 		}

@@ -168,26 +168,34 @@ func (s *Server) unwind(tx *callmodel.Tx, uuid string) {
 
 // endApps ends the running applications (hangup or transfer).
 func (s *Server) endApps(tx *callmodel.Tx, uuid string, hangup bool) {
-	fc := fsOf(tx, uuid)
-	for len(fc.stack) > 0 {
-		run := fc.stack[len(fc.stack)-1]
-		fc.stack = fc.stack[:len(fc.stack)-1]
-		for _, f := range run.stop {
-			f()
-		}
-		if run.abort != nil {
-			run.abort(tx)
-		}
-		if run.parked {
-			run.parked = false
-			s.emit(tx, uuid, "CHANNEL_UNPARK", nil, nil)
-		}
-		resp := "_none_"
-		if hangup && run.hangupResponse != "" {
-			resp = run.hangupResponse
-		}
-		s.emit(tx, uuid, "CHANNEL_EXECUTE_COMPLETE", nil, appHeaders(run.app, run.data, run.id, &resp))
+	for s.endTop(tx, uuid, hangup) {
 	}
+}
+
+// endTop ends the innermost running application; false when none runs.
+func (s *Server) endTop(tx *callmodel.Tx, uuid string, hangup bool) bool {
+	fc := fsOf(tx, uuid)
+	if fc == nil || len(fc.stack) == 0 {
+		return false
+	}
+	run := fc.stack[len(fc.stack)-1]
+	fc.stack = fc.stack[:len(fc.stack)-1]
+	for _, f := range run.stop {
+		f()
+	}
+	if run.abort != nil {
+		run.abort(tx)
+	}
+	if run.parked {
+		run.parked = false
+		s.emit(tx, uuid, "CHANNEL_UNPARK", nil, nil)
+	}
+	resp := "_none_"
+	if hangup && run.hangupResponse != "" {
+		resp = run.hangupResponse
+	}
+	s.emit(tx, uuid, "CHANNEL_EXECUTE_COMPLETE", nil, appHeaders(run.app, run.data, run.id, &resp))
+	return true
 }
 
 // startDialplan routes a channel through the dialplan of its context and

@@ -226,6 +226,15 @@ func (s *Server) bridgeEnded(tx *callmodel.Tx, ev *callmodel.Event) {
 		return
 	}
 	br := fa.bridge
+	if fa.keepOnUnbridge {
+		// att_xfer joins it elsewhere (see attXferHangup, attXferDTMF).
+		fa.keepOnUnbridge = false
+		fa.bridge = nil
+		if br != nil {
+			br.bridged = false
+		}
+		return
+	}
 	if fa.replaced {
 		// An attended transfer took the other side away: it is bridged
 		// with the transferred party now (see AttendedTransfer).

@@ -48,6 +48,12 @@ type fsChan struct {
 	// dialog: it leaves its bridge and hangs up, and the leg it was bridged
 	// with lives on (joined to the transferred party).
 	replaced bool
+	// keepOnUnbridge: FreeSWITCH's att_xfer takes the other side of this
+	// channel's bridge away and joins the channel elsewhere: the bridge's
+	// end neither hangs it up nor ends its applications by itself.
+	keepOnUnbridge bool
+	// attXfer is the att_xfer application running on this channel.
+	attXfer *attXferRun
 }
 
 type action struct{ app, data string }

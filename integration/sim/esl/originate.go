@@ -455,6 +455,11 @@ func (s *Server) createLeg(tx *callmodel.Tx, o *originate, leg *origLeg, first b
 			{Name: "loopback_leg", Value: "B"},
 			{Name: "call_uuid", Value: bUUID},
 		}
+		if o.aleg != "" {
+			// loopback names the channel that originated the pair (an
+			// application's originate, as att_xfer's) on its -b leg
+			bVars = append(bVars, callmodel.Var{Name: "other_loopback_from_uuid", Value: o.aleg})
+		}
 		for _, h := range headers {
 			bVars = append(bVars, callmodel.Var{Name: "sip_h_" + h.Name, Value: h.Value})
 		}

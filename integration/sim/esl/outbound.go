@@ -361,6 +361,7 @@ func (s *Server) BeforeHangup(tx *callmodel.Tx, uuid string, cause callmodel.Cau
 	if fc.loop == 'A' && reason == callmodel.ByPartner {
 		s.unwind(tx, uuid)
 	}
+	s.attXferHangup(tx, uuid)
 }
 
 // react is the engine's part of observing an event.
