@@ -32,5 +32,6 @@
 // phone's transfers: BlindTransfer (the double outbound connection
 // FreeSWITCH makes after a transfer; Asterisk's Local stand-in) and
 // AttendedTransfer (a REFER with Replaces: FreeSWITCH joins the legs,
-// Asterisk links the two calls with a Local pair). Close stops everything and leaves no goroutine behind.
+// Asterisk links the two calls with a Local pair), and on FreeSWITCH the
+// phone's own att_xfer (AttXfer; RecvDTMF "#" cancels it). Close stops everything and leaves no goroutine behind.
 package sim

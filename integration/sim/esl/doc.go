@@ -26,9 +26,21 @@
 // originate_timeout, origination_caller_id_*, &app(args) or an extension,
 // the caller id flip of an answered originate), uuid_kill [cause],
 // uuid_bridge, uuid_setvar, uuid_setvar_multi, uuid_getvar, uuid_exists,
-// uuid_answer, uuid_transfer [-bleg|-both], sofia_contact, show channels
-// [as json], status, hupall, version, reloadxml. Others answer
-// "-ERR <cmd> Command not found!".
+// uuid_answer, uuid_transfer [-bleg|-both], uuid_broadcast (att_xfer::<dial
+// string> runs mod_dptools' att_xfer; other applications are accepted and do
+// nothing), uuid_recv_dtmf (# cancels an att_xfer consultation),
+// sofia_contact, show channels [as json], status, hupall, version,
+// reloadxml. Others answer "-ERR <cmd> Command not found!".
+//
+// att_xfer (AttXfer, uuid_broadcast) runs on a channel bridged with
+// another: it originates its dial string from that channel (a loopback -b
+// leg names it in other_loopback_from_uuid) while the partner stays in its
+// bridge application; the channel hanging up with the consultation up ends
+// the partner's bridge and then its socket application (transfer source
+// uuid_br:<consultation>) and joins the two (uuid_bridge); # hangs the
+// consultation up and bridges the channel back with its partner the same
+// way; a consultation that fails leaves them as they were
+// (traces freeswitch/o-att-xfer-*.events).
 //
 // Endpoints: loopback/<ext>[/<context>] (two channels, -a returned, -b
 // running the dialplan), user/<ext> (a phone of the fleet),
@@ -83,5 +95,6 @@
 //
 // DropConnections, SetRefusing, SendMalformed, and, through the model,
 // restarts (callmodel.Server.Restart). BlindTransfer and Transfer act as a
-// REFER or uuid_transfer would.
+// REFER or uuid_transfer would; AttXfer and RecvDTMF as att_xfer and a
+// phone's DTMF.
 package esl
