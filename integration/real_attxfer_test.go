@@ -154,3 +154,38 @@ func realFSAttXferCancelled(t *testing.T, e *RealEnv) {
 	e.waitCount(t, "server", "srv11", 0)
 	e.waitCount(t, "server", "srv12", 0)
 }
+
+// The same consultation refused: 2099's phone is busy. The consultation
+// fails (its record: 3999 to 122099, busy, attended from the PSTN call's
+// record), nothing is counted on server 12, and the PSTN caller stays in
+// callctl's bridge with 3999 (1 counted on server 11) until it hangs up.
+func realFSAttXferRefused(t *testing.T, e *RealEnv) {
+	const caller, did = "+4989123456", "+4930100100"
+	cl, phone := attXferStart(t, e, caller, did)
+	if err := e.AttXfer(realCtx(t), "srv11", phone, "122099"); err != nil {
+		t.Fatal(err)
+	}
+	e.waitPhone(t, e.SIPPhones, PhoneNumber(PhoneBusy, "2099"), "113999")
+	rec := e.recordWhere(t, func(rec *controller.Record) bool {
+		return rec.Server == "srv11" && rec.Dialed == "122099" && !rec.End.IsZero()
+	})
+	e.sync(t)
+	if cl.Ended() {
+		t.Fatal("the PSTN caller's call ended with the refused consultation")
+	}
+	e.waitCount(t, "server", "srv12", 0)
+	if n := e.Count(realCtx(t), "server", "srv11"); n != 1 {
+		t.Fatalf("server srv11 counts %d with the caller still with 3999, want 1 (the PSTN leg)", n)
+	}
+	r := e.hangupSIP(t, "srv11", caller, cl)
+	first := e.sipRecord(t, "srv11", caller, did, r)
+	if rec.Caller != "3999" || rec.Answer != nil || rec.HangupCause != "USER_BUSY" || rec.Transfer != "attended" ||
+		rec.TransferFrom != first.ID || rec.TransferBy != "3999" {
+		t.Errorf("the consultation's record: caller %s answered %v cause %s, transfer %q from %q by %q; want 3999, unanswered, USER_BUSY, attended from %q by 3999",
+			rec.Caller, rec.Answer, rec.HangupCause, rec.Transfer, rec.TransferFrom, rec.TransferBy, first.ID)
+	}
+	if first.Answered != "3999" || first.HangupCause != "NORMAL_CLEARING" {
+		t.Errorf("the PSTN call's record: answered by %q, cause %s; want 3999, NORMAL_CLEARING", first.Answered, first.HangupCause)
+	}
+	e.waitCount(t, "server", "srv11", 0)
+}

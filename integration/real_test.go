@@ -289,6 +289,8 @@ var realScenarios = []realScenario{
 	{name: "FSAttXfer", two: true, sip: true, eps: Endpoints{"acme": {"3999": PhoneAnswers, "2099": PhoneAnswers}}, run: realFSAttXfer},
 	{name: "FSAttXferCancelled", two: true, sip: true, eps: Endpoints{"acme": {"3999": PhoneAnswers, "2099": PhoneAnswers}},
 		run: realFSAttXferCancelled},
+	{name: "FSAttXferRefused", two: true, sip: true, eps: Endpoints{"acme": {"3999": PhoneAnswers, "2099": PhoneBusy}},
+		run: realFSAttXferRefused},
 	{name: "IVRTransfer", two: true, sip: true, eps: Endpoints{"acme": {"3999": PhoneAnswers, "2099": PhoneAnswers}},
 		run: realIVRTransfer},
 	{name: "HandOffKeepsCounting", sip: true, eps: Endpoints{"acme": {"3999": PhoneTransfers}}, edit: WithParking,
