@@ -220,8 +220,6 @@ func (e *Engine) Handle(ms MediaServer, call Call) error {
 }
 
 // begin takes the call on, or says why not.
-//
-//go:noinline
 func (e *Engine) begin(ms MediaServer, call Call) (*run, error) {
 	id := call.ID()
 	log := e.log.With("call", id)
@@ -252,8 +250,6 @@ func (e *Engine) begin(ms MediaServer, call Call) (*run, error) {
 }
 
 // end lets the call go.
-//
-//go:noinline
 func (e *Engine) end(c *run) {
 	e.mu.Lock()
 	delete(e.active, c.call.ID())
@@ -337,8 +333,6 @@ func (c *run) handle() error {
 }
 
 // decide routes the call and starts its record; false when it is rejected.
-//
-//go:noinline
 func (c *run) decide() bool {
 	info := c.call.Info()
 	// Set here, not in handle, whose frame stays on the stack for the call.
@@ -446,8 +440,6 @@ func (c *run) consultation(leg string) {
 
 // admit counts the legs a call costs on arrival (PSTN or trunk inbound);
 // false when a limit refuses it.
-//
-//go:noinline
 func (c *run) admit() bool {
 	d := &c.dec
 	for i := 0; i < d.InLegs.Len(); i++ {
@@ -476,8 +468,6 @@ func (c *run) admit() bool {
 // stays callctl's (SPEC §4): what it counts stays counted until its channel
 // ends, so a parked call or one in voicemail cannot take a server over its
 // limit.
-//
-//go:noinline
 func (c *run) handoff() {
 	code := c.dec.Target.Number
 	c.log.Info("feature code: returning the call to the media server's dialplan", "code", code)
@@ -512,8 +502,6 @@ func (c *run) inDialplan() {
 
 // nobodyAnswered ends a call no target answered: busy for a hunt (SPEC §3),
 // the target's own outcome for a single one.
-//
-//go:noinline
 func (c *run) nobodyAnswered() {
 	cause := c.unansweredCause()
 	c.log.Info("nobody answered", "attempts", len(c.rec.Attempts), "cause", cause)
@@ -751,8 +739,6 @@ func (c *run) dialSpec(t *routing.Target, legID string) DialSpec {
 }
 
 // note records the answer.
-//
-//go:noinline
 func (c *run) note(t *routing.Target) {
 	now := c.e.opt.Now()
 	c.rec.Answer = &now
@@ -800,8 +786,6 @@ func (c *run) connected() {
 // stays counted until the leg ends. A frame of its own: the one that waits
 // for the whole call stays small, so the goroutine's stack shrinks back to
 // a few KiB.
-//
-//go:noinline
 func (c *run) afterConnected() {
 	leg := c.answered.leg
 	joined := false
