@@ -21,6 +21,7 @@ import (
 	"github.com/callctl/callctl/controller/hunt"
 	"github.com/callctl/callctl/controller/provision"
 	"github.com/callctl/callctl/controller/routing"
+	"github.com/callctl/callctl/internal/aside"
 )
 
 // Options configure an Engine.
@@ -206,8 +207,15 @@ func NewID() string {
 
 // Handle owns call until it ends: route, count, dial, bridge, record. It
 // blocks for the whole call and never panics on what the media server does.
+//
+// The goroutine calling Handle mostly waits: what takes a deep stack before
+// the call's end (routing, dialing, logging) runs aside (package aside), so
+// that this goroutine, the one that lasts as long as the call, keeps its
+// first 2 KiB stack while the call is up.
 func (e *Engine) Handle(ms MediaServer, call Call) error {
-	c, err := e.begin(ms, call)
+	var c *run
+	var err error
+	aside.Do(func() { c, err = e.begin(ms, call) })
 	if c == nil {
 		return err
 	}
@@ -279,7 +287,6 @@ type run struct {
 	ctx  context.Context // the call's: done when the caller is gone
 	held []string
 	rec  Record
-	req  routing.Request
 	dec  routing.Decision
 	// answered is set once a target took the call.
 	answered answered
@@ -287,8 +294,9 @@ type run struct {
 	// refused says which limit refused a leg the call dialed (or that the
 	// counts were unavailable), for the record's reason.
 	refused string
-	// fwd follows the call's forwards (forward.go).
-	fwd forwardState
+	// fwd follows the call's forwards (forward.go) while it is dialed
+	// (dialUp): nil since.
+	fwd *forwardState
 	// stepFrom is when callctl could decide the next dial: the call's
 	// arrival, then each dialed member's outcome reaching it.
 	stepFrom time.Time
@@ -306,30 +314,48 @@ func (c *run) handle() error {
 	// Recovered before finish runs, so that the record and the metrics carry
 	// the cause the caller got (NORMAL_TEMPORARY_FAILURE), not the clearing.
 	defer c.recoverPanic()
+	var wait func()
+	aside.Do(func() { wait = c.dialUp() })
+	if wait != nil {
+		wait()
+	}
+	return nil
+}
+
+// dialUp routes, counts and dials the call up to where it waits for its
+// end, and returns that wait (nil: the call is over).
+func (c *run) dialUp() func() {
+	c.fwd = new(forwardState)
+	defer func() { c.fwd = nil }()
 	if !c.decide() || !c.admit() {
 		return nil
 	}
-	d := &c.dec
-	if d.Kind == routing.Feature {
-		c.handoff()
+	if c.dec.Kind == routing.Feature {
+		if c.handoff() {
+			return c.inDialplan
+		}
 		return nil
 	}
 	// A group nobody answered goes to its fallback as a forward (SPEC §3).
 	if c.dialForwarding() {
-		c.connected()
-		return nil
+		return c.connected
 	}
 	if !c.over() {
 		c.nobodyAnswered()
 	}
 	if c.joined {
 		// Not callctl's to refuse any more: counted until its channel ends.
-		select {
-		case <-c.ctx.Done():
-		case <-c.e.stopCtx.Done():
-		}
+		return c.awaitEnd
 	}
 	return nil
+}
+
+// awaitEnd waits for the caller's channel to end or the engine to stop.
+func (c *run) awaitEnd() {
+	select {
+	case <-c.ctx.Done():
+	case <-c.e.stopCtx.Done():
+	}
 }
 
 // decide routes the call and starts its record; false when it is rejected.
@@ -348,15 +374,17 @@ func (c *run) decide() bool {
 		CallerName: info.CallerName, Dialed: info.Dialed, Start: start, PlanVersion: c.router.Plan.Version,
 		Attempts: []hunt.Attempt{}, Legs: []accounting.Leg{}}
 	c.rec.Transfer = info.Transfer.String()
-	c.req = routing.Request{Server: info.Server, Source: info.Source, Caller: info.Caller, CallerName: info.CallerName,
+	// The request is decide's own: kept in the run, it would stay for the
+	// whole call.
+	req := routing.Request{Server: info.Server, Source: info.Source, Caller: info.Caller, CallerName: info.CallerName,
 		Domain: info.Domain, MarkOrg: info.MarkOrg, Dialed: info.Dialed, Transfer: info.Transfer,
 		OriginalCaller: info.OriginalCaller, OriginalName: info.OriginalName, Withheld: info.Withheld}
 	if info.Transfer != routing.NoTransfer {
-		c.transferredBy(&info)
+		c.transferredBy(&info, &req)
 	} else if info.ConsultationOf != "" {
-		c.consultation(info.ConsultationOf)
+		c.consultation(info.ConsultationOf, &req)
 	}
-	c.router.RouteInto(&c.req, &c.dec)
+	c.router.RouteInto(&req, &c.dec)
 	d := &c.dec
 	c.fillRecord()
 	org := c.rec.Org
@@ -386,7 +414,7 @@ func (c *run) decide() bool {
 
 // transferredBy finds who transferred the call, the record of the call it
 // came from, and for a transfer no user made, the org of that call.
-func (c *run) transferredBy(info *CallInfo) {
+func (c *run) transferredBy(info *CallInfo, req *routing.Request) {
 	from := info.TransferredFrom
 	if from == "" {
 		from = c.call.ID()
@@ -394,9 +422,9 @@ func (c *run) transferredBy(info *CallInfo) {
 	st, ok := c.storyOf(info.Server, from)
 	if ok {
 		c.rec.TransferFrom = st.Record
-		c.req.TransferOrg = st.Org
+		req.TransferOrg = st.Org
 	}
-	c.req.Previous = info.Previous
+	req.Previous = info.Previous
 	if info.Transfer == routing.IVR {
 		return
 	}
@@ -408,7 +436,7 @@ func (c *run) transferredBy(info *CallInfo) {
 	if ok && st.User != "" {
 		// The media server does not say which user transferred the call: the
 		// phone it was connected to did (its REFER sent this channel back).
-		c.req.Caller, c.req.Domain = st.User, st.Domain
+		req.Caller, req.Domain = st.User, st.Domain
 		c.rec.TransferBy = st.User
 		c.log.Info("transfer by the phone the call was connected to", "transferer", st.User)
 	}
@@ -421,16 +449,16 @@ func (c *run) transferredBy(info *CallInfo) {
 // channel's caller id is the held party's, not the user's; who the user is
 // callctl knows only from the leg it connected itself, so a leg it did not
 // connect to a user names nobody.
-func (c *run) consultation(leg string) {
+func (c *run) consultation(leg string, req *routing.Request) {
 	st, ok := c.storyOfLeg(c.rec.Server, leg)
 	if !ok || st.User == "" {
 		c.log.Warn("call originated by a channel callctl did not connect to a user: routed as its caller id says", "leg", leg)
 		return
 	}
-	c.req.Transfer = routing.Attended
-	c.req.OriginalCaller, c.req.OriginalName = c.req.Caller, c.req.CallerName
-	c.req.Caller, c.req.CallerName, c.req.Domain = st.User, "", st.Domain
-	c.req.TransferOrg = st.Org
+	req.Transfer = routing.Attended
+	req.OriginalCaller, req.OriginalName = req.Caller, req.CallerName
+	req.Caller, req.CallerName, req.Domain = st.User, "", st.Domain
+	req.TransferOrg = st.Org
 	c.rec.Caller, c.rec.CallerName = st.User, ""
 	c.rec.Transfer = routing.Attended.String()
 	c.rec.TransferFrom, c.rec.TransferBy = st.Record, st.User
@@ -464,11 +492,11 @@ func (c *run) admit() bool {
 	return true
 }
 
-// handoff returns a feature code to the media server's dialplan. The call
-// stays callctl's (SPEC §4): what it counts stays counted until its channel
-// ends, so a parked call or one in voicemail cannot take a server over its
-// limit.
-func (c *run) handoff() {
+// handoff returns a feature code to the media server's dialplan; true when
+// it did. The call stays callctl's (SPEC §4): what it counts stays counted
+// until its channel ends (inDialplan), so a parked call or one in voicemail
+// cannot take a server over its limit.
+func (c *run) handoff() bool {
 	code := c.dec.Target.Number
 	c.log.Info("feature code: returning the call to the media server's dialplan", "code", code)
 	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
@@ -476,13 +504,13 @@ func (c *run) handoff() {
 	if err := c.call.Handoff(ctx, code); err != nil {
 		c.log.Warn("feature hand-off failed", "err", err)
 		c.reject(routing.CauseFailure, err.Error())
-		return
+		return false
 	}
 	c.rec.HangupCause = "HANDOFF"
 	c.rec.HandedOff = true
 	c.e.note(c.call.ID(), func(cs *callState) { cs.handedOff = true })
 	c.log.Info("handed off: in the dialplan, counted until its channel ends", "in_legs", c.dec.InLegs.String())
-	c.inDialplan()
+	return true
 }
 
 // inDialplan waits for the end of a handed-off call: its channel's end, or
@@ -597,16 +625,15 @@ func (c *run) dialAll(members []routing.Target) bool {
 			}
 			continue
 		}
-		c.answered = answered{t: t, leg: leg, held: held}
+		c.answered = answered{leg: leg, held: held}
 		c.note(t)
 		return true
 	}
 	return false
 }
 
-// answered is the target that took the call.
+// answered is the leg that took the call, and the holds counting it.
 type answered struct {
-	t    *routing.Target
 	leg  Leg
 	held []string
 }
@@ -766,7 +793,7 @@ func (c *run) connected() {
 		select {
 		case <-noted:
 			noted = nil
-			c.noteTransfer(tn.TransferNote())
+			aside.Do(func() { c.noteTransfer(tn.TransferNote()) })
 		case <-c.ctx.Done():
 			waiting = false
 		case <-leg.Ended():

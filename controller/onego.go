@@ -138,7 +138,7 @@ func (c *run) dialAtOnce(hd HuntDialer, members []routing.Target) (took, ok bool
 		c.log.Warn("dial failed", "err", err)
 	}
 	if k >= 0 && leg != nil {
-		c.answered = answered{t: &members[idx[k]], leg: leg}
+		c.answered = answered{leg: leg}
 		c.note(&members[idx[k]])
 		return true, true
 	}

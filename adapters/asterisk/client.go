@@ -18,6 +18,7 @@ import (
 
 	"github.com/callctl/callctl/controller"
 	"github.com/callctl/callctl/controller/provision"
+	"github.com/callctl/callctl/internal/aside"
 	"github.com/callctl/callctl/internal/sockq"
 	"github.com/gorilla/websocket"
 )
@@ -653,10 +654,23 @@ func (c *Client) newCall(e *event, at time.Time, xfer *ariTransfer, prev *call) 
 	go c.runCall(cl)
 }
 
+// runCall runs the handler of cl. Its frame stays on the stack for the
+// whole call, under the handler's: what it does besides is in calls of
+// their own, so that it stays small.
 func (c *Client) runCall(cl *call) {
 	defer c.callsWG.Done()
 	defer cl.finish()
 	defer cl.handled.Done()
+	// Aside: this goroutine lasts as long as the call (see package aside).
+	aside.Do(cl.prepare)
+	if err := c.handler.Handle(c, cl); err != nil {
+		cl.handlerFailed(err)
+	}
+}
+
+// prepare reads what the handler needs to know of the caller's channel
+// beyond its StasisStart.
+func (cl *call) prepare() {
 	cl.readMark()
 	switch {
 	case cl.xfer != nil:
@@ -669,9 +683,10 @@ func (c *Client) runCall(cl *call) {
 	default:
 		cl.readTransfer()
 	}
-	if err := c.handler.Handle(c, cl); err != nil {
-		cl.logger().Warn("call handler returned an error", "err", err)
-	}
+}
+
+func (cl *call) handlerFailed(err error) {
+	cl.logger().Warn("call handler returned an error", "err", err)
 }
 
 // findParty finds the call whose caller or leg channel is named name.

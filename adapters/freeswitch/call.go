@@ -836,9 +836,13 @@ func (c *call) Handoff(ctx context.Context, dialed string) error {
 
 // --- end of the session ---
 
-// handlerReturned runs when the handler is done with the call: the socket is
-// closed once FreeSWITCH is done with the channel.
-func (c *call) handlerReturned() {
+// handlerReturned runs when the handler is done with the call (err is what
+// it returned): the socket is closed once FreeSWITCH is done with the
+// channel.
+func (c *call) handlerReturned(err error) {
+	if err != nil {
+		c.log.Info("handler returned", "err", err)
+	}
 	c.mu.Lock()
 	c.handlerDone = true
 	close(c.handled)

@@ -331,7 +331,7 @@ func (s *Server) serveConn(nc net.Conn) {
 			c.log.Warn("hangup failed", "err", err)
 		}
 		cancel()
-		c.handlerReturned()
+		c.handlerReturned(nil)
 		return
 	}
 	c.log.Info("call handed over by FreeSWITCH", "dialed", c.info.Dialed, "caller", c.info.Caller,
@@ -343,16 +343,20 @@ func (s *Server) serveConn(nc net.Conn) {
 	go s.runHandler(c)
 }
 
-// runHandler hands the call to the handler until it returns.
+// runHandler hands the call to the handler until it returns. Its frame
+// stays on the stack for the whole call, under the handler's: what it does
+// besides is in calls of their own, so that it stays small.
 func (s *Server) runHandler(c *call) {
-	defer c.handlerReturned()
-	defer func() {
-		if r := recover(); r != nil {
-			c.log.Error("call handler panicked", "panic", fmt.Sprint(r))
-		}
-	}()
-	if err := s.h.Handle(c.ms, c); err != nil {
-		c.log.Info("handler returned", "err", err)
+	var err error
+	defer func() { c.handlerReturned(err) }()
+	defer c.recoverHandler()
+	err = s.h.Handle(c.ms, c)
+}
+
+// recoverHandler, deferred, makes a panic of the handler cost its call only.
+func (c *call) recoverHandler() {
+	if r := recover(); r != nil {
+		c.log.Error("call handler panicked", "panic", fmt.Sprint(r))
 	}
 }
 
