@@ -315,12 +315,18 @@ func (s *Server) serveConn(nc net.Conn) {
 		}
 		return
 	}
+	s.serveCall(c, start)
+}
+
+// serveCall hands a call whose connection is set up to the handler, or to
+// the call already holding its channel (a transfer), or refuses it.
+func (s *Server) serveCall(c *call, start time.Time) {
 	// From here the call's own finalisation calls wg.Done.
 	prev, ok := s.claim(c)
 	if !ok {
 		// A second connection for a channel another connection owns, from
 		// another server: not a transfer, and not this channel's controller.
-		s.gate.refuse(peer, refusedTakeover, "call", c.id, "server", c.ms.Name(), "owner_peer", prev.peer.String(),
+		s.gate.refuse(c.peer, refusedTakeover, "call", c.id, "server", c.ms.Name(), "owner_peer", prev.peer.String(),
 			"owner_server", prev.ms.Name())
 		c.refuse()
 		return
