@@ -153,6 +153,34 @@ const (
 	d2Leg    = "865c440c-d093-4aa0-aef9-7e9dca3d2871"
 )
 
+type dialResult struct {
+	leg controller.Leg
+	res controller.DialResult
+	err error
+}
+
+// dialAsync runs Dial as the engine does, while the test plays FreeSWITCH.
+func dialAsync(c *call, ctx context.Context, spec controller.DialSpec) <-chan dialResult {
+	got := make(chan dialResult, 1)
+	go func() {
+		leg, res, err := c.Dial(ctx, spec)
+		got <- dialResult{leg, res, err}
+	}()
+	return got
+}
+
+// wait returns Dial's result, failing the test when it does not come.
+func wait(t *testing.T, got <-chan dialResult) dialResult {
+	t.Helper()
+	select {
+	case r := <-got:
+		return r
+	case <-time.After(10 * time.Second):
+		t.Fatal("Dial did not return")
+		return dialResult{}
+	}
+}
+
 var bridgeCmd = []string{"execute-app-name: bridge"}
 
 func killCmd(id, cause string) []string { return []string{"api uuid_kill " + id + " " + cause} }
@@ -264,16 +292,7 @@ func TestDialOutcomesFromTraces(t *testing.T) {
 				ctx, cancel = context.WithTimeout(ctx, tc.ring)
 			}
 			defer cancel()
-			type result struct {
-				leg controller.Leg
-				res controller.DialResult
-				err error
-			}
-			got := make(chan result, 1)
-			go func() {
-				leg, res, err := c.Dial(ctx, controller.DialSpec{LegID: b3Leg, Target: "loopback/201/targets"})
-				got <- result{leg, res, err}
-			}()
+			got := dialAsync(c, ctx, controller.DialSpec{LegID: b3Leg, Target: "loopback/201/targets"})
 			if tc.act != nil {
 				wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
 				_, err := f.fs.WaitCommand(wctx, bridgeCmd...)
@@ -283,12 +302,7 @@ func TestDialOutcomesFromTraces(t *testing.T) {
 				}
 				tc.act(t, f, sock)
 			}
-			var r result
-			select {
-			case r = <-got:
-			case <-time.After(10 * time.Second):
-				t.Fatal("Dial did not return")
-			}
+			r := wait(t, got)
 			f.release()
 			if r.res.Outcome != tc.outcome || r.res.Cause != tc.cause || r.leg != nil {
 				t.Errorf("Dial: %v %s (leg %v), want %v %s", r.res.Outcome, r.res.Cause, r.leg, tc.outcome, tc.cause)
@@ -337,7 +351,8 @@ func TestDialAnsweredThenHangupFromTrace(t *testing.T) {
 		t.Fatalf("call %s on %s dialed %q: the channel data was not read", c.ID(), c.Info().Server, c.Info().Dialed)
 	}
 	f.fs.On(bridgeCmd, "+OK", esltest.To(sock, at(t, d2, 9, "CHANNEL_EXECUTE", d2Caller), at(t, d2, 10, "CHANNEL_BRIDGE", d2Caller))...)
-	leg, res, err := c.Dial(c.Context(), controller.DialSpec{LegID: d2Leg, Target: "loopback/101/targets"})
+	r := wait(t, dialAsync(c, c.Context(), controller.DialSpec{LegID: d2Leg, Target: "loopback/101/targets"}))
+	leg, res, err := r.leg, r.res, r.err
 	if err != nil || res.Outcome != hunt.Answered || leg == nil || leg.ID() != d2Leg {
 		t.Fatalf("Dial: %v %s leg %v err %v; want answered by %s", res.Outcome, res.Cause, leg, err, d2Leg)
 	}
