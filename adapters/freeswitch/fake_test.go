@@ -1,10 +1,12 @@
 package freeswitch
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -443,5 +445,58 @@ func TestUUIDTransferSecondConnectionFromTrace(t *testing.T) {
 	}
 	if c2.EndCause() != "NORMAL_CLEARING" {
 		t.Errorf("second call's end cause %s, want NORMAL_CLEARING", c2.EndCause())
+	}
+}
+
+// The inbound connection subscribes to what MediaServer needs, and only to
+// the legs callctl marks (FreeSWITCH filters a busy server's other channels
+// out): the commands a real :8021 reads.
+func TestInboundSubscriptions(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan []string, 1)
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			got <- nil
+			return
+		}
+		defer nc.Close()
+		_, _ = nc.Write([]byte("Content-Type: auth/request\n\n"))
+		br := bufio.NewReader(nc)
+		var cmds []string
+		for len(cmds) < 5 {
+			var cmd strings.Builder
+			for {
+				line, err := br.ReadString('\n')
+				if err != nil {
+					got <- cmds
+					return
+				}
+				if line == "\n" {
+					break
+				}
+				cmd.WriteString(strings.TrimSuffix(line, "\n"))
+			}
+			cmds = append(cmds, cmd.String())
+			_, _ = nc.Write([]byte("Content-Type: command/reply\nReply-Text: +OK\n\n"))
+		}
+		got <- cmds
+	}()
+	ms := NewMediaServer(MediaServerConfig{Name: "fs1", Address: ln.Addr().String(), Password: "ClueCon"})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := ms.dialESL(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	want := "auth ClueCon|event plain CHANNEL_HANGUP_COMPLETE BACKGROUND_JOB HEARTBEAT|filter variable_callctl_leg true|" +
+		"filter Event-Name BACKGROUND_JOB|filter Event-Name HEARTBEAT"
+	if g := strings.Join(<-got, "|"); g != want {
+		t.Fatalf("inbound setup:\n%q\nwant\n%q", g, want)
 	}
 }
